@@ -1,0 +1,50 @@
+# kvmops.kvm — two commands for a fresh Debian/Ubuntu machine (run as root):
+#   make demo   set everything up, then run playbooks/demo.yml against localhost
+#   make test   set everything up, then run every test tier
+SHELL := /bin/bash
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+VENV := $(ROOT)/.venv
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(VENV)/collections
+export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
+export ANSIBLE_FORCE_COLOR := 0
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup demo test unit integration lab-test sanity lint build changelog lab-start lab-stop clean
+
+setup:
+	@bash $(ROOT)/scripts/setup.sh
+
+demo: setup
+	ansible-playbook $(ROOT)/playbooks/demo.yml
+
+# Every tier. pytest runs last so the run ends with its summary line.
+test: setup lint sanity build changelog
+	python -m pytest -p no:cacheprovider $(ROOT)/tests/unit $(ROOT)/tests/integration -ra
+
+unit: setup
+	python -m pytest -p no:cacheprovider $(ROOT)/tests/unit -ra
+
+integration: setup
+	python -m pytest -p no:cacheprovider $(ROOT)/tests/integration -ra $(PYTEST_ARGS)
+
+sanity: setup
+	@bash $(ROOT)/scripts/sanity.sh
+
+lint: setup
+	cd $(ROOT) && ansible-lint --profile production --strict
+
+build: setup
+	@bash $(ROOT)/scripts/build-check.sh
+
+changelog: setup
+	cd $(ROOT) && antsibull-changelog lint
+
+lab-start: setup
+	@bash $(ROOT)/tests/lab/lab.sh start
+
+lab-stop:
+	@bash $(ROOT)/tests/lab/lab.sh stop
+
+clean:
+	rm -rf $(ROOT)/tests/output $(ROOT)/build

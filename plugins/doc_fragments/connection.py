@@ -1,0 +1,26 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) kvmops.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment(object):
+    """The connection options shared by every kvmops.kvm module (KVM_COMMON_ARGS)."""
+
+    DOCUMENTATION = r'''
+options:
+  uri:
+    description:
+      - libvirt connection URI of the hypervisor to manage, for example V(qemu:///system),
+        V(qemu+ssh://root@hv01/system) or V(qemu+tcp://10.0.0.2/system).
+      - If not set, the environment variable E(LIBVIRT_DEFAULT_URI) is used, and when that is unset too,
+        V(qemu:///system).
+      - Set it once for a play with C(module_defaults) and the action group C(group/kvmops.kvm.kvm).
+    type: str
+requirements:
+  - libvirt-python (on the managed host)
+  - lxml (on the managed host)
+notes:
+  - Every libvirt error is reported as one failure naming the URI, the object and libvirt's message.
+'''

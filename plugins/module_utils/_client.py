@@ -1,0 +1,176 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) kvmops.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one shared connection and error layer of kvmops.kvm.
+
+Private module (leading underscore): free to change between releases.
+
+Every module builds its AnsibleModule with :func:`kvm_module`, connects with
+:class:`LibvirtClient`, and runs its logic inside :func:`run`, so that:
+
+* the connection options are declared once (``KVM_COMMON_ARGS``) and
+  documented once (doc fragment ``kvmops.kvm.connection``);
+* a missing libvirt-python or lxml gives ``missing_required_lib``;
+* every libvirt error becomes one clear failure naming the URI, the object
+  and libvirt's own message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import traceback
+from contextlib import contextmanager
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+LIBVIRT_IMPORT_ERROR = None
+LXML_IMPORT_ERROR = None
+try:
+    import libvirt
+except ImportError:  # pragma: no cover - exercised by the sanity import test
+    libvirt = None
+    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+
+try:
+    from lxml import etree  # noqa: F401  pylint: disable=unused-import
+except ImportError:  # pragma: no cover
+    LXML_IMPORT_ERROR = traceback.format_exc()
+
+DEFAULT_URI = 'qemu:///system'
+
+KVM_COMMON_ARGS = dict(
+    uri=dict(type='str', fallback=(env_fallback, ['LIBVIRT_DEFAULT_URI'])),
+)
+
+
+class KvmError(Exception):
+    """A failure that is already phrased for the user."""
+
+    def __init__(self, msg, **facts):
+        super().__init__(msg)
+        self.msg = msg
+        self.facts = facts
+
+
+def one_line(text):
+    """Collapse libvirt's (sometimes multi-line) messages to one line."""
+    return re.sub(r'\s+', ' ', str(text or '')).strip()
+
+
+def kvm_argument_spec(spec=None):
+    """The module's own options merged with the shared connection options."""
+    merged = dict(KVM_COMMON_ARGS)
+    merged.update(spec or {})
+    return merged
+
+
+def kvm_module(argument_spec=None, need_lxml=True, **kwargs):
+    """Create the AnsibleModule with the shared options and dependency checks."""
+    kwargs.setdefault('supports_check_mode', True)
+    module = AnsibleModule(argument_spec=kvm_argument_spec(argument_spec), **kwargs)
+    if LIBVIRT_IMPORT_ERROR is not None:
+        module.fail_json(msg=missing_required_lib('libvirt-python'), exception=LIBVIRT_IMPORT_ERROR)
+    if need_lxml and LXML_IMPORT_ERROR is not None:
+        module.fail_json(msg=missing_required_lib('lxml'), exception=LXML_IMPORT_ERROR)
+    return module
+
+
+def _silence(_ctx, _err):
+    """libvirt prints every error on stderr by default; we report them ourselves."""
+
+
+class LibvirtClient(object):
+    """Owns the connection, the error translation and ``fail_json``."""
+
+    def __init__(self, module, uri=None, read_only=False):
+        self.module = module
+        self.uri = uri or module.params.get('uri') or os.environ.get('LIBVIRT_DEFAULT_URI') or DEFAULT_URI
+        self.read_only = read_only
+        self._conn = None
+
+    # -- connection ----------------------------------------------------
+    @property
+    def conn(self):
+        if self._conn is None:
+            libvirt.registerErrorHandler(_silence, None)
+            try:
+                if self.read_only:
+                    self._conn = libvirt.openReadOnly(self.uri)
+                else:
+                    self._conn = libvirt.open(self.uri)
+            except libvirt.libvirtError as exc:
+                raise KvmError('cannot connect to libvirt at %s: %s' % (self.uri, one_line(exc.get_error_message() or exc)))
+            if self._conn is None:  # very old bindings return None
+                raise KvmError('cannot connect to libvirt at %s' % self.uri)
+        return self._conn
+
+    def close(self):
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # pylint: disable=broad-except
+                pass
+            self._conn = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    # -- errors --------------------------------------------------------
+    def describe_error(self, exc, what=None):
+        msg = one_line(exc.get_error_message() if hasattr(exc, 'get_error_message') else exc) or one_line(exc)
+        where = ' (%s)' % what if what else ''
+        return 'libvirt error on %s%s: %s' % (self.uri, where, msg)
+
+    @contextmanager
+    def errors(self, what=None):
+        """Turn a libvirtError raised inside the block into a KvmError."""
+        try:
+            yield
+        except libvirt.libvirtError as exc:
+            raise KvmError(self.describe_error(exc, what))
+
+    def call(self, what, func, *args, **kwargs):
+        with self.errors(what):
+            return func(*args, **kwargs)
+
+    # -- lookups ---------------------------------------------------------
+    def _lookup(self, lookup, no_such_code, name):
+        try:
+            return lookup(name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == no_such_code:
+                return None
+            raise KvmError(self.describe_error(exc, name))
+
+    def find_domain(self, name):
+        return self._lookup(self.conn.lookupByName, libvirt.VIR_ERR_NO_DOMAIN, name)
+
+    def find_network(self, name):
+        return self._lookup(self.conn.networkLookupByName, libvirt.VIR_ERR_NO_NETWORK, name)
+
+    def find_pool(self, name):
+        return self._lookup(self.conn.storagePoolLookupByName, libvirt.VIR_ERR_NO_STORAGE_POOL, name)
+
+
+def run(module, func):
+    """Run ``func(client)`` and exit: its dict result, or one clear failure."""
+    result = None
+    client = LibvirtClient(module)
+    try:
+        result = func(client)
+    except KvmError as exc:
+        client.close()
+        module.fail_json(msg=exc.msg, **exc.facts)
+    except Exception as exc:  # pylint: disable=broad-except
+        client.close()
+        if libvirt is not None and isinstance(exc, libvirt.libvirtError):
+            module.fail_json(msg=client.describe_error(exc))
+        module.fail_json(msg='unexpected error (%s): %s' % (type(exc).__name__, one_line(exc)),
+                         exception=traceback.format_exc())
+    client.close()
+    module.exit_json(**result)

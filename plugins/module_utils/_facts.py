@@ -1,0 +1,308 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) kvmops.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Facts of libvirt objects, in the one shape kvm_info and every module return."""
+
+from __future__ import annotations
+
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import libvirt
+from ansible_collections.kvmops.kvm.plugins.module_utils._xml import find_text, parse
+
+DOMAIN_STATES = {
+    0: 'nostate', 1: 'running', 2: 'blocked', 3: 'paused',
+    4: 'shutdown', 5: 'shutoff', 6: 'crashed', 7: 'pmsuspended',
+}
+
+# virDomain*Reason enums, per state (libvirt's include/libvirt/libvirt-domain.h).
+STATE_REASONS = {
+    'running': ['unknown', 'booted', 'migrated', 'restored', 'from_snapshot', 'unpaused',
+                'migration_canceled', 'save_canceled', 'wakeup', 'crashed', 'postcopy',
+                'postcopy_failed'],
+    'blocked': ['unknown'],
+    'paused': ['unknown', 'user', 'migration', 'save', 'dump', 'ioerror', 'watchdog',
+               'from_snapshot', 'shutting_down', 'snapshot', 'crashed', 'starting_up',
+               'postcopy', 'postcopy_failed', 'api_error'],
+    'shutdown': ['unknown', 'user'],
+    'shutoff': ['unknown', 'shutdown', 'destroyed', 'crashed', 'migrated', 'saved', 'failed',
+                'from_snapshot', 'daemon'],
+    'crashed': ['unknown', 'panicked'],
+    'pmsuspended': ['unknown'],
+    'nostate': ['unknown'],
+}
+
+VCPU_STATES = {0: 'offline', 1: 'running', 2: 'blocked'}
+POOL_STATES = {0: 'inactive', 1: 'building', 2: 'running', 3: 'degraded', 4: 'inaccessible'}
+VOL_TYPES = {0: 'file', 1: 'block', 2: 'dir', 3: 'network', 4: 'netdir', 5: 'ploop'}
+
+
+def version_string(number):
+    """libvirt encodes versions as major * 1,000,000 + minor * 1,000 + micro."""
+    if not number:
+        return None
+    return '%d.%d.%d' % (number // 1000000, (number // 1000) % 1000, number % 1000)
+
+
+def _int(value, default=None):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def memory_kib(elem, xpath):
+    """A memory element (memory/currentMemory) converted to KiB."""
+    from ansible_collections.kvmops.kvm.plugins.module_utils._units import to_kib
+    found = elem.xpath(xpath)
+    if not found:
+        return None
+    node = found[0]
+    return to_kib(node.text, node.get('unit', 'KiB'))
+
+
+# ---------------------------------------------------------------- domains
+def disk_facts(disk):
+    source = disk.find('source')
+    src = None
+    pool = volume = None
+    if source is not None:
+        src = source.get('file') or source.get('dev') or source.get('dir') or source.get('name')
+        pool = source.get('pool')
+        volume = source.get('volume')
+    driver = disk.find('driver')
+    target = disk.find('target')
+    boot = disk.find('boot')
+    return dict(
+        target=target.get('dev') if target is not None else None,
+        bus=target.get('bus') if target is not None else None,
+        device=disk.get('device', 'disk'),
+        type=disk.get('type'),
+        source=src,
+        pool=pool,
+        volume=volume,
+        format=driver.get('type') if driver is not None else None,
+        cache=driver.get('cache') if driver is not None else None,
+        io=driver.get('io') if driver is not None else None,
+        discard=driver.get('discard') if driver is not None else None,
+        readonly=disk.find('readonly') is not None,
+        boot_order=_int(boot.get('order')) if boot is not None else None,
+    )
+
+
+def interface_facts(iface):
+    source = iface.find('source')
+    src = None
+    if source is not None:
+        src = source.get('network') or source.get('bridge') or source.get('dev')
+    mac = iface.find('mac')
+    model = iface.find('model')
+    target = iface.find('target')
+    link = iface.find('link')
+    return dict(
+        type=iface.get('type'),
+        source=src,
+        model=model.get('type') if model is not None else None,
+        mac=mac.get('address') if mac is not None else None,
+        target=target.get('dev') if target is not None else None,
+        link_state=link.get('state', 'up') if link is not None else 'up',
+    )
+
+
+def graphics_facts(graphics):
+    listen = graphics.get('listen')
+    listen_elem = graphics.find('listen')
+    if listen is None and listen_elem is not None:
+        listen = listen_elem.get('address') or listen_elem.get('socket')
+    return dict(
+        type=graphics.get('type'),
+        listen=listen,
+        port=_int(graphics.get('port')),
+        autoport=graphics.get('autoport') == 'yes',
+        keymap=graphics.get('keymap'),
+        password_set=graphics.get('passwd') is not None,
+    )
+
+
+def _firmware(root):
+    if root.find("os[@firmware='efi']") is not None or root.find("os/loader[@type='pflash']") is not None:
+        return 'efi'
+    return 'bios'
+
+
+def domain_xml_facts(root):
+    """Facts derivable from a domain XML document alone (config or live)."""
+    vcpu = root.find('vcpu')
+    vcpu_max = _int(vcpu.text) if vcpu is not None else None
+    vcpu_cur = _int(vcpu.get('current'), vcpu_max) if vcpu is not None else None
+    os_type = root.find('os/type')
+    devices = root.find('devices')
+    disks = [disk_facts(d) for d in devices.findall('disk')] if devices is not None else []
+    ifaces = [interface_facts(i) for i in devices.findall('interface')] if devices is not None else []
+    graphics = [graphics_facts(g) for g in devices.findall('graphics')] if devices is not None else []
+    balloon = devices.find('memballoon') if devices is not None else None
+    return dict(
+        name=find_text(root, 'name'),
+        uuid=find_text(root, 'uuid'),
+        virt_type=root.get('type'),
+        arch=os_type.get('arch') if os_type is not None else None,
+        machine=os_type.get('machine') if os_type is not None else None,
+        firmware=_firmware(root),
+        vcpus=dict(current=vcpu_cur, maximum=vcpu_max),
+        memory=dict(current_kib=memory_kib(root, 'currentMemory') or memory_kib(root, 'memory'),
+                    max_kib=memory_kib(root, 'memory')),
+        cpu_mode=root.find('cpu').get('mode') if root.find('cpu') is not None else None,
+        disks=disks,
+        interfaces=ifaces,
+        graphics=graphics,
+        memballoon=balloon.get('model') if balloon is not None else None,
+        os_variant=find_text(root, "metadata/*[local-name()='libosinfo']/*[local-name()='os']/@id"),
+    )
+
+
+def domain_facts(client, dom, details=True):
+    """The domain entry of kvm_info (also returned by kvm_domain)."""
+    with client.errors('domain %s' % dom.name()):
+        state, reason = dom.state()
+        state_name = DOMAIN_STATES.get(state, 'unknown')
+        reasons = STATE_REASONS.get(state_name, [])
+        active = bool(dom.isActive())
+        live_xml = dom.XMLDesc(0)
+        facts = domain_xml_facts(parse(live_xml, 'domain XML'))
+        facts.update(
+            id=dom.ID() if active else None,
+            state=state_name,
+            state_reason=reasons[reason] if 0 <= reason < len(reasons) else 'unknown',
+            active=active,
+            persistent=bool(dom.isPersistent()),
+            autostart=bool(dom.autostart()) if dom.isPersistent() else False,
+        )
+        if active and details:
+            info = dom.info()
+            facts['memory']['current_kib'] = info[2]
+            facts['vcpus']['current'] = info[3]
+            facts['vcpu_info'] = _vcpu_info(dom)
+            facts['balloon'] = _balloon(dom)
+        elif details:
+            facts['vcpu_info'] = []
+            facts['balloon'] = {}
+    return facts
+
+
+def _vcpu_info(dom):
+    try:
+        vcpus, _pins = dom.vcpus()
+    except libvirt.libvirtError:
+        return []
+    return [dict(number=v[0], state=VCPU_STATES.get(v[1], 'unknown'), cpu_time_ns=v[2], cpu=v[3])
+            for v in vcpus]
+
+
+def _balloon(dom):
+    """``virsh domstats --balloon``: values in KiB as libvirt reports them."""
+    try:
+        stats = dom.memoryStats()
+    except libvirt.libvirtError:
+        return {}
+    names = {'actual': 'current', 'swap_in': 'swap_in', 'swap_out': 'swap_out',
+             'major_fault': 'major_fault', 'minor_fault': 'minor_fault', 'unused': 'unused',
+             'available': 'available', 'rss': 'rss', 'usable': 'usable',
+             'last_update': 'last_update', 'disk_caches': 'disk_caches'}
+    out = {names.get(k, k): v for k, v in stats.items()}
+    try:
+        out['maximum'] = dom.maxMemory()
+    except libvirt.libvirtError:
+        pass
+    return out
+
+
+# ---------------------------------------------------------------- networks
+def network_xml_facts(root):
+    forward = root.find('forward')
+    bridge = root.find('bridge')
+    ips = []
+    for ip in root.findall('ip'):
+        ranges = [dict(start=r.get('start'), end=r.get('end')) for r in ip.findall('dhcp/range')]
+        hosts = [dict(mac=h.get('mac'), name=h.get('name'), ip=h.get('ip')) for h in ip.findall('dhcp/host')]
+        ips.append(dict(
+            family=ip.get('family', 'ipv4'),
+            address=ip.get('address'),
+            netmask=ip.get('netmask'),
+            prefix=_int(ip.get('prefix')),
+            dhcp_ranges=ranges,
+            dhcp_hosts=hosts,
+        ))
+    return dict(
+        name=find_text(root, 'name'),
+        uuid=find_text(root, 'uuid'),
+        bridge=bridge.get('name') if bridge is not None else None,
+        forward_mode=(forward.get('mode', 'nat') if forward is not None else 'isolated'),
+        forward_dev=forward.get('dev') if forward is not None else None,
+        domain=find_text(root, 'domain/@name'),
+        mtu=_int(find_text(root, 'mtu/@size')),
+        mac=find_text(root, 'mac/@address'),
+        addresses=ips,
+    )
+
+
+def network_facts(client, net):
+    with client.errors('network %s' % net.name()):
+        facts = network_xml_facts(parse(net.XMLDesc(0), 'network XML'))
+        facts.update(
+            active=bool(net.isActive()),
+            persistent=bool(net.isPersistent()),
+            autostart=bool(net.autostart()) if net.isPersistent() else False,
+        )
+    return facts
+
+
+# ---------------------------------------------------------------- storage
+def volume_facts(client, vol):
+    with client.errors('volume %s' % vol.name()):
+        root = parse(vol.XMLDesc(0), 'volume XML')
+        vtype, capacity, allocation = vol.info()
+        backing = []
+        node = root.find('backingStore')
+        while node is not None and node.find('path') is not None:
+            backing.append(dict(path=find_text(node, 'path'), format=find_text(node, 'format/@type')))
+            node = node.find('backingStore')
+        return dict(
+            name=vol.name(),
+            path=vol.path(),
+            key=vol.key(),
+            type=VOL_TYPES.get(vtype, 'unknown'),
+            format=find_text(root, 'target/format/@type'),
+            capacity=capacity,
+            allocation=allocation,
+            backing=backing,
+        )
+
+
+def pool_facts(client, pool, volumes=True):
+    with client.errors('pool %s' % pool.name()):
+        root = parse(pool.XMLDesc(0), 'pool XML')
+        state, capacity, allocation, available = pool.info()
+        active = bool(pool.isActive())
+        facts = dict(
+            name=pool.name(),
+            uuid=pool.UUIDString(),
+            type=root.get('type'),
+            state=POOL_STATES.get(state, 'unknown'),
+            active=active,
+            persistent=bool(pool.isPersistent()),
+            autostart=bool(pool.autostart()) if pool.isPersistent() else False,
+            capacity=capacity,
+            allocation=allocation,
+            available=available,
+            target_path=find_text(root, 'target/path'),
+            source=dict(
+                host=find_text(root, 'source/host/@name'),
+                dir=find_text(root, 'source/dir/@path'),
+                device=find_text(root, 'source/device/@path'),
+                name=find_text(root, 'source/name'),
+                format=find_text(root, 'source/format/@type'),
+            ),
+            volumes=[],
+        )
+        if volumes and active:
+            facts['volumes'] = sorted((volume_facts(client, v) for v in pool.listAllVolumes(0)),
+                                      key=lambda v: v['name'])
+    return facts

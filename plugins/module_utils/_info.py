@@ -1,0 +1,100 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) kvmops.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""kvm_info: read-only facts about a hypervisor and its objects."""
+
+from __future__ import annotations
+
+import fnmatch
+import socket
+
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import libvirt, run
+from ansible_collections.kvmops.kvm.plugins.module_utils._facts import (
+    domain_facts,
+    network_facts,
+    pool_facts,
+    version_string,
+)
+from ansible_collections.kvmops.kvm.plugins.module_utils._hostvirt import virtualization_report
+from ansible_collections.kvmops.kvm.plugins.module_utils._xml import find_text, parse
+
+GATHER_CHOICES = ['host', 'domains', 'networks', 'pools']
+
+ARGUMENT_SPEC = dict(
+    gather=dict(type='list', elements='str', choices=GATHER_CHOICES, default=GATHER_CHOICES),
+    name=dict(type='list', elements='str', default=[]),
+)
+
+
+def is_local_uri(uri):
+    """True when the URI names no remote host (qemu:///system, test:///default)."""
+    rest = uri.split('://', 1)[1] if '://' in uri else ''
+    return rest.startswith('/') or rest == ''
+
+
+def _matches(name, patterns):
+    return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def host_facts(client):
+    conn = client.conn
+    with client.errors('host'):
+        model, memory_mib, cpus, mhz, nodes, sockets, cores, threads = conn.getInfo()
+        caps = parse(conn.getCapabilities(), 'capabilities')
+        try:
+            hyp_version = version_string(conn.getVersion())
+        except libvirt.libvirtError:
+            hyp_version = None
+        facts = dict(
+            uri=conn.getURI(),
+            hostname=conn.getHostname(),
+            hypervisor=conn.getType(),
+            hypervisor_version=hyp_version,
+            libvirt_version=version_string(conn.getLibVersion()),
+            host_uuid=find_text(caps, 'host/uuid'),
+            arch=find_text(caps, 'host/cpu/arch'),
+            cpu_model=find_text(caps, 'host/cpu/model'),
+            node=dict(cpu_model=model, memory_mib=memory_mib, cpus=cpus, mhz=mhz,
+                      numa_nodes=nodes, sockets=sockets, cores=cores, threads=threads),
+            free_memory_bytes=conn.getFreeMemory(),
+            guest_types=sorted(set(
+                '%s/%s' % (find_text(g, 'arch/@name'), d.get('type'))
+                for g in caps.findall('guest') for d in g.findall('arch/domain'))),
+        )
+        facts['virtualization'] = virtualization_report(conn, local=is_local_uri(client.uri))
+    return facts
+
+
+def gather(client, params):
+    wanted = set(params['gather'])
+    names = params['name']
+    result = dict(changed=False)
+    found_any = False
+    conn = client.conn
+    if 'host' in wanted:
+        result['host'] = host_facts(client)
+    if 'domains' in wanted:
+        doms = client.call('list domains', conn.listAllDomains, 0)
+        result['domains'] = sorted((domain_facts(client, d) for d in doms if _matches(d.name(), names)),
+                                   key=lambda d: d['name'])
+        found_any = found_any or bool(result['domains'])
+    if 'networks' in wanted:
+        nets = client.call('list networks', conn.listAllNetworks, 0)
+        result['networks'] = sorted((network_facts(client, n) for n in nets if _matches(n.name(), names)),
+                                    key=lambda n: n['name'])
+        found_any = found_any or bool(result['networks'])
+    if 'pools' in wanted:
+        pools = client.call('list pools', conn.listAllStoragePools, 0)
+        result['pools'] = sorted((pool_facts(client, p) for p in pools if _matches(p.name(), names)),
+                                 key=lambda p: p['name'])
+        found_any = found_any or bool(result['pools'])
+    if names and not found_any and wanted - set(['host']):
+        kinds = ', '.join(sorted(wanted - set(['host'])))
+        result['msg'] = 'nothing named %s among %s on %s' % (', '.join(names), kinds, client.uri)
+    result['uri'] = client.uri
+    result['gathered_on'] = socket.gethostname()
+    return result
+
+
+def main(module):
+    run(module, lambda client: gather(client, module.params))

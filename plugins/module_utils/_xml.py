@@ -1,0 +1,154 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) kvmops.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""lxml helpers shared by every module: parsing, semantic comparison, diff.
+
+Semantic comparison means: attribute order and insignificant whitespace are
+never differences, and when comparing what the user asked for against what
+libvirt reports, only what the user specified counts (libvirt's own defaults,
+generated addresses, aliases and the like are ignored).
+"""
+
+from __future__ import annotations
+
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
+
+try:
+    from lxml import etree
+except ImportError:  # pragma: no cover - reported by kvm_module()
+    etree = None
+
+# Elements libvirt adds by itself and that a user never describes.
+LIBVIRT_GENERATED = frozenset(['address', 'alias'])
+
+
+def parse(text, what='XML'):
+    """Parse XML text into an element; malformed input is a clear KvmError."""
+    if isinstance(text, bytes):
+        data = text
+    else:
+        data = (text or '').encode('utf-8')
+    try:
+        parser = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
+        return etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as exc:
+        raise KvmError('malformed %s: %s' % (what, exc))
+
+
+def to_string(elem):
+    """Pretty, stable text of an element (for diffs and for libvirt)."""
+    if elem is None:
+        return ''
+    elem = _normalized(elem)
+    return etree.tostring(elem, pretty_print=True, encoding='unicode')
+
+
+def _text(value):
+    return (value or '').strip()
+
+
+def _normalized(elem):
+    """A copy with whitespace-only text removed and attributes sorted."""
+    copy = etree.fromstring(etree.tostring(elem))
+    for node in copy.iter():
+        if not isinstance(node.tag, str):
+            continue
+        if node.text is not None and not node.text.strip():
+            node.text = None
+        if node.tail is not None and not node.tail.strip():
+            node.tail = None
+        items = sorted(node.attrib.items())
+        node.attrib.clear()
+        for key, value in items:
+            node.set(key, value)
+    return copy
+
+
+def canonical(elem, ignore=()):
+    """A hashable, order-insensitive-on-attributes form of an element tree."""
+    if elem is None:
+        return None
+    children = tuple(canonical(child, ignore) for child in elem
+                     if isinstance(child.tag, str) and child.tag not in ignore)
+    return (elem.tag, tuple(sorted(elem.attrib.items())), _text(elem.text), children)
+
+
+def xml_equal(left, right, ignore=()):
+    """True when two trees mean the same (attribute order/whitespace aside)."""
+    if isinstance(left, (str, bytes)):
+        left = parse(left)
+    if isinstance(right, (str, bytes)):
+        right = parse(right)
+    return canonical(left, ignore) == canonical(right, ignore)
+
+
+def subset_differences(wanted, actual, path=None, ignore=LIBVIRT_GENERATED):
+    """What ``wanted`` specifies that ``actual`` does not match.
+
+    Attributes and text present in ``wanted`` must be equal in ``actual``;
+    anything only ``actual`` has (libvirt defaults) is not a difference.
+    Children are paired by tag, in order among siblings of the same tag.
+    Returns a list of human-readable ``path: detail`` strings.
+    """
+    path = path or wanted.tag
+    diffs = []
+    if actual is None:
+        return ['%s: missing' % path]
+    for key, value in wanted.attrib.items():
+        have = actual.get(key)
+        if have != value:
+            diffs.append('%s/@%s: %r -> %r' % (path, key, have, value))
+    if _text(wanted.text) and _text(wanted.text) != _text(actual.text):
+        diffs.append('%s: %r -> %r' % (path, _text(actual.text), _text(wanted.text)))
+    seen = {}
+    for child in wanted:
+        if not isinstance(child.tag, str) or child.tag in ignore:
+            continue
+        index = seen.get(child.tag, 0)
+        seen[child.tag] = index + 1
+        candidates = [c for c in actual if c.tag == child.tag]
+        match = candidates[index] if index < len(candidates) else None
+        child_path = '%s/%s' % (path, child.tag) if index == 0 else '%s/%s[%d]' % (path, child.tag, index + 1)
+        diffs.extend(subset_differences(child, match, child_path, ignore))
+    return diffs
+
+
+def find_text(elem, xpath, default=None):
+    """Text of the first match of ``xpath`` (or of an attribute xpath)."""
+    if elem is None:
+        return default
+    found = elem.xpath(xpath)
+    if not found:
+        return default
+    value = found[0]
+    if isinstance(value, str):
+        return str(value)
+    return value.text if value.text is not None else default
+
+
+def make_diff(before, after, before_header=None, after_header=None):
+    """The one diff shape every module returns in diff mode.
+
+    ``before``/``after`` may be elements, XML text, dicts or None.
+    """
+    def render(value):
+        if value is None:
+            return ''
+        if etree is not None and isinstance(value, etree._Element):  # pylint: disable=protected-access
+            return to_string(value)
+        if isinstance(value, (bytes, str)) and _looks_like_xml(value):
+            return to_string(parse(value))
+        return value
+
+    diff = dict(before=render(before), after=render(after))
+    if before_header:
+        diff['before_header'] = before_header
+    if after_header:
+        diff['after_header'] = after_header
+    return diff
+
+
+def _looks_like_xml(value):
+    if isinstance(value, bytes):
+        value = value.decode('utf-8', 'replace')
+    return value.lstrip().startswith('<')
