@@ -18,7 +18,7 @@ description:
     libvirt's domain capabilities say can really run a full guest operating system.
   - Host-side probes (flags, C(/dev/kvm), modules, nested) run only when O(uri) names the local host.
 author:
-  - kvmops.kvm contributors
+  - kvmops.kvm contributors (@kvmops)
 extends_documentation_fragment:
   - kvmops.kvm.connection
 attributes:
@@ -86,69 +86,173 @@ host:
   returned: when V(host) is gathered
   type: dict
   contains:
-    uri: {description: Canonical URI of the connection., type: str, returned: always}
-    hostname: {description: Hostname libvirt reports., type: str, returned: always}
-    hypervisor: {description: Hypervisor driver type., type: str, returned: always, sample: QEMU}
-    hypervisor_version: {description: Hypervisor version., type: str, returned: always, sample: 7.2.0}
-    libvirt_version: {description: libvirt version., type: str, returned: always, sample: 9.0.0}
-    host_uuid: {description: The host UUID from the capabilities., type: str, returned: always}
-    arch: {description: Host CPU architecture., type: str, returned: always}
-    cpu_model: {description: Host CPU model as libvirt names it., type: str, returned: always}
+    uri:
+      description: Canonical URI of the connection.
+      type: str
+      returned: always
+    hostname:
+      description: Hostname libvirt reports.
+      type: str
+      returned: always
+    hypervisor:
+      description: Hypervisor driver type.
+      type: str
+      returned: always
+      sample: QEMU
+    hypervisor_version:
+      description: Hypervisor version.
+      type: str
+      returned: always
+      sample: 7.2.0
+    libvirt_version:
+      description: libvirt version.
+      type: str
+      returned: always
+      sample: 9.0.0
+    host_uuid:
+      description: The host UUID from the capabilities.
+      type: str
+      returned: always
+    arch:
+      description: Host CPU architecture.
+      type: str
+      returned: always
+    cpu_model:
+      description: Host CPU model as libvirt names it.
+      type: str
+      returned: always
     node:
       description: C(virsh nodeinfo).
       type: dict
       returned: always
       sample: {cpu_model: x86_64, memory_mib: 24000, cpus: 2, mhz: 2400, numa_nodes: 1, sockets: 1, cores: 2, threads: 1}
-    free_memory_bytes: {description: Free host memory in bytes., type: int, returned: always}
-    guest_types: {description: Arch/domain-type pairs the capabilities list., type: list, elements: str, returned: always}
+    free_memory_bytes:
+      description: Free host memory in bytes.
+      type: int
+      returned: always
+    guest_types:
+      description: Arch/domain-type pairs the capabilities list.
+      type: list
+      elements: str
+      returned: always
     virtualization:
       description: The hardware-virtualization report.
       type: dict
       returned: always
       contains:
-        local: {description: Whether host-side probes ran (the URI is local)., type: bool, returned: always}
-        cpu_flags: {description: vmx, svm and hypervisor flags from /proc/cpuinfo., type: dict, returned: when local}
-        hw_flag: {description: V(vmx), V(svm) or null., type: str, returned: when local}
+        local:
+          description: Whether host-side probes ran (the URI is local).
+          type: bool
+          returned: always
+        cpu_flags:
+          description: vmx, svm and hypervisor flags from /proc/cpuinfo.
+          type: dict
+          returned: when local
+        hw_flag:
+          description: 'V(vmx), V(svm) or null.'
+          type: str
+          returned: when local
         dev_kvm:
           description: /dev/kvm presence, mode, group, whether it opens, and whether the QEMU user may use it.
           type: dict
           returned: when local
-        kvm_modules: {description: Whether kvm, kvm_intel and kvm_amd are loaded., type: dict, returned: when local}
-        nested: {description: Nested virtualization module parameter (module, enabled, value)., type: dict, returned: when local}
+        kvm_modules:
+          description: Whether kvm, kvm_intel and kvm_amd are loaded.
+          type: dict
+          returned: when local
+        nested:
+          description: Nested virtualization module parameter (module, enabled, value).
+          type: dict
+          returned: when local
         domain_types:
           description:
             - Per domain type (V(kvm), V(qemu)), from libvirt's domain capabilities, whether it is available, which CPU
-              modes are supported, the usable CPU models, and RV(host.virtualization.domain_types.kvm.runs_full_os).
+              modes are supported, the usable CPU models, and whether it runs a full guest OS (C(runs_full_os)).
           type: dict
           returned: always
-        kvm_available: {description: Whether libvirt offers domain type kvm., type: bool, returned: always}
+        kvm_available:
+          description: Whether libvirt offers domain type kvm.
+          type: bool
+          returned: always
         preferred_domain_type:
           description: V(kvm) when KVM can run a full guest OS here, otherwise V(qemu) (TCG).
           type: str
           returned: always
-        summary: {description: Plain-language statements about the host., type: list, elements: str, returned: always}
+        summary:
+          description: Plain-language statements about the host.
+          type: list
+          elements: str
+          returned: always
 domains:
   description: The guests, sorted by name.
   returned: when V(domains) is gathered
   type: list
   elements: dict
   contains:
-    name: {description: Guest name., type: str, returned: always}
-    uuid: {description: Guest UUID., type: str, returned: always}
-    id: {description: Runtime id, null when not running., type: int, returned: always}
-    state: {description: "running, blocked, paused, shutdown, shutoff, crashed, pmsuspended.", type: str, returned: always}
-    state_reason: {description: Why it is in that state (libvirt's reason)., type: str, returned: always}
-    active: {description: Whether it runs., type: bool, returned: always}
-    persistent: {description: Whether it is defined (not transient)., type: bool, returned: always}
-    autostart: {description: Started with the host., type: bool, returned: always}
-    virt_type: {description: Domain type (kvm or qemu)., type: str, returned: always}
-    arch: {description: Guest architecture., type: str, returned: always}
-    machine: {description: Machine type., type: str, returned: always}
-    firmware: {description: bios or efi., type: str, returned: always}
-    cpu_mode: {description: CPU mode., type: str, returned: always}
-    os_variant: {description: libosinfo id from the metadata., type: str, returned: always}
-    vcpus: {description: current and maximum vCPUs., type: dict, returned: always}
-    memory: {description: current_kib and max_kib., type: dict, returned: always}
+    name:
+      description: Guest name.
+      type: str
+      returned: always
+    uuid:
+      description: Guest UUID.
+      type: str
+      returned: always
+    id:
+      description: Runtime id, null when not running.
+      type: int
+      returned: always
+    state:
+      description: running, blocked, paused, shutdown, shutoff, crashed, pmsuspended.
+      type: str
+      returned: always
+    state_reason:
+      description: Why it is in that state (libvirt's reason).
+      type: str
+      returned: always
+    active:
+      description: Whether it runs.
+      type: bool
+      returned: always
+    persistent:
+      description: Whether it is defined (not transient).
+      type: bool
+      returned: always
+    autostart:
+      description: Started with the host.
+      type: bool
+      returned: always
+    virt_type:
+      description: Domain type (kvm or qemu).
+      type: str
+      returned: always
+    arch:
+      description: Guest architecture.
+      type: str
+      returned: always
+    machine:
+      description: Machine type.
+      type: str
+      returned: always
+    firmware:
+      description: bios or efi.
+      type: str
+      returned: always
+    cpu_mode:
+      description: CPU mode.
+      type: str
+      returned: always
+    os_variant:
+      description: libosinfo id from the metadata.
+      type: str
+      returned: always
+    vcpus:
+      description: current and maximum vCPUs.
+      type: dict
+      returned: always
+    memory:
+      description: current_kib and max_kib.
+      type: dict
+      returned: always
     disks:
       description: C(virsh domblklist) and more.
       type: list
@@ -161,46 +265,133 @@ domains:
       elements: dict
       returned: always
       sample: [{type: network, source: default, model: virtio, mac: "52:54:00:a3:19:8b", target: vnet0, link_state: up}]
-    graphics: {description: Consoles (type, listen, port, autoport, keymap, password_set)., type: list, elements: dict, returned: always}
-    memballoon: {description: Balloon model., type: str, returned: always}
-    vcpu_info: {description: C(virsh vcpuinfo) for a running guest (number, state, cpu_time_ns, cpu)., type: list, elements: dict, returned: always}
-    balloon: {description: C(virsh domstats --balloon) for a running guest, KiB., type: dict, returned: always}
+    graphics:
+      description: Consoles (type, listen, port, autoport, keymap, password_set).
+      type: list
+      elements: dict
+      returned: always
+    memballoon:
+      description: Balloon model.
+      type: str
+      returned: always
+    vcpu_info:
+      description: 'C(virsh vcpuinfo) for a running guest (number, state, cpu_time_ns, cpu).'
+      type: list
+      elements: dict
+      returned: always
+    balloon:
+      description: 'C(virsh domstats --balloon) for a running guest, KiB.'
+      type: dict
+      returned: always
 networks:
   description: The virtual networks, sorted by name.
   returned: when V(networks) is gathered
   type: list
   elements: dict
   contains:
-    name: {description: Network name., type: str, returned: always}
-    uuid: {description: Network UUID., type: str, returned: always}
-    active: {description: Started., type: bool, returned: always}
-    autostart: {description: Started with the host., type: bool, returned: always}
-    persistent: {description: Defined., type: bool, returned: always}
-    bridge: {description: Host bridge name., type: str, returned: always}
-    forward_mode: {description: nat, route, open, bridge, isolated, ..., type: str, returned: always}
-    forward_dev: {description: Forward device., type: str, returned: always}
-    domain: {description: DNS domain., type: str, returned: always}
-    mtu: {description: MTU., type: int, returned: always}
-    mac: {description: Bridge MAC., type: str, returned: always}
-    addresses: {description: IP addresses with DHCP ranges and hosts., type: list, elements: dict, returned: always}
+    name:
+      description: Network name.
+      type: str
+      returned: always
+    uuid:
+      description: Network UUID.
+      type: str
+      returned: always
+    active:
+      description: Started.
+      type: bool
+      returned: always
+    autostart:
+      description: Started with the host.
+      type: bool
+      returned: always
+    persistent:
+      description: Defined.
+      type: bool
+      returned: always
+    bridge:
+      description: Host bridge name.
+      type: str
+      returned: always
+    forward_mode:
+      description: nat, route, open, bridge, isolated, ...
+      type: str
+      returned: always
+    forward_dev:
+      description: Forward device.
+      type: str
+      returned: always
+    domain:
+      description: DNS domain.
+      type: str
+      returned: always
+    mtu:
+      description: MTU.
+      type: int
+      returned: always
+    mac:
+      description: Bridge MAC.
+      type: str
+      returned: always
+    addresses:
+      description: IP addresses with DHCP ranges and hosts.
+      type: list
+      elements: dict
+      returned: always
 pools:
   description: The storage pools, sorted by name.
   returned: when V(pools) is gathered
   type: list
   elements: dict
   contains:
-    name: {description: Pool name., type: str, returned: always}
-    uuid: {description: Pool UUID., type: str, returned: always}
-    type: {description: dir, fs, netfs, logical, iscsi, ..., type: str, returned: always}
-    state: {description: inactive, building, running, degraded, inaccessible., type: str, returned: always}
-    active: {description: Started., type: bool, returned: always}
-    autostart: {description: Started with the host., type: bool, returned: always}
-    persistent: {description: Defined., type: bool, returned: always}
-    capacity: {description: Bytes., type: int, returned: always}
-    allocation: {description: Bytes., type: int, returned: always}
-    available: {description: Bytes., type: int, returned: always}
-    target_path: {description: Target path., type: str, returned: always}
-    source: {description: Source host, dir, device, name and format., type: dict, returned: always}
+    name:
+      description: Pool name.
+      type: str
+      returned: always
+    uuid:
+      description: Pool UUID.
+      type: str
+      returned: always
+    type:
+      description: dir, fs, netfs, logical, iscsi, ...
+      type: str
+      returned: always
+    state:
+      description: inactive, building, running, degraded, inaccessible.
+      type: str
+      returned: always
+    active:
+      description: Started.
+      type: bool
+      returned: always
+    autostart:
+      description: Started with the host.
+      type: bool
+      returned: always
+    persistent:
+      description: Defined.
+      type: bool
+      returned: always
+    capacity:
+      description: Bytes.
+      type: int
+      returned: always
+    allocation:
+      description: Bytes.
+      type: int
+      returned: always
+    available:
+      description: Bytes.
+      type: int
+      returned: always
+    target_path:
+      description: Target path.
+      type: str
+      returned: always
+    source:
+      description: Source host, dir, device, name and format.
+      type: dict
+      returned: always
     volumes:
       description: Volumes of an active pool (name, path, key, type, format, capacity, allocation, backing).
       type: list
