@@ -17,7 +17,8 @@ export ANSIBLE_COLLECTIONS_PATH=$tmp/collections
 installed=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["collection_info"]["version"])' \
     "$tmp/collections/ansible_collections/kvmops/kvm/MANIFEST.json")
 [ "$installed" = "$(awk '/^version:/ {print $2}' "$ROOT/galaxy.yml")" ] || { echo "build: installed version '$installed' wrong" >&2; exit 1; }
-for module in $(ls "$ROOT"/plugins/modules/*.py | xargs -n1 basename | sed 's/\.py$//'); do
+for path in "$ROOT"/plugins/modules/*.py; do
+    module=$(basename "$path" .py)
     ansible-doc "kvmops.kvm.$module" >/dev/null
 done
 ansible localhost -c local -e "ansible_python_interpreter=$VENV/bin/python" -m kvmops.kvm.kvm_info -a 'gather=networks' >/dev/null

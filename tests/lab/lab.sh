@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # tests/lab/lab.sh - two-host libvirt lab for migration tests.
 #
 # Builds a second libvirt "host" (host2) on this machine:
@@ -124,7 +124,15 @@ need_tools() {
 ns_path() { printf '/run/netns/%s' "$NETNS"; }
 ns_exists() { [ -e "$(ns_path)" ]; }
 ns_inode() { stat -L -c %i "$(ns_path)" 2>/dev/null; }
-pid_alive() { [ -n "$1" ] && [ -d "/proc/$1" ]; }
+# Alive = exists and is not a zombie (PID 1 may reap orphans only lazily).
+pid_alive() {
+    [ -n "$1" ] || return 1
+    _st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    case ${_st##*) } in
+        Z* | X* | x*) return 1 ;;
+    esac
+    return 0
+}
 
 read_pidfile() {   # prints a numeric pid or nothing
     _p=

@@ -83,7 +83,7 @@ def test_version_string(number, text):
 def test_connection_failure_names_the_uri(fake_module):
     module = fake_module({'uri': 'test:///nonexistent/kvmops/node.xml'})
     with pytest.raises(SystemExit):
-        run(module, lambda client: _gather(client))
+        run(module, _gather)
     msg = module.fail_args['msg']
     assert msg.startswith('cannot connect to libvirt at test:///nonexistent/kvmops/node.xml: ')
     assert '\n' not in msg
