@@ -103,5 +103,18 @@ def test_stop_leaves_nothing_behind(lab_host):
     assert 'kvmlab' not in netns
     links = subprocess.run(['ip', '-o', 'link'], capture_output=True, text=True, check=False).stdout
     assert 'kvmlab0' not in links
+
+
+def test_kvm_info_against_the_stopped_daemon_fails_in_one_line(lab_host, playbook, tmp_path):
+    assert lab('stop').returncode == 0
+    path = tmp_path / 'play.yml'
+    path.write_text(
+        '- hosts: localhost\n  gather_facts: false\n  tasks:\n'
+        '    - name: info\n      kvmops.kvm.kvm_info:\n        uri: "%s"\n' % LAB_URI)
+    result = playbook(str(path))
+    assert result.rc != 0
+    msg = result.task('info')['msg']
+    assert msg.startswith('cannot connect to libvirt at %s: ' % LAB_URI), msg
+    assert '\n' not in msg and 'Traceback' not in result.stdout
     restarted = lab('start')          # leave it running for the fixture's own stop
     assert restarted.returncode == 0
