@@ -65,11 +65,20 @@ def kvm_argument_spec(spec=None):
     return merged
 
 
-def kvm_module(argument_spec=None, need_lxml=True, **kwargs):
-    """Create the AnsibleModule with the shared options and dependency checks."""
+def kvm_module(argument_spec=None, need_libvirt=True, need_lxml=None, **kwargs):
+    """Create the AnsibleModule with the shared options and dependency checks.
+
+    ``need_libvirt`` may be a callable of the module's params, for modules
+    that only sometimes talk to libvirt (kvm_info's ``gather: [hardware]``).
+    ``need_lxml`` defaults to whatever ``need_libvirt`` decided.
+    """
     kwargs.setdefault('supports_check_mode', True)
     module = AnsibleModule(argument_spec=kvm_argument_spec(argument_spec), **kwargs)
-    if LIBVIRT_IMPORT_ERROR is not None:
+    if callable(need_libvirt):
+        need_libvirt = need_libvirt(module.params)
+    if need_lxml is None:
+        need_lxml = need_libvirt
+    if need_libvirt and LIBVIRT_IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib('libvirt-python'), exception=LIBVIRT_IMPORT_ERROR)
     if need_lxml and LXML_IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib('lxml'), exception=LXML_IMPORT_ERROR)

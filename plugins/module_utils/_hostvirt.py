@@ -177,16 +177,26 @@ def domain_type_report(conn, virt_type, arch='x86_64'):
     return report
 
 
+def hardware_report():
+    """Host-side probes only: no libvirt needed (usable before it is installed)."""
+    flags = cpu_flags()
+    report = dict(
+        cpu_flags=flags,
+        hw_flag='vmx' if flags['vmx'] else ('svm' if flags['svm'] else None),
+        dev_kvm=dev_kvm(),
+        kvm_modules=loaded_modules(),
+        nested=nested_state(),
+    )
+    report['firmware_disabled'] = bool(report['hw_flag'] and not report['dev_kvm']['present'])
+    report['kvm_usable'] = bool(report['dev_kvm']['openable'])
+    return report
+
+
 def virtualization_report(conn, local=True):
     """The full report; host-side probes only when libvirt runs on this host."""
     report = dict(local=local)
     if local:
-        flags = cpu_flags()
-        report['cpu_flags'] = flags
-        report['hw_flag'] = 'vmx' if flags['vmx'] else ('svm' if flags['svm'] else None)
-        report['dev_kvm'] = dev_kvm()
-        report['kvm_modules'] = loaded_modules()
-        report['nested'] = nested_state()
+        report.update(hardware_report())
     report['domain_types'] = dict(kvm=domain_type_report(conn, 'kvm'), qemu=domain_type_report(conn, 'qemu'))
     kvm = report['domain_types']['kvm']
     if kvm['available'] and kvm['runs_full_os']:

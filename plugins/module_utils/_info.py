@@ -15,13 +15,14 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._facts import (
     pool_facts,
     version_string,
 )
-from ansible_collections.kvmops.kvm.plugins.module_utils._hostvirt import virtualization_report
+from ansible_collections.kvmops.kvm.plugins.module_utils._hostvirt import hardware_report, virtualization_report
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import find_text, parse
 
-GATHER_CHOICES = ['host', 'domains', 'networks', 'pools']
+GATHER_DEFAULT = ['host', 'domains', 'networks', 'pools']
+GATHER_CHOICES = GATHER_DEFAULT + ['hardware']
 
 ARGUMENT_SPEC = dict(
-    gather=dict(type='list', elements='str', choices=GATHER_CHOICES, default=GATHER_CHOICES),
+    gather=dict(type='list', elements='str', choices=GATHER_CHOICES, default=GATHER_DEFAULT),
     name=dict(type='list', elements='str', default=[]),
 )
 
@@ -65,11 +66,20 @@ def host_facts(client):
     return facts
 
 
+def needs_libvirt(params):
+    """Only ``gather: [hardware]`` works without libvirt (before it is installed)."""
+    return bool(set(params['gather']) - set(['hardware']))
+
+
 def gather(client, params):
     wanted = set(params['gather'])
     names = params['name']
-    result = dict(changed=False)
+    result = dict(changed=False, uri=client.uri, gathered_on=socket.gethostname())
     found_any = False
+    if 'hardware' in wanted:
+        result['hardware'] = hardware_report()
+    if not needs_libvirt(params):
+        return result
     conn = client.conn
     if 'host' in wanted:
         result['host'] = host_facts(client)
@@ -88,11 +98,9 @@ def gather(client, params):
         result['pools'] = sorted((pool_facts(client, p) for p in pools if _matches(p.name(), names)),
                                  key=lambda p: p['name'])
         found_any = found_any or bool(result['pools'])
-    if names and not found_any and wanted - set(['host']):
-        kinds = ', '.join(sorted(wanted - set(['host'])))
-        result['msg'] = 'nothing named %s among %s on %s' % (', '.join(names), kinds, client.uri)
-    result['uri'] = client.uri
-    result['gathered_on'] = socket.gethostname()
+    kinds = wanted - set(['host', 'hardware'])
+    if names and not found_any and kinds:
+        result['msg'] = 'nothing named %s among %s on %s' % (', '.join(names), ', '.join(sorted(kinds)), client.uri)
     return result
 
 

@@ -32,9 +32,11 @@ options:
   gather:
     description:
       - Which sections to report.
+      - V(hardware) is the host-side part of the virtualization report alone (CPU flags, C(/dev/kvm), kvm modules,
+        nested). It needs neither libvirt nor libvirt-python, so a role can check a host before installing them.
     type: list
     elements: str
-    choices: [host, domains, networks, pools]
+    choices: [host, domains, networks, pools, hardware]
     default: [host, domains, networks, pools]
   name:
     description:
@@ -77,6 +79,13 @@ gathered_on:
   description: Hostname of the machine the module ran on.
   returned: always
   type: str
+hardware:
+  description:
+    - The host-side hardware-virtualization probes, without libvirt.
+    - Same keys as RV(host.virtualization) has for a local URI (cpu_flags, hw_flag, dev_kvm, kvm_modules, nested),
+      plus C(firmware_disabled) (flags present, C(/dev/kvm) missing) and C(kvm_usable) (C(/dev/kvm) opens).
+  returned: when V(hardware) is gathered
+  type: dict
 msg:
   description: Set when O(name) matched nothing.
   returned: when nothing matched
@@ -400,11 +409,11 @@ pools:
 '''
 
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import kvm_module
-from ansible_collections.kvmops.kvm.plugins.module_utils._info import ARGUMENT_SPEC, main as run_info
+from ansible_collections.kvmops.kvm.plugins.module_utils._info import ARGUMENT_SPEC, main as run_info, needs_libvirt
 
 
 def main():
-    module = kvm_module(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = kvm_module(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, need_libvirt=needs_libvirt)
     run_info(module)
 
 

@@ -198,3 +198,36 @@ def test_uri_from_environment_and_module_defaults(playbook, tmp_path):
     result = playbook(path, extra_vars={'good_uri': URI})
     assert result.rc == 0, result.stdout[-2000:]
     assert result.task('info')['uri'] == URI
+
+
+SYSTEM_PYTHON = '/usr/bin/python3'
+
+
+def _has_libvirt(python):
+    import subprocess
+    return subprocess.run([python, '-c', 'import libvirt'], capture_output=True, check=False).returncode == 0
+
+
+@pytest.mark.skipif(not os.path.exists(SYSTEM_PYTHON) or _has_libvirt(SYSTEM_PYTHON),
+                    reason='needs a Python without libvirt-python (the system python3 here has none)')
+def test_missing_library_and_hardware_probe_without_libvirt(playbook, tmp_path):
+    path = _play(tmp_path, """
+        - hosts: localhost
+          gather_facts: false
+          vars:
+            ansible_python_interpreter: /usr/bin/python3
+          tasks:
+            - name: hardware
+              kvmops.kvm.kvm_info:
+                gather: [hardware]
+            - name: full
+              kvmops.kvm.kvm_info:
+              ignore_errors: true
+    """)
+    result = playbook(path)
+    hardware = result.task('hardware')
+    assert hardware.get('failed') is not True, hardware
+    assert hardware['hardware']['dev_kvm']['present'] == os.path.exists('/dev/kvm')
+    full = result.task('full')
+    assert full['failed'] is True
+    assert 'libvirt-python' in full['msg'] and 'Traceback' not in full['msg']

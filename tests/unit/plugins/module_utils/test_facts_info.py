@@ -133,3 +133,20 @@ def test_lookups_return_none_for_missing(client):
 def test_kvm_error_carries_facts():
     err = KvmError('x', changed=False)
     assert err.msg == 'x' and err.facts == {'changed': False}
+
+
+def test_hardware_alone_never_connects(fake_module):
+    # A URI that cannot work: gathering only the hardware probes must not touch it.
+    client = LibvirtClient(fake_module({'uri': 'test:///nonexistent/never/opened.xml'}))
+    result = _info.gather(client, dict(gather=['hardware'], name=[]))
+    assert client._conn is None  # pylint: disable=protected-access
+    assert set(result['hardware']) >= {'cpu_flags', 'hw_flag', 'dev_kvm', 'kvm_modules', 'nested',
+                                       'firmware_disabled', 'kvm_usable'}
+    assert 'host' not in result and 'domains' not in result
+
+
+@pytest.mark.parametrize('gather, needed', [
+    (['hardware'], False), (['hardware', 'host'], True), (['pools'], True),
+])
+def test_needs_libvirt(gather, needed):
+    assert _info.needs_libvirt(dict(gather=gather)) is needed
