@@ -1,0 +1,764 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) kvmops.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""kvm_domain: declarative guests — definition, lifecycle and live changes.
+
+The manager reads the current state (inactive XML for the definition, live XML
+for a running guest), validates the request completely before any write, then:
+
+1. creates missing disk images and the cloud-init seed ISO;
+2. redefines the guest over itself (``defineXML``, same UUID and MACs) when its
+   definition differs — never undefine + define;
+3. sets autostart, drives the lifecycle (``state``);
+4. applies to a running guest what can change live (``VIR_DOMAIN_AFFECT_LIVE``;
+   the persistent side was written in step 2), reads it back, and lists what
+   needs a restart in ``pending_restart`` (``restart: if_needed`` does it).
+
+Every write is guarded by ``check_mode``; a second identical run reads only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, libvirt, run
+from ansible_collections.kvmops.kvm.plugins.module_utils._cloudinit import seed_image
+from ansible_collections.kvmops.kvm.plugins.module_utils._domain_plan import (
+    change,
+    is_cidata,
+    plan_config,
+    plan_live,
+)
+from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import (
+    disk_view,
+    mask_secrets,
+    nic_view,
+)
+from ansible_collections.kvmops.kvm.plugins.module_utils._facts import domain_facts, domain_xml_facts
+from ansible_collections.kvmops.kvm.plugins.module_utils._hostvirt import domain_type_report
+from ansible_collections.kvmops.kvm.plugins.module_utils._info import is_local_uri
+from ansible_collections.kvmops.kvm.plugins.module_utils._units import to_bytes, to_kib
+from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, make_diff, parse, to_string
+
+STATES = ['present', 'running', 'shutdown', 'destroyed', 'paused', 'absent']
+
+DISK_SPEC = dict(
+    path=dict(type='path'),
+    pool=dict(type='str'),
+    volume=dict(type='str'),
+    size=dict(type='str'),
+    format=dict(type='str', choices=['raw', 'qcow2']),
+    allocation=dict(type='str', choices=['sparse', 'full'], default='sparse'),
+    backing=dict(type='path'),
+    target=dict(type='str'),
+    bus=dict(type='str', choices=['virtio', 'sata', 'scsi', 'ide', 'usb']),
+    cache=dict(type='str', choices=['none', 'writeback', 'writethrough', 'directsync', 'unsafe', 'default']),
+    io=dict(type='str', choices=['native', 'threads', 'io_uring']),
+    discard=dict(type='str', choices=['unmap', 'ignore']),
+    readonly=dict(type='bool'),
+    device=dict(type='str', choices=['disk', 'cdrom'], default='disk'),
+    boot_order=dict(type='int'),
+)
+
+NIC_SPEC = dict(
+    type=dict(type='str', choices=['network', 'bridge', 'direct'], default='network'),
+    source=dict(type='str', required=True),
+    model=dict(type='str', choices=['virtio', 'e1000', 'e1000e', 'rtl8139'], default='virtio'),
+    mac=dict(type='str'),
+    link_state=dict(type='str', choices=['up', 'down']),
+    mode=dict(type='str', choices=['bridge', 'vepa', 'private', 'passthrough']),
+)
+
+GRAPHICS_SPEC = dict(
+    type=dict(type='str', choices=['vnc', 'spice', 'none'], default='vnc'),
+    listen=dict(type='str', default='127.0.0.1'),
+    port=dict(type='int'),
+    keymap=dict(type='str'),
+    password=dict(type='str', no_log=True),
+)
+
+CLOUD_INIT_SPEC = dict(
+    user_data=dict(type='raw'),
+    meta_data=dict(type='raw'),
+    network_config=dict(type='raw'),
+    directory=dict(type='path', default='/var/lib/libvirt/images'),
+)
+
+ARGUMENT_SPEC = dict(
+    name=dict(type='str', required=True),
+    uuid=dict(type='str'),
+    state=dict(type='str', choices=STATES, default='present'),
+    autostart=dict(type='bool'),
+    force=dict(type='bool', default=False),
+    shutdown_timeout=dict(type='int', default=120),
+    restart=dict(type='str', choices=['never', 'if_needed'], default='never'),
+    remove_storage=dict(type='bool', default=False),
+    memory=dict(type='str'),
+    max_memory=dict(type='str'),
+    vcpus=dict(type='int'),
+    max_vcpus=dict(type='int'),
+    sockets=dict(type='int'),
+    cores=dict(type='int'),
+    threads=dict(type='int'),
+    cpu_mode=dict(type='str', choices=['host-passthrough', 'host-model', 'maximum']),
+    machine=dict(type='str'),
+    firmware=dict(type='str', choices=['bios', 'efi']),
+    virt_type=dict(type='str', choices=['auto', 'kvm', 'qemu']),
+    os_variant=dict(type='str'),
+    kernel=dict(type='path'),
+    initrd=dict(type='path'),
+    cmdline=dict(type='str'),
+    disks=dict(type='list', elements='dict', options=DISK_SPEC),
+    interfaces=dict(type='list', elements='dict', options=NIC_SPEC),
+    graphics=dict(type='dict', options=GRAPHICS_SPEC),
+    cloud_init=dict(type='dict', options=CLOUD_INIT_SPEC),
+    xml=dict(type='str'),
+)
+
+NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.+:@-]{0,199}$')
+UUID_RE = re.compile(r'^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$')
+MAC_RE = re.compile(r'^([0-9a-f]{2}:){5}[0-9a-f]{2}$')
+TARGET_RE = re.compile(r'^(vd|sd|hd|xvd)[a-z]{1,3}$')
+BUS_PREFIX = dict(virtio='vd', sata='sd', scsi='sd', usb='sd', ide='hd')
+PREFIX_BUS = dict(vd='virtio', sd='sata', hd='ide', xvd='xen')
+BALLOON_WAIT = 30
+DETACH_WAIT = 10
+LIVE = 1   # VIR_DOMAIN_AFFECT_LIVE
+
+
+# ---------------------------------------------------------------- validation (no I/O)
+def _size_kib(option, value):
+    try:
+        return to_kib(value, 'MiB')
+    except KvmError as exc:
+        raise KvmError('%s: %s' % (option, exc.msg))
+
+
+def _auto_targets(disks):
+    used = set(d['target'] for d in disks if d.get('target'))
+    for disk in disks:
+        if disk.get('target'):
+            continue
+        prefix = BUS_PREFIX[disk['bus']]
+        for index in range(26):
+            candidate = prefix + chr(ord('a') + index)
+            if candidate not in used:
+                disk['target'] = candidate
+                used.add(candidate)
+                break
+
+
+def validate(params):
+    """The normalized spec, or a KvmError naming the option. Pure: no I/O."""
+    name = params['name']
+    if not NAME_RE.match(name or ''):
+        raise KvmError('name: invalid guest name %r (letters, digits and _ . + : @ -; at most 200 characters)' % name)
+    if params.get('uuid') and not UUID_RE.match(params['uuid']):
+        raise KvmError('uuid: invalid UUID %r' % params['uuid'])
+    if params.get('shutdown_timeout') is not None and params['shutdown_timeout'] < 0:
+        raise KvmError('shutdown_timeout: must be >= 0')
+    options = {}
+    for key in ('memory', 'max_memory'):
+        if params.get(key) is not None:
+            options[key] = _size_kib(key, params[key])
+            if options[key] <= 0:
+                raise KvmError('%s: must be greater than 0' % key)
+    if 'memory' in options and 'max_memory' in options and options['memory'] > options['max_memory']:
+        raise KvmError('memory (%d KiB) must not exceed max_memory (%d KiB)' % (options['memory'], options['max_memory']))
+    for key in ('vcpus', 'max_vcpus', 'sockets', 'cores', 'threads'):
+        if params.get(key) is not None:
+            if params[key] < 1:
+                raise KvmError('%s: must be at least 1' % key)
+            options[key] = params[key]
+    if 'vcpus' in options and 'max_vcpus' in options and options['vcpus'] > options['max_vcpus']:
+        raise KvmError('vcpus (%d) must not exceed max_vcpus (%d)' % (options['vcpus'], options['max_vcpus']))
+    for key in ('cpu_mode', 'machine', 'firmware', 'virt_type', 'os_variant', 'kernel', 'initrd', 'cmdline'):
+        if params.get(key) is not None:
+            options[key] = params[key]
+
+    disks = None
+    if params.get('disks') is not None:
+        disks = []
+        for index, raw in enumerate(params['disks']):
+            disks.append(_validate_disk(index, raw))
+        _auto_targets(disks)
+        seen = {}
+        for index, disk in enumerate(disks):
+            if disk['target'] in seen:
+                raise KvmError('disks: duplicate target %s (disks[%d] and disks[%d])' % (disk['target'], seen[disk['target']], index))
+            seen[disk['target']] = index
+
+    nics = None
+    if params.get('interfaces') is not None:
+        nics = []
+        macs = set()
+        for index, raw in enumerate(params['interfaces']):
+            nic = dict(raw)
+            if nic.get('mac'):
+                mac = nic['mac'].strip().lower().replace('-', ':')
+                if not MAC_RE.match(mac):
+                    raise KvmError('interfaces[%d].mac: invalid MAC address %r' % (index, raw['mac']))
+                if int(mac[:2], 16) & 1:
+                    raise KvmError('interfaces[%d].mac: %s is a multicast address' % (index, mac))
+                if mac in macs:
+                    raise KvmError('interfaces[%d].mac: duplicate MAC %s' % (index, mac))
+                macs.add(mac)
+                nic['mac'] = mac
+            if not nic.get('source'):
+                raise KvmError('interfaces[%d].source: required' % index)
+            if nic['type'] != 'direct':
+                nic['mode'] = None
+            nics.append(nic)
+
+    graphics = None
+    if params.get('graphics') is not None:
+        graphics = dict(params['graphics'])
+        port = graphics.get('port')
+        if port is not None and port != -1 and not 5900 <= port <= 65535:
+            raise KvmError('graphics.port: %d is outside 5900-65535' % port)
+        if port == -1:
+            graphics['port'] = None
+
+    xml = None
+    if params.get('xml'):
+        xml = parse(params['xml'], 'domain XML in option xml')
+        if xml.tag != 'domain':
+            raise KvmError('xml: the root element must be <domain>, not <%s>' % xml.tag)
+        xml_name = xml.findtext('name')
+        if xml_name and xml_name != name:
+            raise KvmError('xml: <name>%s</name> does not match name %s' % (xml_name, name))
+        if xml_name is None:
+            node = etree.Element('name')
+            node.text = name
+            xml.insert(0, node)
+
+    cloud_init = None
+    if params.get('cloud_init') is not None:
+        ci = params['cloud_init']
+        file_name, image = seed_image(name, ci.get('user_data'), ci.get('meta_data'), ci.get('network_config'))
+        path = os.path.join(ci['directory'], file_name)
+        used = set(d['target'] for d in disks or [])
+        target = next('sd' + c for c in 'zyxwvutsrqponmlkjihgfedcba' if 'sd' + c not in used)
+        cloud_init = dict(path=path, image=image, directory=ci['directory'],
+                          disk=dict(device='cdrom', source=path, format='raw', target=target, bus='sata',
+                                    readonly=True))
+    return dict(name=name, uuid=params.get('uuid'), options=options, disks=disks, interfaces=nics,
+                graphics=graphics, cloud_init=cloud_init, xml=xml)
+
+
+def _validate_disk(index, raw):
+    label = 'disks[%d]' % index
+    disk = dict(raw)
+    if disk.get('path') and (disk.get('pool') or disk.get('volume')):
+        raise KvmError('%s: give either path or pool and volume, not both' % label)
+    if bool(disk.get('pool')) != bool(disk.get('volume')):
+        raise KvmError('%s: pool and volume go together' % label)
+    if disk['device'] == 'disk' and not disk.get('path') and not disk.get('pool'):
+        raise KvmError('%s: path (or pool and volume) is required for a disk' % label)
+    if disk.get('target') and not TARGET_RE.match(disk['target']):
+        raise KvmError('%s.target: invalid target %r (vda, sdb, hdc, ...)' % (label, disk['target']))
+    if not disk.get('bus'):
+        prefix = re.match(r'^(vd|sd|hd|xvd)', disk['target']).group(1) if disk.get('target') else None
+        disk['bus'] = PREFIX_BUS.get(prefix) if prefix else ('sata' if disk['device'] == 'cdrom' else 'virtio')
+    if disk['bus'] == 'xen':
+        raise KvmError('%s.target: xvd targets are for Xen guests' % label)
+    if disk['device'] == 'cdrom':
+        if disk['bus'] == 'virtio':
+            raise KvmError('%s.bus: a cdrom cannot be on the virtio bus (use sata, scsi or ide)' % label)
+        disk.setdefault('format', None)
+        disk['format'] = disk['format'] or 'raw'
+        disk['readonly'] = True
+    if disk.get('size') is not None:
+        try:
+            disk['size_bytes'] = to_bytes(disk['size'], 'GiB')
+        except KvmError as exc:
+            raise KvmError('%s.size: %s' % (label, exc.msg))
+    if disk.get('backing') and disk.get('format') == 'raw':
+        raise KvmError('%s.backing: an overlay of a backing image must be qcow2' % label)
+    disk['source'] = disk.pop('path', None) or ('' if disk['device'] == 'cdrom' and not disk.get('pool') else None)
+    disk['label'] = label
+    return disk
+
+
+# ---------------------------------------------------------------- environment checks (read-only I/O)
+def image_format(path):
+    """qcow2 or raw, from the file's magic (no qemu-img, safe in check mode)."""
+    try:
+        with open(path, 'rb') as handle:
+            return 'qcow2' if handle.read(4) == b'QFI\xfb' else 'raw'
+    except (IOError, OSError):
+        return None
+
+
+class Manager(object):
+    """Read, plan, apply (unless check mode), report."""
+
+    def __init__(self, client, module):
+        self.client = client
+        self.module = module
+        self.params = module.params
+        self.check = module.check_mode
+        self.local = is_local_uri(client.uri)
+        self.changes = []
+        self.pending = []
+        self.warnings = []
+        self.storage = []      # disk images / ISO to create: (kind, data)
+
+    # -- helpers -------------------------------------------------------
+    def conn(self):
+        return self.client.conn
+
+    def xml(self, dom, inactive):
+        flags = libvirt.VIR_DOMAIN_XML_SECURE
+        if inactive:
+            flags |= libvirt.VIR_DOMAIN_XML_INACTIVE
+        return parse(self.client.call('domain %s' % dom.name(), dom.XMLDesc, flags), 'domain XML')
+
+    def write(self, what, func, *args):
+        """Every libvirt write goes through here: never in check mode."""
+        if self.check:
+            return None
+        return self.client.call(what, func, *args)
+
+    # -- context ---------------------------------------------------------
+    def context(self, spec, current):
+        ctx = {}
+        opts = spec['options']
+        if opts.get('virt_type') == 'auto' or (current is None and spec['xml'] is None and not opts.get('virt_type')):
+            report = domain_type_report(self.conn(), 'kvm')
+            opts['virt_type'] = 'kvm' if report['available'] and report['runs_full_os'] else 'qemu'
+        if opts.get('machine'):
+            caps = parse(self.client.call('capabilities', self.conn().getCapabilities), 'capabilities')
+            ctx['machine_aliases'] = dict((m.text, m.get('canonical')) for m in caps.iter('machine') if m.get('canonical'))
+        return ctx
+
+    def check_environment(self, spec, current):
+        """Networks, bridges, pools and files exist, before any write."""
+        for index, nic in enumerate(spec['interfaces'] or []):
+            label = 'interfaces[%d]' % index
+            if nic['type'] == 'network':
+                if self.client.find_network(nic['source']) is None:
+                    raise KvmError('%s.source: unknown network %r on %s' % (label, nic['source'], self.client.uri))
+            elif self.local:
+                sysfs = '/sys/class/net/%s' % nic['source']
+                if nic['type'] == 'bridge' and not os.path.isdir(sysfs + '/bridge'):
+                    raise KvmError('%s.source: unknown bridge %r' % (label, nic['source']))
+                if nic['type'] == 'direct' and not os.path.exists(sysfs):
+                    raise KvmError('%s.source: unknown host interface %r' % (label, nic['source']))
+        existing = set()
+        if current is not None:
+            existing = set(disk_view(d)['source'] for d in current.findall('devices/disk'))
+        for disk in spec['disks'] or []:
+            self._check_disk(disk, existing)
+        if spec['cloud_init'] is not None and self.local:
+            ci = spec['cloud_init']
+            if not os.path.isdir(ci['directory']):
+                raise KvmError('cloud_init.directory: %s does not exist' % ci['directory'])
+            if not os.path.exists(ci['path']):
+                self.storage.append(('iso', ci))
+        elif spec['cloud_init'] is not None:
+            raise KvmError('cloud_init: the seed ISO is written on the managed host; use a local URI (%s is remote)' % self.client.uri)
+        if spec['options'].get('kernel') and self.local and not os.path.exists(spec['options']['kernel']):
+            raise KvmError('kernel: %s does not exist' % spec['options']['kernel'])
+        if spec['options'].get('initrd') and self.local and not os.path.exists(spec['options']['initrd']):
+            raise KvmError('initrd: %s does not exist' % spec['options']['initrd'])
+
+    def _check_disk(self, disk, existing):
+        label = disk['label']
+        if disk.get('pool'):
+            pool = self.client.find_pool(disk['pool'])
+            if pool is None:
+                raise KvmError('%s.pool: unknown pool %r on %s' % (label, disk['pool'], self.client.uri))
+            if not self.client.call('pool %s' % disk['pool'], pool.isActive):
+                raise KvmError('%s.pool: pool %r is not active' % (label, disk['pool']))
+            try:
+                vol = pool.storageVolLookupByName(disk['volume'])
+            except libvirt.libvirtError:
+                vol = None
+            if vol is None:
+                if disk['device'] == 'disk' and disk.get('size_bytes') is None and not disk.get('backing'):
+                    raise KvmError('%s: volume %r does not exist in pool %r; give size (or backing) to create it'
+                                   % (label, disk['volume'], disk['pool']))
+                disk['format'] = disk.get('format') or 'qcow2'
+                self.storage.append(('volume', dict(disk=disk, pool=pool)))
+            elif not disk.get('format'):
+                fmt = parse(self.client.call('volume %s' % disk['volume'], vol.XMLDesc, 0), 'volume XML').find('target/format')
+                disk['format'] = fmt.get('type') if fmt is not None else 'raw'
+            return
+        path = disk.get('source')
+        if not path:
+            return
+        if not os.path.isabs(path):
+            raise KvmError('%s.path: %s is not an absolute path' % (label, path))
+        if not self.local:
+            if not disk.get('format'):
+                raise KvmError('%s.format: required for a file disk on a remote host' % label)
+            return
+        if os.path.exists(path):
+            if not disk.get('format'):
+                disk['format'] = image_format(path)
+            return
+        if disk['device'] == 'cdrom':
+            raise KvmError('%s.path: %s does not exist' % (label, path))
+        if path in existing and disk.get('size_bytes') is None:
+            raise KvmError('%s.path: %s (in the current definition) does not exist' % (label, path))
+        if disk.get('size_bytes') is None and not disk.get('backing'):
+            raise KvmError('%s: %s does not exist; give size (or backing) to create it' % (label, path))
+        if not os.path.isdir(os.path.dirname(path)):
+            raise KvmError('%s.path: directory %s does not exist' % (label, os.path.dirname(path)))
+        if disk.get('backing'):
+            if not os.path.exists(disk['backing']):
+                raise KvmError('%s.backing: %s does not exist' % (label, disk['backing']))
+            disk['backing_format'] = image_format(disk['backing'])
+        disk['format'] = disk.get('format') or 'qcow2'
+        self.storage.append(('file', disk))
+
+    # -- storage -------------------------------------------------------
+    def create_storage(self):
+        for kind, data in self.storage:
+            if kind == 'iso':
+                self.changes.append(change('config', 'cloud_init', 'create_image', after=data['path']))
+                if not self.check:
+                    tmp = data['path'] + '.tmp'
+                    try:
+                        with open(tmp, 'wb') as handle:
+                            handle.write(data['image'])
+                        os.chmod(tmp, 0o644)
+                        os.rename(tmp, data['path'])
+                    except (IOError, OSError) as exc:
+                        raise KvmError('cloud_init: cannot write %s: %s' % (data['path'], exc))
+            elif kind == 'file':
+                self.changes.append(change('config', data['label'], 'create_image', after=dict(
+                    path=data['source'], format=data['format'], size=data.get('size'), backing=data.get('backing'))))
+                if not self.check:
+                    self._qemu_img_create(data)
+            else:
+                disk = data['disk']
+                self.changes.append(change('config', disk['label'], 'create_volume', after=dict(
+                    pool=disk['pool'], volume=disk['volume'], format=disk['format'], size=disk.get('size'))))
+                if not self.check:
+                    self.client.call('pool %s' % disk['pool'], data['pool'].createXML, self._volume_xml(disk), 0)
+
+    def _qemu_img_create(self, disk):
+        qemu_img = self.module.get_bin_path('qemu-img')
+        if not qemu_img:
+            raise KvmError('%s: qemu-img is needed to create %s and was not found' % (disk['label'], disk['source']))
+        cmd = [qemu_img, 'create', '-q', '-f', disk['format']]
+        if disk.get('backing'):
+            cmd += ['-b', disk['backing'], '-F', disk['backing_format']]
+        if disk['format'] == 'raw' and disk.get('allocation') == 'full':
+            cmd += ['-o', 'preallocation=full']
+        cmd.append(disk['source'])
+        if disk.get('size_bytes') is not None:
+            cmd.append(str(disk['size_bytes']))
+        rc, _out, err = self.module.run_command(cmd)
+        if rc != 0:
+            raise KvmError('%s: qemu-img create %s failed: %s' % (disk['label'], disk['source'], ' '.join(err.split())))
+
+    @staticmethod
+    def _volume_xml(disk):
+        vol = etree.Element('volume')
+        etree.SubElement(vol, 'name').text = disk['volume']
+        size = disk.get('size_bytes') or 0
+        etree.SubElement(vol, 'capacity', unit='bytes').text = str(size)
+        allocation = size if disk['format'] == 'raw' and disk.get('allocation') == 'full' else 0
+        etree.SubElement(vol, 'allocation', unit='bytes').text = str(allocation)
+        target = etree.SubElement(vol, 'target')
+        etree.SubElement(target, 'format', type=disk['format'])
+        if disk.get('backing'):
+            backing = etree.SubElement(vol, 'backingStore')
+            etree.SubElement(backing, 'path').text = disk['backing']
+            etree.SubElement(backing, 'format', type=image_format(disk['backing']) or 'qcow2')
+        return to_string(vol)
+
+    # -- lifecycle -------------------------------------------------------
+    def state_of(self, dom):
+        if dom is None:
+            return 'absent'
+        state = self.client.call('domain %s' % dom.name(), dom.state)[0]
+        return {1: 'running', 2: 'running', 3: 'paused', 7: 'paused'}.get(state, 'shutoff')
+
+    def start(self, dom):
+        self.changes.append(change('live', 'state', 'start', before='shutoff', after='running'))
+        self.write('start %s' % dom.name(), dom.create)
+
+    def shutdown(self, dom, why='shutdown'):
+        """Graceful ACPI shutdown, waiting shutdown_timeout; then force, or a clear failure."""
+        name = dom.name()
+        timeout = self.params['shutdown_timeout']
+        self.changes.append(change('live', 'state', why, before='running', after='shutoff'))
+        if self.check:
+            return
+        if self.state_of(dom) == 'paused':
+            self.client.call('resume %s' % name, dom.resume)
+        self.client.call('shutdown %s' % name, dom.shutdown)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if not self.client.call('domain %s' % name, dom.isActive):
+                return
+            time.sleep(0.5)
+        if not self.client.call('domain %s' % name, dom.isActive):
+            return
+        if not self.params['force']:
+            raise KvmError('guest %s did not shut down within shutdown_timeout (%d s) after an ACPI shutdown request; '
+                           'set force: true to power it off' % (name, timeout), changed=True)
+        self.changes.append(change('live', 'state', 'destroy', before='running', after='shutoff',
+                                   detail='forced after %d s' % timeout))
+        self.client.call('destroy %s' % name, dom.destroy)
+
+    def converge_state(self, dom, wanted):
+        have = self.state_of(dom)
+        name = self.params['name']
+        if wanted == 'running':
+            if have == 'shutoff':
+                self.start(dom)
+            elif have == 'paused':
+                self.changes.append(change('live', 'state', 'resume', before='paused', after='running'))
+                self.write('resume %s' % name, dom.resume)
+        elif wanted == 'paused':
+            if have == 'shutoff':
+                self.start(dom)
+            if have != 'paused':
+                self.changes.append(change('live', 'state', 'suspend', before='running', after='paused'))
+                self.write('suspend %s' % name, dom.suspend)
+        elif wanted == 'shutdown' and have != 'shutoff':
+            self.shutdown(dom)
+        elif wanted == 'destroyed' and have != 'shutoff':
+            self.changes.append(change('live', 'state', 'destroy', before=have, after='shutoff'))
+            self.write('destroy %s' % name, dom.destroy)
+
+    # -- live ------------------------------------------------------------
+    def apply_live(self, dom, actions):
+        name = dom.name()
+        for action in actions:
+            kind = action['kind']
+            entry = change('live', action['option'], kind if kind in ('attach', 'detach', 'update') else 'set',
+                           before=action.get('before'), after=action.get('after'))
+            self.changes.append(entry)
+            if self.check:
+                continue
+            if kind == 'vcpus':
+                self.client.call('setVcpusFlags %s' % name, dom.setVcpusFlags, action['after'], LIVE)
+                entry['read_back'] = self.client.call('domain %s' % name, dom.info)[3]
+            elif kind == 'memory':
+                self.client.call('setMemoryFlags %s' % name, dom.setMemoryFlags, action['after'], LIVE)
+                entry['read_back'] = self._wait_balloon(dom, action['after'])
+                if entry['read_back'] != action['after']:
+                    self.warnings.append('memory: the balloon of %s reads %s KiB, not the %s KiB asked for '
+                                         '(is the guest virtio-balloon driver loaded?)' % (name, entry['read_back'], action['after']))
+            elif kind == 'attach':
+                self._attach(dom, action['xml'])
+            elif kind == 'update':
+                self.client.call('updateDeviceFlags %s' % name, dom.updateDeviceFlags, to_string(action['xml']), LIVE)
+            elif kind == 'detach':
+                self._detach(dom, action, entry)
+
+    def _wait_balloon(self, dom, target):
+        deadline = time.time() + BALLOON_WAIT
+        value = None
+        while True:
+            value = self.client.call('domain %s' % dom.name(), dom.info)[2]
+            if value == target or time.time() >= deadline:
+                return value
+            time.sleep(0.5)
+
+    def _attach(self, dom, elem):
+        text = to_string(elem)
+        try:
+            dom.attachDeviceFlags(text, LIVE)
+        except libvirt.libvirtError as exc:
+            if elem.find('address') is None:
+                raise KvmError(self.client.describe_error(exc, 'attach device to %s' % dom.name()))
+            # The slot libvirt chose for the definition is taken on the running guest.
+            bare = etree.fromstring(etree.tostring(elem))
+            for node in bare.findall('address'):
+                bare.remove(node)
+            self.client.call('attach device to %s' % dom.name(), dom.attachDeviceFlags, to_string(bare), LIVE)
+
+    def _present_live(self, dom, key):
+        kind, ident = key
+        live = self.xml(dom, inactive=False)
+        if kind == 'disk':
+            return any(disk_view(d)['target'] == ident for d in live.findall('devices/disk'))
+        return any(nic_view(i)['mac'] == ident for i in live.findall('devices/interface'))
+
+    def _detach(self, dom, action, entry):
+        name = dom.name()
+        try:
+            dom.detachDeviceFlags(to_string(action['xml']), LIVE)
+        except libvirt.libvirtError as exc:
+            msg = exc.get_error_message() or str(exc)
+            if 'already in the process of unplug' not in msg:
+                raise KvmError(self.client.describe_error(exc, 'detach %s from %s' % (action['option'], name)))
+            self.changes.remove(entry)
+            self.pending.append(action['option'])
+            return
+        deadline = time.time() + DETACH_WAIT
+        while time.time() < deadline and self._present_live(dom, action['key']):
+            time.sleep(0.5)
+        if self._present_live(dom, action['key']):
+            entry['read_back'] = 'detach requested, not yet released by the guest'
+            self.pending.append(action['option'])
+            self.warnings.append('%s: %s has not released the device yet (hot-unplug needs the guest OS); '
+                                 'it is gone from the definition and leaves at the next restart at the latest'
+                                 % (action['option'], name))
+
+    # -- absent ----------------------------------------------------------
+    def absent(self, dom):
+        name = self.params['name']
+        if dom is None:
+            return dict(changed=False, domain=dict(name=name, state='absent'), changes=[], pending_restart=[])
+        before = self.xml(dom, inactive=True)
+        files = []
+        volumes = []
+        if self.params['remove_storage']:
+            for disk in before.findall('devices/disk'):
+                view = disk_view(disk)
+                if view['device'] != 'disk' and not is_cidata(disk, name):
+                    continue
+                if view['pool']:
+                    volumes.append((view['pool'], view['volume']))
+                elif view['source'] and disk.get('type') == 'file':
+                    files.append(view['source'])
+        if self.client.call('domain %s' % name, dom.isActive):
+            self.changes.append(change('live', 'state', 'destroy', before='running', after='shutoff'))
+            self.write('destroy %s' % name, dom.destroy)
+        flags = 0
+        for flag in ('VIR_DOMAIN_UNDEFINE_MANAGED_SAVE', 'VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA',
+                     'VIR_DOMAIN_UNDEFINE_NVRAM', 'VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA'):
+            flags |= getattr(libvirt, flag, 0)
+        self.changes.append(change('config', 'definition', 'undefine', before=name))
+        self.write('undefine %s' % name, dom.undefineFlags, flags)
+        for pool_name, vol_name in volumes:
+            self.changes.append(change('config', 'storage', 'delete_volume', before='%s/%s' % (pool_name, vol_name)))
+            if not self.check:
+                pool = self.client.find_pool(pool_name)
+                if pool is not None:
+                    vol = self.client.call('pool %s' % pool_name, pool.storageVolLookupByName, vol_name)
+                    self.client.call('volume %s' % vol_name, vol.delete, 0)
+        for path in files:
+            self.changes.append(change('config', 'storage', 'delete_file', before=path))
+            if not self.check:
+                self._delete_file(path)
+        result = dict(changed=True, domain=dict(name=name, state='absent'), changes=self.changes, pending_restart=[])
+        if self.module._diff:
+            result['diff'] = make_diff(mask_secrets(before), None, before_header='%s (persistent definition)' % name,
+                                       after_header='%s (absent)' % name)
+        return result
+
+    def _delete_file(self, path):
+        try:
+            vol = self.conn().storageVolLookupByPath(path)
+        except libvirt.libvirtError:
+            vol = None
+        if vol is not None:
+            self.client.call('volume %s' % path, vol.delete, 0)
+            return
+        if not self.local:
+            self.warnings.append('remove_storage: %s is in no storage pool of the remote host; left in place' % path)
+            return
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise KvmError('remove_storage: cannot delete %s: %s' % (path, exc))
+
+    # -- main ------------------------------------------------------------
+    def run(self):
+        params = self.params
+        spec = validate(params)
+        name = spec['name']
+        dom = self.client.find_domain(name)
+        if params['state'] == 'absent':
+            return self.absent(dom)
+        current = self.xml(dom, inactive=True) if dom is not None else None
+        if current is not None and spec['uuid'] and current.findtext('uuid').replace('-', '') != spec['uuid'].lower().replace('-', ''):
+            raise KvmError('uuid: guest %s exists with UUID %s; a UUID cannot be changed' % (name, current.findtext('uuid')))
+        if dom is None and spec['xml'] is None and 'memory' not in spec['options'] and 'max_memory' not in spec['options']:
+            raise KvmError('memory: required to create guest %s' % name)
+        if dom is None and spec['graphics'] is None and spec['xml'] is None:
+            spec['graphics'] = dict(type='vnc', listen='127.0.0.1', port=None, keymap=None, password=None)
+        ctx = self.context(spec, current)
+        self.check_environment(spec, current)
+        desired, config_changes, options = plan_config(spec, current, ctx)
+
+        self.create_storage()
+        if config_changes:
+            self.changes.extend(config_changes)
+            text = to_string(desired)
+            flags = getattr(libvirt, 'VIR_DOMAIN_DEFINE_VALIDATE', 0)
+            defined = self.write('define %s' % name, self.conn().defineXMLFlags, text, flags)
+            if defined is not None:
+                dom = defined
+        if params['autostart'] is not None:
+            have = bool(self.client.call('domain %s' % name, dom.autostart)) if dom is not None else False
+            if have != params['autostart']:
+                self.changes.append(change('config', 'autostart', 'set', before=have, after=params['autostart']))
+                if dom is not None:
+                    self.write('autostart %s' % name, dom.setAutostart, 1 if params['autostart'] else 0)
+
+        state = params['state']
+        live_root = None
+        if dom is not None:
+            running = self.state_of(dom) in ('running', 'paused')
+            if running and state in ('present', 'running', 'paused'):
+                live_root = self.xml(dom, inactive=False)
+                wanted = desired if self.check else self.xml(dom, inactive=True)
+                actions, pending = plan_live(spec, options, wanted, live_root, ctx, before=current)
+                self.apply_live(dom, actions)
+                self.pending.extend(p for p in pending if p not in self.pending)
+            if self.pending and params['restart'] == 'if_needed' and running and state in ('present', 'running', 'paused'):
+                self.shutdown(dom, why='restart')
+                self.changes.append(change('live', 'state', 'start', before='shutoff', after='running',
+                                           detail='restart for %s' % ', '.join(self.pending)))
+                self.write('start %s' % name, dom.create)
+                self.pending = []
+            self.converge_state(dom, state)
+        elif state in ('running', 'paused'):
+            self.changes.append(change('live', 'state', 'start', before='absent', after='running'))
+            if state == 'paused':
+                self.changes.append(change('live', 'state', 'suspend', before='running', after='paused'))
+
+        result = dict(changed=bool(self.changes), changes=self.changes, pending_restart=self.pending)
+        if dom is not None:
+            result['domain'] = domain_facts(self.client, dom)
+        else:
+            facts = domain_xml_facts(desired)
+            facts.update(id=None, state='shutoff', state_reason='unknown', active=False, persistent=True,
+                         autostart=bool(params['autostart']), vcpu_info=[], balloon={})
+            result['domain'] = facts
+        if self.module._diff:
+            result['diff'] = self.diff(name, current, desired if config_changes else current, live_root)
+        if self.warnings:
+            result['warnings'] = self.warnings
+        return result
+
+    def diff(self, name, before, after, live_root):
+        def render(root):
+            return to_string(mask_secrets(root)) if root is not None else ''
+        before_text, after_text = render(before), render(after)
+        live = [c for c in self.changes if c['scope'] == 'live']
+        if live:
+            lines_before = ['# live (running guest)']
+            lines_after = ['# live (running guest)']
+            for entry in live:
+                lines_before.append('%s: %s' % (entry['option'], json.dumps(entry.get('before'), sort_keys=True)))
+                lines_after.append('%s: %s' % (entry['option'], json.dumps(entry.get('after'), sort_keys=True)))
+            before_text = '\n'.join(lines_before) + '\n\n' + before_text
+            after_text = '\n'.join(lines_after) + '\n\n' + after_text
+        del live_root
+        return make_diff(before_text, after_text, before_header='%s (persistent definition)' % name,
+                         after_header='%s (persistent definition)' % name)
+
+
+def main(module):
+    def converge(client):
+        result = Manager(client, module).run()
+        for warning in result.pop('warnings', []):
+            module.warn(warning)
+        return result
+    run(module, converge)

@@ -1,0 +1,413 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) kvmops.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The change planner of kvm_domain: pure functions, no libvirt calls.
+
+* :func:`resolve_options` fills the implied values (max_vcpus follows vcpus, ...).
+* :func:`plan_config` compares what the user specified with the inactive
+  (persistent) XML and returns the new definition plus the config changes.
+* :func:`plan_live` compares the wanted definition with the live XML of a
+  running guest and returns what can be applied live and what waits for a restart.
+
+A "spec" is the validated, normalized request built by ``_domain.py``:
+``{'name', 'uuid', 'options': {...}, 'disks': [...]|None, 'interfaces': [...]|None,
+'graphics': {...}|None, 'cloud_init': {...}|None, 'xml': element|None}``.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import os
+
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
+from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import (
+    OPTIONS,
+    OPTIONS_BY_NAME,
+    build_disk,
+    build_graphics,
+    build_nic,
+    child,
+    disk_differences,
+    disk_view,
+    ensure_console_and_balloon,
+    graphics_differences,
+    graphics_view,
+    link_only_change,
+    media_only_change,
+    nic_differences,
+    nic_view,
+    set_default_boot,
+    skeleton,
+    update_disk,
+    update_nic,
+)
+from ansible_collections.kvmops.kvm.plugins.module_utils._facts import memory_kib
+from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, subset_differences
+
+# Buses QEMU can hot-plug a disk on; sata/ide disks and cdroms need a restart.
+HOTPLUG_DISK_BUSES = ('virtio', 'scsi', 'usb')
+
+
+def is_cidata(elem, name):
+    """The cloud-init seed cdrom kvm_domain attached (``<name>-cidata-<hash>.iso``)."""
+    source = disk_view(elem).get('source') or ''
+    return elem.get('device') == 'cdrom' and fnmatch.fnmatchcase(os.path.basename(source), '%s-cidata-*.iso' % name)
+
+
+def change(scope, option, action='set', before=None, after=None, **extra):
+    entry = dict(scope=scope, option=option, action=action, before=before, after=after)
+    entry.update(extra)
+    return entry
+
+
+# ---------------------------------------------------------------- implied values
+def resolve_options(options, current):
+    """The options with their implied companions, given the current definition (or None)."""
+    opts = dict(options)
+    read = (lambda name: OPTIONS_BY_NAME[name].read(current)) if current is not None else (lambda name: None)
+    if 'vcpus' in opts and 'max_vcpus' not in opts:
+        have_max = read('max_vcpus')
+        if have_max is None or opts['vcpus'] > have_max:
+            opts['max_vcpus'] = opts['vcpus']
+    elif 'max_vcpus' in opts and 'vcpus' not in opts:
+        have = read('vcpus')
+        if have is None or have > opts['max_vcpus']:
+            opts['vcpus'] = opts['max_vcpus']
+    if 'memory' in opts and 'max_memory' not in opts:
+        have_max = read('max_memory')
+        if have_max is None or opts['memory'] > have_max:
+            opts['max_memory'] = opts['memory']
+    elif 'max_memory' in opts and 'memory' not in opts:
+        have = read('memory')
+        if have is None or have > opts['max_memory']:
+            opts['memory'] = opts['max_memory']
+    topo = [k for k in ('sockets', 'cores', 'threads') if k in opts]
+    if topo:
+        for key in ('sockets', 'cores', 'threads'):
+            opts.setdefault(key, read(key) or 1)
+    max_vcpus = opts.get('max_vcpus') or read('max_vcpus')
+    sockets = opts.get('sockets') or read('sockets')
+    if sockets and max_vcpus:
+        cores = opts.get('cores') or read('cores') or 1
+        threads = opts.get('threads') or read('threads') or 1
+        if sockets * cores * threads != max_vcpus:
+            raise KvmError('sockets * cores * threads (%d * %d * %d) must equal max_vcpus (%d)'
+                           % (sockets, cores, threads, max_vcpus))
+    return opts
+
+
+# ---------------------------------------------------------------- config
+def _normalize_user_xml(root):
+    """Memory elements in KiB, as libvirt reports them, so a subset comparison means something."""
+    from ansible_collections.kvmops.kvm.plugins.module_utils._units import to_kib
+    root = copy.deepcopy(root)
+    for tag in ('memory', 'currentMemory', 'maxMemory'):
+        node = root.find(tag)
+        if node is not None and node.text:
+            node.text = str(to_kib(node.text.strip(), node.get('unit', 'KiB')))
+            node.set('unit', 'KiB')
+    return root
+
+
+def _adopt_identity(wanted, current):
+    """The user's XML keeping the existing UUID and the MACs libvirt generated."""
+    wanted = copy.deepcopy(wanted)
+    uuid = current.find('uuid')
+    if wanted.find('uuid') is None and uuid is not None:
+        node = etree.Element('uuid')
+        node.text = uuid.text
+        wanted.insert(1, node)
+    have = [i for i in current.findall('devices/interface')]
+    for index, iface in enumerate(wanted.findall('devices/interface')):
+        if iface.find('mac') is None and index < len(have) and have[index].find('mac') is not None:
+            iface.insert(0, copy.deepcopy(have[index].find('mac')))
+    return wanted
+
+
+def _replace(old, new):
+    old.getparent().replace(old, new)
+
+
+def _insert_device(devices, elem):
+    """New devices after the last sibling of the same kind (readable XML)."""
+    same = devices.findall(elem.tag)
+    if same:
+        same[-1].addnext(elem)
+    else:
+        devices.append(elem)
+
+
+def _plan_disks(spec, base, changes):
+    devices = child(base, 'devices')
+    name = spec['name']
+    managed = [d for d in devices.findall('disk') if not is_cidata(d, name)]
+    by_target = dict((disk_view(d)['target'], d) for d in managed)
+    for wanted in spec['disks']:
+        label = 'disks[%s]' % wanted['target']
+        elem = by_target.pop(wanted['target'], None)
+        if elem is None:
+            _insert_device(devices, build_disk(wanted))
+            changes.append(change('config', label, 'add', after=_disk_summary(wanted)))
+            continue
+        diffs = disk_differences(wanted, elem)
+        if diffs:
+            _replace(elem, update_disk(elem, wanted))
+            changes.append(change('config', label, 'update', before=dict((f, b) for f, b, _a in diffs),
+                                  after=dict((f, a) for f, _b, a in diffs)))
+    for target, elem in sorted(by_target.items()):
+        devices.remove(elem)
+        changes.append(change('config', 'disks[%s]' % target, 'remove', before=_disk_summary(disk_view(elem))))
+
+
+def _plan_cidata(spec, base, changes):
+    devices = child(base, 'devices')
+    wanted = spec['cloud_init']['disk']
+    found = [d for d in devices.findall('disk') if is_cidata(d, spec['name'])]
+    if not found:
+        _insert_device(devices, build_disk(wanted))
+        changes.append(change('config', 'cloud_init', 'add', after=wanted['source']))
+        return
+    elem = found[0]
+    have = disk_view(elem)
+    wanted['target'], wanted['bus'] = have['target'], have['bus']
+    if have['source'] != wanted['source']:
+        _replace(elem, update_disk(elem, wanted))
+        changes.append(change('config', 'cloud_init', 'update', before=have['source'], after=wanted['source']))
+
+
+def _disk_summary(view):
+    return dict((k, view.get(k)) for k in ('device', 'source', 'pool', 'volume', 'format', 'bus', 'cache')
+                if view.get(k) is not None)
+
+
+def _pair_nics(specs, elems):
+    """Pair wanted NICs with existing ones: by MAC, else by type and source (never a new MAC)."""
+    remaining = list(elems)
+    pairs = [None] * len(specs)
+    for index, wanted in enumerate(specs):
+        if wanted.get('mac'):
+            for elem in remaining:
+                if nic_view(elem)['mac'] == wanted['mac']:
+                    pairs[index] = elem
+                    remaining.remove(elem)
+                    break
+    for index, wanted in enumerate(specs):
+        if pairs[index] is None and not wanted.get('mac'):
+            for elem in remaining:
+                view = nic_view(elem)
+                if view['type'] == wanted['type'] and view['source'] == wanted['source']:
+                    pairs[index] = elem
+                    remaining.remove(elem)
+                    break
+    return pairs, remaining
+
+
+def _plan_nics(spec, base, changes):
+    devices = child(base, 'devices')
+    pairs, leftovers = _pair_nics(spec['interfaces'], devices.findall('interface'))
+    for index, (wanted, elem) in enumerate(zip(spec['interfaces'], pairs)):
+        label = 'interfaces[%d]' % index
+        if elem is None:
+            _insert_device(devices, build_nic(wanted))
+            changes.append(change('config', label, 'add', after=dict(
+                (k, wanted.get(k)) for k in ('type', 'source', 'model', 'mac') if wanted.get(k))))
+            continue
+        diffs = nic_differences(wanted, elem)
+        if diffs:
+            _replace(elem, update_nic(elem, wanted))
+            changes.append(change('config', label, 'update', before=dict((f, b) for f, b, _a in diffs),
+                                  after=dict((f, a) for f, _b, a in diffs), mac=nic_view(elem)['mac']))
+    for elem in leftovers:
+        view = nic_view(elem)
+        devices.remove(elem)
+        changes.append(change('config', 'interfaces[mac=%s]' % view['mac'], 'remove',
+                              before=dict((k, view[k]) for k in ('type', 'source', 'model', 'mac'))))
+
+
+def _plan_graphics(spec, base, changes):
+    devices = child(base, 'devices')
+    wanted = spec['graphics']
+    existing = devices.findall('graphics')
+    if wanted['type'] == 'none':
+        for elem in existing:
+            devices.remove(elem)
+        if existing:
+            changes.append(change('config', 'graphics', 'remove', before=graphics_view(existing[0])['type']))
+        return
+    first = existing[0] if existing else None
+    diffs = graphics_differences(wanted, first)
+    if diffs or len(existing) > 1:
+        for elem in existing:
+            devices.remove(elem)
+        _insert_device(devices, build_graphics(wanted))
+        changes.append(change('config', 'graphics', 'update' if existing else 'add',
+                              before=dict((f, b) for f, b, _a in diffs), after=dict((f, a) for f, _b, a in diffs)))
+
+
+def plan_config(spec, current, ctx=None):
+    """(new definition, config changes) for ``spec`` against the inactive XML ``current``.
+
+    ``current`` is None for a guest that does not exist yet. Nothing needs defining
+    when the returned change list is empty.
+    """
+    ctx = ctx or {}
+    changes = []
+    creating = current is None
+    user_xml = spec.get('xml')
+    if creating:
+        if user_xml is not None:
+            base = copy.deepcopy(user_xml)
+        else:
+            base = skeleton(spec['name'], spec['options'].get('virt_type') or 'kvm', spec.get('uuid'))
+        changes.append(change('config', 'definition', 'define', after=spec['name']))
+    else:
+        base = copy.deepcopy(current)
+        if user_xml is not None:
+            normalized = _normalize_user_xml(user_xml)
+            diffs = subset_differences(normalized, current, ignore=('address', 'alias', 'uuid', 'mac'))
+            if diffs:
+                base = _adopt_identity(normalized, current)
+                changes.append(change('config', 'xml', 'update', before=None, after=diffs))
+    options = resolve_options(spec['options'], current)
+    for option in OPTIONS:
+        if option.name not in options:
+            continue
+        wanted = options[option.name]
+        have = option.read(current) if current is not None else None
+        option.write(base, wanted)
+        if not creating and not option.compare(wanted, have, ctx):
+            changes.append(change('config', option.name, 'set', before=have, after=wanted))
+    if spec.get('disks') is not None:
+        _plan_disks(spec, base, changes if not creating else [])
+    if spec.get('cloud_init') is not None:
+        _plan_cidata(spec, base, changes if not creating else [])
+    if spec.get('interfaces') is not None:
+        _plan_nics(spec, base, changes if not creating else [])
+    if spec.get('graphics') is not None:
+        _plan_graphics(spec, base, changes if not creating else [])
+    added = ensure_console_and_balloon(base)
+    if not creating:
+        changes.extend(change('config', what, 'add') for what in added)
+    set_default_boot(base)
+    return base, changes, options
+
+
+# ---------------------------------------------------------------- live
+def _disk_spec_of(elem):
+    view = disk_view(elem)
+    return dict((k, v) for k, v in view.items() if k not in ('type', 'target'))
+
+
+def plan_live(spec, options, wanted, live, ctx=None, before=None):
+    """What to do to a running guest so that it matches the definition ``wanted``.
+
+    Returns ``(actions, pending)``. Each action is a dict with ``kind`` in
+    ``vcpus``, ``memory``, ``attach``, ``detach``, ``update`` and the data the
+    API call needs; ``pending`` lists what only a restart applies.
+    """
+    ctx = ctx or {}
+    actions = []
+    pending = []
+    for option in OPTIONS:
+        if option.name not in options:
+            continue
+        value = options[option.name]
+        have = option.read(live)
+        if option.compare(value, have, ctx):
+            continue
+        if option.live == 'none':
+            continue
+        if option.live == 'balloon':
+            if before is not None and option.compare(value, option.read(before), ctx):
+                continue
+            if value <= (memory_kib(live, 'memory') or 0):
+                actions.append(dict(kind='memory', option='memory', before=have, after=value))
+            else:
+                pending.append('memory')
+        elif option.live == 'vcpus':
+            live_max = OPTIONS_BY_NAME['max_vcpus'].read(live) or 0
+            if have is not None and have < value <= live_max:
+                actions.append(dict(kind='vcpus', option='vcpus', before=have, after=value))
+            else:
+                pending.append('vcpus')
+        else:
+            pending.append(option.name)
+
+    name = spec['name']
+    manage_disks = spec.get('disks') is not None
+    manage_cidata = spec.get('cloud_init') is not None
+    if manage_disks or manage_cidata:
+        def managed(elem):
+            return manage_cidata if is_cidata(elem, name) else manage_disks
+        want = dict((disk_view(d)['target'], d) for d in wanted.findall('devices/disk') if managed(d))
+        have = dict((disk_view(d)['target'], d) for d in live.findall('devices/disk') if managed(d))
+        for target, elem in want.items():
+            label = 'disks[%s]' % target if not is_cidata(elem, name) else 'cloud_init'
+            view = disk_view(elem)
+            if target not in have:
+                if view['device'] == 'disk' and view['bus'] in HOTPLUG_DISK_BUSES:
+                    actions.append(dict(kind='attach', option=label, xml=elem, after=_disk_summary(view)))
+                else:
+                    pending.append(label)
+                continue
+            diffs = disk_differences(_disk_spec_of(elem), have[target])
+            if not diffs:
+                continue
+            if view['device'] == 'cdrom' and media_only_change(diffs):
+                actions.append(dict(kind='update', option=label, xml=elem,
+                                    before=disk_view(have[target])['source'], after=view['source']))
+            else:
+                pending.append(label)
+        for target, elem in sorted(have.items()):
+            if target in want:
+                continue
+            view = disk_view(elem)
+            label = 'disks[%s]' % target
+            if view['device'] == 'disk' and view['bus'] in HOTPLUG_DISK_BUSES:
+                actions.append(dict(kind='detach', option=label, xml=elem, key=('disk', target),
+                                    before=_disk_summary(view)))
+            else:
+                pending.append(label)
+
+    if spec.get('interfaces') is not None:
+        want = wanted.findall('devices/interface')
+        have = dict((nic_view(i)['mac'], i) for i in live.findall('devices/interface'))
+        matched = set()
+        for index, elem in enumerate(want):
+            view = nic_view(elem)
+            label = 'interfaces[%d]' % index
+            current = have.get(view['mac']) if view['mac'] else None
+            if current is None:
+                actions.append(dict(kind='attach', option=label, xml=elem,
+                                    after=dict((k, view[k]) for k in ('type', 'source', 'model', 'mac'))))
+                continue
+            matched.add(view['mac'])
+            spec_view = dict((k, view[k]) for k in ('type', 'source', 'model', 'link_state'))
+            diffs = nic_differences(spec_view, current)
+            if diffs and link_only_change(diffs):
+                actions.append(dict(kind='update', option=label, xml=elem,
+                                    before=nic_view(current)['link_state'], after=view['link_state']))
+            elif diffs:
+                pending.append(label)
+        for mac, elem in sorted(have.items(), key=lambda kv: str(kv[0])):
+            if mac in matched:
+                continue
+            view = nic_view(elem)
+            actions.append(dict(kind='detach', option='interfaces[mac=%s]' % mac, xml=elem,
+                                key=('interface', mac), before=dict((k, view[k]) for k in ('type', 'source', 'model', 'mac'))))
+
+    if spec.get('graphics') is not None:
+        want_g = wanted.find('devices/graphics')
+        have_g = live.find('devices/graphics')
+        if (want_g is None) != (have_g is None):
+            pending.append('graphics')
+        elif want_g is not None:
+            spec_g = graphics_view(want_g)
+            spec_g['port'] = None if spec_g['autoport'] else spec_g['port']
+            if graphics_differences(spec_g, have_g):
+                pending.append('graphics')
+    for tag, label in (('serial', 'serial console'), ('memballoon', 'memballoon')):
+        if wanted.find('devices/' + tag) is not None and live.find('devices/' + tag) is None:
+            pending.append(label)
+    return actions, pending

@@ -1,0 +1,468 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) kvmops.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: kvm_domain
+short_description: Declarative KVM guests - definition, lifecycle, live vCPU/memory, disks, NICs and cloud-init
+version_added: 0.1.0
+description:
+  - One task describes a guest; the module makes it so, on a stopped or a running guest, and reports exactly what
+    it changed. It replaces C(virt-install) and the C(virsh) lifecycle and hot-plug commands.
+  - Only what the task specifies is compared with libvirt's inactive XML (the persistent definition) and, for a
+    running guest, with the live XML. libvirt's defaults, attribute order and generated addresses are never a change.
+  - The definition is written with C(defineXML) over the existing guest, keeping its UUID and MAC addresses. The
+    module never undefines and redefines a guest (that would lose UEFI NVRAM and TPM state).
+  - On a running guest, what can change live is also applied live and read back - vCPUs up to O(max_vcpus), balloon
+    memory up to O(max_memory), disk and NIC attach/detach, cdrom media, link state and autostart. What only
+    applies at the next boot is listed in RV(pending_restart); O(restart=if_needed) restarts the guest for it.
+  - Options that are not given are not managed (on an existing guest they are left as they are).
+author:
+  - kvmops.kvm contributors
+extends_documentation_fragment:
+  - kvmops.kvm.connection
+attributes:
+  check_mode:
+    support: full
+    description: Nothing is written - no libvirt call that changes anything, no disk image, no ISO file.
+  diff_mode:
+    support: full
+    description:
+      - The persistent definition before and after (graphics passwords masked), preceded by the live changes
+        of a running guest.
+options:
+  name:
+    description:
+      - Guest name. Letters, digits and C(_ . + : @ -), starting with a letter, digit or C(_).
+    type: str
+    required: true
+  uuid:
+    description:
+      - UUID for a new guest. On an existing guest it must match (a UUID cannot change).
+    type: str
+  state:
+    description:
+      - V(present) - defined; a running guest stays running, a stopped one stays stopped.
+      - V(running) - defined and running (started, or resumed when paused).
+      - V(shutdown) - graceful ACPI shutdown, waiting up to O(shutdown_timeout) seconds; then O(force=true) powers
+        it off, otherwise the task fails with a clear message.
+      - V(destroyed) - hard power-off (C(virsh destroy)).
+      - V(paused) - running and suspended.
+      - V(absent) - powered off and undefined, with its UEFI NVRAM, managed save image and snapshot and checkpoint
+        metadata. Disk images are kept unless O(remove_storage=true). Absent on a missing guest is not a change.
+    type: str
+    choices: [present, running, shutdown, destroyed, paused, absent]
+    default: present
+  autostart:
+    description: Start the guest when the host boots.
+    type: bool
+  force:
+    description: With O(state=shutdown) or a restart, power the guest off when it does not stop in time.
+    type: bool
+    default: false
+  shutdown_timeout:
+    description: Seconds to wait for a graceful shutdown.
+    type: int
+    default: 120
+  restart:
+    description:
+      - V(if_needed) - when a running guest has changes that only apply at boot (RV(pending_restart)), shut it
+        down gracefully (O(shutdown_timeout), O(force)) and start it again.
+      - V(never) - only report them in RV(pending_restart).
+    type: str
+    choices: [never, if_needed]
+    default: never
+  remove_storage:
+    description:
+      - With O(state=absent), also delete the guest's disk images (file disks and pool volumes of device V(disk))
+        and its cloud-init seed ISO. Other cdrom images are never deleted.
+    type: bool
+    default: false
+  memory:
+    description:
+      - Current memory (C(<currentMemory>), the balloon target). A number with libvirt's units - V(512MiB), V(1G),
+        V(1GiB), V(1000MB), V(524288KiB); a bare number is MiB. Required to create a guest.
+      - On a running guest it is applied live through the virtio balloon, up to the guest's maximum.
+      - Defaults to and must not exceed O(max_memory).
+    type: str
+  max_memory:
+    description:
+      - Maximum memory (C(<memory>), C(virsh setmaxmem)). Same units as O(memory). Applies at the next boot.
+      - Defaults to O(memory) for a new guest, and is raised to O(memory) when that is larger.
+    type: str
+  vcpus:
+    description:
+      - Current (online) vCPUs. On a running guest, raised live (hot-plug) up to the running maximum; lowering
+        vCPUs waits for a restart (hot-unplug is not used).
+    type: int
+  max_vcpus:
+    description:
+      - Maximum vCPUs. Applies at the next boot. Defaults to O(vcpus) for a new guest, and is raised to O(vcpus)
+        when that is larger.
+    type: int
+  sockets:
+    description: CPU topology sockets. O(sockets) x O(cores) x O(threads) must equal O(max_vcpus).
+    type: int
+  cores:
+    description: CPU topology cores per socket (default 1 when a topology is given).
+    type: int
+  threads:
+    description: CPU topology threads per core (default 1 when a topology is given).
+    type: int
+  cpu_mode:
+    description: CPU mode (C(<cpu mode=...>)).
+    type: str
+    choices: [host-passthrough, host-model, maximum]
+  machine:
+    description:
+      - Machine type, for example V(pc), V(q35) or V(pc-q35-7.2). An alias such as V(q35) matches the
+        versioned type libvirt expands it to.
+    type: str
+  firmware:
+    description: V(bios) (SeaBIOS) or V(efi) (OVMF, chosen by libvirt's firmware auto-selection).
+    type: str
+    choices: [bios, efi]
+  virt_type:
+    description:
+      - Domain type. V(auto) chooses V(kvm) where KVM can really run a full guest OS on this host (see
+        C(kvm_info)'s C(preferred_domain_type)), else V(qemu) (TCG emulation).
+      - When not given, a new guest gets V(auto) and an existing guest keeps its type.
+    type: str
+    choices: [auto, kvm, qemu]
+  os_variant:
+    description:
+      - libosinfo id stored in the guest metadata (for example V(http://debian.org/debian/12)). Informational.
+    type: str
+  kernel:
+    description: Host path of a kernel for direct kernel boot (C(<os><kernel>)). An empty string removes it.
+    type: path
+  initrd:
+    description: Host path of an initrd for direct kernel boot. An empty string removes it.
+    type: path
+  cmdline:
+    description: Kernel command line for direct kernel boot. An empty string removes it.
+    type: str
+  disks:
+    description:
+      - The guest's disks and cdroms, as a complete list - a disk in the definition that is not listed is
+        detached (its image is kept). When not given, disks are not managed.
+      - Disks are matched by O(disks[].target). A missing image is created with O(disks[].size) and
+        O(disks[].format), or as a thin qcow2 overlay of O(disks[].backing). Existing images are never resized
+        or overwritten.
+      - On a running guest, virtio, scsi and usb disks are attached and detached live; a cdrom's medium is
+        changed live. Other changes wait for a restart.
+    type: list
+    elements: dict
+    suboptions:
+      path:
+        description: Image file (absolute path) or cdrom ISO. For a cdrom, omit it for an empty drive.
+        type: path
+      pool:
+        description: Storage pool of the volume (instead of O(disks[].path)).
+        type: str
+      volume:
+        description: Volume name in O(disks[].pool).
+        type: str
+      size:
+        description: Size of an image to create, with units (V(8G), V(8GiB), V(500MiB)); a bare number is GiB.
+        type: str
+      format:
+        description:
+          - Image format. Created images default to V(qcow2) (sparse). An existing file's format is read from
+            its header when not given.
+        type: str
+        choices: [raw, qcow2]
+      allocation:
+        description: For a created V(raw) image, V(sparse) or V(full) (preallocated).
+        type: str
+        choices: [sparse, full]
+        default: sparse
+      backing:
+        description: Create the image as a thin qcow2 overlay of this backing image.
+        type: path
+      target:
+        description:
+          - Guest device name (V(vda), V(sdb), V(hdc)). Default - the first free name for the bus.
+        type: str
+      bus:
+        description: Bus. Default - from the target prefix (V(vd) virtio, V(sd) sata, V(hd) ide), else virtio (sata for a cdrom).
+        type: str
+        choices: [virtio, sata, scsi, ide, usb]
+      cache:
+        description: Host cache mode.
+        type: str
+        choices: [none, writeback, writethrough, directsync, unsafe, default]
+      io:
+        description: I/O mode.
+        type: str
+        choices: [native, threads, io_uring]
+      discard:
+        description: Discard (TRIM) handling.
+        type: str
+        choices: [unmap, ignore]
+      readonly:
+        description: Read-only disk (cdroms always are).
+        type: bool
+      device:
+        description: V(disk) or V(cdrom).
+        type: str
+        choices: [disk, cdrom]
+        default: disk
+      boot_order:
+        description: Per-device boot order (replaces C(<os><boot dev=...>)).
+        type: int
+  interfaces:
+    description:
+      - The guest's NICs, as a complete list - a NIC that is not listed is detached. When not given, NICs are not
+        managed.
+      - A NIC is matched by O(interfaces[].mac) when given, else by type and source; a matched NIC keeps its MAC.
+        A new NIC without O(interfaces[].mac) gets one generated by libvirt once, and keeps it.
+      - On a running guest, NICs are attached and detached live and the link state is changed live; other changes
+        wait for a restart.
+    type: list
+    elements: dict
+    suboptions:
+      type:
+        description: V(network) (libvirt network), V(bridge) (host bridge) or V(direct) (macvtap on a host NIC).
+        type: str
+        choices: [network, bridge, direct]
+        default: network
+      source:
+        description: Network, bridge or host interface name. Must exist.
+        type: str
+        required: true
+      model:
+        description: NIC model.
+        type: str
+        choices: [virtio, e1000, e1000e, rtl8139]
+        default: virtio
+      mac:
+        description: MAC address (unicast). KVM MACs usually start with 52:54:00.
+        type: str
+      link_state:
+        description: Link state.
+        type: str
+        choices: [up, down]
+      mode:
+        description: macvtap mode for V(direct) (default V(bridge)).
+        type: str
+        choices: [bridge, vepa, private, passthrough]
+  graphics:
+    description:
+      - The graphical console. A new guest gets VNC on 127.0.0.1 with an automatic port when not given.
+      - A pty serial console is always present, and a new guest gets a virtio memory balloon.
+    type: dict
+    suboptions:
+      type:
+        description: V(vnc), V(spice), or V(none) to remove the graphical console.
+        type: str
+        choices: [vnc, spice, none]
+        default: vnc
+      listen:
+        description: Listen address. The default keeps the console on the host; V(0.0.0.0) exposes it to the network.
+        type: str
+        default: 127.0.0.1
+      port:
+        description: Fixed port (5900-65535). Default - automatic.
+        type: int
+      keymap:
+        description: Keymap, for example V(en-us).
+        type: str
+      password:
+        description: Console password.
+        type: str
+  cloud_init:
+    description:
+      - A cloud-init NoCloud seed - an ISO9660 image with volume id C(cidata) built in Python (no genisoimage),
+        named C(<name>-cidata-<hash>.iso) after a hash of its content, written to O(cloud_init.directory) and
+        attached as a read-only sata cdrom. Changing the content writes a new ISO and swaps the medium.
+      - When not given, an existing seed cdrom is left as it is (O(disks) never removes it).
+    type: dict
+    suboptions:
+      user_data:
+        description: user-data text (for example starting with C(#cloud-config)), or a dict written as cloud-config.
+        type: raw
+      meta_data:
+        description: meta-data text or dict. Default - C(instance-id) and C(local-hostname) set to O(name).
+        type: raw
+      network_config:
+        description: network-config text or dict (omitted when not given).
+        type: raw
+      directory:
+        description: Directory for the ISO on the hypervisor host.
+        type: path
+        default: /var/lib/libvirt/images
+  xml:
+    description:
+      - A full domain XML, as the alternative to the typed options.
+      - Precedence - the typed options are applied on top of O(xml); O(name) must match its C(<name>).
+      - On an existing guest only what the XML specifies is compared (memory units are normalized; addresses,
+        aliases, UUID and MACs are ignored). When it differs, the XML replaces the definition, keeping the
+        guest's UUID and, for NICs without a C(<mac>), the MACs in the same position.
+    type: str
+notes:
+  - The balloon is set live when the definition's O(memory) changes. libvirt reports only the balloon's actual
+    size, which a booting guest reaches late (or never without a balloon driver), so a live-only balloon change
+    made outside the module (C(virsh setmem --live)) is not reverted.
+  - Hot-unplug of a disk or NIC and ballooning need the guest OS's cooperation. The module waits and reads back;
+    when the guest does not respond, it warns and lists the item in RV(pending_restart).
+  - File disks and the cloud-init ISO are created on the host the module runs on; for a remote O(uri) use pool
+    volumes.
+seealso:
+  - module: kvmops.kvm.kvm_info
+'''
+
+EXAMPLES = r'''
+- name: The walkthrough's vm01 - 512 MiB of 1 GiB, 1 of 2 vCPUs, 8 GiB qcow2, VNC, NAT network, running
+  kvmops.kvm.kvm_domain:
+    name: vm01-centos7
+    memory: 512MiB
+    max_memory: 1GiB
+    vcpus: 1
+    max_vcpus: 2
+    disks:
+      - path: /var/lib/libvirt/images/vm01-centos7.qcow2
+        size: 8G
+        format: qcow2
+      - path: /tmp/CentOS-7-x86_64-Everything.iso
+        device: cdrom
+    interfaces:
+      - source: default
+    graphics:
+      type: vnc
+      keymap: en-us
+    state: running
+    autostart: true
+
+- name: Hot-add a vCPU and balloon to 1 GiB (live and persistent)
+  kvmops.kvm.kvm_domain:
+    name: vm01-centos7
+    vcpus: 2
+    memory: 1GiB
+
+- name: Attach a 2 GiB writeback data disk, live and persistent
+  kvmops.kvm.kvm_domain:
+    name: vm01-centos7
+    disks:
+      - path: /var/lib/libvirt/images/vm01-centos7.qcow2
+      - path: /var/lib/libvirt/images/vm01-data.qcow2
+        target: vdb
+        size: 2G
+        cache: writeback
+
+- name: Cloud image with a thin overlay and a cloud-init seed
+  kvmops.kvm.kvm_domain:
+    name: web01
+    memory: 2GiB
+    vcpus: 2
+    disks:
+      - path: /var/lib/libvirt/images/web01.qcow2
+        backing: /var/lib/libvirt/images/debian-12-genericcloud-amd64.qcow2
+        size: 20G
+    interfaces:
+      - source: default
+    cloud_init:
+      user_data:
+        users:
+          - name: ops
+            ssh_authorized_keys: ["{{ lookup('file', '~/.ssh/id_ed25519.pub') }}"]
+    state: running
+
+- name: Raise the maximums and restart when needed
+  kvmops.kvm.kvm_domain:
+    name: vm01-centos7
+    max_vcpus: 4
+    max_memory: 4GiB
+    restart: if_needed
+
+- name: Graceful shutdown, forced off after 60 s
+  kvmops.kvm.kvm_domain:
+    name: vm01-centos7
+    state: shutdown
+    shutdown_timeout: 60
+    force: true
+
+- name: Remove the guest, keep its disks
+  kvmops.kvm.kvm_domain:
+    name: vm01-centos7
+    state: absent
+'''
+
+RETURN = r'''
+domain:
+  description:
+    - The guest's facts, in the shape of C(kvm_info)'s C(domains) entries (see there for every field).
+    - For O(state=absent) only RV(domain.name) and RV(domain.state) (V(absent)).
+    - In check mode for a guest that does not exist yet, the facts of the definition that would be created.
+  returned: always
+  type: dict
+  contains:
+    name: {description: Guest name., type: str, returned: always}
+    uuid: {description: Guest UUID., type: str, returned: success}
+    id: {description: Runtime id, null when not running., type: int, returned: success}
+    state: {description: "running, paused, shutoff, ... (absent after O(state=absent)).", type: str, returned: always}
+    state_reason: {description: Why it is in that state., type: str, returned: success}
+    active: {description: Whether it runs., type: bool, returned: success}
+    persistent: {description: Whether it is defined., type: bool, returned: success}
+    autostart: {description: Started with the host., type: bool, returned: success}
+    virt_type: {description: Domain type (kvm or qemu)., type: str, returned: success}
+    arch: {description: Guest architecture., type: str, returned: success}
+    machine: {description: Machine type., type: str, returned: success}
+    firmware: {description: bios or efi., type: str, returned: success}
+    cpu_mode: {description: CPU mode., type: str, returned: success}
+    os_variant: {description: libosinfo id from the metadata., type: str, returned: success}
+    vcpus: {description: current and maximum vCPUs., type: dict, returned: success, sample: {current: 2, maximum: 2}}
+    memory: {description: current_kib and max_kib., type: dict, returned: success, sample: {current_kib: 1048576, max_kib: 1048576}}
+    disks:
+      description: Disks (target, source, pool, volume, format, bus, cache, io, discard, device, readonly, boot_order).
+      type: list
+      elements: dict
+      returned: success
+    interfaces:
+      description: NICs (type, source, model, mac, target, link_state).
+      type: list
+      elements: dict
+      returned: success
+    graphics: {description: Consoles (type, listen, port, autoport, keymap, password_set)., type: list, elements: dict, returned: success}
+    memballoon: {description: Balloon model., type: str, returned: success}
+    vcpu_info: {description: Per-vCPU state of a running guest., type: list, elements: dict, returned: success}
+    balloon: {description: Balloon statistics of a running guest (KiB)., type: dict, returned: success}
+changes:
+  description:
+    - What was changed (or, in check mode, would be). Each entry is tagged with its C(scope) - V(config) (the
+      persistent definition, disk images, autostart) or V(live) (the running guest, including lifecycle).
+    - C(action) is one of define, undefine, set, add, update, remove, attach, detach, create_image,
+      create_volume, delete_file, delete_volume, start, shutdown, destroy, restart, suspend, resume.
+    - Live changes carry C(read_back), the value libvirt reports after the call, where one applies.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {scope: config, option: vcpus, action: set, before: 1, after: 2}
+    - {scope: live, option: vcpus, action: set, before: 1, after: 2, read_back: 2}
+    - {scope: live, option: "disks[vdb]", action: attach, before: null, after: {source: /var/lib/libvirt/images/d.qcow2}}
+pending_restart:
+  description:
+    - Options of a running guest whose new value is in the definition but only applies at the next boot
+      (for example V(max_vcpus), V(max_memory), V(machine), V(firmware), V(disks[sda]), V(graphics)), and
+      hot-unplugs the guest has not completed. Empty after O(restart=if_needed) restarted the guest.
+  returned: always
+  type: list
+  elements: str
+  sample: [max_vcpus, max_memory]
+'''
+
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import kvm_module
+from ansible_collections.kvmops.kvm.plugins.module_utils._domain import ARGUMENT_SPEC, main as run_domain
+
+
+def main():
+    module = kvm_module(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    run_domain(module)
+
+
+if __name__ == '__main__':
+    main()
