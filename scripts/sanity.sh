@@ -5,7 +5,11 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${KVMOPS_VENV:-$ROOT/.venv}
-WORK=${KVMOPS_SANITY_DIR:-/var/tmp/kvmops-sanity}
+# One work tree per checkout; concurrent runs from the same checkout take turns.
+WORK=${KVMOPS_SANITY_DIR:-/var/tmp/kvmops-sanity-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)}
+mkdir -p "$WORK"
+exec 9>"$WORK/.lock"
+flock 9
 PYVER=$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
 DEST=$WORK/ansible_collections/kvmops/kvm
