@@ -76,7 +76,7 @@ GRAPHICS_SPEC = dict(
     type=dict(type='str', choices=['vnc', 'spice', 'none'], default='vnc'),
     listen=dict(type='str', default='127.0.0.1'),
     port=dict(type='int'),
-    keymap=dict(type='str'),
+    keymap=dict(type='str', no_log=False),
     password=dict(type='str', no_log=True),
 )
 
@@ -626,10 +626,7 @@ class Manager(object):
         if self.client.call('domain %s' % name, dom.isActive):
             self.changes.append(change('live', 'state', 'destroy', before='running', after='shutoff'))
             self.write('destroy %s' % name, dom.destroy)
-        flags = 0
-        for flag in ('VIR_DOMAIN_UNDEFINE_MANAGED_SAVE', 'VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA',
-                     'VIR_DOMAIN_UNDEFINE_NVRAM', 'VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA'):
-            flags |= getattr(libvirt, flag, 0)
+        flags = self._undefine_flags(dom, before)
         self.changes.append(change('config', 'definition', 'undefine', before=name))
         self.write('undefine %s' % name, dom.undefineFlags, flags)
         for pool_name, vol_name in volumes:
@@ -648,6 +645,24 @@ class Manager(object):
             result['diff'] = make_diff(mask_secrets(before), None, before_header='%s (persistent definition)' % name,
                                        after_header='%s (absent)' % name)
         return result
+
+    def _undefine_flags(self, dom, before):
+        """Managed save, snapshot and checkpoint metadata and NVRAM go with the definition.
+
+        Only the flags the guest needs are passed: some drivers reject flags they do not know.
+        """
+        flags = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+        if before.find('os/nvram') is not None or before.find("os[@firmware='efi']") is not None \
+                or before.find("os/loader[@type='pflash']") is not None:
+            flags |= libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+        checkpoint_flag = getattr(libvirt, 'VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA', 0)
+        if checkpoint_flag:
+            try:
+                if dom.listAllCheckpoints(0):
+                    flags |= checkpoint_flag
+            except (libvirt.libvirtError, AttributeError):
+                pass
+        return flags
 
     def _delete_file(self, path):
         try:

@@ -21,7 +21,7 @@ description:
     applies at the next boot is listed in RV(pending_restart); O(restart=if_needed) restarts the guest for it.
   - Options that are not given are not managed (on an existing guest they are left as they are).
 author:
-  - kvmops.kvm contributors
+  - kvmops.kvm contributors (@kvmops)
 extends_documentation_fragment:
   - kvmops.kvm.connection
 attributes:
@@ -36,7 +36,7 @@ attributes:
 options:
   name:
     description:
-      - Guest name. Letters, digits and C(_ . + : @ -), starting with a letter, digit or C(_).
+      - "Guest name: letters, digits and C(_ . + : @ -), starting with a letter, digit or C(_); at most 200 characters."
     type: str
     required: true
   uuid:
@@ -402,8 +402,8 @@ domain:
   contains:
     name: {description: Guest name., type: str, returned: always}
     uuid: {description: Guest UUID., type: str, returned: success}
-    id: {description: Runtime id, null when not running., type: int, returned: success}
-    state: {description: "running, paused, shutoff, ... (absent after O(state=absent)).", type: str, returned: always}
+    id: {description: "Runtime id, null when not running.", type: int, returned: success}
+    state: {description: "running, paused, shutoff, ... (V(absent) after O(state=absent)).", type: str, returned: always}
     state_reason: {description: Why it is in that state., type: str, returned: success}
     active: {description: Whether it runs., type: bool, returned: success}
     persistent: {description: Whether it is defined., type: bool, returned: success}
@@ -426,7 +426,11 @@ domain:
       type: list
       elements: dict
       returned: success
-    graphics: {description: Consoles (type, listen, port, autoport, keymap, password_set)., type: list, elements: dict, returned: success}
+    graphics:
+      description: Consoles (type, listen, port, autoport, keymap, password_set).
+      type: list
+      elements: dict
+      returned: success
     memballoon: {description: Balloon model., type: str, returned: success}
     vcpu_info: {description: Per-vCPU state of a running guest., type: list, elements: dict, returned: success}
     balloon: {description: Balloon statistics of a running guest (KiB)., type: dict, returned: success}

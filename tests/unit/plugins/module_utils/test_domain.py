@@ -1,0 +1,406 @@
+"""Unit tests of kvm_domain's XML model, change planner, validation and seed ISO."""
+
+import copy
+import os
+
+import pytest
+
+libvirt = pytest.importorskip('libvirt')
+
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, LibvirtClient  # noqa: E402
+from ansible_collections.kvmops.kvm.plugins.module_utils._cloudinit import (  # noqa: E402
+    build_iso,
+    read_iso,
+    seed_image,
+)
+from ansible_collections.kvmops.kvm.plugins.module_utils._domain import (  # noqa: E402
+    ARGUMENT_SPEC,
+    Manager,
+    validate,
+)
+from ansible_collections.kvmops.kvm.plugins.module_utils._domain_plan import (  # noqa: E402
+    plan_config,
+    plan_live,
+    resolve_options,
+)
+from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import read_options  # noqa: E402
+from ansible_collections.kvmops.kvm.plugins.module_utils._facts import domain_xml_facts  # noqa: E402
+from ansible_collections.kvmops.kvm.plugins.module_utils._xml import parse, to_string  # noqa: E402
+
+FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'unit', 'fixtures')
+VM01 = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'fixtures', 'domain_vm01_inactive.xml')
+
+
+def params(**kw):
+    """Module params as AnsibleModule would fill them (defaults included)."""
+    out = dict((k, v.get('default')) for k, v in ARGUMENT_SPEC.items())
+    out.update(kw)
+    for key, sub in (('disks', 'disk'), ('interfaces', 'nic'), ('graphics', 'g'), ('cloud_init', 'ci')):
+        spec = ARGUMENT_SPEC[key]['options']
+        if out.get(key) is None:
+            continue
+        items = out[key] if isinstance(out[key], list) else [out[key]]
+        filled = []
+        for item in items:
+            full = dict((k, v.get('default')) for k, v in spec.items())
+            full.update(item)
+            filled.append(full)
+        out[key] = filled if isinstance(out[key], list) else filled[0]
+        del sub
+    return out
+
+
+def vm01():
+    with open(VM01) as handle:
+        return parse(handle.read())
+
+
+VM01_PARAMS = dict(
+    name='vm01', memory='512MiB', max_memory='1GiB', vcpus=1, max_vcpus=2, machine='pc', virt_type='kvm',
+    os_variant='http://centos.org/centos/7.0',
+    disks=[dict(path='/var/lib/libvirt/images/vm01.qcow2', format='qcow2')],
+    interfaces=[dict(source='default')],
+    graphics=dict(type='vnc', keymap='en-us'),
+)
+CTX = dict(machine_aliases={'pc': 'pc-i440fx-7.2', 'q35': 'pc-q35-7.2'})
+
+
+# ---------------------------------------------------------------- model round trip
+def test_new_guest_options_to_xml_to_facts():
+    spec = validate(params(**VM01_PARAMS))
+    root, changes, _opts = plan_config(spec, None, CTX)
+    assert [c['action'] for c in changes] == ['define']
+    facts = domain_xml_facts(parse(to_string(root)))
+    assert facts['name'] == 'vm01' and facts['virt_type'] == 'kvm'
+    assert facts['memory'] == {'current_kib': 512 * 1024, 'max_kib': 1024 * 1024}
+    assert facts['vcpus'] == {'current': 1, 'maximum': 2}
+    assert facts['machine'] == 'pc' and facts['os_variant'] == 'http://centos.org/centos/7.0'
+    assert [(d['target'], d['bus'], d['format']) for d in facts['disks']] == [('vda', 'virtio', 'qcow2')]
+    [nic] = facts['interfaces']
+    assert (nic['type'], nic['source'], nic['model'], nic['mac']) == ('network', 'default', 'virtio', None)
+    [gfx] = facts['graphics']
+    assert gfx['listen'] == '127.0.0.1' and gfx['autoport'] is True and gfx['keymap'] == 'en-us'
+    assert facts['memballoon'] == 'virtio'
+    assert root.find('devices/serial').get('type') == 'pty'
+    assert root.find('features/acpi') is not None
+
+
+def test_existing_guest_same_options_is_no_change():
+    spec = validate(params(**VM01_PARAMS))
+    _root, changes, _opts = plan_config(spec, vm01(), CTX)
+    assert changes == []
+
+
+@pytest.mark.parametrize('change, expected', [
+    (dict(memory='1GiB'), ['memory']),
+    (dict(memory='524288KiB'), []),
+    (dict(memory='536870912b'), []),
+    (dict(memory='0.5GiB'), []),
+    (dict(vcpus=2), ['vcpus']),
+    (dict(vcpus=3, max_vcpus=4), ['max_vcpus', 'vcpus']),
+    (dict(max_memory='2G'), ['max_memory']),
+    (dict(machine='pc-i440fx-7.2'), []),
+    (dict(machine='q35'), ['machine']),
+    (dict(cpu_mode='host-passthrough'), ['cpu_mode']),
+    (dict(firmware='bios'), []),
+    (dict(firmware='efi'), ['firmware']),
+    (dict(virt_type='qemu'), ['virt_type']),
+    (dict(kernel='/boot/vmlinuz', cmdline='console=ttyS0'), ['kernel', 'cmdline']),
+    (dict(os_variant='http://debian.org/debian/12'), ['os_variant']),
+    (dict(disks=[dict(path='/var/lib/libvirt/images/vm01.qcow2', cache='writeback')]), ['disks[vda]']),
+    (dict(disks=[dict(path='/var/lib/libvirt/images/vm01.qcow2'),
+                 dict(path='/d/vdb.qcow2', target='vdb', format='qcow2')]), ['disks[vdb]']),
+    (dict(disks=[]), ['disks[vda]']),
+    (dict(interfaces=[dict(source='default', link_state='down')]), ['interfaces[0]']),
+    (dict(interfaces=[dict(source='default', mac='52:54:00:A3:19:8B')]), []),
+    (dict(interfaces=[]), ['interfaces[mac=52:54:00:a3:19:8b]']),
+    (dict(graphics=dict(type='vnc', keymap='en-us', listen='0.0.0.0')), ['graphics']),
+    (dict(graphics=dict(type='none')), ['graphics']),
+])
+def test_planner_reports_only_what_differs(change, expected):
+    wanted = dict(VM01_PARAMS)
+    wanted.update(change)
+    spec = validate(params(**wanted))
+    before = vm01()
+    root, changes, _opts = plan_config(spec, before, CTX)
+    assert sorted(c['option'] for c in changes) == sorted(expected)
+    assert to_string(before) == to_string(vm01()), 'the planner must not modify its input'
+    # UUID and MACs are kept by every redefinition.
+    assert root.findtext('uuid') == '6f1c1b1e-4c43-4d3a-9d55-1b0b2a3c4d5e'
+    if change.get('interfaces'):
+        assert root.find('devices/interface/mac').get('address') == '52:54:00:a3:19:8b'
+    # Applying the result again is a no-op (idempotence of the model).
+    _again, more, _o = plan_config(spec, root, CTX)
+    assert more == []
+
+
+def test_cidata_cdrom_is_not_removed_by_the_disk_list():
+    spec = validate(params(name='vm01', disks=[dict(path='/var/lib/libvirt/images/vm01.qcow2')]))
+    root, changes, _opts = plan_config(spec, vm01(), CTX)
+    assert changes == []
+    assert len(root.findall('devices/disk')) == 2
+
+
+def test_new_nic_without_mac_never_gets_a_new_mac_on_rerun():
+    spec = validate(params(name='vm01', interfaces=[dict(source='default'), dict(source='default', model='e1000')]))
+    root, changes, _opts = plan_config(spec, vm01(), CTX)
+    assert [c['action'] for c in changes] == ['add']
+    # libvirt would generate the second MAC at define time; simulate it.
+    root.findall('devices/interface')[1].insert(0, parse("<mac address='52:54:00:00:00:02'/>"))
+    _again, more, _o = plan_config(spec, root, CTX)
+    assert more == []
+
+
+@pytest.mark.parametrize('options, current, expected', [
+    (dict(vcpus=2), None, dict(vcpus=2, max_vcpus=2)),
+    (dict(max_vcpus=4), None, dict(vcpus=4, max_vcpus=4)),
+    (dict(vcpus=1), 'vm01', dict(vcpus=1)),
+    (dict(vcpus=3), 'vm01', dict(vcpus=3, max_vcpus=3)),
+    (dict(max_vcpus=4), 'vm01', dict(max_vcpus=4)),
+    (dict(memory=2 * 1024 * 1024), 'vm01', dict(memory=2 * 1024 * 1024, max_memory=2 * 1024 * 1024)),
+    (dict(max_memory=256 * 1024), 'vm01', dict(memory=256 * 1024, max_memory=256 * 1024)),
+    (dict(sockets=2, max_vcpus=2), None, dict(sockets=2, cores=1, threads=1, max_vcpus=2, vcpus=2)),
+])
+def test_resolve_options(options, current, expected):
+    assert resolve_options(options, vm01() if current else None) == expected
+
+
+def test_topology_must_match_max_vcpus():
+    with pytest.raises(KvmError, match='must equal max_vcpus'):
+        resolve_options(dict(sockets=2, cores=2, max_vcpus=2), None)
+
+
+# ---------------------------------------------------------------- live planner
+def _live(**edits):
+    live = vm01()
+    for disk in live.findall('devices/disk'):
+        if edits.get('drop_cidata') and disk.get('device') == 'cdrom':
+            live.find('devices').remove(disk)
+    return live
+
+
+@pytest.mark.parametrize('change, kinds, pending', [
+    (dict(vcpus=2), ['vcpus'], []),
+    (dict(vcpus=3, max_vcpus=4), [], ['max_vcpus', 'vcpus']),
+    (dict(memory='1GiB'), ['memory'], []),
+    (dict(memory='2GiB', max_memory='2GiB'), [], ['max_memory', 'memory']),
+    (dict(machine='q35'), [], ['machine']),
+    (dict(os_variant='http://debian.org/debian/12'), [], []),
+    (dict(disks=[dict(path='/var/lib/libvirt/images/vm01.qcow2'),
+                 dict(path='/d/vdb.qcow2', target='vdb', format='qcow2', cache='writeback')]), ['attach'], []),
+    (dict(disks=[dict(path='/var/lib/libvirt/images/vm01.qcow2'),
+                 dict(path='/d/sdb.iso', target='sdb', device='cdrom')]), [], ['disks[sdb]']),
+    (dict(disks=[]), ['detach'], []),
+    (dict(interfaces=[dict(source='default', link_state='down')]), ['update'], []),
+    (dict(interfaces=[dict(source='default'), dict(source='default', mac='52:54:00:00:00:09')]), ['attach'], []),
+    (dict(interfaces=[dict(source='default', model='e1000')]), [], ['interfaces[0]']),
+    (dict(graphics=dict(type='vnc', listen='0.0.0.0', keymap='en-us')), [], ['graphics']),
+])
+def test_live_plan(change, kinds, pending):
+    wanted_params = dict(VM01_PARAMS)
+    wanted_params.update(change)
+    spec = validate(params(**wanted_params))
+    before = vm01()
+    desired, _changes, options = plan_config(spec, before, CTX)
+    actions, waiting = plan_live(spec, options, desired, _live(), CTX, before=before)
+    assert sorted(a['kind'] for a in actions) == sorted(kinds)
+    assert sorted(waiting) == sorted(pending)
+
+
+def test_live_plan_in_sync_is_empty():
+    spec = validate(params(**VM01_PARAMS))
+    desired, _changes, options = plan_config(spec, vm01(), CTX)
+    assert plan_live(spec, options, desired, vm01(), CTX, before=vm01()) == ([], [])
+
+
+def test_balloon_drift_without_definition_change_is_not_a_change():
+    """A booting guest's balloon reads its maximum: not a change while the definition holds."""
+    spec = validate(params(**VM01_PARAMS))
+    live = vm01()
+    live.find('currentMemory').text = '1048576'
+    desired, _changes, options = plan_config(spec, vm01(), CTX)
+    assert plan_live(spec, options, desired, live, CTX, before=vm01()) == ([], [])
+
+
+def test_cdrom_media_change_is_live():
+    ci = dict(user_data='#cloud-config\n', directory='/var/lib/libvirt/images')
+    spec = validate(params(name='vm01', cloud_init=ci))
+    desired, changes, options = plan_config(spec, vm01(), CTX)
+    assert [(c['option'], c['action']) for c in changes] == [('cloud_init', 'update')]
+    actions, waiting = plan_live(spec, options, desired, vm01(), CTX, before=vm01())
+    assert [a['kind'] for a in actions] == ['update'] and waiting == []
+    assert actions[0]['after'] == spec['cloud_init']['path']
+
+
+# ---------------------------------------------------------------- validation
+@pytest.mark.parametrize('bad, message', [
+    (dict(name='bad/name'), '^name: invalid guest name'),
+    (dict(name=''), '^name: invalid'),
+    (dict(uuid='nope'), '^uuid: invalid'),
+    (dict(memory='2G', max_memory='1G'), r'^memory \(2097152 KiB\) must not exceed max_memory'),
+    (dict(memory='lots'), '^memory: invalid size'),
+    (dict(memory='1 parsec'), '^memory: unknown size unit'),
+    (dict(vcpus=3, max_vcpus=2), r'^vcpus \(3\) must not exceed max_vcpus \(2\)'),
+    (dict(vcpus=0), '^vcpus: must be at least 1'),
+    (dict(interfaces=[dict(source='default', mac='52:54:00:zz:00:01')]), r'^interfaces\[0\]\.mac: invalid MAC'),
+    (dict(interfaces=[dict(source='default', mac='01:00:5e:00:00:01')]), 'multicast'),
+    (dict(interfaces=[dict(source='a', mac='52:54:00:00:00:01'), dict(source='b', mac='52:54:00:00:00:01')]),
+     'duplicate MAC'),
+    (dict(disks=[dict(path='/a.qcow2', target='vdb'), dict(path='/b.qcow2', target='vdb')]),
+     r'^disks: duplicate target vdb \(disks\[0\] and disks\[1\]\)'),
+    (dict(disks=[dict(path='/a.qcow2', target='nvme0')]), r'^disks\[0\]\.target: invalid target'),
+    (dict(disks=[dict(path='/a.qcow2', pool='p', volume='v')]), r'^disks\[0\]: give either path'),
+    (dict(disks=[dict(size='1G')]), r'^disks\[0\]: path .* is required'),
+    (dict(disks=[dict(path='/a.qcow2', size='big')]), r'^disks\[0\]\.size: invalid size'),
+    (dict(disks=[dict(path='/a.iso', device='cdrom', bus='virtio')]), r'^disks\[0\]\.bus: a cdrom'),
+    (dict(xml='<domain><name>x</name'), '^malformed domain XML in option xml'),
+    (dict(xml='<network/>'), '^xml: the root element must be <domain>'),
+    (dict(xml='<domain><name>other</name></domain>'), '^xml: <name>other</name> does not match'),
+    (dict(graphics=dict(type='vnc', port=22)), r'^graphics\.port: 22 is outside'),
+    (dict(shutdown_timeout=-1), '^shutdown_timeout'),
+])
+def test_bad_input_names_the_option(bad, message):
+    wanted = dict(name='vm01')
+    wanted.update(bad)
+    with pytest.raises(KvmError, match=message):
+        validate(params(**wanted))
+
+
+def test_auto_targets_follow_the_bus():
+    spec = validate(params(name='vm', disks=[dict(path='/a'), dict(path='/b', target='vda'),
+                                             dict(path='/c', bus='sata'), dict(path='/d.iso', device='cdrom')]))
+    assert [(d['target'], d['bus']) for d in spec['disks']] == [('vdb', 'virtio'), ('vda', 'virtio'),
+                                                                  ('sda', 'sata'), ('sdb', 'sata')]
+
+
+# ---------------------------------------------------------------- cloud-init seed
+def test_seed_iso_round_trip_and_hash_name():
+    name, image = seed_image('vm1', {'users': [{'name': 'ops'}]}, None, 'version: 2\n')
+    again, image2 = seed_image('vm1', {'users': [{'name': 'ops'}]}, None, 'version: 2\n')
+    assert (name, image) == (again, image2), 'same content, same bytes and name'
+    other, _ = seed_image('vm1', {'users': []})
+    assert other != name and name.startswith('vm1-cidata-') and name.endswith('.iso')
+    volume, files = read_iso(image)
+    assert volume == 'cidata'
+    assert sorted(files) == ['meta-data', 'network-config', 'user-data']
+    assert files['user-data'].startswith(b'#cloud-config\n')
+    assert files['meta-data'] == b'instance-id: vm1\nlocal-hostname: vm1\n'
+    assert len(image) % 2048 == 0
+
+
+def test_iso_layout_is_iso9660():
+    image = build_iso({'user-data': b'x' * 5000})
+    assert image[16 * 2048 + 1:16 * 2048 + 6] == b'CD001'
+    assert image[17 * 2048] == 255, 'volume descriptor set terminator'
+    assert read_iso(image)[1]['user-data'] == b'x' * 5000
+
+
+# ---------------------------------------------------------------- manager on libvirt's test driver
+class FakeModule(object):
+    def __init__(self, check_mode=False, diff=False, **kw):
+        self.params = params(**kw)
+        self.params['uri'] = 'test:///default'
+        self.check_mode = check_mode
+        self._diff = diff
+        self.warnings = []
+
+    def warn(self, msg):
+        self.warnings.append(msg)
+
+    def get_bin_path(self, _name):
+        return None
+
+    def run_command(self, *_a, **_k):
+        raise AssertionError('no command expected')
+
+
+class CountingConn(object):
+    """Proxy that records libvirt write calls made through the connection."""
+    WRITES = ('defineXML', 'defineXMLFlags', 'createXML', 'networkDefineXML')
+
+    def __init__(self, conn, log):
+        self._conn = conn
+        self._log = log
+
+    def __getattr__(self, name):
+        attr = getattr(self._conn, name)
+        if name in self.WRITES:
+            def wrapped(*args):
+                self._log.append(name)
+                return attr(*args)
+            return wrapped
+        return attr
+
+
+def _converge(client, check=False, diff=False, **kw):
+    module = FakeModule(check_mode=check, diff=diff, **kw)
+    client.module = module
+    return Manager(client, module).run()
+
+
+@pytest.fixture
+def test_client():
+    module = FakeModule(name='x')
+    client = LibvirtClient(module, uri='test:///default')
+    log = []
+    client._conn = CountingConn(client.conn, log)
+    client.write_log = log
+    yield client
+    client.close()
+
+
+GUEST = dict(name='kvmops-unit', memory='256MiB', max_memory='512MiB', vcpus=1, max_vcpus=2, virt_type='qemu',
+             interfaces=[dict(source='default')], graphics=dict(type='vnc'))
+
+
+def test_manager_check_then_real_then_noop(test_client):
+    first = _converge(test_client, check=True, diff=True, **GUEST)
+    assert first['changed'] is True and test_client.write_log == []
+    assert test_client.find_domain('kvmops-unit') is None
+    assert first['diff']['before'] == '' and '<name>kvmops-unit</name>' in first['diff']['after']
+    real = _converge(test_client, **GUEST)
+    assert real['changed'] is True and test_client.write_log == ['defineXMLFlags']
+    mac = real['domain']['interfaces'][0]['mac']
+    assert mac and real['domain']['memory'] == {'current_kib': 256 * 1024, 'max_kib': 512 * 1024}
+    again = _converge(test_client, **GUEST)
+    assert again['changed'] is False and again['changes'] == []
+    assert test_client.write_log == ['defineXMLFlags'], 'a no-op run writes nothing'
+    assert again['domain']['interfaces'][0]['mac'] == mac
+    uuid = again['domain']['uuid']
+    bigger = dict(GUEST, vcpus=2)
+    change = _converge(test_client, diff=True, **bigger)
+    assert [c['option'] for c in change['changes']] == ['vcpus']
+    assert change['domain']['uuid'] == uuid and change['domain']['interfaces'][0]['mac'] == mac
+    assert "current=\"1\"" in change['diff']['before'] and "current=\"1\"" not in change['diff']['after']
+    gone = _converge(test_client, name='kvmops-unit', state='absent')
+    assert gone['changed'] is True and test_client.find_domain('kvmops-unit') is None
+    assert _converge(test_client, name='kvmops-unit', state='absent')['changed'] is False
+
+
+def test_manager_rejects_unknown_network_before_any_write(test_client):
+    with pytest.raises(KvmError, match=r"interfaces\[0\]\.source: unknown network 'nope'"):
+        _converge(test_client, **dict(GUEST, interfaces=[dict(source='nope')]))
+    assert test_client.write_log == []
+
+
+def test_manager_needs_memory_to_create(test_client):
+    with pytest.raises(KvmError, match='^memory: required'):
+        _converge(test_client, name='kvmops-unit2')
+
+
+def test_password_is_masked_in_diff(test_client):
+    guest = dict(GUEST, name='kvmops-unit3', graphics=dict(type='vnc', password='s3cret'))
+    try:
+        result = _converge(test_client, diff=True, **guest)
+        assert 's3cret' not in str(result)
+        again = _converge(test_client, **guest)
+        assert again['changed'] is False
+    finally:
+        _converge(test_client, name='kvmops-unit3', state='absent')
+
+
+def test_copy_is_unaffected():
+    root = vm01()
+    snapshot = copy.deepcopy(root)
+    read_options(root)
+    assert to_string(root) == to_string(snapshot)
