@@ -1,0 +1,254 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) kvmops.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: kvm_bridge
+short_description: Host bridges that take over a NIC's addressing safely, with persistent configuration
+version_added: 0.1.0
+description:
+  - Creates (or removes) a Linux bridge on the KVM host, puts NICs in it and moves the first NIC's addresses,
+    routes and DNS settings to the bridge, so guests attached with C(type=bridge) share the host's network.
+    It replaces C(virsh iface-bridge) and C(iface-unbridge), whose libvirt interface driver is gone from
+    current distributions.
+  - The running kernel is changed at once through iproute2 (C(ip -j) JSON output, no extra Python library
+    on the managed host) and the persistent files of the chosen O(provider) are written, so the bridge
+    survives a reboot.
+  - B(Safe move.) The ports' addresses, routes and files are recorded first. After the change the O(probe)
+    address must answer an ICMP echo within O(rollback_timeout) seconds; if it does not (or any step fails)
+    the previous kernel state and files are restored and the task fails with one message. SIGHUP is ignored
+    meanwhile, so a dropped SSH session does not stop the module half way.
+  - O(state=absent) is the C(iface-unbridge) equivalent. The bridge's addresses, routes and file settings go
+    back to the first port and the bridge is deleted.
+  - Does not need libvirt.
+  - Other members of the bridge (for example the C(vnet*) taps of running guests) are never removed by
+    O(state=present).
+author:
+  - kvmops.kvm contributors (@kvmops)
+attributes:
+  check_mode:
+    support: full
+    description: Reports the commands and file changes it would make; changes nothing.
+  diff_mode:
+    support: full
+    description: One diff for the kernel state (bridge, ports, addresses, routes) and one per file.
+options:
+  name:
+    description: Bridge name (1 to 15 characters), for example C(br1).
+    type: str
+    required: true
+  ports:
+    description:
+      - NICs to put in the bridge. The first one gives its addressing to the bridge (O(ip=inherit)) and its
+        MAC address (O(mac)). Other ports must carry no addresses.
+      - With O(state=absent), the ports to release; default all current members, the first by interface index
+        receiving the addressing back.
+    type: list
+    elements: str
+    default: []
+  state:
+    description: Whether the bridge exists.
+    type: str
+    choices: [present, absent]
+    default: present
+  stp:
+    description: Spanning tree protocol.
+    type: bool
+    default: true
+  forward_delay:
+    description:
+      - STP forward delay in seconds (0-30). Written as is to the files; with STP on, the kernel and
+        NetworkManager use at least 2 seconds.
+    type: int
+    default: 0
+  mtu:
+    description: MTU of the bridge. Default is the kernel's choice.
+    type: int
+  mac:
+    description:
+      - MAC address of the bridge. Default is the first port's, so DHCP leases and MAC-bound firewall rules survive.
+    type: str
+  ip:
+    description:
+      - V(inherit) moves the first port's addresses and routes (kernel) and its addressing settings, including DNS
+        (files), to the bridge; when the port's files have no addressing, the files are written from the kernel state.
+      - V(static) uses O(address), O(gateway) and O(dns).
+      - V(dhcp) writes DHCP into the files; the kernel gets the port's current addresses and routes meanwhile
+        (no DHCP client is started by this module).
+      - V(none) leaves the bridge without addresses (for example a bridge used only by guests).
+      - In every mode the ports lose their addresses.
+    type: str
+    choices: [inherit, static, dhcp, none]
+    default: inherit
+  address:
+    description: Addresses with prefix (V(192.0.2.10/24), V(2001:db8::10/64)) for O(ip=static).
+    type: list
+    elements: str
+  gateway:
+    description: Default gateway for O(ip=static); must be inside one of O(address).
+    type: str
+  dns:
+    description: DNS servers for O(ip=static) or O(ip=dhcp) (written to the files only).
+    type: list
+    elements: str
+  provider:
+    description:
+      - Which persistent configuration to write.
+      - V(ifcfg) RHEL network-scripts, C(ifcfg-<bridge>) with TYPE=Bridge and C(ifcfg-<port>) with BRIDGE=.
+      - V(networkmanager) keyfiles, a bridge profile and bridge-port profiles (loaded with C(nmcli connection load)).
+      - V(ifupdown) Debian C(/etc/network/interfaces.d/<bridge>) with bridge_ports, bridge_stp and bridge_fd.
+      - V(runtime) kernel state only.
+      - V(auto) picks NetworkManager when it runs, else ifcfg, else ifupdown, else runtime (with a warning).
+    type: str
+    choices: [auto, ifcfg, ifupdown, networkmanager, runtime]
+    default: auto
+  probe:
+    description:
+      - An IP address that must answer an ICMP echo after the change, or everything is rolled back.
+      - Default is the default gateway that the bridge (or, with O(state=absent), the port) carries after the change;
+        with no default route there is no probe unless one is given.
+    type: str
+  rollback_timeout:
+    description: Seconds to wait for O(probe) to answer (with STP on, ports need about two forward delays first).
+    type: int
+    default: 30
+  config_root:
+    description:
+      - Directory that stands for C(/) when reading and writing persistent files, for staging and tests.
+        NetworkManager is only told about files (and only detected) when this is C(/).
+    type: path
+    default: /
+notes:
+  - Needs root on the managed host (netlink changes and raw ICMP sockets) and iproute2 4.13 or later.
+  - Only addresses, the default gateway and DNS are written to the files; other static routes are moved in the
+    kernel only.
+'''
+
+EXAMPLES = r'''
+- name: Bridge ens33 as br1, keeping the host's address, gateway and DNS
+  kvmops.kvm.kvm_bridge:
+    name: br1
+    ports: [ens33]
+
+- name: Static addressing on Debian, probe a specific router
+  kvmops.kvm.kvm_bridge:
+    name: br0
+    ports: [eno1]
+    provider: ifupdown
+    ip: static
+    address: [192.0.2.10/24]
+    gateway: 192.0.2.1
+    dns: [192.0.2.53]
+    probe: 192.0.2.1
+    rollback_timeout: 20
+
+- name: A bridge for guests only, no uplink addressing, kernel only
+  kvmops.kvm.kvm_bridge:
+    name: brguests
+    ip: none
+    provider: runtime
+
+- name: Undo (iface-unbridge)
+  kvmops.kvm.kvm_bridge:
+    name: br1
+    ports: [ens33]
+    state: absent
+'''
+
+RETURN = r'''
+name:
+  description: The bridge name.
+  type: str
+  returned: always
+state:
+  description: The state asked for.
+  type: str
+  returned: always
+provider:
+  description: The provider used (after V(auto) detection).
+  type: str
+  returned: always
+  sample: ifcfg
+ports:
+  description: The ports handled.
+  type: list
+  elements: str
+  returned: always
+probe:
+  description: The address probed after the change (null when nothing changed in the kernel or nothing to probe).
+  type: str
+  returned: always
+commands:
+  description: The C(ip) commands run (or, in check mode, that would run).
+  type: list
+  elements: str
+  returned: always
+files:
+  description: The files written or removed (or that would be).
+  type: list
+  elements: str
+  returned: always
+backups:
+  description: Backups of the files changed, beside them (for interfaces.d, in interfaces.d.kvm_bridge-backup).
+  type: list
+  elements: str
+  returned: always
+bridge:
+  description: The bridge as the kernel reports it afterwards (before, in check mode).
+  type: dict
+  returned: always
+  contains:
+    name:
+      description: Name.
+      type: str
+    exists:
+      description: Whether the bridge exists.
+      type: bool
+    stp:
+      description: STP on.
+      type: bool
+    forward_delay:
+      description: Kernel forward delay in seconds.
+      type: int
+    mtu:
+      description: MTU.
+      type: int
+    mac:
+      description: MAC address.
+      type: str
+    up:
+      description: Administratively up.
+      type: bool
+    ports:
+      description: All members, in interface index order.
+      type: list
+      elements: str
+    addresses:
+      description: Global addresses with prefix.
+      type: list
+      elements: str
+    routes:
+      description: Main-table routes through the bridge that are not the kernel's own.
+      type: list
+      elements: str
+rolled_back:
+  description: On failure after the change started, whether the previous state was restored completely.
+  type: bool
+  returned: on failure
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.kvmops.kvm.plugins.module_utils._bridge import ARGUMENT_SPEC, REQUIRED_IF, main as run_bridge
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True)
+    run_bridge(module)
+
+
+if __name__ == '__main__':
+    main()
