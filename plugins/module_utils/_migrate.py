@@ -1,0 +1,880 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) kvmops.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""kvm_migrate: validated live and offline migration with placement, progress and roll-back.
+
+Private module (leading underscore): free to change between releases.
+
+The work is split in small, separately testable pieces:
+
+* :func:`argument_problems` rejects contradictory options before any connection;
+* :func:`migration_flags` / :func:`migration_params` map the options to libvirt's
+  ``VIR_MIGRATE_*`` flags and typed parameters (nothing else decides them);
+* :class:`GuestSnapshot` is what the source says about the guest (state,
+  definitions, memory, CPU, files, networks), read once;
+* :func:`preflight` checks one destination and returns *every* problem it finds;
+* :func:`choose_destination` is the placement among candidates;
+* :class:`JobWatcher` polls the running job, applies the timeout action and
+  the post-copy switch, and keeps the progress samples;
+* :class:`Migration` runs it all: idempotence, preflight, check mode, the
+  migration itself, and the roll-back and its verification on failure.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import (
+    KvmError,
+    LibvirtClient,
+    libvirt,
+    one_line,
+    run,
+)
+from ansible_collections.kvmops.kvm.plugins.module_utils._facts import DOMAIN_STATES, domain_facts
+from ansible_collections.kvmops.kvm.plugins.module_utils._xml import find_text, parse, to_string, xml_equal
+
+ARGUMENT_SPEC = dict(
+    name=dict(type='str', required=True),
+    dest_uri=dict(type='str'),
+    dest_candidates=dict(type='list', elements='str'),
+    dest_name=dict(type='str'),
+    mode=dict(type='str', choices=['live', 'offline'], default='live'),
+    persistent=dict(type='bool', default=True),
+    undefine_source=dict(type='bool', default=True),
+    p2p=dict(type='bool', default=False),
+    tunnelled=dict(type='bool', default=False),
+    tls=dict(type='bool', default=False),
+    copy_storage=dict(type='str', choices=['all', 'incremental']),
+    migrate_uri=dict(type='str'),
+    listen_address=dict(type='str'),
+    bandwidth=dict(type='int'),
+    max_downtime=dict(type='int'),
+    auto_converge=dict(type='bool', default=False),
+    auto_converge_initial=dict(type='int'),
+    auto_converge_increment=dict(type='int'),
+    postcopy=dict(type='bool', default=False),
+    postcopy_after_precopy=dict(type='bool', default=False),
+    compressed=dict(type='bool', default=False),
+    parallel=dict(type='int'),
+    unsafe=dict(type='bool', default=False),
+    timeout=dict(type='int'),
+    timeout_action=dict(type='str', choices=['abort', 'suspend', 'postcopy'], default='abort'),
+    poll_interval=dict(type='float', default=0.5),
+)
+
+MODULE_KWARGS = dict(
+    mutually_exclusive=[('dest_uri', 'dest_candidates')],
+    required_one_of=[('dest_uri', 'dest_candidates')],
+    supports_check_mode=True,
+)
+
+# Samples of the running job kept in the result (the first and the latest ones).
+MAX_SAMPLES = 120
+
+MIB = 1024 * 1024
+
+
+def _c(name, default=0):
+    """A libvirt constant, or ``default`` when the bindings are older."""
+    return getattr(libvirt, name, default) if libvirt is not None else default
+
+
+# ------------------------------------------------------------ options -> libvirt
+def argument_problems(params):
+    """Contradictory or out-of-range options, all of them, before any connection."""
+    problems = []
+    live = params['mode'] == 'live'
+    if params.get('dest_candidates') is not None and not params['dest_candidates']:
+        problems.append('dest_candidates is empty')
+    if params['tunnelled'] and not params['p2p']:
+        problems.append('tunnelled requires p2p: true (the source libvirtd carries the data over its own connection)')
+    if params['tunnelled'] and params.get('migrate_uri'):
+        problems.append('migrate_uri cannot be used with tunnelled (the data goes over the libvirt connection)')
+    if params['tunnelled'] and params['tls']:
+        problems.append('tls and tunnelled are exclusive (a tunnelled migration is as secure as the libvirt connection)')
+    if params['tunnelled'] and params.get('parallel'):
+        problems.append('parallel connections cannot be used with tunnelled')
+    if params['mode'] == 'offline':
+        if not params['persistent']:
+            problems.append('mode offline moves the definition only, so persistent must stay true')
+        for opt in ('copy_storage', 'bandwidth', 'max_downtime', 'timeout', 'parallel', 'migrate_uri',
+                    'listen_address', 'auto_converge_initial', 'auto_converge_increment'):
+            if params.get(opt) not in (None, False):
+                problems.append('%s applies to live migration only (mode is offline)' % opt)
+        for opt in ('auto_converge', 'postcopy', 'postcopy_after_precopy', 'compressed', 'tls'):
+            if params.get(opt):
+                problems.append('%s applies to live migration only (mode is offline)' % opt)
+    if params.get('bandwidth') is not None and params['bandwidth'] <= 0:
+        problems.append('bandwidth must be a positive number of MiB/s')
+    if params.get('max_downtime') is not None and params['max_downtime'] <= 0:
+        problems.append('max_downtime must be a positive number of milliseconds')
+    if params.get('timeout') is not None and params['timeout'] <= 0:
+        problems.append('timeout must be a positive number of seconds')
+    if params.get('parallel') is not None and not 1 <= params['parallel'] <= 255:
+        problems.append('parallel must be between 1 and 255 connections')
+    for opt in ('auto_converge_initial', 'auto_converge_increment'):
+        value = params.get(opt)
+        if value is not None:
+            if live and not params['auto_converge']:
+                problems.append('%s needs auto_converge: true' % opt)
+            if not 1 <= value <= 100:
+                problems.append('%s must be a percentage between 1 and 100' % opt)
+    if params['postcopy_after_precopy'] and live and not params['postcopy']:
+        problems.append('postcopy_after_precopy needs postcopy: true')
+    if params['timeout_action'] != 'abort' and params.get('timeout') is None:
+        problems.append('timeout_action %s needs a timeout' % params['timeout_action'])
+    if params['poll_interval'] is not None and not 0.05 <= params['poll_interval'] <= 60:
+        problems.append('poll_interval must be between 0.05 and 60 seconds')
+    return problems
+
+
+FLAG_NAMES = [
+    'LIVE', 'PEER2PEER', 'TUNNELLED', 'PERSIST_DEST', 'UNDEFINE_SOURCE', 'PAUSED', 'NON_SHARED_DISK',
+    'NON_SHARED_INC', 'CHANGE_PROTECTION', 'UNSAFE', 'OFFLINE', 'COMPRESSED', 'ABORT_ON_ERROR',
+    'AUTO_CONVERGE', 'RDMA_PIN_ALL', 'POSTCOPY', 'TLS', 'PARALLEL',
+]
+
+
+def migration_flags(params):
+    """The ``VIR_MIGRATE_*`` flags for these options (an int)."""
+    flags = 0
+    if params['mode'] == 'offline':
+        flags |= _c('VIR_MIGRATE_OFFLINE') | _c('VIR_MIGRATE_PERSIST_DEST')
+    else:
+        flags |= _c('VIR_MIGRATE_LIVE')
+        if params['persistent']:
+            flags |= _c('VIR_MIGRATE_PERSIST_DEST')
+        if params.get('copy_storage') == 'all':
+            flags |= _c('VIR_MIGRATE_NON_SHARED_DISK')
+        elif params.get('copy_storage') == 'incremental':
+            flags |= _c('VIR_MIGRATE_NON_SHARED_INC')
+        if params['auto_converge']:
+            flags |= _c('VIR_MIGRATE_AUTO_CONVERGE')
+        if params['postcopy'] or params['timeout_action'] == 'postcopy':
+            flags |= _c('VIR_MIGRATE_POSTCOPY')
+        if params['compressed']:
+            flags |= _c('VIR_MIGRATE_COMPRESSED')
+        if params.get('parallel'):
+            flags |= _c('VIR_MIGRATE_PARALLEL')
+        if params['tls']:
+            flags |= _c('VIR_MIGRATE_TLS')
+        # Never let a live migration leave the guest half-running on two hosts.
+        flags |= _c('VIR_MIGRATE_ABORT_ON_ERROR')
+    if params['undefine_source']:
+        flags |= _c('VIR_MIGRATE_UNDEFINE_SOURCE')
+    if params['p2p']:
+        flags |= _c('VIR_MIGRATE_PEER2PEER')
+    if params['tunnelled']:
+        flags |= _c('VIR_MIGRATE_TUNNELLED')
+    if params['unsafe']:
+        flags |= _c('VIR_MIGRATE_UNSAFE')
+    return flags
+
+
+def flag_names(flags):
+    return [name for name in FLAG_NAMES if flags & _c('VIR_MIGRATE_' + name)]
+
+
+def migration_params(params, dest_name=None):
+    """The typed parameters of ``migrate3``/``migrateToURI3`` for these options."""
+    out = {}
+    if dest_name:
+        out[_c('VIR_MIGRATE_PARAM_DEST_NAME', 'destination_name')] = dest_name
+    if params.get('migrate_uri'):
+        out[_c('VIR_MIGRATE_PARAM_URI', 'migrate_uri')] = params['migrate_uri']
+    if params.get('listen_address'):
+        out[_c('VIR_MIGRATE_PARAM_LISTEN_ADDRESS', 'listen_address')] = params['listen_address']
+    if params.get('bandwidth'):
+        out[_c('VIR_MIGRATE_PARAM_BANDWIDTH', 'bandwidth')] = int(params['bandwidth'])
+    if params.get('auto_converge_initial') is not None:
+        out[_c('VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL', 'auto_converge.initial')] = int(params['auto_converge_initial'])
+    if params.get('auto_converge_increment') is not None:
+        out[_c('VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT', 'auto_converge.increment')] = int(params['auto_converge_increment'])
+    if params.get('parallel'):
+        out[_c('VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS', 'parallel.connections')] = int(params['parallel'])
+    return out
+
+
+# ------------------------------------------------------------------ the guest
+class GuestSnapshot(object):
+    """What the source host says about the guest, read once before anything moves."""
+
+    def __init__(self, client, dom):
+        self.dom = dom
+        with client.errors('domain %s' % dom.name()):
+            self.name = dom.name()
+            self.uuid = dom.UUIDString()
+            state, reason = dom.state()
+            self.state = DOMAIN_STATES.get(state, 'unknown')
+            self.state_code = state
+            self.reason = reason
+            self.active = bool(dom.isActive())
+            self.persistent = bool(dom.isPersistent())
+            self.live_xml = dom.XMLDesc(0)
+            self.config_xml = dom.XMLDesc(_c('VIR_DOMAIN_XML_INACTIVE')) if self.persistent else None
+            self.max_memory_kib = dom.maxMemory() if self.active else None
+        root = parse(self.live_xml, 'domain XML')
+        self.root = root
+        self.virt_type = root.get('type')
+        self.arch = find_text(root, 'os/type/@arch')
+        self.machine = find_text(root, 'os/type/@machine')
+        if self.max_memory_kib is None:
+            from ansible_collections.kvmops.kvm.plugins.module_utils._facts import memory_kib
+            self.max_memory_kib = memory_kib(root, 'memory')
+        self.cpu = root.find('cpu')
+        self.files = guest_files(root)
+        self.interfaces = guest_interfaces(root)
+
+
+def guest_files(root):
+    """``[(what, path)]`` every file or device the guest reads from the host."""
+    files = []
+    for disk in root.findall('devices/disk'):
+        source = disk.find('source')
+        target = find_text(disk, 'target/@dev') or '?'
+        if source is None:
+            continue  # an empty CD-ROM drive
+        dtype = disk.get('type', 'file')
+        if dtype == 'file' and source.get('file'):
+            files.append(('disk %s' % target, source.get('file')))
+        elif dtype == 'block' and source.get('dev'):
+            files.append(('disk %s' % target, source.get('dev')))
+        elif dtype == 'volume':
+            files.append(('disk %s' % target, 'volume %s/%s' % (source.get('pool'), source.get('volume'))))
+        # network disks (rbd, iscsi, nbd, gluster) are shared by definition
+    for tag in ('kernel', 'initrd'):
+        path = find_text(root, 'os/%s' % tag)
+        if path:
+            files.append((tag, path))
+    return files
+
+
+def guest_interfaces(root):
+    """``[(type, source)]`` of the guest's NICs that need something on the host."""
+    out = []
+    for iface in root.findall('devices/interface'):
+        source = iface.find('source')
+        if source is None:
+            continue
+        kind = iface.get('type')
+        if kind == 'network' and source.get('network'):
+            out.append(('network', source.get('network')))
+        elif kind == 'bridge' and source.get('bridge'):
+            out.append(('bridge', source.get('bridge')))
+        elif kind == 'direct' and source.get('dev'):
+            out.append(('direct', source.get('dev')))
+    return out
+
+
+# ------------------------------------------------------------------ preflight
+def _host_uuid(client):
+    with client.errors('capabilities'):
+        return find_text(parse(client.conn.getCapabilities(), 'capabilities'), 'host/uuid')
+
+
+def _no_support(exc):
+    return exc.get_error_code() in (_c('VIR_ERR_NO_SUPPORT', 3), _c('VIR_ERR_OPERATION_UNSUPPORTED', 84))
+
+
+def _volume_visible(conn, path, notes):
+    """True when ``path`` is a volume of an active storage pool of ``conn``.
+
+    A pool that holds the path's directory is refreshed once (a rescan of the
+    directory; nothing is written) when the first lookup fails.
+    """
+    if path.startswith('volume '):
+        pool_name, vol_name = path[len('volume '):].split('/', 1)
+        try:
+            conn.storagePoolLookupByName(pool_name).storageVolLookupByName(vol_name)
+            return True
+        except libvirt.libvirtError:
+            return False
+    try:
+        conn.storageVolLookupByPath(path)
+        return True
+    except libvirt.libvirtError:
+        pass
+    try:
+        pools = conn.listAllStoragePools(_c('VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE', 2))
+    except libvirt.libvirtError:
+        return False
+    for pool in pools:
+        try:
+            target = find_text(parse(pool.XMLDesc(0), 'pool XML'), 'target/path')
+        except (libvirt.libvirtError, KvmError):
+            continue
+        if target and path.startswith(target.rstrip('/') + '/'):
+            try:
+                pool.refresh(0)
+                conn.storageVolLookupByPath(path)
+                notes.append('%s found after a rescan of pool %s' % (path, pool.name()))
+                return True
+            except libvirt.libvirtError:
+                continue
+    return False
+
+
+def preflight(params, guest, source_uuid, dest, dest_name):
+    """Check one destination; returns ``dict(uri, ok, problems, notes, free_memory_bytes)``.
+
+    ``dest`` is a LibvirtClient. Every check runs; all problems are returned.
+    """
+    report = dict(uri=dest.uri, ok=False, problems=[], notes=[], free_memory_bytes=None, hostname=None)
+    problems = report['problems']
+    notes = report['notes']
+    try:
+        conn = dest.conn
+    except KvmError as exc:
+        problems.append('destination unreachable: %s' % exc.msg)
+        return report
+    try:
+        report['hostname'] = conn.getHostname()
+    except libvirt.libvirtError:
+        pass
+    # the same host
+    try:
+        if source_uuid and _host_uuid(dest) == source_uuid:
+            problems.append('destination is the source host itself (host UUID %s)' % source_uuid)
+    except KvmError as exc:
+        problems.append('cannot read the destination capabilities: %s' % exc.msg)
+    # name and UUID
+    report['existing_definition'] = False
+    try:
+        other = conn.lookupByName(dest_name)
+        if other.UUIDString() == guest.uuid and not other.isActive() and other.isPersistent():
+            # left by an earlier migration without undefine_source: libvirt replaces it
+            report['existing_definition'] = True
+            notes.append('an inactive definition of this guest (same name and UUID) is on the destination; '
+                         'the migration replaces it')
+        else:
+            problems.append('a guest named %s already exists on the destination (%s, UUID %s)'
+                            % (dest_name, DOMAIN_STATES.get(other.state()[0], 'unknown'), other.UUIDString()))
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != _c('VIR_ERR_NO_DOMAIN', 42):
+            problems.append('cannot look up %s on the destination: %s' % (dest_name, one_line(exc.get_error_message())))
+    try:
+        other = conn.lookupByUUIDString(guest.uuid)
+        if other.name() != dest_name:
+            problems.append('UUID %s is already used on the destination by guest %s' % (guest.uuid, other.name()))
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() != _c('VIR_ERR_NO_DOMAIN', 42):
+            problems.append('cannot look up UUID %s on the destination: %s' % (guest.uuid, one_line(exc.get_error_message())))
+    live = params['mode'] == 'live'
+    # memory
+    try:
+        free = conn.getFreeMemory()
+        report['free_memory_bytes'] = free
+        need = (guest.max_memory_kib or 0) * 1024
+        if live and need and free < need:
+            problems.append('not enough free memory on the destination: %d MiB free, the guest needs %d MiB'
+                            % (free // MIB, need // MIB))
+    except libvirt.libvirtError as exc:
+        if _no_support(exc):
+            notes.append('free memory: not reported by the destination driver')
+        else:
+            problems.append('cannot read free memory on the destination: %s' % one_line(exc.get_error_message()))
+    # hypervisor: domain type, arch and machine type
+    try:
+        conn.getDomainCapabilities(None, guest.arch, guest.machine, guest.virt_type, 0)
+    except libvirt.libvirtError as exc:
+        if _no_support(exc):
+            notes.append('domain capabilities: not reported by the destination driver')
+        else:
+            problems.append('the destination cannot run domain type %s, arch %s, machine %s: %s'
+                            % (guest.virt_type, guest.arch, guest.machine, one_line(exc.get_error_message())))
+    # CPU
+    _cpu_check(conn, guest, params, problems, notes)
+    # storage
+    for what, path in guest.files:
+        if params.get('copy_storage') and what.startswith('disk'):
+            notes.append('%s (%s): copied (copy_storage %s)' % (what, path, params['copy_storage']))
+            continue
+        if not _volume_visible(conn, path, notes):
+            hint = ' and copy_storage is not set' if what.startswith('disk') and live else ''
+            problems.append('%s: %s is not visible on the destination (no active storage pool there holds it)%s'
+                            % (what, path, hint))
+    # networks
+    for kind, source in guest.interfaces:
+        _network_check(conn, kind, source, problems, notes)
+    report['ok'] = not problems
+    return report
+
+
+def _cpu_check(conn, guest, params, problems, notes):
+    if params['mode'] != 'live':
+        notes.append('CPU: not compared (offline migration)')
+        return
+    cpu = guest.cpu
+    mode = cpu.get('mode', 'custom') if cpu is not None else None
+    if cpu is None or (mode == 'custom' and cpu.find('model') is None):
+        notes.append('CPU: the guest names no CPU model (hypervisor default); not compared')
+        return
+    if mode in ('host-passthrough', 'maximum'):
+        notes.append('CPU: %s guests need the same host CPU on both sides; libvirt checks it when the migration starts'
+                     % mode)
+        return
+    xml = to_string(cpu)
+    try:
+        result = conn.compareHypervisorCPU(None, guest.arch, guest.machine, guest.virt_type, xml, 0)
+    except libvirt.libvirtError as exc:
+        if _no_support(exc):
+            notes.append('CPU: the destination driver cannot compare CPUs; not compared')
+        else:
+            problems.append('CPU: the destination cannot provide the guest CPU: %s' % one_line(exc.get_error_message()))
+        return
+    if result == _c('VIR_CPU_COMPARE_INCOMPATIBLE', 0):
+        problems.append('CPU: the guest CPU (%s) is incompatible with what the destination hypervisor provides'
+                        % (find_text(cpu, 'model') or mode))
+    else:
+        notes.append('CPU: compatible (%s)' % ('identical' if result == _c('VIR_CPU_COMPARE_IDENTICAL', 1) else 'superset'))
+
+
+def _network_check(conn, kind, source, problems, notes):
+    if kind == 'network':
+        try:
+            net = conn.networkLookupByName(source)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == _c('VIR_ERR_NO_NETWORK', 43):
+                problems.append('network %s does not exist on the destination' % source)
+            else:
+                problems.append('cannot look up network %s on the destination: %s'
+                                % (source, one_line(exc.get_error_message())))
+            return
+        try:
+            if not net.isActive():
+                problems.append('network %s exists on the destination but is not active' % source)
+        except libvirt.libvirtError as exc:
+            problems.append('network %s on the destination: %s' % (source, one_line(exc.get_error_message())))
+        return
+    # bridge or direct: a host interface
+    try:
+        iface = conn.interfaceLookupByName(source)
+        if not iface.isActive():
+            problems.append('%s %s exists on the destination but is down' % (kind, source))
+    except libvirt.libvirtError as exc:
+        if _no_support(exc):
+            notes.append('%s %s: the destination cannot list host interfaces; not checked' % (kind, source))
+        elif exc.get_error_code() == _c('VIR_ERR_NO_INTERFACE', 52):
+            problems.append('%s %s does not exist on the destination' % (kind, source))
+        else:
+            problems.append('cannot look up %s %s on the destination: %s' % (kind, source, one_line(exc.get_error_message())))
+
+
+def choose_destination(reports):
+    """The passing report with the most free memory, and why.
+
+    ``reports`` keep the order of the candidates; ties go to the earlier one.
+    """
+    passing = [r for r in reports if r['ok']]
+    rejected = ['%s (%s)' % (r['uri'], '; '.join(r['problems'])) for r in reports if not r['ok']]
+    if not passing:
+        return None, 'no candidate passed the preflight: %s' % '; '.join(rejected)
+    best = passing[0]
+    for report in passing[1:]:
+        if (report['free_memory_bytes'] or 0) > (best['free_memory_bytes'] or 0):
+            best = report
+    reason = '%s passed the preflight with the most free memory (%s MiB) among %d passing candidate(s)' % (
+        best['uri'], (best['free_memory_bytes'] or 0) // MIB, len(passing))
+    if rejected:
+        reason += '; rejected: %s' % '; '.join(rejected)
+    return best, reason
+
+
+# ------------------------------------------------------------------ the job
+def _job_summary(stats):
+    """The progress numbers of a jobStats() dict, with stable names."""
+    if not stats:
+        return {}
+    elapsed = stats.get('time_elapsed')
+    processed = stats.get('data_processed')
+    out = dict(
+        elapsed_ms=elapsed,
+        data_total=stats.get('data_total'),
+        data_processed=processed,
+        data_remaining=stats.get('data_remaining'),
+        memory_total=stats.get('memory_total'),
+        memory_processed=stats.get('memory_processed'),
+        memory_remaining=stats.get('memory_remaining'),
+        memory_iteration=stats.get('memory_iteration'),
+        memory_dirty_rate=stats.get('memory_dirty_rate'),
+        memory_bps=stats.get('memory_bps'),
+        disk_total=stats.get('disk_total'),
+        disk_processed=stats.get('disk_processed'),
+        downtime_ms=stats.get('downtime'),
+        auto_converge_throttle=stats.get('auto_converge_throttle'),
+    )
+    if elapsed and processed:
+        out['average_bandwidth_bps'] = int(processed * 1000 // elapsed)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+class JobWatcher(object):
+    """Runs ``start()`` in a thread and polls ``dom.jobStats()`` until it returns.
+
+    On timeout it applies the timeout action once (abort, suspend or switch to
+    post-copy). ``clock`` and ``sleep`` are injectable for tests.
+    """
+
+    def __init__(self, dom, params, clock=time.monotonic, sleep=time.sleep):
+        self.dom = dom
+        self.params = params
+        self.clock = clock
+        self.sleep = sleep
+        self.samples = []
+        self.last = {}
+        self.events = []
+        self.timed_out = False
+        self.aborted = False
+        self.suspended = False
+        self.postcopy_started = False
+        self.downtime_set = False
+        self.result = None
+        self.error = None
+        self.started = None
+        self.ended = None
+
+    def _record(self, stats):
+        summary = _job_summary(stats)
+        if not summary:
+            return
+        self.last = summary
+        sample = dict((k, summary.get(k)) for k in ('elapsed_ms', 'data_processed', 'data_remaining',
+                                                     'memory_iteration', 'memory_dirty_rate', 'memory_bps'))
+        if len(self.samples) >= MAX_SAMPLES:
+            del self.samples[1]  # keep the first sample and the latest ones
+        self.samples.append(sample)
+
+    def _event(self, text):
+        self.events.append('%.1fs: %s' % (self.clock() - self.started, text))
+
+    def poll_once(self):
+        try:
+            stats = self.dom.jobStats(0)
+        except libvirt.libvirtError:
+            return
+        if not stats or stats.get('type') in (None, _c('VIR_DOMAIN_JOB_NONE', 0)):
+            return
+        self._record(stats)
+        params = self.params
+        if params.get('max_downtime') and not self.downtime_set:
+            self.downtime_set = True
+            try:
+                self.dom.migrateSetMaxDowntime(int(params['max_downtime']), 0)
+                self._event('max downtime set to %d ms' % params['max_downtime'])
+            except libvirt.libvirtError as exc:
+                self._event('could not set max downtime: %s' % one_line(exc.get_error_message()))
+        if (params.get('postcopy_after_precopy') and not self.postcopy_started
+                and (stats.get('memory_iteration') or 0) >= 2):
+            self._start_postcopy('the first pre-copy pass is done')
+        timeout = params.get('timeout')
+        if timeout and not self.timed_out and self.clock() - self.started >= timeout:
+            self.timed_out = True
+            action = params.get('timeout_action', 'abort')
+            self._event('timeout of %ss reached; action %s' % (timeout, action))
+            if action == 'abort':
+                self.abort()
+            elif action == 'suspend':
+                try:
+                    self.dom.suspend()
+                    self.suspended = True
+                except libvirt.libvirtError as exc:
+                    self._event('suspend failed: %s' % one_line(exc.get_error_message()))
+            elif action == 'postcopy' and not self.postcopy_started:
+                self._start_postcopy('timeout')
+
+    def _start_postcopy(self, why):
+        self.postcopy_started = True
+        try:
+            self.dom.migrateStartPostCopy(0)
+            self._event('switched to post-copy (%s)' % why)
+        except libvirt.libvirtError as exc:
+            self._event('switch to post-copy failed: %s' % one_line(exc.get_error_message()))
+
+    def abort(self):
+        if self.aborted:
+            return
+        self.aborted = True
+        try:
+            self.dom.abortJob()
+            self._event('job aborted')
+        except libvirt.libvirtError as exc:
+            self._event('abort failed: %s' % one_line(exc.get_error_message()))
+
+    def run(self, start):
+        """Run ``start()`` (the blocking migrate call) and watch it; returns its result or raises its error."""
+        def worker():
+            try:
+                self.result = start()
+            except Exception as exc:  # pylint: disable=broad-except
+                self.error = exc
+
+        self.started = self.clock()
+        thread = threading.Thread(target=worker, name='kvm_migrate')
+        thread.daemon = True
+        thread.start()
+        interval = self.params.get('poll_interval') or 0.5
+        try:
+            while thread.is_alive():
+                thread.join(interval)
+                if thread.is_alive():
+                    self.poll_once()
+        except BaseException:
+            # interrupted: never leave the job running behind our back
+            self.abort()
+            thread.join(60)
+            raise
+        self.ended = self.clock()
+        return self.result
+
+
+# ------------------------------------------------------------------ the run
+class Migration(object):
+
+    def __init__(self, module, client, clients=None):
+        self.module = module
+        self.params = module.params
+        self.client = client
+        self.check_mode = module.check_mode
+        self.name = self.params['name']
+        self.dest_name = self.params.get('dest_name') or self.name
+        uris = [self.params['dest_uri']] if self.params.get('dest_uri') else list(self.params['dest_candidates'] or [])
+        self.uris = uris
+        self.chosen_report = {}
+        self.dests = clients if clients is not None else [LibvirtClient(module, uri=u) for u in uris]
+        self.result = dict(changed=False, name=self.name, dest_name=self.dest_name, source_uri=client.uri,
+                           mode=self.params['mode'])
+
+    def close(self):
+        for dest in self.dests:
+            dest.close()
+
+    # -- idempotence --------------------------------------------------
+    def _already_there(self, src_dom):
+        """The (client, domain) where the guest already is, when the source no longer runs it."""
+        live = self.params['mode'] == 'live'
+        src_uuid = None
+        if src_dom is not None:
+            with self.client.errors('domain %s' % self.name):
+                if src_dom.isActive():
+                    return None, None
+                src_uuid = src_dom.UUIDString()
+                if self.params['mode'] == 'offline' and self.params['undefine_source']:
+                    return None, None  # still defined here: not moved yet
+        for dest in self.dests:
+            try:
+                conn = dest.conn
+            except KvmError:
+                continue
+            try:
+                dom = conn.lookupByName(self.dest_name)
+            except libvirt.libvirtError:
+                continue
+            try:
+                if src_uuid and dom.UUIDString() != src_uuid:
+                    continue
+                if live and not dom.isActive():
+                    continue
+                if not live and not dom.isPersistent():
+                    continue
+            except libvirt.libvirtError:
+                continue
+            return dest, dom
+        return None, None
+
+    # -- main ---------------------------------------------------------
+    def run(self):
+        problems = argument_problems(self.params)
+        if problems:
+            raise KvmError('invalid options: %s' % '; '.join(problems), problems=problems)
+        try:
+            return self._run()
+        finally:
+            self.close()
+
+    def _run(self):
+        params = self.params
+        result = self.result
+        src_dom = self.client.find_domain(self.name)
+        dest, there = self._already_there(src_dom)
+        if there is not None:
+            result.update(
+                destination_uri=dest.uri,
+                msg='guest %s is already %s on %s and not running on %s' % (
+                    self.dest_name, 'running' if params['mode'] == 'live' else 'defined', dest.uri, self.client.uri),
+                domain=domain_facts(dest, there),
+            )
+            return result
+        if src_dom is None:
+            raise KvmError('guest %s not found on the source %s, nor on %s'
+                           % (self.name, self.client.uri, ', '.join(self.uris)))
+        guest = GuestSnapshot(self.client, src_dom)
+        result['uuid'] = guest.uuid
+        problems = self._state_problems(guest)
+        source_uuid = _host_uuid(self.client)
+        reports = [preflight(params, guest, source_uuid, d, self.dest_name) for d in self.dests]
+        result['preflight'] = reports
+        if params.get('dest_candidates'):
+            chosen, reason = choose_destination(reports)
+            result['placement'] = dict(chosen=chosen['uri'] if chosen else None, reason=reason)
+        else:
+            chosen = reports[0] if reports[0]['ok'] else None
+            reason = None
+        if problems or chosen is None:
+            all_problems = list(problems)
+            for report in reports:
+                all_problems.extend('%s: %s' % (report['uri'], p) for p in report['problems'])
+            msg = 'preflight failed for guest %s, nothing was changed: %s' % (self.name, '; '.join(all_problems))
+            raise KvmError(msg, problems=all_problems, preflight=reports, placement=result.get('placement'),
+                           changed=False)
+        dest = self.dests[reports.index(chosen)]
+        self.chosen_report = chosen
+        flags = migration_flags(params)
+        mparams = migration_params(params, self.dest_name if params.get('dest_name') else None)
+        result.update(destination_uri=dest.uri, flags=flag_names(flags), changed=True)
+        if self.check_mode:
+            result['msg'] = 'would migrate %s (%s) from %s to %s%s' % (
+                self.name, params['mode'], self.client.uri, dest.uri, ' (%s)' % reason if reason else '')
+            return result
+        return self._migrate(guest, dest, flags, mparams)
+
+    def _state_problems(self, guest):
+        problems = []
+        if self.params['mode'] == 'live':
+            if not guest.active:
+                problems.append('guest %s is %s; a live migration needs it running (use mode offline to move its definition)'
+                                % (self.name, guest.state))
+        else:
+            if guest.active:
+                problems.append('guest %s is %s; mode offline moves only shut-off guests' % (self.name, guest.state))
+            if not guest.persistent:
+                problems.append('guest %s is transient; there is no definition to move offline' % self.name)
+        return problems
+
+    def _migrate(self, guest, dest, flags, mparams):
+        params = self.params
+        result = self.result
+        watcher = JobWatcher(guest.dom, params)
+        dconn = dest.conn
+        if params['p2p']:
+            start = lambda: guest.dom.migrateToURI3(dest.uri, mparams, flags)  # noqa: E731
+        else:
+            start = lambda: guest.dom.migrate3(dconn, mparams, flags)  # noqa: E731
+        wall_start = time.monotonic()
+        if params['mode'] == 'offline':
+            watcher.started = watcher.clock()
+            try:
+                start()
+            except Exception as exc:  # pylint: disable=broad-except
+                watcher.error = exc
+        else:
+            watcher.run(start)
+        wall = time.monotonic() - wall_start
+        result['elapsed_seconds'] = round(wall, 3)
+        result['events'] = watcher.events
+        result['samples'] = watcher.samples
+        if watcher.error is not None or (watcher.aborted and params['mode'] == 'live'):
+            self._fail(guest, dest, watcher)
+        # success: the guest on the destination
+        new = dest.find_domain(self.dest_name)
+        if new is None:
+            raise KvmError('libvirt reported success, but %s is not on %s' % (self.dest_name, dest.uri), **result)
+        final = {}
+        if params['mode'] == 'live':
+            with dest.errors('domain %s' % self.dest_name):
+                try:
+                    final = new.jobStats(_c('VIR_DOMAIN_JOB_STATS_COMPLETED', 1)) or {}
+                except libvirt.libvirtError:
+                    final = {}
+                if guest.state == 'running' and new.state()[0] == _c('VIR_DOMAIN_PAUSED', 3):
+                    new.resume()
+                    watcher.events.append('resumed %s on the destination' % self.dest_name)
+        result['job_stats'] = dict((k, v) for k, v in final.items() if k != 'type')
+        progress = _job_summary(final) or dict(watcher.last)
+        progress['wall_seconds'] = result['elapsed_seconds']
+        result['progress'] = progress
+        result['domain'] = domain_facts(dest, new)
+        result['source_defined'] = self.client.find_domain(self.name) is not None
+        result['msg'] = 'migrated %s (%s) from %s to %s in %.1fs' % (
+            self.name, params['mode'], self.client.uri, dest.uri, wall)
+        return result
+
+    # -- roll-back ----------------------------------------------------
+    def _fail(self, guest, dest, watcher):
+        if watcher.error is not None and libvirt is not None and isinstance(watcher.error, libvirt.libvirtError):
+            what = one_line(watcher.error.get_error_message())
+        elif watcher.error is not None:
+            what = '%s: %s' % (type(watcher.error).__name__, one_line(watcher.error))
+        else:
+            what = 'job aborted'
+        if watcher.timed_out and watcher.aborted:
+            what = 'no convergence within the timeout of %ss; job aborted (%s)' % (self.params['timeout'], what)
+        rollback = self.verify_rollback(guest, dest, existing=self.chosen_report.get('existing_definition'))
+        self.result['rollback'] = rollback
+        self.result['progress'] = dict(watcher.last)
+        self.result['changed'] = bool(rollback.get('changed'))
+        state = 'the guest is %s on the source with its definition %s; the destination is %s' % (
+            rollback['source_state'],
+            'intact' if rollback['source_definition_intact'] else (
+                'CHANGED' if rollback['source_definition_intact'] is False else 'n/a (transient)'),
+            'clean' if rollback['destination_clean'] else (
+                'NOT clean' if rollback['destination_clean'] is False else 'unreachable'))
+        raise KvmError('migration of %s to %s failed: %s; %s' % (self.name, dest.uri, what, state), **self.result)
+
+    def verify_rollback(self, guest, dest, existing=False):
+        """After a failed or aborted job: the guest still runs on the source, nothing is left on the destination."""
+        out = dict(changed=False, actions=[], source_state=None, source_definition_intact=None, destination_clean=None)
+        src = self.client.find_domain(self.name)
+        if src is None:
+            out['source_state'] = 'missing'
+        else:
+            with self.client.errors('domain %s' % self.name):
+                state, reason = src.state()
+                if (guest.state == 'running' and state == _c('VIR_DOMAIN_PAUSED', 3)
+                        and reason != _c('VIR_DOMAIN_PAUSED_POSTCOPY_FAILED', 13)
+                        and reason != _c('VIR_DOMAIN_PAUSED_POSTCOPY', 12)):
+                    src.resume()
+                    out['actions'].append('resumed the guest on the source')
+                    state = src.state()[0]
+                out['source_state'] = DOMAIN_STATES.get(state, 'unknown')
+                if guest.config_xml is not None:
+                    now = src.XMLDesc(_c('VIR_DOMAIN_XML_INACTIVE')) if src.isPersistent() else None
+                    out['source_definition_intact'] = now is not None and xml_equal(now, guest.config_xml)
+        # the destination, on a fresh connection (the old one may be dead)
+        fresh = LibvirtClient(self.module, uri=dest.uri)
+        try:
+            conn = fresh.conn
+            try:
+                left = conn.lookupByUUIDString(guest.uuid)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != _c('VIR_ERR_NO_DOMAIN', 42):
+                    raise
+                left = None
+            if left is None:
+                out['destination_clean'] = True
+            elif existing and not left.isActive():
+                out['destination_clean'] = True
+                out['actions'].append('kept the inactive definition that was on the destination before')
+            elif out['source_state'] in ('running', 'paused') and not (
+                    left.isActive() and left.state()[0] == _c('VIR_DOMAIN_RUNNING', 1)):
+                # a half-arrived copy (paused incoming guest or a definition): ours, remove it
+                if left.isActive():
+                    left.destroy()
+                if left.isPersistent():
+                    left.undefine()
+                out['actions'].append('removed the incomplete copy of %s from the destination' % left.name())
+                out['destination_clean'] = True
+            else:
+                out['destination_clean'] = False
+                out['actions'].append('left %s on the destination untouched: it runs there' % left.name())
+        except (KvmError, libvirt.libvirtError) as exc:
+            out['actions'].append('could not check the destination: %s' % (
+                exc.msg if isinstance(exc, KvmError) else one_line(exc.get_error_message())))
+        finally:
+            fresh.close()
+        return out
+
+
+def main(module):
+    run(module, lambda client: Migration(module, client).run())

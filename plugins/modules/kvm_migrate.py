@@ -1,0 +1,421 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) kvmops.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: kvm_migrate
+short_description: Validated live and offline guest migration with placement, progress and roll-back
+version_added: 0.1.0
+description:
+  - Moves a guest from the hypervisor named by O(uri) (the B(source)) to O(dest_uri), or to the best of
+    O(dest_candidates). Replaces C(virsh migrate) run by hand.
+  - B(Preflight) runs first and reports every problem at once, before anything moves. For each destination
+    it checks that it is reachable and authenticated, that it is not the source host, that no other guest
+    has the name or the UUID, that it has enough free memory for the guest's maximum memory, that it can
+    run the guest's domain type, architecture and machine type, that it can provide the guest's CPU
+    (libvirt's hypervisor CPU comparison), that every disk, kernel and initrd is visible there at the same
+    path as a volume of an active storage pool (shared storage) unless O(copy_storage) is set, and that
+    every libvirt network, bridge or direct device of the guest's NICs exists and is active there.
+  - B(Placement) with O(dest_candidates) picks the candidate that passes the preflight with the most free
+    memory, and RV(placement) says why, including why each other candidate was rejected.
+  - B(Progress) The job is polled while it runs; the result has the elapsed time, data total and processed,
+    memory iterations, dirty rate, downtime, average bandwidth (RV(progress)) and libvirt's final job
+    statistics (RV(job_stats)).
+  - B(Roll-back) When the migration fails, or the O(timeout) passes with O(timeout_action=abort), the job is
+    aborted and the module verifies that the guest still runs on the source with its persistent definition
+    unchanged and that nothing is left on the destination (an incomplete, not running copy with the guest's
+    UUID is removed), then fails with what happened and RV(rollback).
+  - B(Idempotence) A guest that already runs on a destination (is defined there, for O(mode=offline)) and no
+    longer runs on the source is not a change.
+author:
+  - kvmops.kvm contributors (@kvmops)
+extends_documentation_fragment:
+  - kvmops.kvm.connection
+attributes:
+  check_mode:
+    support: full
+    description: Runs the preflight and the placement and reports what would happen; nothing moves.
+  diff_mode:
+    support: none
+    description: A migration changes where a guest runs, not a definition; see RV(destination_uri).
+options:
+  name:
+    description:
+      - Name of the guest on the source.
+    type: str
+    required: true
+  dest_uri:
+    description:
+      - libvirt URI of the destination hypervisor, as the machine that runs the module reaches it (and, with
+        O(p2p=true), as the source libvirtd reaches it).
+      - Exactly one of O(dest_uri) and O(dest_candidates) is required.
+    type: str
+  dest_candidates:
+    description:
+      - libvirt URIs of candidate destinations. Each is preflighted; the passing one with the most free memory
+        is chosen. Unreachable candidates are rejected, not fatal.
+    type: list
+    elements: str
+  dest_name:
+    description:
+      - Name of the guest on the destination. Defaults to O(name).
+    type: str
+  mode:
+    description:
+      - V(live) moves a running guest while it runs.
+      - V(offline) moves the definition of a shut-off persistent guest (the disks must be shared).
+    type: str
+    choices: [live, offline]
+    default: live
+  persistent:
+    description:
+      - Define the guest persistently on the destination (C(VIR_MIGRATE_PERSIST_DEST)). Always true for
+        O(mode=offline).
+    type: bool
+    default: true
+  undefine_source:
+    description:
+      - Remove the persistent definition from the source after success (C(VIR_MIGRATE_UNDEFINE_SOURCE)).
+    type: bool
+    default: true
+  p2p:
+    description:
+      - Peer-to-peer migration: the source libvirtd connects to O(dest_uri) itself (C(VIR_MIGRATE_PEER2PEER)).
+        The source libvirtd must be able to reach and authenticate to that URI.
+    type: bool
+    default: false
+  tunnelled:
+    description:
+      - Carry the data over the libvirt connection (C(VIR_MIGRATE_TUNNELLED)). Needs O(p2p=true).
+    type: bool
+    default: false
+  tls:
+    description:
+      - Encrypt the migration data with TLS (C(VIR_MIGRATE_TLS)). Both hosts need the QEMU migration TLS
+        certificates (C(migrate_tls_x509_cert_dir) in qemu.conf).
+    type: bool
+    default: false
+  copy_storage:
+    description:
+      - For hosts without shared storage, copy the disks during a live migration.
+      - V(all) copies whole disks (C(VIR_MIGRATE_NON_SHARED_DISK)); V(incremental) copies only the top image of
+        each chain and expects the same backing files on the destination (C(VIR_MIGRATE_NON_SHARED_INC)).
+      - libvirt creates a missing destination image only when a storage pool there holds its directory;
+        otherwise create an image of the same size at the same path on the destination first.
+    type: str
+    choices: [all, incremental]
+  migrate_uri:
+    description:
+      - Where the migration data goes, for example V(tcp://10.0.0.2) (C(VIR_MIGRATE_PARAM_URI)). Defaults to
+        what the destination advertises (its hostname, or C(migration_host) in its qemu.conf).
+    type: str
+  listen_address:
+    description:
+      - Address the destination listens on for the incoming data (C(VIR_MIGRATE_PARAM_LISTEN_ADDRESS)).
+    type: str
+  bandwidth:
+    description:
+      - Bandwidth cap in MiB/s (C(VIR_MIGRATE_PARAM_BANDWIDTH)).
+    type: int
+  max_downtime:
+    description:
+      - Longest pause tolerated at the switch-over, in milliseconds; set on the job as soon as it runs.
+    type: int
+  auto_converge:
+    description:
+      - Throttle the guest's vCPUs when it dirties memory faster than it can be sent (C(VIR_MIGRATE_AUTO_CONVERGE)).
+    type: bool
+    default: false
+  auto_converge_initial:
+    description:
+      - Initial throttle percentage. Needs O(auto_converge=true).
+    type: int
+  auto_converge_increment:
+    description:
+      - Throttle increment percentage per iteration. Needs O(auto_converge=true).
+    type: int
+  postcopy:
+    description:
+      - Allow switching to post-copy (C(VIR_MIGRATE_POSTCOPY)). A failure after the switch cannot be rolled back:
+        the guest's state is split between the hosts.
+    type: bool
+    default: false
+  postcopy_after_precopy:
+    description:
+      - Switch to post-copy as soon as the first pre-copy pass is done. Needs O(postcopy=true).
+    type: bool
+    default: false
+  compressed:
+    description:
+      - Compress the migration data (C(VIR_MIGRATE_COMPRESSED), QEMU's default method, XBZRLE).
+    type: bool
+    default: false
+  parallel:
+    description:
+      - Number of parallel connections for the data (C(VIR_MIGRATE_PARALLEL)).
+    type: int
+  unsafe:
+    description:
+      - Pass C(VIR_MIGRATE_UNSAFE) so libvirt does not refuse disks on a local, non-cluster file system or with
+        a cache mode other than C(none). Only set it when you know the storage is really shared; it is never
+        set unless named.
+    type: bool
+    default: false
+  timeout:
+    description:
+      - Seconds after which O(timeout_action) is applied to a live migration that has not finished.
+    type: int
+  timeout_action:
+    description:
+      - V(abort) aborts the job and rolls back (the guest stays on the source).
+      - V(suspend) pauses the guest so the migration finishes without more dirtying; the guest is resumed on the
+        destination.
+      - V(postcopy) switches to post-copy (implies C(VIR_MIGRATE_POSTCOPY)).
+    type: str
+    choices: [abort, suspend, postcopy]
+    default: abort
+  poll_interval:
+    description:
+      - Seconds between two polls of the running job.
+    type: float
+    default: 0.5
+notes:
+  - All preflight problems and invalid option combinations are reported in one failure, before anything moves.
+  - With local disks that only look shared (the same path on both hosts), libvirt refuses the migration unless
+    O(unsafe=true).
+seealso:
+  - name: drain_host.yml
+    description: Empties a hypervisor with this module (C(playbooks/drain_host.yml)).
+    link: https://libvirt.org/migration.html
+'''
+
+EXAMPLES = r'''
+- name: Live-migrate vm01 to hv02 over shared storage
+  kvmops.kvm.kvm_migrate:
+    uri: qemu+ssh://root@hv01/system
+    name: vm01
+    dest_uri: qemu+ssh://root@hv02/system
+
+- name: Place vm01 on the best of three hosts, capped, aborting after 10 minutes
+  kvmops.kvm.kvm_migrate:
+    uri: qemu+ssh://root@hv01/system
+    name: vm01
+    dest_candidates:
+      - qemu+ssh://root@hv02/system
+      - qemu+ssh://root@hv03/system
+      - qemu+ssh://root@hv04/system
+    bandwidth: 500
+    auto_converge: true
+    timeout: 600
+  register: moved
+
+- name: Show where it went and why
+  ansible.builtin.debug:
+    msg: "{{ moved.placement.reason }}"
+
+- name: Copy the disks to a host without shared storage
+  kvmops.kvm.kvm_migrate:
+    name: vm02
+    dest_uri: qemu+tls://hv05/system
+    copy_storage: all
+    tls: true
+
+- name: Move the definition of a shut-off guest
+  kvmops.kvm.kvm_migrate:
+    name: vm03
+    dest_uri: qemu+ssh://root@hv02/system
+    mode: offline
+'''
+
+RETURN = r'''
+name:
+  description: The guest name on the source.
+  returned: always
+  type: str
+dest_name:
+  description: The guest name on the destination.
+  returned: always
+  type: str
+uuid:
+  description: The guest UUID.
+  returned: when the guest is on the source
+  type: str
+source_uri:
+  description: The source URI.
+  returned: always
+  type: str
+destination_uri:
+  description: The chosen destination (or where the guest already is).
+  returned: when a destination passed the preflight, or the guest is already there
+  type: str
+mode:
+  description: V(live) or V(offline).
+  returned: always
+  type: str
+msg:
+  description: What happened (or would happen in check mode).
+  returned: success
+  type: str
+flags:
+  description: The C(VIR_MIGRATE_*) flags used (without the prefix).
+  returned: when a migration runs or would run
+  type: list
+  elements: str
+  sample: [LIVE, PERSIST_DEST, UNDEFINE_SOURCE, ABORT_ON_ERROR]
+preflight:
+  description: One report per destination, in the order given.
+  returned: when the guest is on the source
+  type: list
+  elements: dict
+  contains:
+    uri:
+      description: The destination URI.
+      type: str
+      returned: always
+    ok:
+      description: Whether it passed.
+      type: bool
+      returned: always
+    problems:
+      description: Every reason it cannot take the guest.
+      type: list
+      elements: str
+      returned: always
+    notes:
+      description: Checks that passed with a remark or could not be made.
+      type: list
+      elements: str
+      returned: always
+    free_memory_bytes:
+      description: Free memory of the destination.
+      type: int
+      returned: always
+    hostname:
+      description: Hostname of the destination.
+      type: str
+      returned: always
+placement:
+  description: The choice among O(dest_candidates).
+  returned: when O(dest_candidates) is used and the guest is on the source
+  type: dict
+  contains:
+    chosen:
+      description: The chosen URI, null when none passed.
+      type: str
+      returned: always
+    reason:
+      description: Why it was chosen, and why each other candidate was rejected.
+      type: str
+      returned: always
+elapsed_seconds:
+  description: Wall time of the migration call.
+  returned: when a migration ran
+  type: float
+progress:
+  description: Progress numbers of the job (from the final statistics, else the last poll).
+  returned: when a migration ran
+  type: dict
+  contains:
+    elapsed_ms:
+      description: Time the job took, as libvirt measured it.
+      type: int
+      returned: when libvirt reports it
+    data_total:
+      description: Bytes to transfer in total (memory and disks).
+      type: int
+      returned: when libvirt reports it
+    data_processed:
+      description: Bytes transferred.
+      type: int
+      returned: when libvirt reports it
+    data_remaining:
+      description: Bytes left.
+      type: int
+      returned: when libvirt reports it
+    memory_iteration:
+      description: Number of memory passes.
+      type: int
+      returned: when libvirt reports it
+    memory_dirty_rate:
+      description: Pages dirtied per second in the last pass.
+      type: int
+      returned: when libvirt reports it
+    downtime_ms:
+      description: How long the guest was paused at the switch-over.
+      type: int
+      returned: when libvirt reports it
+    average_bandwidth_bps:
+      description: data_processed divided by elapsed_ms, in bytes per second.
+      type: int
+      returned: when libvirt reports both
+    wall_seconds:
+      description: Wall time of the migration call, seen by the module.
+      type: float
+      returned: on success
+  sample: {elapsed_ms: 1830, data_total: 134750208, data_processed: 1408347, memory_iteration: 3, downtime_ms: 21}
+job_stats:
+  description: libvirt's statistics of the completed job, as C(virsh domjobinfo --completed) shows them.
+  returned: on success of a live migration
+  type: dict
+samples:
+  description: Snapshots of the running job (elapsed_ms, data_processed, data_remaining, memory_iteration,
+    memory_dirty_rate, memory_bps); the first one and up to 119 of the latest.
+  returned: when a migration ran
+  type: list
+  elements: dict
+events:
+  description: Actions taken while the job ran (max downtime set, timeout action, post-copy switch).
+  returned: when a migration ran
+  type: list
+  elements: str
+rollback:
+  description: What the roll-back did and verified after a failed or aborted migration.
+  returned: failure of the migration itself
+  type: dict
+  contains:
+    source_state:
+      description: State of the guest on the source afterwards (V(missing) if it is gone).
+      type: str
+      returned: always
+    source_definition_intact:
+      description: The persistent definition on the source is unchanged (null for a transient guest).
+      type: bool
+      returned: always
+    destination_clean:
+      description: Nothing with the guest's UUID is on the destination (null when it could not be checked).
+      type: bool
+      returned: always
+    actions:
+      description: What the roll-back did.
+      type: list
+      elements: str
+      returned: always
+problems:
+  description: Every preflight or option problem, prefixed with the destination URI.
+  returned: when the preflight or the options fail
+  type: list
+  elements: str
+source_defined:
+  description: Whether a definition of the guest is left on the source.
+  returned: on success
+  type: bool
+domain:
+  description: The guest on the destination, in the shape kvm_info returns.
+  returned: on success, unless in check mode
+  type: dict
+'''
+
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import kvm_module
+from ansible_collections.kvmops.kvm.plugins.module_utils._migrate import ARGUMENT_SPEC, MODULE_KWARGS, main as run_migrate
+
+
+def main():
+    module = kvm_module(argument_spec=ARGUMENT_SPEC, **MODULE_KWARGS)
+    run_migrate(module)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,387 @@
+"""kvm_migrate's logic: options -> flags/params, preflight on libvirt's test driver, placement, job watching."""
+
+import os
+
+import libvirt
+import pytest
+
+from ansible_collections.kvmops.kvm.plugins.module_utils import _migrate
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, LibvirtClient
+from ansible_collections.kvmops.kvm.plugins.module_utils._migrate import (
+    ARGUMENT_SPEC,
+    GuestSnapshot,
+    JobWatcher,
+    Migration,
+    argument_problems,
+    choose_destination,
+    flag_names,
+    migration_flags,
+    migration_params,
+    preflight,
+)
+
+
+def params(**overrides):
+    out = {}
+    for key, spec in ARGUMENT_SPEC.items():
+        out[key] = spec.get('default')
+    out.update(name='web01', dest_uri='test:///default')
+    out.update(overrides)
+    return out
+
+
+# ------------------------------------------------------------ options
+@pytest.mark.parametrize('overrides, fragment', [
+    (dict(tunnelled=True), 'tunnelled requires p2p'),
+    (dict(tunnelled=True, p2p=True, tls=True), 'tls and tunnelled are exclusive'),
+    (dict(tunnelled=True, p2p=True, migrate_uri='tcp://x'), 'migrate_uri cannot be used with tunnelled'),
+    (dict(mode='offline', persistent=False), 'persistent must stay true'),
+    (dict(mode='offline', copy_storage='all'), 'copy_storage applies to live migration only'),
+    (dict(mode='offline', bandwidth=10), 'bandwidth applies to live migration only'),
+    (dict(mode='offline', tls=True), 'tls applies to live migration only'),
+    (dict(bandwidth=0), 'bandwidth must be a positive'),
+    (dict(max_downtime=-1), 'max_downtime must be a positive'),
+    (dict(timeout=0), 'timeout must be a positive'),
+    (dict(parallel=0), 'parallel must be between'),
+    (dict(auto_converge_initial=20), 'auto_converge_initial needs auto_converge'),
+    (dict(auto_converge=True, auto_converge_increment=120), 'between 1 and 100'),
+    (dict(postcopy_after_precopy=True), 'postcopy_after_precopy needs postcopy'),
+    (dict(timeout_action='suspend'), 'timeout_action suspend needs a timeout'),
+    (dict(dest_uri=None, dest_candidates=[]), 'dest_candidates is empty'),
+])
+def test_argument_problems(overrides, fragment):
+    problems = argument_problems(params(**overrides))
+    assert any(fragment in p for p in problems), problems
+
+
+def test_argument_problems_all_at_once():
+    problems = argument_problems(params(tunnelled=True, bandwidth=0, timeout_action='postcopy'))
+    assert len(problems) == 3
+
+
+def test_valid_options_have_no_problems():
+    assert argument_problems(params(p2p=True, tunnelled=True, bandwidth=100, timeout=60,
+                                    auto_converge=True, auto_converge_initial=30,
+                                    auto_converge_increment=10)) == []
+
+
+@pytest.mark.parametrize('overrides, present, absent', [
+    ({}, ['LIVE', 'PERSIST_DEST', 'UNDEFINE_SOURCE', 'ABORT_ON_ERROR'],
+     ['UNSAFE', 'TLS', 'TUNNELLED', 'PEER2PEER', 'OFFLINE', 'NON_SHARED_DISK']),
+    (dict(unsafe=True), ['UNSAFE'], []),
+    (dict(tls=True), ['TLS', 'LIVE'], ['TUNNELLED']),
+    (dict(p2p=True, tunnelled=True), ['PEER2PEER', 'TUNNELLED'], ['TLS']),
+    (dict(persistent=False, undefine_source=False), ['LIVE'], ['PERSIST_DEST', 'UNDEFINE_SOURCE']),
+    (dict(mode='offline'), ['OFFLINE', 'PERSIST_DEST', 'UNDEFINE_SOURCE'], ['LIVE', 'ABORT_ON_ERROR']),
+    (dict(copy_storage='all'), ['NON_SHARED_DISK'], ['NON_SHARED_INC']),
+    (dict(copy_storage='incremental'), ['NON_SHARED_INC'], ['NON_SHARED_DISK']),
+    (dict(auto_converge=True, compressed=True, parallel=4), ['AUTO_CONVERGE', 'COMPRESSED', 'PARALLEL'], []),
+    (dict(postcopy=True), ['POSTCOPY'], []),
+    (dict(timeout=10, timeout_action='postcopy'), ['POSTCOPY'], []),
+])
+def test_flags(overrides, present, absent):
+    names = flag_names(migration_flags(params(**overrides)))
+    for name in present:
+        assert name in names
+    for name in absent:
+        assert name not in names
+
+
+def test_unsafe_only_when_named():
+    every_other = params(p2p=True, tunnelled=True, copy_storage='all', auto_converge=True, postcopy=True,
+                         compressed=True, persistent=True)
+    assert not migration_flags(every_other) & libvirt.VIR_MIGRATE_UNSAFE
+
+
+def test_typed_params():
+    out = migration_params(params(migrate_uri='tcp://10.0.0.2', listen_address='10.0.0.2', bandwidth=100,
+                                  auto_converge=True, auto_converge_initial=30, auto_converge_increment=5,
+                                  parallel=4), dest_name='renamed')
+    assert out == {
+        libvirt.VIR_MIGRATE_PARAM_URI: 'tcp://10.0.0.2',
+        libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: '10.0.0.2',
+        libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 100,
+        libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL: 30,
+        libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT: 5,
+        libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS: 4,
+        libvirt.VIR_MIGRATE_PARAM_DEST_NAME: 'renamed',
+    }
+    assert migration_params(params()) == {}
+
+
+# ------------------------------------------------------------ placement
+def _report(uri, ok, free, problems=()):
+    return dict(uri=uri, ok=ok, free_memory_bytes=free, problems=list(problems), notes=[])
+
+
+@pytest.mark.parametrize('reports, chosen', [
+    ([_report('a', True, 1), _report('b', True, 5), _report('c', True, 3)], 'b'),
+    ([_report('a', True, 5), _report('b', True, 5)], 'a'),
+    ([_report('a', False, 9, ['full']), _report('b', True, 1)], 'b'),
+    ([_report('a', False, 9, ['x']), _report('b', False, 1, ['y'])], None),
+])
+def test_choose_destination(reports, chosen):
+    best, reason = choose_destination(reports)
+    assert (best['uri'] if best else None) == chosen
+    for report in reports:
+        if not report['ok']:
+            assert report['uri'] in reason and report['problems'][0] in reason
+
+
+# ------------------------------------------------------------ preflight on the test driver
+DEST_TEMPLATE = """<?xml version="1.0"?>
+<node>
+  <cpu><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads>
+       <active>2</active><mhz>2400</mhz><model>x86_64</model></cpu>
+  <memory>8388608</memory>
+  {domains}
+  {networks}
+  {pools}
+</node>
+"""
+
+TAKEN = """<domain type='test'><name>web01</name><uuid>99999999-0000-4000-8000-000000000001</uuid>
+  <memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os></domain>"""
+UUID_TAKEN = """<domain type='test'><name>other</name><uuid>4e1a2b3c-0000-4000-8000-000000000001</uuid>
+  <memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os></domain>"""
+DEFAULT_NET = "<network><name>default</name><bridge name='virbr0'/></network>"
+IMAGES = """<pool type='dir'><name>images</name><target><path>{path}</path></target>
+  <volume type='file'><name>web01.qcow2</name><capacity unit='GiB'>8</capacity>
+  <target><path>{path}/web01.qcow2</path><format type='qcow2'/></target></volume>
+  <volume type='file'><name>install.iso</name><capacity unit='MiB'>8</capacity>
+  <target><path>{path}/install.iso</path></target></volume></pool>"""
+
+
+@pytest.fixture
+def make_dest(tmp_path, fake_module):
+    made = []
+
+    def make(domains='', networks='', pools=''):
+        path = tmp_path / ('dest%d.xml' % len(made))
+        path.write_text(DEST_TEMPLATE.format(domains=domains, networks=networks, pools=pools))
+        cli = LibvirtClient(fake_module({}), uri='test://%s' % path)
+        made.append(cli)
+        return cli
+    yield make
+    for cli in made:
+        cli.close()
+
+
+@pytest.fixture
+def web01(client):
+    return GuestSnapshot(client, client.find_domain('web01'))
+
+
+def test_snapshot_lists_files_and_networks(web01):
+    assert web01.files == [('disk vda', '/var/lib/libvirt/images/web01.qcow2'), ('disk sda', '/tmp/install.iso')]
+    assert web01.interfaces == [('network', 'default')]
+    assert web01.max_memory_kib == 1024 * 1024 and web01.active
+
+
+def test_preflight_reports_every_problem_at_once(web01, make_dest):
+    dest = make_dest(domains=TAKEN)
+    report = preflight(params(), web01, None, dest, 'web01')
+    problems = report['problems']
+    assert not report['ok']
+    assert any('a guest named web01 already exists' in p for p in problems)
+    assert any('not enough free memory' in p for p in problems)   # the test driver reports 0 free
+    assert any('/var/lib/libvirt/images/web01.qcow2 is not visible' in p for p in problems)
+    assert any('/tmp/install.iso is not visible' in p for p in problems)
+    assert any('network default does not exist' in p for p in problems)
+    assert len(problems) == 5, problems
+
+
+def test_preflight_uuid_and_same_host(web01, make_dest):
+    dest = make_dest(domains=UUID_TAKEN)
+    report = preflight(params(), web01, 'host-uuid', dest, 'web01')
+    assert any('UUID 4e1a2b3c-0000-4000-8000-000000000001 is already used' in p and 'other' in p
+               for p in report['problems'])
+
+
+def test_preflight_storage_and_network_present(web01, make_dest):
+    dest = make_dest(networks=DEFAULT_NET, pools=IMAGES.format(path='/var/lib/libvirt/images'))
+    report = preflight(params(), web01, None, dest, 'web01')
+    # only the ISO (another directory) and the memory of the test driver remain
+    assert [p for p in report['problems'] if 'memory' not in p] == [
+        'disk sda: /tmp/install.iso is not visible on the destination (no active storage pool there holds it)'
+        ' and copy_storage is not set']
+    assert any('not compared' in n for n in report['notes'])   # the test driver cannot compare CPUs
+
+
+def test_preflight_copy_storage_skips_disks(web01, make_dest):
+    dest = make_dest(networks=DEFAULT_NET)
+    report = preflight(params(copy_storage='all'), web01, None, dest, 'web01')
+    assert not any('visible' in p for p in report['problems'])
+    assert sum('copied (copy_storage all)' in n for n in report['notes']) == 2
+
+
+def test_preflight_offline_ignores_memory(web01, make_dest):
+    dest = make_dest(networks=DEFAULT_NET, pools=IMAGES.format(path='/var/lib/libvirt/images'))
+    report = preflight(params(mode='offline'), web01, None, dest, 'web01')
+    assert not any('memory' in p for p in report['problems'])
+
+
+def test_preflight_unreachable(web01, fake_module):
+    dest = LibvirtClient(fake_module({}), uri='test:///nonexistent/file.xml')
+    report = preflight(params(), web01, None, dest, 'web01')
+    assert not report['ok'] and report['problems'][0].startswith('destination unreachable: ')
+
+
+# ------------------------------------------------------------ the module run, check mode, idempotence
+def test_run_check_mode_fails_preflight_without_writes(fake_module, node_uri, make_dest):
+    dest = make_dest(domains=TAKEN)
+    module = fake_module(params(dest_uri=dest.uri, uri=node_uri), check_mode=True)
+    src = LibvirtClient(module)
+    try:
+        with pytest.raises(KvmError) as err:
+            Migration(module, src, clients=[dest]).run()
+        assert err.value.msg.startswith('preflight failed for guest web01, nothing was changed: ')
+        assert err.value.facts['changed'] is False and len(err.value.facts['problems']) == 5
+        assert src.find_domain('web01').isActive()
+    finally:
+        src.close()
+
+
+def test_run_idempotent_when_already_there(fake_module, make_dest, tmp_path):
+    # the source does not have the guest; the destination runs it
+    empty = tmp_path / 'empty.xml'
+    empty.write_text(DEST_TEMPLATE.format(domains='', networks='', pools=''))
+    dest = make_dest(domains=TAKEN.replace('web01', 'moved'))
+    module = fake_module(params(name='moved', dest_uri=dest.uri, uri='test://%s' % empty))
+    src = LibvirtClient(module)
+    try:
+        result = Migration(module, src, clients=[dest]).run()
+    finally:
+        src.close()
+    assert result['changed'] is False and result['destination_uri'] == dest.uri
+    assert 'already running' in result['msg'] and result['domain']['name'] == 'moved'
+
+
+def test_run_guest_nowhere(fake_module, make_dest, tmp_path):
+    empty = tmp_path / 'empty.xml'
+    empty.write_text(DEST_TEMPLATE.format(domains='', networks='', pools=''))
+    dest = make_dest()
+    module = fake_module(params(name='ghost', dest_uri=dest.uri, uri='test://%s' % empty))
+    src = LibvirtClient(module)
+    try:
+        with pytest.raises(KvmError, match='guest ghost not found on the source'):
+            Migration(module, src, clients=[dest]).run()
+    finally:
+        src.close()
+
+
+def test_invalid_options_fail_before_connecting(fake_module):
+    module = fake_module(params(tunnelled=True, uri='qemu+tcp://192.0.2.1/system'))
+
+    class NoConnect(object):
+        uri = 'qemu+tcp://192.0.2.1/system'
+
+        @property
+        def conn(self):
+            raise AssertionError('connected')
+    with pytest.raises(KvmError, match='invalid options: tunnelled requires p2p'):
+        Migration(module, NoConnect(), clients=[]).run()
+
+
+# ------------------------------------------------------------ job watching
+class FakeDom(object):
+    def __init__(self, stats):
+        self.stats = list(stats)
+        self.calls = []
+
+    def jobStats(self, flags=0):
+        return self.stats.pop(0) if len(self.stats) > 1 else self.stats[0]
+
+    def abortJob(self):
+        self.calls.append('abort')
+
+    def suspend(self):
+        self.calls.append('suspend')
+
+    def migrateStartPostCopy(self, flags=0):
+        self.calls.append('postcopy')
+
+    def migrateSetMaxDowntime(self, ms, flags=0):
+        self.calls.append('downtime %d' % ms)
+
+
+class Clock(object):
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def _stats(iteration, processed=100, elapsed=1000):
+    return dict(type=libvirt.VIR_DOMAIN_JOB_UNBOUNDED, memory_iteration=iteration, data_processed=processed,
+                data_total=1000, data_remaining=900, time_elapsed=elapsed, memory_dirty_rate=7)
+
+
+@pytest.mark.parametrize('action, expected', [
+    ('abort', ['abort']), ('suspend', ['suspend']), ('postcopy', ['postcopy']),
+])
+def test_timeout_action_applied_once(action, expected):
+    dom = FakeDom([_stats(1)])
+    clock = Clock()
+    watcher = JobWatcher(dom, params(timeout=10, timeout_action=action), clock=clock)
+    watcher.started = 0.0
+    for now in (1, 5, 10, 11, 12):
+        clock.now = now
+        watcher.poll_once()
+    assert dom.calls == expected
+    assert watcher.timed_out and len(watcher.samples) == 5
+    assert watcher.last['average_bandwidth_bps'] == 100
+
+
+def test_no_timeout_no_action():
+    dom = FakeDom([_stats(1)])
+    watcher = JobWatcher(dom, params(), clock=Clock())
+    watcher.started = 0.0
+    watcher.poll_once()
+    assert dom.calls == [] and not watcher.timed_out
+
+
+def test_max_downtime_and_postcopy_after_first_pass():
+    dom = FakeDom([_stats(1), _stats(1), _stats(2), _stats(3)])
+    watcher = JobWatcher(dom, params(max_downtime=50, postcopy=True, postcopy_after_precopy=True), clock=Clock())
+    watcher.started = 0.0
+    for _ in range(4):
+        watcher.poll_once()
+    assert dom.calls == ['downtime 50', 'postcopy']
+
+
+def test_no_job_is_not_a_sample():
+    dom = FakeDom([dict(type=libvirt.VIR_DOMAIN_JOB_NONE)])
+    watcher = JobWatcher(dom, params(timeout=1), clock=Clock())
+    watcher.started = 0.0
+    watcher.poll_once()
+    assert watcher.samples == [] and dom.calls == []
+
+
+def test_samples_are_capped():
+    dom = FakeDom([_stats(1)])
+    watcher = JobWatcher(dom, params(), clock=Clock())
+    watcher.started = 0.0
+    for _ in range(_migrate.MAX_SAMPLES + 30):
+        watcher.poll_once()
+    assert len(watcher.samples) == _migrate.MAX_SAMPLES
+
+
+def test_run_returns_the_result_and_raises_nothing():
+    dom = FakeDom([_stats(1)])
+    watcher = JobWatcher(dom, params(poll_interval=0.05))
+    assert watcher.run(lambda: 'moved') == 'moved' and watcher.error is None
+
+    def boom():
+        raise libvirt.libvirtError('nope')
+    watcher = JobWatcher(dom, params(poll_interval=0.05))
+    watcher.run(boom)
+    assert isinstance(watcher.error, libvirt.libvirtError)
+
+
+def test_module_file_is_thin():
+    path = os.path.join(os.path.dirname(_migrate.__file__), '..', 'modules', 'kvm_migrate.py')
+    with open(path) as handle:
+        code = handle.read().split("'''")[-1]
+    assert 'def main' in code and len([line for line in code.splitlines() if line.strip()]) <= 10
