@@ -285,14 +285,15 @@ def spec_from_params(params):
     return spec
 
 
-def check_spec_against_mode(spec, mode):
+def check_spec_against_mode(spec, mode, from_xml=False):
     """Options that the (resulting) forward mode cannot take."""
     if mode == 'bridge':
-        bad = [k for k in ('ipv4', 'ipv6', 'dns_hosts', 'domain', 'mac', 'stp', 'delay', 'nat_ports') if k in spec]
+        bad = [k for k in ('ipv4', 'ipv6', 'dns_hosts', 'domain', 'mac', 'stp', 'delay', 'nat_ports')
+               if spec.get(k) not in (None, [])]
         if bad:
             raise KvmError('forward=bridge uses an existing host bridge: it takes no %s (libvirt gives such a '
                            'network no IP, DHCP or DNS)' % ', '.join(sorted(bad)))
-        if 'bridge_name' not in spec:
+        if 'bridge_name' not in spec and not from_xml:  # the xml may use <forward><interface> (macvtap) instead
             raise KvmError('forward=bridge needs bridge.name, the existing host bridge to use')
     if 'nat_ports' in spec and mode != 'nat':
         raise KvmError('nat_ports only applies to forward=nat (the network is %s)' % mode)
@@ -412,8 +413,6 @@ def differences(spec, current):
         return live, ['network is not defined']
     for key in ('forward', 'forward_dev', 'nat_ports', 'bridge_name', 'stp', 'delay', 'mtu', 'mac', 'domain'):
         if key in spec and spec[key] != current.get(key):
-            if key == 'nat_ports' and current.get('forward') != 'nat':
-                pass  # reported by the forward difference
             other.append('%s: %r -> %r' % (key, current.get(key), spec[key]))
     for family in ('ipv4', 'ipv6'):
         if family not in spec:
@@ -424,7 +423,7 @@ def differences(spec, current):
             continue
         if (want['address'], want['prefix']) != (have['address'], have['prefix']):
             other.append('%s: %s/%s -> %s/%s' % (family, have['address'], have['prefix'],
-                                                  want['address'], want['prefix']))
+                                                 want['address'], want['prefix']))
         if 'dhcp_ranges' in want:
             if sorted(map(_range_key, want['dhcp_ranges'])) != sorted(map(_range_key, have['dhcp_ranges'])):
                 other.extend(_list_change('%s.dhcp_ranges' % family, have['dhcp_ranges'], want['dhcp_ranges'],
@@ -852,8 +851,9 @@ def _restart_differences(live, wanted):
         if (have['address'], have['prefix']) != (want['address'], want['prefix']):
             diffs.append('%s: %s/%s -> %s/%s' % (family, have['address'], have['prefix'], want['address'], want['prefix']))
         if sorted(map(_range_key, have['dhcp_ranges'])) != sorted(map(_range_key, want['dhcp_ranges'])):
-            diffs.append('%s.dhcp_ranges: %s -> %s' % (family, ', '.join(map(_describe_range, have['dhcp_ranges'])) or 'none',
-                                                        ', '.join(map(_describe_range, want['dhcp_ranges'])) or 'none'))
+            diffs.append('%s.dhcp_ranges: %s -> %s' % (
+                family, ', '.join(map(_describe_range, have['dhcp_ranges'])) or 'none',
+                ', '.join(map(_describe_range, want['dhcp_ranges'])) or 'none'))
     return diffs
 
 
@@ -954,7 +954,7 @@ class NetworkManager(object):
         persistent = bool(net is not None and self.client.call('network %s' % self.name, net.isPersistent))
         current = model(before) if before is not None else None
         mode = spec.get('forward', current['forward'] if current else 'isolated')
-        check_spec_against_mode(spec, mode)
+        check_spec_against_mode(spec, mode, from_xml=user_root is not None)
         if mode == 'bridge' and current is not None and 'forward' in spec and current['forward'] != 'bridge' \
                 and (current['ipv4'] or current['ipv6'] or current['dns_hosts'] or current['domain']):
             raise KvmError('network %s has IP/DHCP/DNS settings that forward=bridge cannot keep; remove the network '

@@ -25,7 +25,7 @@ description:
     used by another libvirt network or already exists on the host, or when a subnet overlaps another libvirt
     network or a route of the host.
 author:
-  - kvmops.kvm contributors
+  - kvmops.kvm contributors (@kvmops)
 extends_documentation_fragment:
   - kvmops.kvm.connection
 attributes:

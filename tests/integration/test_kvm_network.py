@@ -499,3 +499,22 @@ def test_xml_option_and_kvm_info_shape(names, playbook, tmp_path, conn):
                 ipv4=dict(address='10.254.%d.1/24' % a, dhcp_ranges=[dict(start='10.254.%d.10' % a, end='10.254.%d.20' % a)]))
     res, _ = run_net(playbook, tmp_path, same)
     assert res['changed'] is False, res['changes']
+
+
+def test_host_bridge_mode(names, host_bits, playbook, tmp_path, conn):
+    """forward=bridge on an existing host bridge (made here); a missing bridge is refused first."""
+    make, made = host_bits
+    name, br = names['name'], names['bridge']
+    args = dict(name=name, state='active', autostart=False, forward='bridge', bridge=dict(name=br))
+    res, _ = run_net(playbook, tmp_path, args)
+    assert res.get('failed') and 'host bridge %s does not exist' % br in res['msg'], res
+    assert name not in [n.name() for n in conn.listAllNetworks(0)]
+    made.append(br)
+    make(['ip', 'link', 'add', br, 'type', 'bridge'], ['ip', 'link', 'set', br, 'up'])
+    index = ifindex(br)
+    results = four_steps(playbook, tmp_path, args)
+    net = results[1]['network']
+    assert (net['forward_mode'], net['bridge'], net['active'], net['addresses']) == ('bridge', br, True, [])
+    assert dnsmasq_pids(name) == []
+    four_steps(playbook, tmp_path, dict(name=name, state='absent'))
+    assert ifindex(br) == index  # libvirt leaves the host's bridge alone

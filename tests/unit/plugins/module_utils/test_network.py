@@ -373,6 +373,13 @@ def test_xml_option_four_steps(client, writes):
     assert "mode='open'" in client.conn.networkLookupByName('kvmops-unit-xml').XMLDesc(0)
 
 
+def test_xml_option_host_bridge(client, writes):
+    xml = "<network><name>kvmops-unit-br</name><forward mode='bridge'/><bridge name='br0'/></network>"
+    four_steps(client, writes, params(xml=xml))
+    assert writes == ['networkDefineXML']
+    assert client.conn.networkLookupByName('kvmops-unit-br').XMLDesc(0).count('br0') == 1
+
+
 def test_state_inactive_and_absent(client, writes):
     run(client, params(state='active', **NEW))
     del writes[:]
