@@ -1,0 +1,531 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) kvmops.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""kvm_pool: libvirt storage pools (dir, fs, netfs, logical, iscsi).
+
+The pool XML model: the options become a *wanted* document that holds only
+what the user specified; it is compared with libvirt's persistent definition
+by :func:`subset_differences`, so libvirt's defaults (uuid, sizes, the target
+path libvirt picks for logical pools, ...) never count as a change. A changed
+definition is merged into libvirt's own XML and redefined (uuid kept).
+"""
+
+from __future__ import annotations
+
+import copy
+import grp
+import os
+import pwd
+
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, libvirt, run
+from ansible_collections.kvmops.kvm.plugins.module_utils._facts import pool_facts
+from ansible_collections.kvmops.kvm.plugins.module_utils._info import is_local_uri
+from ansible_collections.kvmops.kvm.plugins.module_utils._volume import disk_users
+from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, find_text, make_diff, parse, subset_differences, to_string
+
+POOL_TYPES = ['dir', 'fs', 'netfs', 'logical', 'iscsi']
+
+SOURCE_OPTIONS = dict(
+    host=dict(type='str'),
+    port=dict(type='int'),
+    dir=dict(type='str'),
+    devices=dict(type='list', elements='str'),
+    name=dict(type='str'),
+    format=dict(type='str'),
+    initiator=dict(type='str'),
+)
+
+ARGUMENT_SPEC = dict(
+    name=dict(type='str', required=True),
+    state=dict(type='str', default='active', choices=['present', 'active', 'inactive', 'absent']),
+    type=dict(type='str', choices=POOL_TYPES),
+    path=dict(type='path'),
+    source=dict(type='dict', options=SOURCE_OPTIONS),
+    owner=dict(type='str'),
+    group=dict(type='str'),
+    mode=dict(type='raw'),
+    autostart=dict(type='bool'),
+    build=dict(type='bool', default=False),
+    overwrite=dict(type='bool', default=False),
+    refresh=dict(type='bool', default=False),
+    restart=dict(type='str', default='never', choices=['never', 'if_needed']),
+    delete_data=dict(type='bool', default=False),
+    force=dict(type='bool', default=False),
+)
+
+# Which source sub-options each type accepts, and which it requires.
+TYPE_SOURCE = {
+    'dir': (set(), set()),
+    'fs': (set(['devices', 'format']), set(['devices'])),
+    'netfs': (set(['host', 'port', 'dir', 'format']), set(['host', 'dir'])),
+    'logical': (set(['devices', 'name', 'format']), set()),
+    'iscsi': (set(['host', 'port', 'devices', 'initiator']), set(['host', 'devices'])),
+}
+TYPE_NEEDS_PATH = set(['dir', 'fs', 'netfs'])
+# Types whose build formats or labels a device: libvirt's NO_OVERWRITE protects existing data.
+TYPE_BUILD_FORMATS = set(['fs', 'logical'])
+TYPE_BUILDABLE = set(['dir', 'fs', 'netfs', 'logical'])
+
+NETFS_FORMATS = ['auto', 'nfs', 'glusterfs', 'cifs']
+FS_FORMATS = ['auto', 'ext2', 'ext3', 'ext4', 'ufs', 'iso9660', 'udf', 'gfs', 'gfs2', 'vfat', 'hfs+', 'xfs', 'ocfs2', 'vmfs']
+
+
+# ------------------------------------------------------------------ input
+def normalize_mode(value):
+    """``'0750'``, ``'750'``, ``'0o750'`` or an int (as YAML gives for 0750) -> libvirt's ``'0750'``."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise KvmError('mode must be an octal string such as "0750", not %r' % (value,))
+    if isinstance(value, int):
+        number = value
+    else:
+        text = str(value).strip().lower()
+        if text.startswith('0o'):
+            text = text[2:]
+        try:
+            number = int(text, 8)
+        except ValueError:
+            raise KvmError('mode must be an octal string such as "0750", got %r' % (value,))
+    if number < 0 or number > 0o7777:
+        raise KvmError('mode %r is out of range (0000-7777 octal)' % (value,))
+    return '%04o' % number
+
+
+def resolve_id(value, kind):
+    """A user or group name or number -> the number libvirt stores (resolved on this host)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text.isdigit():
+        return text
+    try:
+        if kind == 'owner':
+            return str(pwd.getpwnam(text).pw_uid)
+        return str(grp.getgrnam(text).gr_gid)
+    except KeyError:
+        raise KvmError('%s %r is neither a number nor a known %s on this host'
+                       % (kind, text, 'user' if kind == 'owner' else 'group'))
+
+
+def validate(params, pool_type, creating=True):
+    """Reject bad input before any write; messages name the option.
+
+    Options a new pool needs are only required when ``creating``.
+    """
+    source = params.get('source') or {}
+    given = set(k for k, v in source.items() if v not in (None, []))
+    allowed, required = TYPE_SOURCE[pool_type]
+    extra = given - allowed
+    if extra:
+        raise KvmError('source.%s is not used by %s pools (%s pools accept: %s)'
+                       % (sorted(extra)[0], pool_type, pool_type,
+                          ', '.join('source.%s' % s for s in sorted(allowed)) or 'no source options'))
+    missing = required - given
+    if missing and creating:
+        raise KvmError('a %s pool needs source.%s' % (pool_type, sorted(missing)[0]))
+    if creating and pool_type in TYPE_NEEDS_PATH and not params.get('path'):
+        raise KvmError('a %s pool needs path (the target directory)' % pool_type)
+    if params.get('path') and not os.path.isabs(params['path']):
+        raise KvmError('path must be absolute, got %r' % params['path'])
+    if pool_type == 'fs' and 'devices' in given and len(source['devices']) != 1:
+        raise KvmError('a fs pool takes exactly one device in source.devices')
+    if pool_type == 'iscsi' and 'devices' in given and len(source['devices']) != 1:
+        raise KvmError('an iscsi pool takes exactly one target IQN in source.devices')
+    if pool_type == 'fs' and source.get('format') and source['format'] not in FS_FORMATS:
+        raise KvmError('source.format %r is not a filesystem libvirt knows (%s)' % (source['format'], ', '.join(FS_FORMATS)))
+    if pool_type == 'netfs' and source.get('format') and source['format'] not in NETFS_FORMATS:
+        raise KvmError('source.format %r is not valid for netfs (%s)' % (source['format'], ', '.join(NETFS_FORMATS)))
+    if pool_type == 'logical' and source.get('format') and source['format'] != 'lvm2':
+        raise KvmError('source.format of a logical pool can only be lvm2')
+    if pool_type in TYPE_NEEDS_PATH or pool_type == 'logical':
+        for dev in source.get('devices') or []:
+            if not os.path.isabs(dev):
+                raise KvmError('source.devices entries must be absolute device paths, got %r' % dev)
+    if source.get('port') is not None and not 0 < source['port'] < 65536:
+        raise KvmError('source.port must be between 1 and 65535')
+    if params.get('build') and pool_type not in TYPE_BUILDABLE:
+        raise KvmError('build is not supported for %s pools (nothing to create)' % pool_type)
+    if creating and pool_type == 'logical' and params.get('build') and not source.get('devices'):
+        raise KvmError('build of a logical pool needs source.devices (the physical volumes of the new volume group)')
+    normalize_mode(params.get('mode'))
+
+
+# ------------------------------------------------------------------ XML model
+def _sub(parent, tag, **attrs):
+    elem = etree.SubElement(parent, tag)
+    for key, value in attrs.items():
+        if value is not None:
+            elem.set(key, str(value))
+    return elem
+
+
+def wanted_xml(params, pool_type):
+    """The pool document holding only what the user specified."""
+    root = etree.Element('pool', type=pool_type)
+    _sub(root, 'name').text = params['name']
+    src = params.get('source') or {}
+    source = etree.Element('source')
+    if src.get('host'):
+        _sub(source, 'host', name=src['host'], port=src.get('port'))
+    if src.get('dir'):
+        _sub(source, 'dir', path=src['dir'])
+    for dev in src.get('devices') or []:
+        _sub(source, 'device', path=dev)
+    if src.get('name') or (pool_type == 'logical'):
+        _sub(source, 'name').text = src.get('name') or params['name']
+    if src.get('format'):
+        _sub(source, 'format', type=src['format'])
+    elif pool_type == 'netfs':
+        _sub(source, 'format', type='nfs')
+    elif pool_type == 'logical':
+        _sub(source, 'format', type='lvm2')
+    if src.get('initiator'):
+        _sub(_sub(source, 'initiator'), 'iqn', name=src['initiator'])
+    if len(source):
+        root.append(source)
+    mode = normalize_mode(params.get('mode'))
+    owner = resolve_id(params.get('owner'), 'owner')
+    group = resolve_id(params.get('group'), 'group')
+    if params.get('path') or mode or owner or group:
+        target = _sub(root, 'target')
+        if params.get('path'):
+            _sub(target, 'path').text = params['path']
+        if mode or owner or group:
+            perms = _sub(target, 'permissions')
+            if mode:
+                _sub(perms, 'mode').text = mode
+            if owner:
+                _sub(perms, 'owner').text = owner
+            if group:
+                _sub(perms, 'group').text = group
+    return root
+
+
+# Lists libvirt keeps as repeated siblings: the user's list replaces libvirt's.
+REPLACED_LISTS = {'source': 'device'}
+
+
+def merge(wanted, actual):
+    """Write what ``wanted`` specifies into a copy of ``actual`` (libvirt's document)."""
+    out = copy.deepcopy(actual)
+    _merge_into(wanted, out)
+    return out
+
+
+def _merge_into(wanted, actual):
+    for key, value in wanted.attrib.items():
+        actual.set(key, value)
+    if (wanted.text or '').strip():
+        actual.text = wanted.text
+    replaced = REPLACED_LISTS.get(wanted.tag)
+    if replaced and wanted.find(replaced) is not None:
+        for old in actual.findall(replaced):
+            actual.remove(old)
+    seen = {}
+    for child in wanted:
+        index = seen.get(child.tag, 0)
+        seen[child.tag] = index + 1
+        candidates = actual.findall(child.tag)
+        if index < len(candidates):
+            _merge_into(child, candidates[index])
+        else:
+            actual.append(copy.deepcopy(child))
+
+
+def _without_permissions(root):
+    out = copy.deepcopy(root)
+    for perms in out.findall('target/permissions'):
+        perms.getparent().remove(perms)
+    return out
+
+
+def describe(root, active, autostart):
+    """Text for diff mode: run state first, then the definition."""
+    if root is None:
+        return ''
+    return '# active: %s, autostart: %s\n%s' % ('yes' if active else 'no', 'yes' if autostart else 'no',
+                                                  to_string(_without_sizes(root)))
+
+
+def _without_sizes(root):
+    """Pool XML without the sizes libvirt refreshes (never part of a definition)."""
+    out = copy.deepcopy(root)
+    for tag in ('capacity', 'allocation', 'available'):
+        for elem in out.findall(tag):
+            out.remove(elem)
+    return out
+
+
+def predicted_facts(root, active, autostart):
+    """pool_facts' shape for a pool check mode has not created (sizes unknown)."""
+    def text(xpath):
+        found = root.xpath(xpath)
+        if not found:
+            return None
+        return found[0] if isinstance(found[0], str) else found[0].text
+    return dict(
+        name=text('name'), uuid=None, type=root.get('type'),
+        state='running' if active else 'inactive', active=active, persistent=True, autostart=bool(autostart),
+        capacity=None, allocation=None, available=None, target_path=text('target/path'),
+        source=dict(host=text('source/host/@name'), dir=text('source/dir/@path'),
+                    device=text('source/device/@path'), name=text('source/name'),
+                    format=text('source/format/@type')),
+        volumes=[],
+    )
+
+
+# ------------------------------------------------------------------ manager
+class PoolManager(object):
+
+    def __init__(self, module, client):
+        self.module = module
+        self.client = client
+        self.params = module.params
+        self.check = module.check_mode
+        self.actions = []
+        self.name = self.params['name']
+
+    def act(self, action, func=None, *args):
+        self.actions.append(action)
+        if not self.check and func is not None:
+            return self.client.call('pool %s: %s' % (self.name, action), func, *args)
+        return None
+
+    def inactive_xml(self, pool):
+        """The persistent definition (drivers without VIR_STORAGE_XML_INACTIVE: the only one)."""
+        with self.client.errors('pool %s' % self.name):
+            try:
+                text = pool.XMLDesc(libvirt.VIR_STORAGE_XML_INACTIVE)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
+                    raise
+                text = pool.XMLDesc(0)
+            return parse(text, 'pool XML')
+
+    def live_xml(self, pool):
+        with self.client.errors('pool %s' % self.name):
+            return parse(pool.XMLDesc(0), 'pool XML')
+
+    def run(self):
+        params = self.params
+        pool = self.client.find_pool(self.name)
+        if params['state'] == 'absent':
+            return self.absent(pool)
+        return self.present(pool)
+
+    # -- present / active / inactive -----------------------------------
+    def present(self, pool):
+        params = self.params
+        state = params['state']
+        if pool is None:
+            if not params.get('type'):
+                raise KvmError('pool %s does not exist; type is required to define it' % self.name)
+            pool_type = params['type']
+        else:
+            before_root = self.inactive_xml(pool)
+            pool_type = before_root.get('type')
+            if params.get('type') and params['type'] != pool_type:
+                raise KvmError('pool %s is a %s pool; changing type to %s is not supported (remove it first)'
+                               % (self.name, pool_type, params['type']))
+            if pool_type not in POOL_TYPES:
+                raise KvmError('pool %s is a %s pool, which this module does not manage' % (self.name, pool_type))
+        validate(params, pool_type, creating=pool is None)
+        wanted = wanted_xml(params, pool_type)
+        local = is_local_uri(self.client.uri)
+
+        if pool is None:
+            before_text = ''
+            was_active, was_autostart = False, False
+            after_root = wanted
+            self.act('define')
+            if not self.check:
+                pool = self.client.call('pool %s: define' % self.name, self.client.conn.storagePoolDefineXML,
+                                        etree.tostring(wanted, encoding='unicode'), 0)
+            if params['build']:
+                self._build(pool, pool_type, rollback=True)
+            active = False
+        else:
+            with self.client.errors('pool %s' % self.name):
+                was_active = bool(pool.isActive())
+                was_autostart = bool(pool.autostart())
+            active = was_active
+            before_text = describe(before_root, was_active, was_autostart)
+            after_root = before_root
+            if subset_differences(wanted, before_root):
+                after_root = merge(wanted, before_root)
+                self.act('redefine', self.client.conn.storagePoolDefineXML,
+                         etree.tostring(after_root, encoding='unicode'), 0)
+            self._fix_permissions(pool, after_root, active, local)
+
+        pending_restart = False
+        if pool is not None and 'define' not in self.actions:
+            target_path = find_text(after_root, 'target/path')
+            if state == 'active' and not active:
+                self._maybe_build(pool, pool_type, target_path, local)
+                self._start(pool)
+                active = True
+            elif state == 'inactive' and active:
+                self.act('stop', pool.destroy)
+                active = False
+            elif active:
+                # The running pool keeps its old definition until restarted (permissions apply at once).
+                live_diffs = subset_differences(_without_permissions(wanted), self.live_xml(pool))
+                if live_diffs and state == 'active' and params['restart'] == 'if_needed':
+                    self.act('stop', pool.destroy)
+                    self._maybe_build(pool, pool_type, target_path, local)
+                    self._start(pool)
+                elif live_diffs:
+                    pending_restart = True
+        elif state == 'active':
+            self._start(pool)
+            active = True
+
+        autostart = was_autostart
+        if params['autostart'] is not None and params['autostart'] != was_autostart:
+            self.act('autostart' if params['autostart'] else 'no autostart',
+                     pool.setAutostart if pool is not None else None, 1 if params['autostart'] else 0)
+            autostart = params['autostart']
+
+        changed = bool(self.actions)
+        if params['refresh'] and active and not self.check and 'start' not in self.actions:
+            # A rescan of the volumes: it changes nothing and is not reported as a change.
+            self.client.call('pool %s: refresh' % self.name, pool.refresh, 0)
+
+        if pool is not None and not (self.check and self.actions and 'define' in self.actions):
+            facts = pool_facts(self.client, pool)
+            if not self.check:
+                after_root = self.inactive_xml(pool)
+        else:
+            facts = predicted_facts(after_root, active, autostart)
+        facts['active'] = active if self.check else facts['active']
+        facts['autostart'] = autostart if self.check else facts['autostart']
+        result = dict(changed=changed, actions=self.actions, pool=facts, pending_restart=pending_restart)
+        if getattr(self.module, '_diff', False):
+            result['diff'] = make_diff(before_text, describe(after_root, active, autostart))
+        return result
+
+    def _maybe_build(self, pool, pool_type, target_path, local):
+        """build: true on an existing pool creates a missing target directory (local URI)."""
+        if (self.params['build'] and local and pool_type in TYPE_NEEDS_PATH
+                and target_path and not os.path.isdir(target_path)):
+            self._build(pool, pool_type, rollback=False)
+
+    def _fix_permissions(self, pool, root, active, local):
+        """Owner/group/mode of an existing pool's directory, applied at once (libvirt only sets them on build)."""
+        wanted = dict(mode=normalize_mode(self.params.get('mode')),
+                      owner=resolve_id(self.params.get('owner'), 'owner'),
+                      group=resolve_id(self.params.get('group'), 'group'))
+        if not any(wanted.values()):
+            return
+        path = find_text(root, 'target/path')
+        if not path or not local or not os.path.isdir(path):
+            return  # applied by build / libvirt when the directory is created
+        info = os.stat(path)
+        have = dict(mode='%04o' % (info.st_mode & 0o7777), owner=str(info.st_uid), group=str(info.st_gid))
+        wrong = [k for k in ('mode', 'owner', 'group') if wanted[k] and wanted[k] != have[k]]
+        if not wrong:
+            return
+        self.actions.append('set %s' % ', '.join(wrong))
+        if self.check:
+            return
+        try:
+            if 'mode' in wrong:
+                os.chmod(path, int(wanted['mode'], 8))
+            if 'owner' in wrong or 'group' in wrong:
+                os.chown(path, int(wanted['owner'] or -1), int(wanted['group'] or -1))
+        except OSError as exc:
+            raise KvmError('pool %s: cannot set %s on %s: %s' % (self.name, ', '.join(wrong), path, exc.strerror))
+        if active:
+            self.client.call('pool %s: refresh' % self.name, pool.refresh, 0)
+
+    def _build(self, pool, pool_type, rollback):
+        flags = 0
+        if pool_type in TYPE_BUILD_FORMATS:
+            flags = (libvirt.VIR_STORAGE_POOL_BUILD_OVERWRITE if self.params['overwrite']
+                     else libvirt.VIR_STORAGE_POOL_BUILD_NO_OVERWRITE)
+        self.actions.append('build')
+        if self.check:
+            return
+        try:
+            self.client.call('pool %s: build' % self.name, pool.build, flags)
+        except KvmError as exc:
+            if rollback:
+                try:
+                    pool.undefine()
+                except libvirt.libvirtError:
+                    pass
+            hint = ''
+            if pool_type in TYPE_BUILD_FORMATS and not self.params['overwrite']:
+                hint = ' (build never overwrites existing data unless overwrite: true)'
+            raise KvmError('%s%s' % (exc.msg, hint))
+
+    def _start(self, pool):
+        self.actions.append('start')
+        if self.check:
+            return
+        try:
+            self.client.call('pool %s: start' % self.name, pool.create, 0)
+        except KvmError as exc:
+            hint = '' if self.params['build'] else ' (set build: true to create the target/filesystem/volume group)'
+            raise KvmError('%s%s' % (exc.msg, hint))
+
+    # -- absent -----------------------------------------------------------
+    def absent(self, pool):
+        params = self.params
+        if pool is None:
+            return dict(changed=False, actions=[], pool={}, pending_restart=False,
+                        **({'diff': make_diff('', '')} if getattr(self.module, '_diff', False) else {}))
+        root = self.inactive_xml(pool)
+        with self.client.errors('pool %s' % self.name):
+            active = bool(pool.isActive())
+            autostart = bool(pool.autostart())
+        before_text = describe(root, active, autostart)
+        facts = pool_facts(self.client, pool)
+        deleted_volumes = []
+        if params['delete_data'] and root.get('type') == 'iscsi':
+            raise KvmError('pool %s: delete_data is not supported for iscsi pools (LUNs are managed on the target)'
+                           % self.name)
+        if params['delete_data']:
+            started_here = False
+            if not active:
+                # The volumes can only be listed (and deleted) through an active pool.
+                started_here = True
+                self._start(pool)
+            volumes = []
+            if not self.check or active:
+                with self.client.errors('pool %s: list volumes' % self.name):
+                    volumes = [(v.name(), v.path(), v) for v in pool.listAllVolumes(0)]
+            if not params['force'] and volumes:
+                users = disk_users(self.client)
+                busy = []
+                for vname, vpath, _vol in volumes:
+                    who = users.get(vpath, set()) | users.get((self.name, vname), set())
+                    if who:
+                        busy.append('%s (used by %s)' % (vname, ', '.join(sorted(who))))
+                if busy:
+                    if started_here and not self.check:
+                        self.client.call('pool %s: stop' % self.name, pool.destroy)
+                    raise KvmError('pool %s: refusing delete_data, volumes are used by defined guests: %s; '
+                                   'set force: true to delete them anyway' % (self.name, '; '.join(busy)))
+            for vname, _vpath, vol in volumes:
+                deleted_volumes.append(vname)
+                self.act('delete volume %s' % vname, vol.delete, 0)
+            self.act('stop', pool.destroy)
+            self.act('delete data', pool.delete, 0)
+        elif active:
+            self.act('stop', pool.destroy)
+        self.act('undefine', pool.undefine)
+        result = dict(changed=True, actions=self.actions, pool=facts, pending_restart=False,
+                      deleted_volumes=deleted_volumes)
+        if getattr(self.module, '_diff', False):
+            result['diff'] = make_diff(before_text, '')
+        return result
+
+
+def ensure(module, client):
+    return PoolManager(module, client).run()
+
+
+def main(module):
+    run(module, lambda client: ensure(module, client))

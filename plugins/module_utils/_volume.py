@@ -1,0 +1,506 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) kvmops.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""kvm_volume: volumes (raw/qcow2 images) in a libvirt storage pool.
+
+The volume XML model: a new volume is described by a ``<volume>`` document
+(format, capacity, allocation, backing store, permissions) and created by
+libvirt (``createXML``, ``createXMLFrom`` for clones, an upload stream for
+imports). An existing volume is compared on format, virtual size, backing
+chain and permissions as libvirt (and qemu-img, for local images) reports
+them; it is never overwritten.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, libvirt, run
+from ansible_collections.kvmops.kvm.plugins.module_utils._facts import volume_facts
+from ansible_collections.kvmops.kvm.plugins.module_utils._info import is_local_uri
+from ansible_collections.kvmops.kvm.plugins.module_utils._qemu_img import chain_summary, image_check, image_info
+from ansible_collections.kvmops.kvm.plugins.module_utils._units import to_bytes
+from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, find_text, make_diff, parse
+
+FORMATS = ['raw', 'qcow2']
+
+ARGUMENT_SPEC = dict(
+    pool=dict(type='str', required=True),
+    name=dict(type='str', required=True),
+    state=dict(type='str', default='present', choices=['present', 'absent']),
+    capacity=dict(type='str'),
+    format=dict(type='str', choices=FORMATS),
+    allocation=dict(type='str', default='sparse', choices=['sparse', 'full']),
+    backing=dict(type='str'),
+    backing_format=dict(type='str', choices=FORMATS),
+    clone_from=dict(type='str'),
+    import_from=dict(type='path'),
+    shrink=dict(type='bool', default=False),
+    force=dict(type='bool', default=False),
+    owner=dict(type='str'),
+    group=dict(type='str'),
+    mode=dict(type='raw'),
+)
+
+SECTOR = 512
+
+
+# ------------------------------------------------------------------ shared helpers
+def disk_users(client):
+    """Which defined or running guests reference which images.
+
+    Returns ``{path: set(domain names)}`` plus ``{(pool, volume): set(...)}``
+    entries, from each guest's persistent and live XML, backing chains included.
+    """
+    users = {}
+    with client.errors('list domains'):
+        domains = client.conn.listAllDomains(0)
+    for dom in domains:
+        with client.errors('domain %s' % dom.name()):
+            texts = [dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)] if dom.isPersistent() else []
+            if dom.isActive():
+                texts.append(dom.XMLDesc(0))
+            name = dom.name()
+        for text in texts:
+            root = parse(text, 'domain XML')
+            for disk in root.findall('devices/disk'):
+                sources = [disk.find('source')] + disk.findall('.//backingStore/source')
+                for src in sources:
+                    if src is None:
+                        continue
+                    for key in (src.get('file'), src.get('dev')):
+                        if key:
+                            users.setdefault(key, set()).add(name)
+                    if src.get('pool') and src.get('volume'):
+                        users.setdefault((src.get('pool'), src.get('volume')), set()).add(name)
+    return users
+
+
+def running_disk_target(client, path):
+    """(domain, target dev) of a running guest whose disk is ``path`` itself, or (None, None)."""
+    with client.errors('list domains'):
+        domains = client.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+    for dom in domains:
+        with client.errors('domain %s' % dom.name()):
+            root = parse(dom.XMLDesc(0), 'domain XML')
+        for disk in root.findall('devices/disk'):
+            src = disk.find('source')
+            if src is not None and path in (src.get('file'), src.get('dev')):
+                return dom, find_text(disk, 'target/@dev')
+    return None, None
+
+
+def round_up(size, unit=SECTOR):
+    return ((size + unit - 1) // unit) * unit
+
+
+# ------------------------------------------------------------------ sparse upload
+def _send(_stream, nbytes, fd):
+    return os.read(fd, nbytes)
+
+
+def _in_data(_stream, fd):
+    """For libvirt's sparse stream: [in_data, bytes until the next data/hole boundary]."""
+    cur = os.lseek(fd, 0, os.SEEK_CUR)
+    end = os.fstat(fd).st_size
+    if cur >= end:
+        return [False, 0]
+    try:
+        data = os.lseek(fd, cur, os.SEEK_DATA)
+    except OSError as exc:
+        if exc.errno != errno.ENXIO:
+            raise
+        data = end
+    if data > cur:
+        result = [False, data - cur]
+    else:
+        hole = os.lseek(fd, cur, os.SEEK_HOLE)
+        result = [True, hole - cur]
+    os.lseek(fd, cur, os.SEEK_SET)
+    return result
+
+
+def _skip(_stream, length, fd):
+    os.lseek(fd, length, os.SEEK_CUR)
+    return 0
+
+
+def upload(client, vol, path):
+    """Copy a local file into a volume through libvirt, keeping holes sparse."""
+    size = os.path.getsize(path)
+    fd = os.open(path, os.O_RDONLY)
+    stream = None
+    try:
+        with client.errors('upload %s into volume %s' % (path, vol.name())):
+            stream = client.conn.newStream(0)
+            vol.upload(stream, 0, size, libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)
+            stream.sparseSendAll(_send, _in_data, _skip, fd)
+            stream.finish()
+    except KvmError:
+        if stream is not None:
+            try:
+                stream.abort()
+            except libvirt.libvirtError:
+                pass
+        raise
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------ manager
+class VolumeManager(object):
+
+    def __init__(self, module, client):
+        self.module = module
+        self.client = client
+        self.params = module.params
+        self.check = module.check_mode
+        self.local = is_local_uri(client.uri)
+        self.actions = []
+        self.what = 'volume %s/%s' % (self.params['pool'], self.params['name'])
+
+    def act(self, action, func=None, *args):
+        self.actions.append(action)
+        if not self.check and func is not None:
+            return self.client.call('%s: %s' % (self.what, action), func, *args)
+        return None
+
+    # -- input -------------------------------------------------------------
+    def validate(self):
+        p = self.params
+        name = p['name']
+        if not name or '/' in name or name in ('.', '..'):
+            raise KvmError('name must be a plain file name without "/", got %r' % name)
+        sources = [k for k in ('backing', 'clone_from', 'import_from') if p.get(k)]
+        if len(sources) > 1:
+            raise KvmError('backing, clone_from and import_from are mutually exclusive (got %s)' % ', '.join(sources))
+        if p.get('backing_format') and not p.get('backing'):
+            raise KvmError('backing_format needs backing')
+        if p.get('backing') and p.get('format') == 'raw':
+            raise KvmError('format raw cannot have a backing file; a copy-on-write overlay needs format qcow2')
+        if p.get('import_from') and not os.path.isabs(p['import_from']):
+            raise KvmError('import_from must be an absolute path, got %r' % p['import_from'])
+        self.capacity = None
+        if p.get('capacity') is not None:
+            try:
+                self.capacity = to_bytes(p['capacity'])
+            except KvmError as exc:
+                raise KvmError('capacity: %s' % exc.msg)
+            if self.capacity <= 0:
+                raise KvmError('capacity must be greater than 0')
+        from ansible_collections.kvmops.kvm.plugins.module_utils._pool import normalize_mode, resolve_id
+        self.perms = dict(mode=normalize_mode(p.get('mode')), owner=resolve_id(p.get('owner'), 'owner'),
+                          group=resolve_id(p.get('group'), 'group'))
+
+    # -- lookups -----------------------------------------------------------
+    def find_pool(self):
+        pool = self.client.find_pool(self.params['pool'])
+        if pool is None:
+            raise KvmError('pool %s does not exist' % self.params['pool'])
+        with self.client.errors('pool %s' % self.params['pool']):
+            if not pool.isActive():
+                raise KvmError('pool %s is not active; start it first (kvmops.kvm.kvm_pool state=active)'
+                               % self.params['pool'])
+        return pool
+
+    def find_volume(self, pool, name, refresh=True):
+        try:
+            return pool.storageVolLookupByName(name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+                raise KvmError(self.client.describe_error(exc, self.what))
+        if refresh:
+            # A file created outside libvirt shows up only after a rescan (read-only).
+            self.client.call('pool %s: refresh' % pool.name(), pool.refresh, 0)
+            return self.find_volume(pool, name, refresh=False)
+        return None
+
+    def resolve_ref(self, pool, ref, option):
+        """A volume name in the same pool or an absolute path -> (path, format, capacity)."""
+        vol = None
+        if ref.startswith('/'):
+            try:
+                vol = self.client.conn.storageVolLookupByPath(ref)
+            except libvirt.libvirtError:
+                vol = None
+            path = ref
+        else:
+            vol = self.find_volume(pool, ref)
+            if vol is None:
+                raise KvmError('%s: no volume %s in pool %s' % (option, ref, pool.name()))
+            path = vol.path()
+        if vol is not None:
+            with self.client.errors('%s %s' % (option, ref)):
+                root = parse(vol.XMLDesc(0), 'volume XML')
+                capacity = vol.info()[1]
+            return dict(path=path, format=find_text(root, 'target/format/@type'), capacity=capacity, vol=vol)
+        if not self.local:
+            raise KvmError('%s: %s is not a volume libvirt knows on %s' % (option, ref, self.client.uri))
+        if not os.path.exists(path):
+            raise KvmError('%s: %s does not exist' % (option, path))
+        info = image_info(self.module, path)
+        return dict(path=path, format=info.get('format'), capacity=info.get('virtual-size'), vol=None)
+
+    # -- run ---------------------------------------------------------------
+    def run(self):
+        self.validate()
+        pool = self.find_pool()
+        vol = self.find_volume(pool, self.params['name'])
+        if self.params['state'] == 'absent':
+            return self.absent(pool, vol)
+        if vol is None:
+            return self.create(pool)
+        return self.update(pool, vol)
+
+    def result(self, vol, before, after):
+        """The module result; ``after`` is the predicted summary (check mode, or no volume yet)."""
+        facts = volume_facts(self.client, vol) if vol is not None else after
+        chain = []
+        if vol is not None and self.local and facts.get('type') in ('file', 'block') and facts.get('path'):
+            chain = chain_summary(image_info(self.module, facts['path'], chain=True))
+        elif vol is None:
+            chain = [dict(path=b['path'], format=b['format'], virtual_size=None) for b in after.get('backing', [])]
+        result = dict(changed=bool(self.actions), actions=self.actions, volume=facts, backing_chain=chain)
+        if getattr(self.module, '_diff', False):
+            result['diff'] = make_diff(_render(before), _render(after if after is not None else _summary(facts)))
+        return result
+
+    # -- create --------------------------------------------------------------
+    def create(self, pool):
+        p = self.params
+        fmt = p.get('format')
+        capacity = self.capacity
+        backing = clone = imported = None
+        if p.get('backing'):
+            backing = self.resolve_ref(pool, p['backing'], 'backing')
+            if p.get('backing_format') and backing['format'] and p['backing_format'] != backing['format']:
+                raise KvmError('backing_format is %s but %s is a %s image' % (p['backing_format'], backing['path'], backing['format']))
+            backing['format'] = p.get('backing_format') or backing['format']
+            if backing['format'] not in FORMATS:
+                raise KvmError('backing: %s has format %r; only raw and qcow2 backing files are supported'
+                               % (backing['path'], backing['format']))
+            fmt = 'qcow2'
+            if capacity is None:
+                capacity = backing['capacity']
+            elif backing['capacity'] and capacity < backing['capacity']:
+                raise KvmError('capacity %d is smaller than the backing image (%d bytes)' % (capacity, backing['capacity']))
+        elif p.get('clone_from'):
+            clone = self.resolve_ref(pool, p['clone_from'], 'clone_from')
+            if clone['vol'] is None:
+                raise KvmError('clone_from: %s is not a libvirt volume (use import_from for a plain file)' % clone['path'])
+            fmt = fmt or clone['format']
+            if capacity is None:
+                capacity = clone['capacity']
+            elif capacity < clone['capacity']:
+                raise KvmError('capacity %d is smaller than clone_from %s (%d bytes); a clone cannot shrink'
+                               % (capacity, p['clone_from'], clone['capacity']))
+        elif p.get('import_from'):
+            imported = self.inspect_import(p['import_from'])
+            if fmt and fmt != imported['format']:
+                raise KvmError('import_from %s is a %s image but format is %s; omit format or convert the image first'
+                               % (p['import_from'], imported['format'], fmt))
+            fmt = imported['format']
+            if capacity is not None and capacity < imported['capacity']:
+                raise KvmError('capacity %d is smaller than the virtual size of import_from %s (%d bytes)'
+                               % (capacity, p['import_from'], imported['capacity']))
+        elif capacity is None:
+            raise KvmError('capacity is required to create %s' % self.what)
+        fmt = fmt or 'qcow2'
+        capacity = round_up(capacity)
+        full = p['allocation'] == 'full'
+
+        root = etree.Element('volume')
+        etree.SubElement(root, 'name').text = p['name']
+        create_size = imported['capacity'] if imported else capacity
+        etree.SubElement(root, 'capacity', unit='bytes').text = str(create_size)
+        etree.SubElement(root, 'allocation', unit='bytes').text = str(create_size if full else 0)
+        target = etree.SubElement(root, 'target')
+        etree.SubElement(target, 'format', type=fmt)
+        if any(self.perms.values()):
+            perms = etree.SubElement(target, 'permissions')
+            for key in ('mode', 'owner', 'group'):
+                if self.perms[key]:
+                    etree.SubElement(perms, key).text = self.perms[key]
+        if backing:
+            store = etree.SubElement(root, 'backingStore')
+            etree.SubElement(store, 'path').text = backing['path']
+            etree.SubElement(store, 'format', type=backing['format'])
+        xml = etree.tostring(root, encoding='unicode')
+        flags = libvirt.VIR_STORAGE_VOL_CREATE_PREALLOC_METADATA if (full and fmt == 'qcow2') else 0
+
+        with self.client.errors('pool %s' % pool.name()):
+            pool_root = parse(pool.XMLDesc(0), 'pool XML')
+        target_dir = find_text(pool_root, 'target/path')
+        after = dict(name=p['name'], path=os.path.join(target_dir, p['name']) if target_dir else None, key=None,
+                     type='file', format=fmt, capacity=capacity, allocation=capacity if full else None,
+                     backing=[dict(path=backing['path'], format=backing['format'])] if backing else [])
+        vol = None
+        if clone:
+            self.actions.append('clone from %s' % clone['path'])
+            if not self.check:
+                vol = self.client.call('%s: clone' % self.what, pool.createXMLFrom, xml, clone['vol'], flags)
+        else:
+            self.actions.append('create')
+            if not self.check:
+                vol = self.client.call('%s: create' % self.what, pool.createXML, xml, flags)
+        if imported:
+            self.actions.append('import %s' % p['import_from'])
+            if not self.check:
+                try:
+                    upload(self.client, vol, p['import_from'])
+                except KvmError:
+                    self._rollback(vol)
+                    raise
+        if not self.check and vol is not None:
+            with self.client.errors(self.what):
+                have = vol.info()[1]
+            if have < capacity:
+                self.act('resize to %d' % capacity, vol.resize, capacity, 0)
+        return self.result(vol, None, after if vol is None else None)
+
+    def _rollback(self, vol):
+        try:
+            vol.delete(0)
+        except libvirt.libvirtError:
+            pass
+
+    def inspect_import(self, path):
+        if not self.local:
+            raise KvmError('import_from reads a file on the managed host; it needs a local libvirt URI, not %s'
+                           % self.client.uri)
+        if not os.path.isfile(path):
+            raise KvmError('import_from %s is not a file' % path)
+        info = image_info(self.module, path)
+        fmt = info.get('format')
+        if fmt not in FORMATS:
+            raise KvmError('import_from %s is a %r image; only raw and qcow2 can be imported' % (path, fmt))
+        if info.get('backing-filename'):
+            raise KvmError('import_from %s has a backing file (%s); import a standalone image (qemu-img convert it first)'
+                           % (path, info['backing-filename']))
+        image_check(self.module, path, fmt)
+        return dict(format=fmt, capacity=info.get('virtual-size'))
+
+    # -- existing --------------------------------------------------------------
+    def update(self, pool, vol):
+        p = self.params
+        facts = volume_facts(self.client, vol)
+        before = _summary(facts)
+        if p.get('format') and facts['format'] != p['format']:
+            raise KvmError('%s exists with format %s, not %s; libvirt cannot convert a volume in place '
+                           '(remove it or use another name)' % (self.what, facts['format'], p['format']))
+        if p.get('backing'):
+            backing = self.resolve_ref(pool, p['backing'], 'backing')
+            have = facts['backing'][0]['path'] if facts['backing'] else None
+            if have != backing['path']:
+                raise KvmError('%s exists with backing file %s, not %s; the backing chain of an existing volume is not changed'
+                               % (self.what, have or '(none)', backing['path']))
+        after = dict(before)
+        if self.capacity is not None:
+            wanted = round_up(self.capacity)
+            have = facts['capacity']
+            if wanted != have:
+                self.resize(vol, facts, wanted, have)
+                after['capacity'] = wanted
+        self.fix_permissions(vol, facts)
+        return self.result(vol, before, after if self.check else None)
+
+    def resize(self, vol, facts, wanted, have):
+        p = self.params
+        path = facts['path']
+        dom, dev = running_disk_target(self.client, path)
+        if wanted < have:
+            if not p['shrink']:
+                raise KvmError('%s is %d bytes; capacity %d would shrink it and lose data at its end; '
+                               'set shrink: true to allow it' % (self.what, have, wanted))
+            if dom is not None:
+                raise KvmError('%s is in use by running guest %s; it cannot be shrunk while running' % (self.what, dom.name()))
+        if dom is not None:
+            self.act('resize to %d' % wanted, dom.blockResize, dev, wanted, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+            return
+        flags = libvirt.VIR_STORAGE_VOL_RESIZE_SHRINK if wanted < have else 0
+        if wanted > have and p['allocation'] == 'full':
+            flags |= libvirt.VIR_STORAGE_VOL_RESIZE_ALLOCATE
+        self.act('resize to %d' % wanted, vol.resize, wanted, flags)
+
+    def fix_permissions(self, vol, facts):
+        if not any(self.perms.values()):
+            return
+        with self.client.errors(self.what):
+            root = parse(vol.XMLDesc(0), 'volume XML')
+        have = dict(mode=find_text(root, 'target/permissions/mode'), owner=find_text(root, 'target/permissions/owner'),
+                    group=find_text(root, 'target/permissions/group'))
+        wrong = [k for k in ('mode', 'owner', 'group') if self.perms[k] and self.perms[k] != have[k]]
+        if not wrong:
+            return
+        if not self.local or facts['type'] != 'file':
+            raise KvmError('%s: %s differs (%s) and libvirt cannot change it on an existing volume; '
+                           'this module changes it only for files on a local URI'
+                           % (self.what, ', '.join(wrong), ', '.join('%s=%s' % (k, have[k]) for k in wrong)))
+        self.actions.append('set %s' % ', '.join(wrong))
+        if self.check:
+            return
+        try:
+            if 'mode' in wrong:
+                os.chmod(facts['path'], int(self.perms['mode'], 8))
+            if 'owner' in wrong or 'group' in wrong:
+                os.chown(facts['path'], int(self.perms['owner'] or -1), int(self.perms['group'] or -1))
+        except OSError as exc:
+            raise KvmError('%s: cannot set %s on %s: %s' % (self.what, ', '.join(wrong), facts['path'], exc.strerror))
+
+    # -- absent ------------------------------------------------------------------
+    def absent(self, pool, vol):
+        if vol is None:
+            result = dict(changed=False, actions=[], volume={}, backing_chain=[])
+            if getattr(self.module, '_diff', False):
+                result['diff'] = make_diff('', '')
+            return result
+        facts = volume_facts(self.client, vol)
+        if not self.params['force']:
+            users = disk_users(self.client)
+            who = users.get(facts['path'], set()) | users.get((pool.name(), facts['name']), set())
+            if who:
+                raise KvmError('%s is used by guest %s; set force: true to delete it anyway'
+                               % (self.what, ', '.join(sorted(who))))
+            overlays = self.overlays_of(pool, facts['path'])
+            if overlays:
+                raise KvmError('%s is the backing file of %s; deleting it would break them; set force: true to delete it anyway'
+                               % (self.what, ', '.join(overlays)))
+        self.act('delete', vol.delete, 0)
+        result = dict(changed=True, actions=self.actions, volume=facts, backing_chain=[])
+        if getattr(self.module, '_diff', False):
+            result['diff'] = make_diff(_render(_summary(facts)), '')
+        return result
+
+    def overlays_of(self, pool, path):
+        out = []
+        with self.client.errors('pool %s' % pool.name()):
+            for other in pool.listAllVolumes(0):
+                root = parse(other.XMLDesc(0), 'volume XML')
+                if path in root.xpath('backingStore/path/text()'):
+                    out.append(other.name())
+        return sorted(out)
+
+
+def _summary(facts):
+    return dict(name=facts.get('name'), path=facts.get('path'), format=facts.get('format'),
+                capacity=facts.get('capacity'),
+                backing=[b['path'] for b in facts.get('backing') or []])
+
+
+def _render(summary):
+    if not summary:
+        return ''
+    summary = dict(summary)
+    if 'backing' in summary and summary['backing'] and isinstance(summary['backing'][0], dict):
+        summary['backing'] = [b['path'] for b in summary['backing']]
+    keys = ('name', 'path', 'format', 'capacity', 'backing')
+    return ''.join('%s: %s\n' % (k, summary.get(k)) for k in keys)
+
+
+def ensure(module, client):
+    return VolumeManager(module, client).run()
+
+
+def main(module):
+    run(module, lambda client: ensure(module, client))
