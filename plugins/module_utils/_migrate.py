@@ -389,7 +389,7 @@ def preflight(params, guest, source_uuid, dest, dest_name):
     # storage
     for what, path in guest.files:
         if params.get('copy_storage') and what.startswith('disk'):
-            notes.append('%s (%s): copied (copy_storage %s)' % (what, path, params['copy_storage']))
+            _copy_target_check(conn, what, path, params['copy_storage'], problems, notes)
             continue
         if not _volume_visible(conn, path, notes):
             hint = ' and copy_storage is not set' if what.startswith('disk') and live else ''
@@ -400,6 +400,41 @@ def preflight(params, guest, source_uuid, dest, dest_name):
         _network_check(conn, kind, source, problems, notes)
     report['ok'] = not problems
     return report
+
+
+def _pool_with_target(conn, directory):
+    """The active pool of ``conn`` whose target path is exactly ``directory``."""
+    try:
+        pools = conn.listAllStoragePools(_c('VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE', 2))
+    except libvirt.libvirtError:
+        return None
+    for pool in pools:
+        try:
+            target = find_text(parse(pool.XMLDesc(0), 'pool XML'), 'target/path')
+        except (libvirt.libvirtError, KvmError):
+            continue
+        if target and target.rstrip('/') == directory:
+            return pool
+    return None
+
+
+def _copy_target_check(conn, what, path, how, problems, notes):
+    """copy_storage: libvirt reuses an image at the same path, or creates one in the pool of that directory."""
+    if path.startswith('volume '):
+        notes.append('%s (%s): copied (copy_storage %s)' % (what, path, how))
+        return
+    if _volume_visible(conn, path, notes):
+        notes.append('%s (%s): copied (copy_storage %s) into the image already at that path on the destination'
+                     % (what, path, how))
+        return
+    directory = path.rsplit('/', 1)[0] or '/'
+    pool = _pool_with_target(conn, directory)
+    if pool is not None:
+        notes.append('%s (%s): copied (copy_storage %s); libvirt creates the image in pool %s'
+                     % (what, path, how, pool.name()))
+        return
+    problems.append('%s: copy_storage needs %s on the destination, or an active storage pool there whose target '
+                    'is %s so that libvirt can create it' % (what, path, directory))
 
 
 def _cpu_check(conn, guest, params, problems, notes):

@@ -208,11 +208,27 @@ def test_preflight_storage_and_network_present(web01, make_dest):
     assert any('not compared' in n for n in report['notes'])   # the test driver cannot compare CPUs
 
 
-def test_preflight_copy_storage_skips_disks(web01, make_dest):
+EMPTY_POOL = """<pool type='dir'><name>{name}</name><target><path>{path}</path></target></pool>"""
+
+
+def test_preflight_copy_storage_needs_an_image_or_a_pool(web01, make_dest):
     dest = make_dest(networks=DEFAULT_NET)
     report = preflight(params(copy_storage='all'), web01, None, dest, 'web01')
-    assert not any('visible' in p for p in report['problems'])
-    assert sum('copied (copy_storage all)' in n for n in report['notes']) == 2
+    copy = [p for p in report['problems'] if 'copy_storage needs' in p]
+    assert copy == [
+        'disk vda: copy_storage needs /var/lib/libvirt/images/web01.qcow2 on the destination, or an active storage '
+        'pool there whose target is /var/lib/libvirt/images so that libvirt can create it',
+        'disk sda: copy_storage needs /tmp/install.iso on the destination, or an active storage pool there whose '
+        'target is /tmp so that libvirt can create it']
+
+
+def test_preflight_copy_storage_reuses_or_creates(web01, make_dest):
+    pools = IMAGES.format(path='/var/lib/libvirt/images') + EMPTY_POOL.format(name='tmp', path='/tmp')
+    dest = make_dest(networks=DEFAULT_NET, pools=pools)
+    report = preflight(params(copy_storage='all'), web01, None, dest, 'web01')
+    assert not any('copy_storage' in p for p in report['problems'])
+    assert any('into the image already at that path' in n for n in report['notes'])
+    assert any('libvirt creates the image in pool tmp' in n for n in report['notes'])
 
 
 def test_preflight_offline_ignores_memory(web01, make_dest):

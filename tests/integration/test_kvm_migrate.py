@@ -1,0 +1,559 @@
+"""kvm_migrate against the two-host lab (tests/lab/lab.sh): real ansible-playbook, real migrations.
+
+Guests:
+* OS-less guests (no disk or a data disk, serial, 64-128 MiB) under kvm when libvirt offers it:
+  they migrate in a few seconds and cover placement, check mode, idempotence, there-and-back,
+  offline, p2p/tunnelled, tls, copy_storage, shared storage and the preflight failures.
+* One guest that runs an OS and dirties memory (Debian's kernel from /boot and a busybox-static
+  initramfs whose init fills memory with random data and copies it around in a loop, size from
+  the kernel command line ``kvmops.dirty=<MiB>``), under TCG: it covers non-convergence with
+  abort and roll-back, a destination libvirtd killed mid-migration, and auto-converge.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from conftest import ROOT, _env
+
+LAB = os.path.join(ROOT, 'tests', 'lab', 'lab.sh')
+LAB_URI = 'qemu+tcp://10.254.77.2/system'
+LAB_STATE = '/var/lib/kvmops-lab/host2'
+TO_LAB = 'tcp://10.254.77.2'
+TO_MAIN = 'tcp://10.254.77.1'
+UNREACHABLE = 'qemu+tcp://127.0.0.1:1/system'
+IMAGES = '/var/lib/libvirt/images'
+# /var/lib/libvirt/qemu is private to each host of the lab: not shared storage.
+PRIVATE = '/var/lib/libvirt/qemu'
+
+OSLESS = """
+<domain type='{virt_type}'>
+  <name>{name}</name>
+  <memory unit='KiB'>{memory_kib}</memory>
+  <currentMemory unit='MiB'>64</currentMemory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64'>hvm</type></os>
+  <devices>{devices}<serial type='pty'/><memballoon model='none'/></devices>
+</domain>
+"""
+
+DISK = """<disk type='file' device='disk'><driver name='qemu' type='qcow2' cache='none'/>
+  <source file='{path}'/><target dev='vdb' bus='virtio'/></disk>"""
+
+WORKLOAD = """
+<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>256</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64'>hvm</type>
+    <kernel>{dir}/vmlinuz</kernel>
+    <initrd>{dir}/initrd.gz</initrd>
+    <cmdline>console=ttyS0 quiet kvmops.dirty=64</cmdline>
+  </os>
+  <devices>{disk}<serial type='file'><source path='{dir}/console.log'/></serial>
+    <memballoon model='none'/></devices>
+</domain>
+"""
+
+INIT = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+MB=0
+for arg in $(cat /proc/cmdline); do
+  case $arg in kvmops.dirty=*) MB=${arg#kvmops.dirty=} ;; esac
+done
+echo "kvmops-guest: up, dirty=${MB}MiB"
+if [ "$MB" -gt 0 ]; then
+  dd if=/dev/urandom of=/tmp/a bs=1M count=$MB 2>/dev/null
+  echo "kvmops-guest: dirtying"
+  while :; do cat /tmp/a > /tmp/b; done
+fi
+while :; do sleep 3600; done
+"""
+
+
+# ---------------------------------------------------------------- helpers
+def lab(*args):
+    return subprocess.run(['bash', LAB] + list(args), capture_output=True, text=True, timeout=240, check=False)
+
+
+def _libvirt():
+    import libvirt
+    libvirt.registerErrorHandler(lambda *_: None, None)
+    return libvirt
+
+
+def lab_path(path):
+    """Where a host2-private path (under /var/lib/libvirt/qemu) is, seen from the main host."""
+    assert path.startswith(PRIVATE + '/')
+    return os.path.join(LAB_STATE, 'lib-qemu', path[len(PRIVATE) + 1:])
+
+
+def find(conn, name):
+    libvirt = _libvirt()
+    try:
+        return conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return None
+
+
+def remove(conn, name):
+    """Destroy and undefine ``name`` (tolerates anything)."""
+    libvirt = _libvirt()
+    dom = find(conn, name)
+    if dom is None:
+        return
+    for call in (dom.destroy, dom.undefine):
+        try:
+            call()
+        except libvirt.libvirtError:
+            pass
+
+
+def ensure_pool(conn, name, path):
+    libvirt = _libvirt()
+    try:
+        pool = conn.storagePoolLookupByName(name)
+        if not pool.isActive():
+            pool.create(0)
+        return pool
+    except libvirt.libvirtError:
+        pass
+    return conn.storagePoolCreateXML(
+        "<pool type='dir'><name>%s</name><target><path>%s</path></target></pool>" % (name, path), 0)
+
+
+def drop_pool(conn, name):
+    libvirt = _libvirt()
+    try:
+        pool = conn.storagePoolLookupByName(name)
+        pool.destroy()
+    except libvirt.libvirtError:
+        pass
+
+
+def migrate(playbook, tmp_path, check=False, ignore_errors=True, **args):
+    """Run kvm_migrate once through ansible-playbook; returns (task result, PlaybookResult)."""
+    task = {'name': 'migrate', 'kvmops.kvm.kvm_migrate': args, 'ignore_errors': ignore_errors}
+    play = [{'hosts': 'localhost', 'gather_facts': False, 'tasks': [task]}]
+    path = tmp_path / ('migrate-%s.yml' % uuid.uuid4().hex[:6])
+    path.write_text(json.dumps(play))
+    result = playbook(str(path), check=check)
+    assert 'Traceback' not in result.stdout, result.stdout[-3000:]
+    return result.task('migrate'), result
+
+
+def running(dom):
+    return dom is not None and dom.isActive() and dom.state()[0] == 1
+
+
+def qcow2_with_random_data(path, size_mib=32, data_mib=4):
+    raw = path + '.raw'
+    with open(raw, 'wb') as handle:
+        handle.write(os.urandom(data_mib * 1024 * 1024))
+    subprocess.run(['qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', raw, path], check=True)
+    subprocess.run(['qemu-img', 'resize', '-q', path, '%dM' % size_mib], check=True)
+    os.unlink(raw)
+
+
+def guest_checksum(path):
+    """sha256 of what the guest sees (qcow2 converted to raw), readable while a guest runs."""
+    raw = '/tmp/kvmops-it-%s.raw' % uuid.uuid4().hex[:8]
+    try:
+        subprocess.run(['qemu-img', 'convert', '-U', '-f', 'qcow2', '-O', 'raw', path, raw], check=True,
+                       capture_output=True)
+        digest = hashlib.sha256()
+        with open(raw, 'rb') as handle:
+            for block in iter(lambda: handle.read(1 << 20), b''):
+                digest.update(block)
+        return digest.hexdigest()
+    finally:
+        if os.path.exists(raw):
+            os.unlink(raw)
+
+
+# ---------------------------------------------------------------- fixtures
+@pytest.fixture(scope='module')
+def lab_host():
+    started = lab('start')
+    assert started.returncode == 0, started.stdout + started.stderr
+    libvirt = _libvirt()
+    holder = {'conn': libvirt.open(LAB_URI)}
+
+    class Lab(object):
+        @property
+        def conn(self):
+            try:
+                holder['conn'].getHostname()
+            except libvirt.libvirtError:
+                holder['conn'] = libvirt.open(LAB_URI)
+            return holder['conn']
+
+        def restart(self):
+            try:
+                holder['conn'].close()
+            except libvirt.libvirtError:
+                pass
+            again = lab('start')
+            assert again.returncode == 0, again.stdout + again.stderr
+            holder['conn'] = libvirt.open(LAB_URI)
+    try:
+        yield Lab()
+    finally:
+        try:
+            holder['conn'].close()
+        except libvirt.libvirtError:
+            pass
+        stopped = lab('stop')
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+
+@pytest.fixture(scope='module')
+def virt_type():
+    libvirt = _libvirt()
+    conn = libvirt.open('qemu:///system')
+    try:
+        conn.getDomainCapabilities(None, 'x86_64', None, 'kvm', 0)
+        return 'kvm'
+    except libvirt.libvirtError:
+        return 'qemu'
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def guests(conn, lab_host):
+    """Names created by a test; removed from both hosts afterwards, whatever happened."""
+    names = []
+    yield names
+    for name in names:
+        remove(conn, name)
+        remove(lab_host.conn, name)
+
+
+def osless(conn, name, virt_type, devices='', memory_kib=128 * 1024, persistent=False, start=True):
+    xml = OSLESS.format(virt_type=virt_type, name=name, devices=devices, memory_kib=memory_kib)
+    if persistent:
+        dom = conn.defineXML(xml)
+        if start:
+            dom.create()
+        return dom
+    return conn.createXML(xml, 0)
+
+
+# ---------------------------------------------------------------- OS-less guests
+def test_placement_check_mode_live_idempotence_and_back(lab_host, conn, guests, unique, virt_type, playbook, tmp_path):
+    guests.append(unique)
+    osless(conn, unique, virt_type, persistent=True)
+    args = dict(name=unique, dest_candidates=[UNREACHABLE, LAB_URI], migrate_uri=TO_LAB, max_downtime=200)
+
+    checked, _ = migrate(playbook, tmp_path, check=True, **args)
+    assert not checked.get('failed'), checked
+    assert checked['changed'] is True and checked['destination_uri'] == LAB_URI
+    assert checked['placement']['chosen'] == LAB_URI
+    reason = checked['placement']['reason']
+    assert 'rejected: %s (destination unreachable: cannot connect to libvirt at %s' % (UNREACHABLE, UNREACHABLE) in reason
+    assert running(find(conn, unique)) and find(lab_host.conn, unique) is None      # check mode moved nothing
+
+    moved, _ = migrate(playbook, tmp_path, **args)
+    assert not moved.get('failed'), moved
+    assert moved['changed'] is True and moved['destination_uri'] == LAB_URI
+    assert moved['flags'] == ['LIVE', 'PERSIST_DEST', 'UNDEFINE_SOURCE', 'ABORT_ON_ERROR']
+    there = find(lab_host.conn, unique)
+    assert running(there) and there.isPersistent() and find(conn, unique) is None
+    assert moved['domain']['state'] == 'running' and moved['domain']['state_reason'] == 'migrated'
+    assert moved['source_defined'] is False
+    progress = moved['progress']
+    for key in ('elapsed_ms', 'data_total', 'data_processed', 'memory_iteration', 'downtime_ms',
+                'average_bandwidth_bps', 'wall_seconds'):
+        assert key in progress, progress
+    assert moved['job_stats']['memory_total'] > 0 and moved['samples']
+    assert any('max downtime set to 200 ms' in e for e in moved['events'])
+
+    again_check, _ = migrate(playbook, tmp_path, check=True, **args)
+    again, _ = migrate(playbook, tmp_path, **args)
+    for result in (again_check, again):
+        assert not result.get('failed') and result['changed'] is False, result
+        assert result['destination_uri'] == LAB_URI and 'already running' in result['msg']
+
+    back, _ = migrate(playbook, tmp_path, uri=LAB_URI, name=unique, dest_uri='qemu:///system',
+                      migrate_uri=TO_MAIN, listen_address='10.254.77.1')
+    assert not back.get('failed'), back
+    assert back['changed'] is True
+    assert running(find(conn, unique)) and find(conn, unique).isPersistent()
+    assert find(lab_host.conn, unique) is None
+
+
+def test_offline_moves_the_definition(lab_host, conn, guests, unique, virt_type, playbook, tmp_path):
+    guests.append(unique)
+    osless(conn, unique, virt_type, persistent=True, start=False)
+    before = find(conn, unique).UUIDString()
+    live_on_shutoff, _ = migrate(playbook, tmp_path, name=unique, dest_uri=LAB_URI)
+    assert live_on_shutoff['failed'] and 'a live migration needs it running' in live_on_shutoff['msg']
+
+    moved, _ = migrate(playbook, tmp_path, name=unique, dest_uri=LAB_URI, mode='offline')
+    assert not moved.get('failed'), moved
+    assert moved['changed'] is True and 'OFFLINE' in moved['flags']
+    there = find(lab_host.conn, unique)
+    assert there is not None and there.isPersistent() and not there.isActive() and there.UUIDString() == before
+    assert find(conn, unique) is None
+    again, _ = migrate(playbook, tmp_path, name=unique, dest_uri=LAB_URI, mode='offline')
+    assert not again.get('failed') and again['changed'] is False, again
+
+
+def test_p2p_tunnelled_passes_the_flags(lab_host, conn, guests, unique, virt_type, playbook, tmp_path):
+    guests.append(unique)
+    osless(conn, unique, virt_type)
+    moved, _ = migrate(playbook, tmp_path, name=unique, dest_uri=LAB_URI, p2p=True, tunnelled=True, persistent=False)
+    assert not moved.get('failed'), moved
+    assert 'PEER2PEER' in moved['flags'] and 'TUNNELLED' in moved['flags'] and 'PERSIST_DEST' not in moved['flags']
+    there = find(lab_host.conn, unique)
+    assert running(there) and not there.isPersistent() and find(conn, unique) is None
+
+
+def test_tls_without_certificates_fails_and_rolls_back(lab_host, conn, guests, unique, virt_type, playbook, tmp_path):
+    guests.append(unique)
+    osless(conn, unique, virt_type, persistent=True)
+    config = find(conn, unique).XMLDesc(2)
+    failed, _ = migrate(playbook, tmp_path, name=unique, dest_uri=LAB_URI, migrate_uri=TO_LAB, tls=True)
+    assert failed['failed'] and 'TLS' in failed['flags'], failed
+    assert failed['msg'].startswith('migration of %s to %s failed: ' % (unique, LAB_URI))
+    assert failed['rollback']['source_state'] == 'running'
+    assert failed['rollback']['source_definition_intact'] is True
+    assert failed['rollback']['destination_clean'] is True
+    dom = find(conn, unique)
+    assert running(dom) and dom.XMLDesc(2) == config and find(lab_host.conn, unique) is None
+
+
+def test_preflight_failures_all_at_once_nothing_touched(lab_host, conn, guests, unique, virt_type, playbook, tmp_path):
+    libvirt = _libvirt()
+    guests.append(unique)
+    net_name = unique + '-net'
+    bridge = 'kvi' + unique[-8:]
+    net = conn.networkCreateXML("<network><name>%s</name><bridge name='%s'/></network>" % (net_name, bridge))
+    try:
+        # maximum memory above what the destination has free (the guest only touches 64 MiB of it)
+        free_kib = lab_host.conn.getFreeMemory() // 1024
+        total_kib = conn.getInfo()[1] * 1024
+        memory_kib = min(free_kib + 512 * 1024, total_kib - 256 * 1024)
+        if memory_kib <= free_kib:
+            pytest.skip('cannot size a guest above the free memory of the lab host')
+        iface = "<interface type='network'><source network='%s'/><model type='virtio'/></interface>" % net_name
+        dom = osless(conn, unique, virt_type, devices=iface, memory_kib=memory_kib, persistent=True)
+        config = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        squatter = osless(lab_host.conn, unique, virt_type)          # the name is taken on the destination
+        squatter_uuid = squatter.UUIDString()
+
+        for check in (True, False):
+            failed, _ = migrate(playbook, tmp_path, check=check, name=unique, dest_uri=LAB_URI, migrate_uri=TO_LAB)
+            assert failed['failed'] and failed['changed'] is False, failed
+            assert failed['msg'].startswith('preflight failed for guest %s, nothing was changed: ' % unique)
+            problems = failed['problems']
+            assert any('a guest named %s already exists on the destination (running' % unique in p for p in problems)
+            assert any('network %s does not exist on the destination' % net_name in p for p in problems)
+            assert any('not enough free memory on the destination' in p for p in problems)
+            assert len(problems) == 3, problems
+            dom = find(conn, unique)
+            assert running(dom) and dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) == config
+            assert running(find(lab_host.conn, unique)) and find(lab_host.conn, unique).UUIDString() == squatter_uuid
+    finally:
+        remove(lab_host.conn, unique)
+        remove(conn, unique)
+        try:
+            net.destroy()
+        except libvirt.libvirtError:
+            pass
+
+
+def test_shared_storage_needs_unsafe_on_a_local_fs(lab_host, conn, guests, unique, virt_type, playbook, tmp_path):
+    guests.append(unique)
+    directory = os.path.join(IMAGES, unique)
+    os.makedirs(directory)
+    disk = os.path.join(directory, 'data.qcow2')
+    try:
+        qcow2_with_random_data(disk)
+        digest = guest_checksum(disk)
+        osless(conn, unique, virt_type, devices=DISK.format(path=disk), persistent=True)
+        args = dict(name=unique, dest_uri=LAB_URI, migrate_uri=TO_LAB)
+
+        unseen, _ = migrate(playbook, tmp_path, **args)
+        assert unseen['failed'] and any('disk vdb: %s is not visible on the destination' % disk in p
+                                        for p in unseen['problems']), unseen
+        ensure_pool(lab_host.conn, unique, directory)                 # the shared directory, as host2 sees it
+
+        refused, _ = migrate(playbook, tmp_path, **args)              # libvirt: local fs is not shared storage
+        assert refused['failed'] and 'UNSAFE' not in refused['flags'], refused
+        assert 'unsafe' in refused['msg'].lower() and refused['rollback']['source_state'] == 'running'
+        assert running(find(conn, unique)) and find(lab_host.conn, unique) is None
+
+        moved, _ = migrate(playbook, tmp_path, unsafe=True, **args)
+        assert not moved.get('failed'), moved
+        assert 'UNSAFE' in moved['flags'] and running(find(lab_host.conn, unique))
+        assert moved['domain']['disks'][0]['source'] == disk and guest_checksum(disk) == digest
+    finally:
+        remove(lab_host.conn, unique)
+        remove(conn, unique)
+        drop_pool(lab_host.conn, unique)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_copy_storage_all(lab_host, conn, guests, unique, virt_type, playbook, tmp_path):
+    guests.append(unique)
+    directory = os.path.join(PRIVATE, unique)
+    os.makedirs(directory)
+    disk = os.path.join(directory, 'data.qcow2')
+    try:
+        qcow2_with_random_data(disk)
+        digest = guest_checksum(disk)
+        osless(conn, unique, virt_type, devices=DISK.format(path=disk), persistent=True)
+        args = dict(name=unique, dest_uri=LAB_URI, migrate_uri=TO_LAB, copy_storage='all')
+
+        nowhere, _ = migrate(playbook, tmp_path, **args)
+        assert nowhere['failed'] and any('copy_storage needs %s on the destination' % disk in p
+                                         for p in nowhere['problems']), nowhere
+        # host2 has its own /var/lib/libvirt/qemu: give it the directory as a pool; libvirt creates the image
+        os.makedirs(lab_path(directory))
+        ensure_pool(lab_host.conn, unique, directory)
+
+        moved, _ = migrate(playbook, tmp_path, **args)
+        assert not moved.get('failed'), moved
+        assert 'NON_SHARED_DISK' in moved['flags'] and 'UNSAFE' not in moved['flags']
+        assert running(find(lab_host.conn, unique)) and find(conn, unique) is None
+        assert guest_checksum(lab_path(disk)) == digest == guest_checksum(disk)
+    finally:
+        remove(lab_host.conn, unique)
+        remove(conn, unique)
+        drop_pool(lab_host.conn, unique)
+        shutil.rmtree(directory, ignore_errors=True)
+        if os.path.isdir(lab_path(directory)):
+            shutil.rmtree(lab_path(directory), ignore_errors=True)
+
+
+# ---------------------------------------------------------------- a guest that dirties memory
+@pytest.fixture(scope='module')
+def workload(lab_host, conn):
+    """A persistent TCG guest running an OS that rewrites 64 MiB of random data in a loop, with a data disk."""
+    kernels = sorted(f for f in os.listdir('/boot') if f.startswith('vmlinuz-'))
+    busybox = shutil.which('busybox')
+    if not kernels or not busybox:
+        pytest.skip('needs a kernel in /boot and busybox-static')
+    name = 'kvmops-it-%s-dirty' % uuid.uuid4().hex[:8]
+    directory = os.path.join(IMAGES, name)
+    root = os.path.join(directory, 'root')
+    for sub in ('bin', 'proc', 'tmp', 'dev'):
+        os.makedirs(os.path.join(root, sub))
+    shutil.copy(busybox, os.path.join(root, 'bin', 'busybox'))
+    with open(os.path.join(root, 'init'), 'w') as handle:
+        handle.write(INIT)
+    os.chmod(os.path.join(root, 'init'), 0o755)
+    subprocess.run('cd %s && find . | cpio -o -H newc 2>/dev/null | gzip -1 > %s/initrd.gz' % (root, directory),
+                   shell=True, check=True)
+    shutil.copy(os.path.join('/boot', kernels[-1]), os.path.join(directory, 'vmlinuz'))
+    disk = os.path.join(directory, 'data.qcow2')
+    qcow2_with_random_data(disk)
+    dom = conn.defineXML(WORKLOAD.format(name=name, dir=directory, disk=DISK.format(path=disk)))
+    try:
+        dom.create()
+        console = os.path.join(directory, 'console.log')
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if os.path.exists(console) and 'kvmops-guest: dirtying' in open(console, errors='replace').read():
+                break
+            time.sleep(2)
+        else:
+            pytest.fail('the workload guest did not start dirtying memory within 300s')
+        ensure_pool(lab_host.conn, name, directory)
+        yield dict(name=name, dir=directory, disk=disk, digest=guest_checksum(disk))
+    finally:
+        remove(conn, name)
+        remove(lab_host.conn, name)
+        drop_pool(lab_host.conn, name)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _still_home(conn, lab_host, workload, config):
+    libvirt = _libvirt()
+    dom = find(conn, workload['name'])
+    assert running(dom), 'the guest does not run on the source any more'
+    assert dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) == config
+    assert guest_checksum(workload['disk']) == workload['digest']
+
+
+def test_no_convergence_times_out_aborts_and_rolls_back(lab_host, conn, workload, playbook, tmp_path):
+    libvirt = _libvirt()
+    config = find(conn, workload['name']).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    failed, _ = migrate(playbook, tmp_path, name=workload['name'], dest_uri=LAB_URI, migrate_uri=TO_LAB,
+                        unsafe=True, bandwidth=10, timeout=30, poll_interval=1)
+    assert failed['failed'], failed
+    assert 'no convergence within the timeout of 30s; job aborted' in failed['msg']
+    assert failed['rollback']['source_state'] == 'running'
+    assert failed['rollback']['source_definition_intact'] is True
+    assert failed['rollback']['destination_clean'] is True
+    assert failed['progress']['data_processed'] > 0 and failed['samples']
+    assert any('timeout of 30s reached; action abort' in e for e in failed['events'])
+    _still_home(conn, lab_host, workload, config)
+    assert find(lab_host.conn, workload['name']) is None
+
+
+def _lab_libvirtd_pid():
+    with open(os.path.join(LAB_STATE, 'holder.pid')) as handle:
+        holder = handle.read().strip()
+    with open('/proc/%s/root/run/libvirt/libvirtd.pid' % holder) as handle:
+        return int(handle.read().strip())
+
+
+def test_destination_libvirtd_killed_mid_migration(lab_host, conn, workload, tmp_path):
+    libvirt = _libvirt()
+    dom = find(conn, workload['name'])
+    config = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    task = {'name': 'migrate', 'ignore_errors': True, 'kvmops.kvm.kvm_migrate': dict(
+        name=workload['name'], dest_uri=LAB_URI, migrate_uri=TO_LAB, unsafe=True, bandwidth=5, timeout=45)}
+    path = tmp_path / 'kill.yml'
+    path.write_text(json.dumps([{'hosts': 'localhost', 'gather_facts': False, 'tasks': [task]}]))
+    cmd = [os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), str(path),
+           '-i', os.path.join(ROOT, 'inventory', 'localhost.yml')]
+    proc = subprocess.Popen(cmd, env=_env({'ANSIBLE_STDOUT_CALLBACK': 'kvmops_test_json'}),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            stats = dom.jobStats(0)
+            if stats.get('data_processed', 0) > 0:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail('the migration job did not start')
+        os.kill(_lab_libvirtd_pid(), signal.SIGKILL)
+        out, _err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    data = json.loads(out[out.index('{'):])
+    result = data['plays'][0]['tasks'][0]['hosts']['localhost']
+    assert result['failed'] and 'Traceback' not in out, result
+    assert result['msg'].startswith('migration of %s to %s failed: ' % (workload['name'], LAB_URI))
+    assert result['rollback']['source_state'] == 'running'
+    _still_home(conn, lab_host, workload, config)
+    lab_host.restart()                                   # a new libvirtd; the orphaned incoming qemu is gone
+    assert find(lab_host.conn, workload['name']) is None
+    ensure_pool(lab_host.conn, workload['name'], workload['dir'])
+
+
+def test_auto_converge_completes(lab_host, conn, workload, playbook, tmp_path):
+    moved, _ = migrate(playbook, tmp_path, name=workload['name'], dest_uri=LAB_URI, migrate_uri=TO_LAB,
+                       unsafe=True, bandwidth=10, auto_converge=True, auto_converge_initial=60,
+                       auto_converge_increment=20, timeout=300, poll_interval=1)
+    assert not moved.get('failed'), moved
+    assert 'AUTO_CONVERGE' in moved['flags']
+    assert running(find(lab_host.conn, workload['name'])) and find(conn, workload['name']) is None
+    assert moved['progress']['memory_iteration'] >= 2
+    assert guest_checksum(workload['disk']) == workload['digest']
