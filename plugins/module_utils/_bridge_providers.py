@@ -146,10 +146,6 @@ def render_ifcfg(pairs, header=True):
     return '\n'.join(out) + '\n'
 
 
-def _without_header(text):
-    return '\n'.join(line for line in (text or '').splitlines() if line.strip() != '# %s' % HEADER)
-
-
 class IfcfgProvider(Provider):
     """RHEL network-scripts: ifcfg-<bridge> (TYPE=Bridge) and ifcfg-<port> with BRIDGE=<bridge>."""
 
@@ -213,7 +209,7 @@ class IfcfgProvider(Provider):
                 text = port_texts[port]
                 pairs = [(k, v) for k, v in parse_ifcfg(text) if not IFCFG_ADDRESSING.match(k)
                          and k not in ('BRIDGE', 'ONBOOT')]
-                keys = [k for k, _ in pairs]
+                keys = [key for key, dummy in pairs]
                 head = []
                 if 'DEVICE' not in keys:
                     head.append(('DEVICE', port))
@@ -224,7 +220,7 @@ class IfcfgProvider(Provider):
                 after = head + pairs + [('ONBOOT', 'yes'), ('BOOTPROTO', 'none'), ('BRIDGE', name)]
                 changes.append(FileChange(self.file(port), text, render_ifcfg(after)))
         else:
-            blob = [(k, v) for k, v in self.addressing_of(bridge_before)]
+            blob = self.addressing_of(bridge_before)
             if bridge_before is not None:
                 changes.append(FileChange(bridge_path, bridge_before, None))
             for index, port in enumerate(ports):
@@ -261,7 +257,7 @@ def parse_interfaces(text):
             current = dict(kind=words[0], words=words, options=[], lines=[line])
             blocks.append(current)
         elif current is not None and current['kind'] == 'iface' and stripped and not stripped.startswith('#'):
-            key, _, rest = stripped.partition(' ')
+            key, dummy, rest = stripped.partition(' ')
             current['options'].append((key, rest.strip()))
             current['lines'].append(line)
         elif current is not None and current['kind'] == 'iface':
@@ -356,6 +352,12 @@ class IfupdownProvider(Provider):
         return taken, kept
 
     @staticmethod
+    def stanza_addressing(blocks, device):
+        """[(family, method, address options)] of the device's iface stanzas, left in place."""
+        return [(b['words'][2], b['words'][3], [(k, v) for k, v in b['options'] if IFUPDOWN_ADDRESS_OPTS.match(k)])
+                for b in blocks if b['kind'] == 'iface' and len(b['words']) >= 4 and b['words'][1] == device]
+
+    @staticmethod
     def render_addressing(addr):
         stanzas = []
         if addr.method == 'dhcp':
@@ -366,8 +368,7 @@ class IfupdownProvider(Provider):
         v4 = [('address', a) for a in addr.v4]
         if addr.gateway4:
             v4.append(('gateway', addr.gateway4))
-        dns4 = [s for s in addr.dns if ':' not in s] or (addr.dns if not addr.v6 else [])
-        if dns4 and addr.v4:
+        if addr.dns and addr.v4:  # resolvconf reads dns-* from any stanza: all servers go to the first
             v4.append(('dns-nameservers', ' '.join(addr.dns)))
         stanzas.append(('inet', 'static' if addr.v4 else 'manual', v4))
         if addr.v6:
@@ -398,12 +399,10 @@ class IfupdownProvider(Provider):
                     blob = taken
                 changes.append(FileChange(path, text, render_interfaces(kept), backup_dir=self._backup_dir_for(path)))
             if blob is None and spec['ip'] == 'inherit':
-                blob = [(b['words'][2], b['words'][3], [(k, v) for k, v in b['options']
-                                                         if IFUPDOWN_ADDRESS_OPTS.match(k)])
-                        for b in bridge_blocks if b['kind'] == 'iface' and len(b['words']) >= 4] or None
+                blob = self.stanza_addressing(bridge_blocks, name) or None
             if blob is None:
                 blob = self.render_addressing(addressing)
-            if 'inet' not in [family for family, _, _ in blob]:
+            if 'inet' not in [entry[0] for entry in blob]:
                 blob = [('inet', 'manual', [])] + list(blob)
             bridge_opts = [('bridge_ports', ' '.join(ports) or 'none'),
                            ('bridge_stp', 'on' if spec['stp'] else 'off'),
@@ -422,9 +421,7 @@ class IfupdownProvider(Provider):
         else:
             if bridge_before is None:
                 return changes
-            blob = [(b['words'][2], b['words'][3], [(k, v) for k, v in b['options'] if IFUPDOWN_ADDRESS_OPTS.match(k)])
-                    for b in bridge_blocks if b['kind'] == 'iface' and len(b['words']) >= 4 and b['words'][1] == name]
-            blob = [entry for entry in blob if entry[1] != 'manual' or entry[2]]
+            blob = [entry for entry in self.stanza_addressing(bridge_blocks, name) if entry[1] != 'manual' or entry[2]]
             changes.append(FileChange(bridge_path, bridge_before, None, backup_dir=self.backup_dir))
             if ports and blob:
                 port = ports[0]

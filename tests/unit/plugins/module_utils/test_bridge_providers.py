@@ -143,8 +143,9 @@ def test_ifupdown_static_from_options_and_new_port_file_on_absent(tmp_path):
     (P.Addressing('dhcp'), [('inet', 'dhcp', [])]),
     (P.Addressing('none'), [('inet', 'manual', [])]),
     (P.Addressing('static', ['2001:db8::10/64'], None, '2001:db8::1', ['2001:db8::53']),
-     [('inet', 'manual', []), ('inet6', 'static', [('address', '2001:db8::10/64'), ('gateway', '2001:db8::1'),
-                                                    ('dns-nameservers', '2001:db8::53')])]),
+     [('inet', 'manual', []),
+      ('inet6', 'static', [('address', '2001:db8::10/64'), ('gateway', '2001:db8::1'),
+                           ('dns-nameservers', '2001:db8::53')])]),
 ])
 def test_ifupdown_render_addressing(addressing, expected):
     assert P.IfupdownProvider.render_addressing(addressing) == expected
