@@ -1,0 +1,242 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) kvmops.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Guests of one or more hypervisors as inventory records (kvmops.kvm.libvirt).
+
+Private module (leading underscore): free to change between releases.
+
+:func:`gather` connects to each URI through the shared :class:`LibvirtClient`,
+describes every guest with the shared :func:`domain_facts` and every network
+with :func:`network_facts`, and looks up the guest's addresses from the
+sources the user chose, in the user's order. The result is plain data (lists
+and dicts of strings and numbers), so the inventory plugin can cache it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, LibvirtClient, libvirt, one_line
+from ansible_collections.kvmops.kvm.plugins.module_utils._facts import domain_facts, network_facts
+from ansible_collections.kvmops.kvm.plugins.module_utils._info import is_local_uri
+
+ADDRESS_SOURCES = ('lease', 'agent', 'arp')
+ADDRESS_FAMILIES = ('ipv4', 'ipv6', 'any')
+
+
+def _source_flag(source):
+    return {
+        'lease': libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+        'agent': libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
+        'arp': libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP,
+    }[source]
+
+
+def _family(addr_type):
+    return 'ipv6' if addr_type == libvirt.VIR_IP_ADDR_TYPE_IPV6 else 'ipv4'
+
+
+def interface_addresses(dom, source):
+    """Addresses libvirt reports for a running guest from one source.
+
+    Returns ``(addresses, error)``: a source that cannot answer (no guest
+    agent, an ARP table without the guest) is not an error of the inventory,
+    it is recorded as unavailable with libvirt's own message.
+    """
+    try:
+        found = dom.interfaceAddresses(_source_flag(source), 0) or {}
+    except libvirt.libvirtError as exc:
+        return [], one_line(exc.get_error_message() or exc)
+    addresses = []
+    for ifname, data in sorted(found.items()):
+        mac = (data.get('hwaddr') or '').lower() or None
+        for addr in data.get('addrs') or []:
+            if not addr.get('addr'):
+                continue
+            addresses.append(dict(
+                address=addr['addr'],
+                prefix=addr.get('prefix'),
+                family=_family(addr.get('type')),
+                mac=mac,
+                interface=ifname,
+                source=source,
+            ))
+    return addresses, None
+
+
+def proc_arp_addresses(macs, path='/proc/net/arp'):
+    """Complete IPv4 neighbour entries of this machine for the given MACs.
+
+    Used for a local URI when libvirt's own ARP source fails (libvirt 9.0 on
+    current kernels answers "wrong nlmsg len"): for a local URI this machine's
+    neighbour table is the hypervisor's.
+    """
+    wanted = set(m.lower() for m in macs if m)
+    found = []
+    try:
+        with open(path) as handle:
+            lines = handle.read().splitlines()[1:]
+    except (IOError, OSError):
+        return found
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6:
+            continue
+        ip, flags, mac, device = fields[0], fields[2], fields[3].lower(), fields[5]
+        if mac in wanted and int(flags, 16) & 0x2:
+            found.append(dict(address=ip, prefix=None, family='ipv4', mac=mac, interface=device, source='arp'))
+    return found
+
+
+def _usable(address, family):
+    if family != 'any' and address['family'] != family:
+        return False
+    ip = address['address']
+    if ip.startswith('127.') or ip == '::1':
+        return False
+    if address['family'] == 'ipv6' and ip.lower().startswith('fe80:'):
+        return False
+    return True
+
+
+def pick_address(by_source, order, family):
+    """The first usable address in the configured order of sources.
+
+    Returns ``(address, source)`` or ``(None, None)``.
+    """
+    for source in order:
+        for address in by_source.get(source, []):
+            if _usable(address, family):
+                return address['address'], source
+    return None, None
+
+
+def _matches(name, patterns):
+    return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _gone(find, obj):
+    """True when the object no longer exists under its name."""
+    try:
+        name = obj.name()
+    except libvirt.libvirtError:
+        return True
+    try:
+        return find(name) is None
+    except KvmError:
+        return False
+
+
+def _networks_by_bridge(client, conn):
+    networks = {}
+    for net in client.call('list networks', conn.listAllNetworks, 0):
+        try:
+            facts = network_facts(client, net)
+        except KvmError:
+            if _gone(client.find_network, net):
+                continue  # removed while we listed it
+            raise
+        if facts.get('bridge'):
+            networks[facts['bridge']] = facts['name']
+    return networks
+
+
+def guest_record(client, dom, bridges, sources, family, hypervisor):
+    """One guest: the shared domain facts plus where it runs and its addresses."""
+    facts = domain_facts(client, dom, details=False)
+    by_source = {}
+    unavailable = {}
+    if facts['active']:
+        for source in sources:
+            found, error = interface_addresses(dom, source)
+            if source == 'arp' and error and is_local_uri(client.uri):
+                found = proc_arp_addresses([i['mac'] for i in facts['interfaces']])
+                error = None if found else '%s (no entry in this host\'s ARP table either)' % error
+            by_source[source] = found
+            if error:
+                unavailable[source] = error
+    interfaces = []
+    networks = []
+    for iface in facts['interfaces']:
+        network = None
+        if iface['type'] == 'network':
+            network = iface['source']
+        elif iface['type'] == 'bridge':
+            network = bridges.get(iface['source'])
+        if network and network not in networks:
+            networks.append(network)
+        mac = (iface['mac'] or '').lower()
+        interfaces.append(dict(
+            iface,
+            network=network,
+            addresses=sorted(set(a['address'] for found in by_source.values() for a in found
+                                 if a['mac'] and a['mac'] == mac)),
+        ))
+    address, address_source = pick_address(by_source, sources, family)
+    return dict(
+        name=facts['name'],
+        uuid=facts['uuid'],
+        uri=client.uri,
+        hypervisor=hypervisor,
+        state=facts['state'],
+        active=facts['active'],
+        persistent=facts['persistent'],
+        autostart=facts['autostart'],
+        vcpus=facts['vcpus']['current'],
+        max_vcpus=facts['vcpus']['maximum'],
+        memory_mib=(facts['memory']['current_kib'] or 0) // 1024,
+        max_memory_mib=(facts['memory']['max_kib'] or 0) // 1024,
+        networks=networks,
+        interfaces=interfaces,
+        addresses=[a for source in sources for a in by_source.get(source, [])],
+        address=address,
+        address_source=address_source,
+        address_errors=unavailable,
+        facts=facts,
+    )
+
+
+def gather_uri(uri, names=(), sources=ADDRESS_SOURCES, family='ipv4', read_only=False,
+               include_inactive=True):
+    """Every matching guest on one hypervisor (raises KvmError when unreachable)."""
+    if libvirt is None:
+        raise KvmError('the libvirt inventory needs libvirt-python on the controller')
+    if read_only and 'agent' in sources:
+        # libvirt refuses guest-agent queries on a read-only connection.
+        sources = [s for s in sources if s != 'agent']
+    client = LibvirtClient(None, uri=uri, read_only=read_only)
+    try:
+        conn = client.conn
+        with client.errors('host'):
+            hypervisor = conn.getHostname()
+        bridges = _networks_by_bridge(client, conn)
+        guests = []
+        for dom in client.call('list domains', conn.listAllDomains, 0):
+            try:
+                name = dom.name()
+                active = bool(dom.isActive())
+            except libvirt.libvirtError:
+                continue  # removed while we listed it
+            if not _matches(name, names) or (not include_inactive and not active):
+                continue
+            try:
+                guests.append(guest_record(client, dom, bridges, sources, family, hypervisor))
+            except KvmError:
+                if _gone(client.find_domain, dom):
+                    continue  # went away while we listed it (migrated, transient guest stopped)
+                raise
+        return dict(uri=uri, hypervisor=hypervisor, guests=sorted(guests, key=lambda g: g['name']))
+    finally:
+        client.close()
+
+
+def gather(uris, **kwargs):
+    """Records of every URI; an unreachable URI is reported in ``errors``."""
+    hosts = []
+    errors = []
+    for uri in uris:
+        try:
+            hosts.append(gather_uri(uri, **kwargs))
+        except KvmError as exc:
+            errors.append(dict(uri=uri, msg=exc.msg))
+    return dict(hypervisors=hosts, errors=errors)

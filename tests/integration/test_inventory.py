@@ -1,0 +1,404 @@
+"""The kvmops.kvm.libvirt inventory plugin against the real local libvirtd and the lab's second host.
+
+Guests are OS-less (no DHCP client, no guest agent inside). The DHCP-lease path
+is proven with a real lease anyway: a network namespace we create is plugged
+into our own libvirt network's bridge with the guest's MAC address and runs
+busybox udhcpc, so the network's own dnsmasq hands out a real lease for that
+MAC, which libvirt then reports for the guest. Pinging that address from the
+host fills the host's ARP table for the ARP path. The guest agent path is
+tested as unavailable (libvirt answers "QEMU guest agent is not configured").
+"""
+
+import json
+import os
+import random
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from conftest import ROOT, _env
+from test_lab import LAB_URI, lab
+
+INVENTORY = os.path.join(ROOT, '.venv', 'bin', 'ansible-inventory')
+UNREACHABLE_URI = 'qemu+tcp://127.0.0.1:1/system'   # loopback, nothing listens on port 1
+
+NETWORK = """
+<network>
+  <name>{name}</name>
+  <bridge name='{bridge}' stp='off'/>
+  <ip address='{prefix}.1' netmask='255.255.255.0'>
+    <dhcp><range start='{prefix}.100' end='{prefix}.150'/></dhcp>
+  </ip>
+</network>
+"""
+
+GUEST = """
+<domain type='{virt_type}'>
+  <name>{name}</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>{vcpus}</vcpu>
+  <os><type arch='x86_64'>hvm</type></os>
+  <devices>
+    {nic}
+    <serial type='pty'/>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+"""
+
+NIC = """<interface type='network'>
+      <source network='{network}'/>
+      <mac address='{mac}'/>
+      <model type='virtio'/>
+      <rom enabled='no'/>
+    </interface>"""
+
+UDHCPC_SCRIPT = """#!/bin/sh
+# busybox udhcpc hook: put the leased address on the interface.
+case "$1" in
+  bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/${mask:-24}" dev "$interface" ;;
+esac
+exit 0
+"""
+
+
+def sh(*cmd, check=True):
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=120, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError('%s failed: %s %s' % (' '.join(cmd), proc.stdout, proc.stderr))
+    return proc
+
+
+def virt_type(conn):
+    import libvirt
+    try:
+        conn.getDomainCapabilities(None, 'x86_64', None, 'kvm', 0)
+        return 'kvm'
+    except libvirt.libvirtError:
+        return 'qemu'
+
+
+def free_prefix():
+    """A /24 under 10.213.0.0/16 that no route on this machine uses."""
+    routes = sh('ip', '-4', 'route', 'show', 'table', 'all').stdout
+    for _ in range(50):
+        prefix = '10.213.%d' % random.randint(1, 254)
+        if prefix + '.' not in routes:
+            return prefix
+    pytest.skip('no free 10.213.x.0/24 for a test network')
+
+
+def inventory(tmp_path, config, *args, name='kvm.libvirt.yml'):
+    path = tmp_path / name
+    lines = ['plugin: kvmops.kvm.libvirt']
+    lines += ['%s: %s' % (key, json.dumps(value)) for key, value in config.items()]
+    path.write_text('\n'.join(lines) + '\n')
+    # A plugin error must fail the command, not become a warning and an empty inventory.
+    env = _env({'ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED': 'true'})
+    proc = subprocess.run([INVENTORY, '-i', str(path), '--list'] + list(args), env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    data = None
+    if proc.returncode == 0:
+        data = json.loads(proc.stdout)
+    return proc, data
+
+
+def hostvars(data, host):
+    return data['_meta']['hostvars'][host]
+
+
+def members(data, group):
+    return set(data.get(group, {}).get('hosts', []))
+
+
+def _destroy(conn, name):
+    import libvirt
+    try:
+        dom = conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return
+    try:
+        if dom.isActive():
+            dom.destroy()
+    except libvirt.libvirtError:
+        pass
+    try:
+        if dom.isPersistent():
+            dom.undefine()
+    except libvirt.libvirtError:
+        pass
+
+
+# ------------------------------------------------------------------ fixtures
+@pytest.fixture(scope='module')
+def world(conn):
+    """Our own isolated network, a running guest with a real lease, a shut-off guest."""
+    import libvirt
+    hexid = uuid.uuid4().hex[:6]
+    name = 'kvmops-it-%s' % hexid
+    prefix = free_prefix()
+    bridge = 'kvi%s' % hexid
+    netns = name
+    veth_host, veth_ns = 'kvh%s' % hexid, 'kvn%s' % hexid
+    mac = '52:54:00:%02x:%02x:%02x' % tuple(random.randint(0, 255) for _ in range(3))
+    script = '/tmp/%s-udhcpc.sh' % name
+    net = None
+    try:
+        net = conn.networkCreateXML(NETWORK.format(name=name, bridge=bridge, prefix=prefix))
+        kind = virt_type(conn)
+        running = conn.createXML(GUEST.format(virt_type=kind, name=name + '-run', vcpus=2,
+                                              nic=NIC.format(network=name, mac=mac)), 0)
+        conn.defineXML(GUEST.format(virt_type=kind, name=name + '-off', vcpus=1,
+                                    nic=NIC.format(network=name, mac='52:54:00:00:00:01')))
+        # A real DHCP client on the network's bridge, with the running guest's MAC.
+        sh('ip', 'netns', 'add', netns)
+        sh('ip', 'link', 'add', veth_host, 'type', 'veth', 'peer', 'name', veth_ns)
+        sh('ip', 'link', 'set', veth_ns, 'netns', netns)
+        sh('ip', 'netns', 'exec', netns, 'ip', 'link', 'set', veth_ns, 'address', mac)
+        sh('ip', 'link', 'set', veth_host, 'master', bridge)
+        sh('ip', 'link', 'set', veth_host, 'up')
+        sh('ip', 'netns', 'exec', netns, 'ip', 'link', 'set', veth_ns, 'up')
+        with open(script, 'w') as handle:
+            handle.write(UDHCPC_SCRIPT)
+        os.chmod(script, 0o755)
+        got = sh('ip', 'netns', 'exec', netns, 'busybox', 'udhcpc', '-i', veth_ns, '-n', '-q',
+                 '-t', '10', '-T', '2', '-s', script, check=False)
+        assert got.returncode == 0, 'no DHCP lease from our network: %s %s' % (got.stdout, got.stderr)
+        lease = None
+        for _ in range(20):
+            leases = [item['ipaddr'] for item in net.DHCPLeases() if item['mac'].lower() == mac]
+            if leases:
+                lease = leases[0]
+                break
+            time.sleep(0.5)
+        assert lease, 'dnsmasq recorded no lease for %s' % mac
+        yield dict(name=name, network=name, prefix=prefix, mac=mac, lease=lease, netns=netns,
+                   running=running, hypervisor=conn.getHostname())
+    finally:
+        _destroy(conn, name + '-run')
+        _destroy(conn, name + '-off')
+        sh('ip', 'netns', 'del', netns, check=False)
+        sh('ip', 'link', 'del', veth_host, check=False)
+        if net is not None:
+            try:
+                net.destroy()
+            except libvirt.libvirtError:
+                pass
+        if os.path.exists(script):
+            os.unlink(script)
+
+
+@pytest.fixture(scope='module')
+def lab_host():
+    """The lab's second libvirtd; stopped afterwards only if this module started it."""
+    import libvirt
+    was_running = lab('status').returncode == 0
+    started = lab('start')
+    assert started.returncode == 0, started.stdout + started.stderr
+    conn = libvirt.open(LAB_URI)
+    try:
+        yield conn
+    finally:
+        conn.close()
+        if not was_running:
+            stopped = lab('stop')
+            assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+
+# --------------------------------------------------------------------- tests
+def test_lease_gives_ansible_host_and_hostvars(world, tmp_path):
+    proc, data = inventory(tmp_path, dict(uris=['qemu:///system'], names=[world['name'] + '-*'],
+                                          address_sources=['lease']))
+    assert proc.returncode == 0, proc.stderr
+    run = hostvars(data, world['name'] + '-run')
+    assert run['ansible_host'] == world['lease']
+    assert run['libvirt_address_source'] == 'lease'
+    assert run['libvirt_state'] == 'running' and run['libvirt_active'] is True
+    assert run['libvirt_vcpus'] == 2
+    assert run['libvirt_memory_mib'] == 64
+    assert run['libvirt_uri'] == 'qemu:///system'
+    assert run['libvirt_hypervisor'] == world['hypervisor']
+    assert run['libvirt_networks'] == [world['network']]
+    assert run['libvirt_interfaces'][0]['mac'] == world['mac']
+    assert run['libvirt_interfaces'][0]['addresses'] == [world['lease']]
+    off = hostvars(data, world['name'] + '-off')
+    assert 'ansible_host' not in off
+    assert off['libvirt_state'] == 'shutoff' and off['libvirt_address_source'] is None
+    # Groups by state, hypervisor and network (names made safe).
+    safe = world['name'].replace('-', '_')
+    assert members(data, 'libvirt_state_running') >= {world['name'] + '-run'}
+    assert world['name'] + '-off' in members(data, 'libvirt_state_shutoff')
+    assert members(data, 'libvirt_network_' + safe) == {world['name'] + '-run', world['name'] + '-off'}
+    hv_group = 'libvirt_hypervisor_' + world['hypervisor'].replace('-', '_').replace('.', '_')
+    assert members(data, hv_group) == {world['name'] + '-run', world['name'] + '-off'}
+    assert members(data, 'libvirt_guests') == {world['name'] + '-run', world['name'] + '-off'}
+
+
+def test_agent_unavailable_falls_through_to_the_lease(world, tmp_path):
+    proc, data = inventory(tmp_path, dict(uris=['qemu:///system'], names=[world['name'] + '-run'],
+                                          address_sources=['agent', 'lease']))
+    assert proc.returncode == 0, proc.stderr
+    run = hostvars(data, world['name'] + '-run')
+    assert 'agent' in run['libvirt_address_errors']
+    assert 'agent' in run['libvirt_address_errors']['agent'].lower()
+    assert run['ansible_host'] == world['lease'] and run['libvirt_address_source'] == 'lease'
+
+
+def test_agent_only_gives_no_ansible_host(world, tmp_path):
+    proc, data = inventory(tmp_path, dict(uris=['qemu:///system'], names=[world['name'] + '-run'],
+                                          address_sources=['agent']))
+    assert proc.returncode == 0, proc.stderr
+    run = hostvars(data, world['name'] + '-run')
+    assert 'ansible_host' not in run and run['libvirt_address_source'] is None
+
+
+def test_arp_after_traffic(world, tmp_path):
+    # Traffic from the host to the namespace we plugged into our own network.
+    for _ in range(10):
+        sh('busybox', 'ping', '-c', '1', '-W', '1', world['lease'], check=False)
+        if any(line.split()[0] == world['lease'] and line.split()[2] != '0x0'
+               for line in open('/proc/net/arp').read().splitlines()[1:]):
+            break
+    else:
+        pytest.fail('no ARP entry for %s after pinging it: %s' % (world['lease'], open('/proc/net/arp').read()))
+    proc, data = inventory(tmp_path, dict(uris=['qemu:///system'], names=[world['name'] + '-run'],
+                                          address_sources=['arp', 'lease']))
+    assert proc.returncode == 0, proc.stderr
+    run = hostvars(data, world['name'] + '-run')
+    assert run['libvirt_address_source'] == 'arp', run['libvirt_address_errors']
+    assert run['ansible_host'] == world['lease']
+
+
+def test_read_only_connection_skips_the_agent(world, tmp_path):
+    proc, data = inventory(tmp_path, dict(uris=['qemu:///system'], names=[world['name'] + '-run'],
+                                          read_only=True, address_sources=['agent', 'lease']))
+    assert proc.returncode == 0, proc.stderr
+    run = hostvars(data, world['name'] + '-run')
+    assert 'agent' not in run['libvirt_address_errors']
+    assert run['ansible_host'] == world['lease']
+
+
+def test_constructed_compose_groups_keyed_groups(world, tmp_path):
+    proc, data = inventory(tmp_path, dict(
+        uris=['qemu:///system'], names=[world['name'] + '-*'], include_facts=True,
+        compose={'ansible_user': "'ops'", 'guest_arch': 'libvirt_domain.arch'},
+        groups={'multi_cpu': 'libvirt_vcpus > 1'},
+        keyed_groups=[{'key': 'libvirt_state', 'prefix': 'st'},
+                      {'key': 'libvirt_networks', 'prefix': 'net'}],
+    ))
+    assert proc.returncode == 0, proc.stderr
+    run = hostvars(data, world['name'] + '-run')
+    assert run['ansible_user'] == 'ops'
+    assert run['guest_arch'] == 'x86_64'
+    assert run['libvirt_domain']['name'] == world['name'] + '-run'
+    assert members(data, 'multi_cpu') == {world['name'] + '-run'}
+    assert members(data, 'st_running') == {world['name'] + '-run'}
+    assert members(data, 'st_shutoff') == {world['name'] + '-off'}
+    assert members(data, 'net_' + world['name'].replace('-', '_')) == {world['name'] + '-run',
+                                                                     world['name'] + '-off'}
+
+
+def test_strict_constructed_fails_on_a_bad_expression(world, tmp_path):
+    proc, _ = inventory(tmp_path, dict(uris=['qemu:///system'], names=[world['name'] + '-*'], strict=True,
+                                       compose={'x': 'no_such_variable.attr'}))
+    assert proc.returncode != 0
+    assert 'no_such_variable' in proc.stderr
+
+
+def _guests_via_playbook(tmp_path, inventory_file, *args):
+    """The guest names a play sees (ansible-playbook, which knows --flush-cache)."""
+    out = tmp_path / 'guests.json'
+    play = tmp_path / 'list.yml'
+    play.write_text(
+        '- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n'
+        '    - ansible.builtin.copy:\n        dest: %s\n'
+        '        content: "{{ groups[\'libvirt_guests\'] | default([]) | to_json }}"\n'
+        '      vars:\n        ansible_python_interpreter: "{{ ansible_playbook_python }}"\n' % out)
+    proc = subprocess.run([os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), '-i', str(inventory_file),
+                           str(play)] + list(args), env=_env(), capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return set(json.loads(out.read_text()))
+
+
+def test_inventory_cache(world, conn, tmp_path):
+    import libvirt
+    cache_dir = tmp_path / 'cache'
+    config = dict(uris=['qemu:///system'], names=[world['name'] + '-*'], cache=True,
+                  cache_plugin='ansible.builtin.jsonfile', cache_connection=str(cache_dir), cache_timeout=600)
+    proc, data = inventory(tmp_path, config)
+    assert proc.returncode == 0, proc.stderr
+    assert world['name'] + '-off' in data['_meta']['hostvars']
+    assert any(cache_dir.iterdir()), 'no cache file written'
+    # Change libvirt behind the cache's back: the cached inventory does not see it ...
+    extra = world['name'] + '-new'
+    conn.defineXML(GUEST.format(virt_type=virt_type(conn), name=extra, vcpus=1, nic=''))
+    try:
+        proc, cached = inventory(tmp_path, config)
+        assert proc.returncode == 0, proc.stderr
+        assert extra not in cached['_meta']['hostvars']
+        assert extra not in _guests_via_playbook(tmp_path, tmp_path / 'kvm.libvirt.yml')
+        # ... until the cache is flushed, which also refreshes it.
+        assert extra in _guests_via_playbook(tmp_path, tmp_path / 'kvm.libvirt.yml', '--flush-cache')
+        proc, fresh = inventory(tmp_path, config)
+        assert proc.returncode == 0, proc.stderr
+        assert extra in fresh['_meta']['hostvars']
+    finally:
+        try:
+            conn.lookupByName(extra).undefine()
+        except libvirt.libvirtError:
+            pass
+
+
+def test_unreachable_uri_is_a_warning_unless_strict(world, tmp_path):
+    config = dict(uris=[UNREACHABLE_URI, 'qemu:///system'], names=[world['name'] + '-*'])
+    proc, data = inventory(tmp_path, config)
+    assert proc.returncode == 0, proc.stderr
+    assert 'skipping %s' % UNREACHABLE_URI in ' '.join(proc.stderr.split())
+    assert world['name'] + '-run' in data['_meta']['hostvars']
+    config['strict_connections'] = True
+    proc, _ = inventory(tmp_path, config)
+    assert proc.returncode != 0
+    assert 'cannot connect to libvirt at %s' % UNREACHABLE_URI in ' '.join(proc.stderr.split())
+
+
+def test_two_hypervisors_local_and_lab(world, conn, lab_host, tmp_path):
+    import libvirt
+    kind = virt_type(lab_host)
+    lab_only = world['name'] + '-lab'
+    both = world['name'] + '-run'          # the same name, also running on the lab host
+    lab_doms = []
+    try:
+        lab_doms.append(lab_host.createXML(GUEST.format(virt_type=kind, name=lab_only, vcpus=1, nic=''), 0))
+        lab_doms.append(lab_host.defineXML(GUEST.format(virt_type=kind, name=both, vcpus=1, nic='')))
+        lab_name = lab_host.getHostname()
+        base = dict(uris=['qemu:///system', LAB_URI], names=[world['name'] + '-*'])
+        proc, data = inventory(tmp_path, base)
+        assert proc.returncode == 0, proc.stderr
+        lab_vars = hostvars(data, lab_only)
+        assert lab_vars['libvirt_uri'] == LAB_URI
+        assert lab_vars['libvirt_hypervisor'] == lab_name
+        assert lab_vars['libvirt_state'] == 'running'
+        # The shut-off lab copy of `both` lost to the running local one, so only lab_only is here.
+        assert members(data, 'libvirt_hypervisor_' + lab_name.replace('-', '_')) == {lab_only}
+        # The name exists on both: the running copy (local) wins over the shut-off one (lab).
+        assert hostvars(data, both)['libvirt_uri'] == 'qemu:///system'
+        assert hostvars(data, both)['libvirt_state'] == 'running'
+        proc, data = inventory(tmp_path, dict(base, hostname='name_hypervisor'))
+        assert proc.returncode == 0, proc.stderr
+        assert hostvars(data, '%s@%s' % (both, lab_name))['libvirt_state'] == 'shutoff'
+        assert hostvars(data, '%s@%s' % (both, world['hypervisor']))['libvirt_state'] == 'running'
+        proc, data = inventory(tmp_path, dict(base, hostname='uuid'))
+        assert proc.returncode == 0, proc.stderr
+        assert lab_doms[0].UUIDString() in data['_meta']['hostvars']
+    finally:
+        for dom in lab_doms:
+            try:
+                if dom.isActive():
+                    dom.destroy()
+                if dom.isPersistent():
+                    dom.undefine()
+            except libvirt.libvirtError:
+                pass
