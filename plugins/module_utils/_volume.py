@@ -257,7 +257,8 @@ class VolumeManager(object):
         """The module result; ``after`` is the predicted summary (check mode, or no volume yet)."""
         facts = volume_facts(self.client, vol) if vol is not None else after
         chain = []
-        if vol is not None and self.local and facts.get('type') in ('file', 'block') and facts.get('path'):
+        if (vol is not None and self.local and facts.get('type') in ('file', 'block') and facts.get('path')
+                and os.path.exists(facts['path'])):
             chain = chain_summary(image_info(self.module, facts['path'], chain=True))
         elif vol is None:
             chain = [dict(path=b['path'], format=b['format'], virtual_size=None) for b in after.get('backing', [])]
@@ -301,7 +302,9 @@ class VolumeManager(object):
                 raise KvmError('import_from %s is a %s image but format is %s; omit format or convert the image first'
                                % (p['import_from'], imported['format'], fmt))
             fmt = imported['format']
-            if capacity is not None and capacity < imported['capacity']:
+            if capacity is None:
+                capacity = imported['capacity']
+            elif capacity < imported['capacity']:
                 raise KvmError('capacity %d is smaller than the virtual size of import_from %s (%d bytes)'
                                % (capacity, p['import_from'], imported['capacity']))
         elif capacity is None:
