@@ -1,0 +1,396 @@
+"""kvm_domain against the real local libvirtd: the walkthrough (sections 2, 4, 5), step by step.
+
+Every step uses the four-step proof (check -> real -> check -> real: changed, changed,
+not changed, not changed) and then asserts on what libvirt itself reports.
+
+* ``test_walkthrough_osless_guest``: a guest without an OS (it sits in SeaBIOS) under
+  domain type kvm: define, start, vCPU hot-add, disk and NIC hot-plug, shutdown with a
+  timeout then force, undefine keeping the disk.
+* ``test_walkthrough_linux_guest``: a real Debian guest (tests/lab/image.sh) under the
+  host's preferred domain type for a full OS, for what needs the guest OS: balloon,
+  vCPU online, hot-unplug of a disk and a NIC, graceful ACPI shutdown.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import textwrap
+import time
+
+import pytest
+
+from conftest import ROOT
+
+TEST_ROOT = '/var/lib/kvmops-test'
+IMAGE_SH = os.path.join(ROOT, 'tests', 'lab', 'image.sh')
+
+
+def _task_play(tmp_path, args, register_info=True):
+    """A playbook with one kvm_domain task (args as JSON, which is YAML) and a kvm_info task."""
+    body = textwrap.dedent("""
+        - hosts: localhost
+          gather_facts: false
+          tasks:
+            - name: domain
+              kvmops.kvm.kvm_domain: {args}
+    """).format(args=json.dumps(args))
+    path = tmp_path / ('play-%d.yml' % time.time_ns())
+    path.write_text(body)
+    return str(path)
+
+
+def run_domain(playbook, tmp_path, args, check=False, diff=False):
+    result = playbook(_task_play(tmp_path, args), check=check, diff=diff)
+    task = result.tasks('domain')
+    assert task, (result.stdout + result.stderr)[-4000:]
+    return task[-1], result
+
+
+def four_step(playbook, tmp_path, args):
+    """check -> real -> check -> real: changed, changed, not changed, not changed."""
+    outcomes = []
+    for check in (True, False, True, False):
+        task, result = run_domain(playbook, tmp_path, args, check=check, diff=True)
+        assert not task.get('failed'), json.dumps(task, indent=1)[-4000:]
+        assert 'Traceback' not in result.stdout
+        outcomes.append(task)
+    assert [t['changed'] for t in outcomes] == [True, True, False, False], \
+        json.dumps([t.get('changes') for t in outcomes], indent=1)
+    assert outcomes[2]['changes'] == [] and outcomes[3]['changes'] == []
+    assert outcomes[0]['diff']['before'] != outcomes[0]['diff']['after']
+    return outcomes[1], outcomes[3]
+
+
+def _libvirt():
+    import libvirt
+    return libvirt
+
+
+def _inactive(dom):
+    from lxml import etree
+    return etree.fromstring(dom.XMLDesc(_libvirt().VIR_DOMAIN_XML_INACTIVE))
+
+
+def _live(dom):
+    from lxml import etree
+    return etree.fromstring(dom.XMLDesc(0))
+
+
+def _targets(root):
+    return sorted(t.get('dev') for t in root.findall('devices/disk/target'))
+
+
+def _macs(root):
+    return sorted(m.get('address') for m in root.findall('devices/interface/mac'))
+
+
+@pytest.fixture
+def default_network(conn):
+    """The `default` NAT network, started if needed and restored afterwards."""
+    net = conn.networkLookupByName('default')
+    was_active = bool(net.isActive())
+    if not was_active:
+        net.create()
+    yield net
+    if not was_active:
+        try:
+            net.destroy()
+        except _libvirt().libvirtError:
+            pass
+
+
+@pytest.fixture
+def guest(conn, unique):
+    """A unique guest name and directory; the guest is destroyed and undefined afterwards."""
+    directory = os.path.join(TEST_ROOT, unique)
+    os.makedirs(directory)
+    yield dict(name=unique, dir=directory)
+    libvirt = _libvirt()
+    try:
+        dom = conn.lookupByName(unique)
+    except libvirt.libvirtError:
+        dom = None
+    if dom is not None:
+        try:
+            dom.destroy()
+        except libvirt.libvirtError:
+            pass
+        flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                 | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+        try:
+            dom.undefineFlags(flags)
+        except libvirt.libvirtError:
+            pass
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _qemu_img_info(path):
+    out = subprocess.run(['qemu-img', 'info', '-U', '--output', 'json', path], capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out)
+
+
+# ---------------------------------------------------------------- OS-less guest (kvm)
+def test_walkthrough_osless_guest(conn, guest, default_network, playbook, tmp_path):
+    libvirt = _libvirt()
+    name, directory = guest['name'], guest['dir']
+    root_disk = os.path.join(directory, 'root.qcow2')
+    data_disk = os.path.join(directory, 'data.qcow2')
+    base = dict(name=name, virt_type='kvm', memory='512MiB', max_memory='1GiB', vcpus=1, max_vcpus=2,
+                disks=[dict(path=root_disk, size='8G', format='qcow2')],
+                interfaces=[dict(type='network', source='default', model='virtio')],
+                graphics=dict(type='vnc', keymap='en-us'),
+                state='running', autostart=True)
+
+    # 2. virt-install: 512 MiB of 1 GiB, 1 of 2 vCPUs, 8 GiB qcow2, VNC, NAT network; start.
+    first, last = four_step(playbook, tmp_path, base)
+    dom = conn.lookupByName(name)
+    assert dom.isActive() and dom.autostart()
+    assert dom.info()[1] == 1024 * 1024 and dom.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE) == 1
+    assert dom.vcpusFlags(libvirt.VIR_DOMAIN_VCPU_MAXIMUM | libvirt.VIR_DOMAIN_AFFECT_CONFIG) == 2
+    info = _qemu_img_info(root_disk)
+    assert info['format'] == 'qcow2' and info['virtual-size'] == 8 * 1024 ** 3
+    graphics = _live(dom).find('devices/graphics')
+    assert graphics.get('type') == 'vnc' and graphics.get('listen') == '127.0.0.1'
+    [mac] = _macs(_inactive(dom))
+    uuid = dom.UUIDString()
+    assert last['domain']['uuid'] == uuid and last['domain']['state'] == 'running'
+    assert last['domain']['interfaces'][0]['mac'] == mac
+    assert any(c['option'] == 'definition' for c in first['changes'])
+
+    # 5. vCPU hot-add: libvirt reports 2 live and 2 in the definition.
+    step = dict(base, vcpus=2)
+    first, last = four_step(playbook, tmp_path, step)
+    assert {(c['scope'], c['option']) for c in first['changes']} == {('config', 'vcpus'), ('live', 'vcpus')}
+    assert [c['read_back'] for c in first['changes'] if c['scope'] == 'live'] == [2]
+    assert dom.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE) == 2
+    assert dom.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_CONFIG) == 2
+    assert last['pending_restart'] == []
+
+    # 5. attach a 2 GiB qcow2 vdb with cache=writeback, live and persistent.
+    step = dict(step, disks=base['disks'] + [dict(path=data_disk, size='2G', format='qcow2', target='vdb',
+                                                  cache='writeback')])
+    first, last = four_step(playbook, tmp_path, step)
+    assert ('live', 'disks[vdb]', 'attach') in {(c['scope'], c['option'], c['action']) for c in first['changes']}
+    for root in (_live(dom), _inactive(dom)):
+        assert _targets(root) == ['vda', 'vdb']
+        assert root.xpath("devices/disk[target/@dev='vdb']/driver")[0].get('cache') == 'writeback'
+    assert _qemu_img_info(data_disk)['virtual-size'] == 2 * 1024 ** 3
+
+    # 5. attach a virtio NIC on `default` (live and persistent); the first NIC keeps its MAC.
+    step = dict(step, interfaces=base['interfaces'] + [dict(source='default')])
+    first, last = four_step(playbook, tmp_path, step)
+    live_macs, config_macs = _macs(_live(dom)), _macs(_inactive(dom))
+    assert len(live_macs) == 2 and live_macs == config_macs and mac in live_macs
+    assert dom.UUIDString() == uuid
+
+    # Link state is changed live.
+    new_mac = [m for m in live_macs if m != mac][0]
+    linked = dict(step, interfaces=[base['interfaces'][0], dict(source='default', mac=new_mac, link_state='down')])
+    first, last = four_step(playbook, tmp_path, linked)
+    assert _live(dom).xpath("devices/interface[mac/@address='%s']/link" % new_mac)[0].get('state') == 'down'
+
+    # What needs a restart is listed, not applied live; it stays listed (but unchanged) on a re-run.
+    bigger = dict(linked, max_vcpus=4)
+    first, last = four_step(playbook, tmp_path, bigger)
+    assert first['pending_restart'] == ['max_vcpus'] and last['pending_restart'] == ['max_vcpus']
+    assert dom.vcpusFlags(libvirt.VIR_DOMAIN_VCPU_MAXIMUM | libvirt.VIR_DOMAIN_AFFECT_LIVE) == 2
+    assert dom.vcpusFlags(libvirt.VIR_DOMAIN_VCPU_MAXIMUM | libvirt.VIR_DOMAIN_AFFECT_CONFIG) == 4
+
+    # Bad input fails before any write, naming the option; the definition is untouched.
+    before_xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    for bad, message in (
+            (dict(memory='2GiB', max_memory='1GiB'), 'must not exceed max_memory'),
+            (dict(vcpus=3, max_vcpus=2), 'must not exceed max_vcpus'),
+            (dict(interfaces=[dict(source='kvmops-no-such-net')]), "interfaces[0].source: unknown network"),
+            (dict(interfaces=[dict(source='default', mac='52:54:00:xx:00:01')]), 'interfaces[0].mac: invalid MAC'),
+            (dict(disks=[dict(path=root_disk, target='vda'), dict(path=data_disk, target='vda')]),
+             'duplicate target vda'),
+            (dict(disks=[dict(pool='kvmops-no-such-pool', volume='x', size='1G')]), "unknown pool"),
+            (dict(xml='<domain><name>%s</name' % name), 'malformed domain XML'),
+            (dict(name='bad/name'), 'name: invalid guest name')):
+        task, result = run_domain(playbook, tmp_path, dict(bigger, **bad))
+        assert task.get('failed') is True and message in task['msg'], (bad, task)
+        assert 'Traceback' not in result.stdout and '\n' not in task['msg']
+    assert dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) == before_xml
+
+    # 4. graceful shutdown: SeaBIOS ignores ACPI, so without force it is a clear failure ...
+    stop = dict(name=name, state='shutdown', shutdown_timeout=3)
+    task, _ = run_domain(playbook, tmp_path, stop)
+    assert task['failed'] is True and 'did not shut down within shutdown_timeout (3 s)' in task['msg']
+    assert 'force: true' in task['msg']
+    # ... and with force it powers off after the timeout.
+    first, last = four_step(playbook, tmp_path, dict(stop, force=True))
+    assert [c['action'] for c in first['changes']] == ['shutdown', 'destroy']
+    assert not dom.isActive() and last['domain']['state'] == 'shutoff'
+
+    # 4. undefine, keeping the disk files.
+    first, last = four_step(playbook, tmp_path, dict(name=name, state='absent'))
+    assert last['domain'] == {'name': name, 'state': 'absent'}
+    with pytest.raises(libvirt.libvirtError):
+        conn.lookupByName(name)
+    assert os.path.exists(root_disk) and os.path.exists(data_disk)
+
+
+def test_xml_option_redefines_in_place(conn, guest, playbook, tmp_path):
+    """The `xml` alternative: compared by meaning, redefined in place, typed options on top."""
+    name, directory = guest['name'], guest['dir']
+    xml = textwrap.dedent("""
+        <domain type='qemu'>
+          <name>{name}</name>
+          <memory unit='MiB'>128</memory>
+          <vcpu>1</vcpu>
+          <os><type arch='x86_64'>hvm</type></os>
+          <devices><graphics type='vnc' listen='127.0.0.1'/></devices>
+        </domain>
+    """).format(name=name)
+    first, last = four_step(playbook, tmp_path, dict(name=name, xml=xml))
+    dom = conn.lookupByName(name)
+    uuid = dom.UUIDString()
+    assert dom.info()[1] == 128 * 1024
+    # Typed options win over the XML.
+    first, last = four_step(playbook, tmp_path, dict(name=name, xml=xml, memory='192MiB'))
+    assert [c['option'] for c in first['changes']] == ['memory', 'max_memory']
+    assert dom.UUIDString() == uuid and dom.maxMemory() == 192 * 1024
+    first, last = four_step(playbook, tmp_path, dict(name=name, xml=xml.replace('128', '160')))
+    assert dom.UUIDString() == uuid and dom.maxMemory() == 160 * 1024
+    del directory
+
+
+def test_cloud_init_seed_is_idempotent(conn, guest, playbook, tmp_path):
+    name, directory = guest['name'], guest['dir']
+    args = dict(name=name, virt_type='qemu', memory='128MiB',
+                cloud_init=dict(user_data={'hostname': name}, directory=directory))
+    first, last = four_step(playbook, tmp_path, args)
+    isos = [f for f in os.listdir(directory) if f.endswith('.iso')]
+    assert len(isos) == 1 and isos[0].startswith(name + '-cidata-')
+    label = subprocess.run(['blkid', '-o', 'value', '-s', 'LABEL', os.path.join(directory, isos[0])],
+                           capture_output=True, text=True).stdout.strip()
+    assert label == 'cidata'
+    [cdrom] = [d for d in last['domain']['disks'] if d['device'] == 'cdrom']
+    assert cdrom['source'] == os.path.join(directory, isos[0]) and cdrom['readonly'] is True
+    # New content: a new ISO, the medium is swapped.
+    first, last = four_step(playbook, tmp_path, dict(args, cloud_init=dict(args['cloud_init'], meta_data='instance-id: x\n')))
+    assert len([f for f in os.listdir(directory) if f.endswith('.iso')]) == 2
+    # Removal with remove_storage deletes the attached seed (the earlier one is never deleted unasked).
+    four_step(playbook, tmp_path, dict(name=name, state='absent', remove_storage=True))
+    assert [f for f in os.listdir(directory) if f.endswith('.iso')] == isos
+
+
+# ---------------------------------------------------------------- real Linux guest
+def _image_paths():
+    if not os.path.exists(IMAGE_SH):
+        return None
+    out = subprocess.run(['bash', IMAGE_SH, 'paths'], capture_output=True, text=True)
+    paths = dict(line.split('=', 1) for line in out.stdout.splitlines() if '=' in line)
+    return paths if paths.get('KVMOPS_IMAGE_READY') == 'yes' else None
+
+
+def _guest_ip(dom, timeout=240):
+    libvirt = _libvirt()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            addrs = dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE)
+        except libvirt.libvirtError:
+            addrs = {}
+        for iface in addrs.values():
+            for addr in iface.get('addrs') or []:
+                if addr['type'] == libvirt.VIR_IP_ADDR_TYPE_IPV4:
+                    return addr['addr']
+        time.sleep(2)
+    raise AssertionError('guest got no DHCP lease within %d s' % timeout)
+
+
+def _ssh(key, ip, command, timeout=240):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        proc = subprocess.run(['ssh', '-i', key, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null',
+                               '-o', 'ConnectTimeout=5', '-o', 'BatchMode=yes', 'root@%s' % ip, command],
+                              capture_output=True, text=True)
+        if proc.returncode == 0:
+            return proc.stdout
+        last = proc.stderr
+        time.sleep(3)
+    raise AssertionError('ssh to the guest failed: %s' % last)
+
+
+def _wait(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    raise AssertionError('timed out waiting for %s' % what)
+
+
+def test_walkthrough_linux_guest(conn, guest, default_network, playbook, tmp_path):
+    paths = _image_paths()
+    if paths is None:
+        pytest.skip('the Debian test image is not built (bash tests/lab/image.sh build)')
+    libvirt = _libvirt()
+    name, directory = guest['name'], guest['dir']
+    key = os.path.join(directory, 'id_ed25519')
+    subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f', key], check=True)
+    cmdline = subprocess.run(['bash', IMAGE_SH, 'cmdline', key + '.pub'], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    cmdline = dict(line.split('=', 1) for line in cmdline.splitlines() if line.startswith('CMDLINE='))\
+        .get('CMDLINE', cmdline)
+    root_disk = os.path.join(directory, 'root.qcow2')
+    data_disk = os.path.join(directory, 'data.qcow2')
+    base = dict(name=name, virt_type='auto', memory='512MiB', max_memory='1GiB', vcpus=1, max_vcpus=2,
+                kernel=paths['KVMOPS_IMAGE_KERNEL'], initrd=paths['KVMOPS_IMAGE_INITRD'], cmdline=cmdline,
+                disks=[dict(path=root_disk, backing=paths['KVMOPS_IMAGE_BASE'])],
+                interfaces=[dict(source='default')], state='running', shutdown_timeout=180)
+
+    first, last = four_step(playbook, tmp_path, base)
+    dom = conn.lookupByName(name)
+    info = _qemu_img_info(root_disk)
+    assert info['format'] == 'qcow2' and info['backing-filename'] == paths['KVMOPS_IMAGE_BASE']
+    ip = _guest_ip(dom)
+    assert _ssh(key, ip, 'cat /proc/cmdline').find('kvmops.sshkey=') >= 0
+    # The balloon driver brings the guest to 512 MiB.
+    _wait(lambda: dom.info()[2] == 512 * 1024, 120, 'the balloon to reach 512 MiB')
+
+    # Balloon to 1 GiB: libvirt and the guest see it.
+    step = dict(base, memory='1GiB')
+    first, last = four_step(playbook, tmp_path, step)
+    [live] = [c for c in first['changes'] if c['scope'] == 'live']
+    assert live['option'] == 'memory' and live['read_back'] == 1024 * 1024
+    assert dom.info()[2] == 1024 * 1024
+    total_kib = int(_ssh(key, ip, "awk '/MemTotal/ {print $2}' /proc/meminfo"))
+    assert total_kib > 700 * 1024
+
+    # vCPU hot-add: 2 live in libvirt, and online in the guest.
+    step = dict(step, vcpus=2)
+    first, last = four_step(playbook, tmp_path, step)
+    assert dom.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE) == 2
+    _wait(lambda: _ssh(key, ip, 'cat /sys/devices/system/cpu/online').strip() == '0-1', 60, 'vCPU 1 online')
+
+    # Disk hot-plug and hot-unplug (the guest releases it).
+    with_disk = dict(step, disks=base['disks'] + [dict(path=data_disk, size='2G', target='vdb', cache='writeback')])
+    four_step(playbook, tmp_path, with_disk)
+    _wait(lambda: 'vdb' in _ssh(key, ip, 'ls /sys/block'), 60, 'vdb in the guest')
+    first, last = four_step(playbook, tmp_path, step)
+    assert ('live', 'disks[vdb]', 'detach') in {(c['scope'], c['option'], c['action']) for c in first['changes']}
+    assert first['pending_restart'] == [] and _targets(_live(dom)) == ['vda'] == _targets(_inactive(dom))
+    assert os.path.exists(data_disk)
+
+    # NIC hot-plug and hot-unplug.
+    with_nic = dict(step, interfaces=base['interfaces'] + [dict(source='default', model='virtio')])
+    four_step(playbook, tmp_path, with_nic)
+    assert len(_macs(_live(dom))) == 2
+    _wait(lambda: 'eth1' in _ssh(key, ip, 'ls /sys/class/net'), 60, 'eth1 in the guest')
+    first, last = four_step(playbook, tmp_path, step)
+    assert len(_macs(_live(dom))) == 1 == len(_macs(_inactive(dom)))
+
+    # Graceful ACPI shutdown: the guest powers itself off within the timeout (no force needed).
+    first, last = four_step(playbook, tmp_path, dict(name=name, state='shutdown', shutdown_timeout=180))
+    assert [c['action'] for c in first['changes']] == ['shutdown']
+    assert not dom.isActive()
+
+    # Undefine keeping the disk.
+    four_step(playbook, tmp_path, dict(name=name, state='absent'))
+    assert os.path.exists(root_disk)
