@@ -575,8 +575,8 @@ class JobWatcher(object):
         if not summary:
             return
         self.last = summary
-        sample = dict((k, summary.get(k)) for k in ('elapsed_ms', 'data_processed', 'data_remaining',
-                                                     'memory_iteration', 'memory_dirty_rate', 'memory_bps'))
+        keys = ('elapsed_ms', 'data_processed', 'data_remaining', 'memory_iteration', 'memory_dirty_rate', 'memory_bps')
+        sample = dict((k, summary.get(k)) for k in keys)
         if len(self.samples) >= MAX_SAMPLES:
             del self.samples[1]  # keep the first sample and the latest ones
         self.samples.append(sample)
@@ -792,10 +792,11 @@ class Migration(object):
         result = self.result
         watcher = JobWatcher(guest.dom, params)
         dconn = dest.conn
-        if params['p2p']:
-            start = lambda: guest.dom.migrateToURI3(dest.uri, mparams, flags)  # noqa: E731
-        else:
-            start = lambda: guest.dom.migrate3(dconn, mparams, flags)  # noqa: E731
+
+        def start():
+            if params['p2p']:
+                return guest.dom.migrateToURI3(dest.uri, mparams, flags)
+            return guest.dom.migrate3(dconn, mparams, flags)
         wall_start = time.monotonic()
         if params['mode'] == 'offline':
             watcher.started = watcher.clock()

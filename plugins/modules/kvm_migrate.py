@@ -83,7 +83,7 @@ options:
     default: true
   p2p:
     description:
-      - Peer-to-peer migration: the source libvirtd connects to O(dest_uri) itself (C(VIR_MIGRATE_PEER2PEER)).
+      - Peer-to-peer migration, where the source libvirtd connects to O(dest_uri) itself (C(VIR_MIGRATE_PEER2PEER)).
         The source libvirtd must be able to reach and authenticate to that URI.
     type: bool
     default: false
@@ -139,7 +139,7 @@ options:
     type: int
   postcopy:
     description:
-      - Allow switching to post-copy (C(VIR_MIGRATE_POSTCOPY)). A failure after the switch cannot be rolled back:
+      - Allow switching to post-copy (C(VIR_MIGRATE_POSTCOPY)). A failure after the switch cannot be rolled back, because
         the guest's state is split between the hosts.
     type: bool
     default: false

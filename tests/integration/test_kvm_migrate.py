@@ -142,14 +142,14 @@ def drop_pool(conn, name):
 
 
 def migrate(playbook, tmp_path, check=False, ignore_errors=True, **args):
-    """Run kvm_migrate once through ansible-playbook; returns (task result, PlaybookResult)."""
+    """Run kvm_migrate once through ansible-playbook; returns the task result."""
     task = {'name': 'migrate', 'kvmops.kvm.kvm_migrate': args, 'ignore_errors': ignore_errors}
     play = [{'hosts': 'localhost', 'gather_facts': False, 'tasks': [task]}]
     path = tmp_path / ('migrate-%s.yml' % uuid.uuid4().hex[:6])
     path.write_text(json.dumps(play))
     result = playbook(str(path), check=check)
     assert 'Traceback' not in result.stdout, result.stdout[-3000:]
-    return result.task('migrate'), result
+    return result.task('migrate')
 
 
 def running(dom):
@@ -256,7 +256,7 @@ def test_placement_check_mode_live_idempotence_and_back(lab_host, conn, guests, 
     osless(conn, unique, virt_type, persistent=True)
     args = dict(name=unique, dest_candidates=[UNREACHABLE, LAB_URI], migrate_uri=TO_LAB, max_downtime=200)
 
-    checked, _ = migrate(playbook, tmp_path, check=True, **args)
+    checked = migrate(playbook, tmp_path, check=True, **args)
     assert not checked.get('failed'), checked
     assert checked['changed'] is True and checked['destination_uri'] == LAB_URI
     assert checked['placement']['chosen'] == LAB_URI
@@ -264,7 +264,7 @@ def test_placement_check_mode_live_idempotence_and_back(lab_host, conn, guests, 
     assert 'rejected: %s (destination unreachable: cannot connect to libvirt at %s' % (UNREACHABLE, UNREACHABLE) in reason
     assert running(find(conn, unique)) and find(lab_host.conn, unique) is None      # check mode moved nothing
 
-    moved, _ = migrate(playbook, tmp_path, **args)
+    moved = migrate(playbook, tmp_path, **args)
     assert not moved.get('failed'), moved
     assert moved['changed'] is True and moved['destination_uri'] == LAB_URI
     assert moved['flags'] == ['LIVE', 'PERSIST_DEST', 'UNDEFINE_SOURCE', 'ABORT_ON_ERROR']
@@ -279,14 +279,14 @@ def test_placement_check_mode_live_idempotence_and_back(lab_host, conn, guests, 
     assert moved['job_stats']['memory_total'] > 0 and moved['samples']
     assert any('max downtime set to 200 ms' in e for e in moved['events'])
 
-    again_check, _ = migrate(playbook, tmp_path, check=True, **args)
-    again, _ = migrate(playbook, tmp_path, **args)
+    again_check = migrate(playbook, tmp_path, check=True, **args)
+    again = migrate(playbook, tmp_path, **args)
     for result in (again_check, again):
         assert not result.get('failed') and result['changed'] is False, result
         assert result['destination_uri'] == LAB_URI and 'already running' in result['msg']
 
-    back, _ = migrate(playbook, tmp_path, uri=LAB_URI, name=unique, dest_uri='qemu:///system',
-                      migrate_uri=TO_MAIN, listen_address='10.254.77.1')
+    back = migrate(playbook, tmp_path, uri=LAB_URI, name=unique, dest_uri='qemu:///system',
+                   migrate_uri=TO_MAIN, listen_address='10.254.77.1')
     assert not back.get('failed'), back
     assert back['changed'] is True
     assert running(find(conn, unique)) and find(conn, unique).isPersistent()
@@ -297,23 +297,23 @@ def test_offline_moves_the_definition(lab_host, conn, guests, unique, virt_type,
     guests.append(unique)
     osless(conn, unique, virt_type, persistent=True, start=False)
     before = find(conn, unique).UUIDString()
-    live_on_shutoff, _ = migrate(playbook, tmp_path, name=unique, dest_uri=LAB_URI)
+    live_on_shutoff = migrate(playbook, tmp_path, name=unique, dest_uri=LAB_URI)
     assert live_on_shutoff['failed'] and 'a live migration needs it running' in live_on_shutoff['msg']
 
-    moved, _ = migrate(playbook, tmp_path, name=unique, dest_uri=LAB_URI, mode='offline')
+    moved = migrate(playbook, tmp_path, name=unique, dest_uri=LAB_URI, mode='offline')
     assert not moved.get('failed'), moved
     assert moved['changed'] is True and 'OFFLINE' in moved['flags']
     there = find(lab_host.conn, unique)
     assert there is not None and there.isPersistent() and not there.isActive() and there.UUIDString() == before
     assert find(conn, unique) is None
-    again, _ = migrate(playbook, tmp_path, name=unique, dest_uri=LAB_URI, mode='offline')
+    again = migrate(playbook, tmp_path, name=unique, dest_uri=LAB_URI, mode='offline')
     assert not again.get('failed') and again['changed'] is False, again
 
 
 def test_p2p_tunnelled_passes_the_flags(lab_host, conn, guests, unique, virt_type, playbook, tmp_path):
     guests.append(unique)
     osless(conn, unique, virt_type)
-    moved, _ = migrate(playbook, tmp_path, name=unique, dest_uri=LAB_URI, p2p=True, tunnelled=True, persistent=False)
+    moved = migrate(playbook, tmp_path, name=unique, dest_uri=LAB_URI, p2p=True, tunnelled=True, persistent=False)
     assert not moved.get('failed'), moved
     assert 'PEER2PEER' in moved['flags'] and 'TUNNELLED' in moved['flags'] and 'PERSIST_DEST' not in moved['flags']
     there = find(lab_host.conn, unique)
@@ -324,7 +324,7 @@ def test_tls_without_certificates_fails_and_rolls_back(lab_host, conn, guests, u
     guests.append(unique)
     osless(conn, unique, virt_type, persistent=True)
     config = find(conn, unique).XMLDesc(2)
-    failed, _ = migrate(playbook, tmp_path, name=unique, dest_uri=LAB_URI, migrate_uri=TO_LAB, tls=True)
+    failed = migrate(playbook, tmp_path, name=unique, dest_uri=LAB_URI, migrate_uri=TO_LAB, tls=True)
     assert failed['failed'] and 'TLS' in failed['flags'], failed
     assert failed['msg'].startswith('migration of %s to %s failed: ' % (unique, LAB_URI))
     assert failed['rollback']['source_state'] == 'running'
@@ -354,7 +354,7 @@ def test_preflight_failures_all_at_once_nothing_touched(lab_host, conn, guests, 
         squatter_uuid = squatter.UUIDString()
 
         for check in (True, False):
-            failed, _ = migrate(playbook, tmp_path, check=check, name=unique, dest_uri=LAB_URI, migrate_uri=TO_LAB)
+            failed = migrate(playbook, tmp_path, check=check, name=unique, dest_uri=LAB_URI, migrate_uri=TO_LAB)
             assert failed['failed'] and failed['changed'] is False, failed
             assert failed['msg'].startswith('preflight failed for guest %s, nothing was changed: ' % unique)
             problems = failed['problems']
@@ -385,17 +385,17 @@ def test_shared_storage_needs_unsafe_on_a_local_fs(lab_host, conn, guests, uniqu
         osless(conn, unique, virt_type, devices=DISK.format(path=disk), persistent=True)
         args = dict(name=unique, dest_uri=LAB_URI, migrate_uri=TO_LAB)
 
-        unseen, _ = migrate(playbook, tmp_path, **args)
+        unseen = migrate(playbook, tmp_path, **args)
         assert unseen['failed'] and any('disk vdb: %s is not visible on the destination' % disk in p
                                         for p in unseen['problems']), unseen
         ensure_pool(lab_host.conn, unique, directory)                 # the shared directory, as host2 sees it
 
-        refused, _ = migrate(playbook, tmp_path, **args)              # libvirt: local fs is not shared storage
+        refused = migrate(playbook, tmp_path, **args)              # libvirt: local fs is not shared storage
         assert refused['failed'] and 'UNSAFE' not in refused['flags'], refused
         assert 'unsafe' in refused['msg'].lower() and refused['rollback']['source_state'] == 'running'
         assert running(find(conn, unique)) and find(lab_host.conn, unique) is None
 
-        moved, _ = migrate(playbook, tmp_path, unsafe=True, **args)
+        moved = migrate(playbook, tmp_path, unsafe=True, **args)
         assert not moved.get('failed'), moved
         assert 'UNSAFE' in moved['flags'] and running(find(lab_host.conn, unique))
         assert moved['domain']['disks'][0]['source'] == disk and guest_checksum(disk) == digest
@@ -417,14 +417,14 @@ def test_copy_storage_all(lab_host, conn, guests, unique, virt_type, playbook, t
         osless(conn, unique, virt_type, devices=DISK.format(path=disk), persistent=True)
         args = dict(name=unique, dest_uri=LAB_URI, migrate_uri=TO_LAB, copy_storage='all')
 
-        nowhere, _ = migrate(playbook, tmp_path, **args)
+        nowhere = migrate(playbook, tmp_path, **args)
         assert nowhere['failed'] and any('copy_storage needs %s on the destination' % disk in p
                                          for p in nowhere['problems']), nowhere
         # host2 has its own /var/lib/libvirt/qemu: give it the directory as a pool; libvirt creates the image
         os.makedirs(lab_path(directory))
         ensure_pool(lab_host.conn, unique, directory)
 
-        moved, _ = migrate(playbook, tmp_path, **args)
+        moved = migrate(playbook, tmp_path, **args)
         assert not moved.get('failed'), moved
         assert 'NON_SHARED_DISK' in moved['flags'] and 'UNSAFE' not in moved['flags']
         assert running(find(lab_host.conn, unique)) and find(conn, unique) is None
@@ -491,8 +491,8 @@ def _still_home(conn, lab_host, workload, config):
 def test_no_convergence_times_out_aborts_and_rolls_back(lab_host, conn, workload, playbook, tmp_path):
     libvirt = _libvirt()
     config = find(conn, workload['name']).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-    failed, _ = migrate(playbook, tmp_path, name=workload['name'], dest_uri=LAB_URI, migrate_uri=TO_LAB,
-                        unsafe=True, bandwidth=2, timeout=30, poll_interval=1)
+    failed = migrate(playbook, tmp_path, name=workload['name'], dest_uri=LAB_URI, migrate_uri=TO_LAB,
+                     unsafe=True, bandwidth=2, timeout=30, poll_interval=1)
     assert failed.get('failed'), failed
     assert 'no convergence within the timeout of 30s; job aborted' in failed['msg']
     assert failed['rollback']['source_state'] == 'running'
@@ -533,7 +533,7 @@ def test_destination_libvirtd_killed_mid_migration(lab_host, conn, workload, tmp
         else:
             pytest.fail('the migration job did not start')
         os.kill(_lab_libvirtd_pid(), signal.SIGKILL)
-        out, _err = proc.communicate(timeout=300)
+        out = proc.communicate(timeout=300)[0]
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -549,9 +549,9 @@ def test_destination_libvirtd_killed_mid_migration(lab_host, conn, workload, tmp
 
 
 def test_auto_converge_completes(lab_host, conn, workload, playbook, tmp_path):
-    moved, _ = migrate(playbook, tmp_path, name=workload['name'], dest_uri=LAB_URI, migrate_uri=TO_LAB,
-                       unsafe=True, bandwidth=10, auto_converge=True, auto_converge_initial=60,
-                       auto_converge_increment=20, timeout=300, poll_interval=1)
+    moved = migrate(playbook, tmp_path, name=workload['name'], dest_uri=LAB_URI, migrate_uri=TO_LAB,
+                    unsafe=True, bandwidth=10, auto_converge=True, auto_converge_initial=60,
+                    auto_converge_increment=20, timeout=300, poll_interval=1)
     assert not moved.get('failed'), moved
     assert 'AUTO_CONVERGE' in moved['flags']
     assert running(find(lab_host.conn, workload['name'])) and find(conn, workload['name']) is None

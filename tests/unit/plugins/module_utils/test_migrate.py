@@ -362,7 +362,7 @@ def test_max_downtime_and_postcopy_after_first_pass():
     dom = FakeDom([_stats(1), _stats(1), _stats(2), _stats(3)])
     watcher = JobWatcher(dom, params(max_downtime=50, postcopy=True, postcopy_after_precopy=True), clock=Clock())
     watcher.started = 0.0
-    for _ in range(4):
+    for _step in range(4):
         watcher.poll_once()
     assert dom.calls == ['downtime 50', 'postcopy']
 
@@ -379,7 +379,7 @@ def test_samples_are_capped():
     dom = FakeDom([_stats(1)])
     watcher = JobWatcher(dom, params(), clock=Clock())
     watcher.started = 0.0
-    for _ in range(_migrate.MAX_SAMPLES + 30):
+    for _step in range(_migrate.MAX_SAMPLES + 30):
         watcher.poll_once()
     assert len(watcher.samples) == _migrate.MAX_SAMPLES
 
