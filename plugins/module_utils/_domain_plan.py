@@ -118,7 +118,7 @@ def _adopt_identity(wanted, current):
         node = etree.Element('uuid')
         node.text = uuid.text
         wanted.insert(1, node)
-    have = [i for i in current.findall('devices/interface')]
+    have = list(current.findall('devices/interface'))
     for index, iface in enumerate(wanted.findall('devices/interface')):
         if iface.find('mac') is None and index < len(have) and have[index].find('mac') is not None:
             iface.insert(0, copy.deepcopy(have[index].find('mac')))
@@ -261,15 +261,27 @@ def plan_config(spec, current, ctx=None):
         else:
             base = skeleton(spec['name'], spec['options'].get('virt_type') or 'kvm', spec.get('uuid'))
         changes.append(change('config', 'definition', 'define', after=spec['name']))
-    else:
+    normalized = _normalize_user_xml(user_xml) if user_xml is not None else None
+    # Implied values (max_vcpus follows vcpus, ...) are relative to what the options amend.
+    options = resolve_options(spec['options'], normalized if normalized is not None else current)
+    if not creating:
         base = copy.deepcopy(current)
         if user_xml is not None:
-            normalized = _normalize_user_xml(user_xml)
-            diffs = subset_differences(normalized, current, ignore=('address', 'alias', 'uuid', 'mac'))
+            # Typed options take precedence over the XML: compare the XML as they amend it.
+            # (both sides amended, so a typed option's change is reported once, as itself).
+            wanted, amended = copy.deepcopy(normalized), copy.deepcopy(current)
+            for option in OPTIONS:
+                if option.name in options:
+                    option.write(wanted, options[option.name])
+                    option.write(amended, options[option.name])
+            for key, tag in (('disks', 'disk'), ('interfaces', 'interface'), ('graphics', 'graphics')):
+                if spec.get(key) is not None:
+                    for node in wanted.findall('devices/' + tag):
+                        node.getparent().remove(node)
+            diffs = subset_differences(wanted, amended, ignore=('address', 'alias', 'uuid', 'mac'))
             if diffs:
                 base = _adopt_identity(normalized, current)
                 changes.append(change('config', 'xml', 'update', before=None, after=diffs))
-    options = resolve_options(spec['options'], current)
     for option in OPTIONS:
         if option.name not in options:
             continue
@@ -288,7 +300,9 @@ def plan_config(spec, current, ctx=None):
         _plan_graphics(spec, base, changes if not creating else [])
     added = ensure_console_and_balloon(base)
     if not creating:
-        changes.extend(change('config', what, 'add') for what in added)
+        had = dict((label, current.find('devices/' + tag) is not None)
+                   for tag, label in (('serial', 'serial console'), ('memballoon', 'memballoon')))
+        changes.extend(change('config', what, 'add') for what in added if not had[what])
     set_default_boot(base)
     return base, changes, options
 
