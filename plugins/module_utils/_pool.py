@@ -244,8 +244,8 @@ def describe(root, active, autostart):
     """Text for diff mode: run state first, then the definition."""
     if root is None:
         return ''
-    return '# active: %s, autostart: %s\n%s' % ('yes' if active else 'no', 'yes' if autostart else 'no',
-                                                  to_string(_without_sizes(root)))
+    header = '# active: %s, autostart: %s\n' % ('yes' if active else 'no', 'yes' if autostart else 'no')
+    return header + to_string(_without_sizes(root))
 
 
 def _without_sizes(root):

@@ -20,7 +20,7 @@ description:
   - Nothing is deleted unless asked. O(state=absent) stops and undefines the pool and keeps its data;
     the volumes and the pool's directory, filesystem or volume group are deleted only with O(delete_data=true).
 author:
-  - kvmops.kvm contributors
+  - kvmops.kvm contributors (@kvmops)
 extends_documentation_fragment:
   - kvmops.kvm.connection
 attributes:
@@ -102,7 +102,7 @@ options:
   build:
     description:
       - Create what the pool needs when the pool is first defined, or when the target directory of an inactive V(dir),
-        V(fs) or V(netfs) pool is missing on a local URI: the directory (with O(owner), O(group), O(mode)),
+        V(fs) or V(netfs) pool is missing on a local URI - the directory (with O(owner), O(group), O(mode)),
         the filesystem of an V(fs) pool (C(mkfs)), the volume group of a V(logical) pool.
       - Refuses to overwrite a device that already holds a filesystem or volume group label unless O(overwrite=true).
     type: bool
@@ -192,8 +192,8 @@ pool:
   contains:
     name: {description: Pool name., type: str, returned: always}
     uuid: {description: Pool UUID., type: str, returned: always}
-    type: {description: dir, fs, netfs, logical, iscsi., type: str, returned: always}
-    state: {description: inactive, building, running, degraded, inaccessible., type: str, returned: always}
+    type: {description: "dir, fs, netfs, logical, iscsi.", type: str, returned: always}
+    state: {description: "inactive, building, running, degraded, inaccessible.", type: str, returned: always}
     active: {description: Started., type: bool, returned: always}
     autostart: {description: Started with libvirt., type: bool, returned: always}
     persistent: {description: Defined., type: bool, returned: always}
@@ -201,7 +201,7 @@ pool:
     allocation: {description: Bytes., type: int, returned: always}
     available: {description: Bytes., type: int, returned: always}
     target_path: {description: Target path., type: str, returned: always}
-    source: {description: Source host, dir, device, name and format., type: dict, returned: always}
+    source: {description: "Source host, dir, device, name and format.", type: dict, returned: always}
     volumes:
       description: Volumes of an active pool (name, path, key, type, format, capacity, allocation, backing).
       type: list

@@ -19,7 +19,7 @@ description:
   - A volume is deleted only by O(state=absent) on that volume, and not when a defined guest uses it or another volume
     of the pool is an overlay on it, unless O(force=true).
 author:
-  - kvmops.kvm contributors
+  - kvmops.kvm contributors (@kvmops)
 extends_documentation_fragment:
   - kvmops.kvm.connection
 attributes:
@@ -159,8 +159,8 @@ volume:
     name: {description: Volume name., type: str, returned: always}
     path: {description: Path of the image., type: str, returned: always}
     key: {description: libvirt's volume key., type: str, returned: always}
-    type: {description: file, block, dir, network, ..., type: str, returned: always}
-    format: {description: raw, qcow2, ..., type: str, returned: always}
+    type: {description: "file, block, dir, network, ...", type: str, returned: always}
+    format: {description: "raw, qcow2, ...", type: str, returned: always}
     capacity: {description: Virtual size in bytes., type: int, returned: always}
     allocation: {description: Allocated bytes on the host., type: int, returned: always}
     backing:
