@@ -10,7 +10,7 @@ export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 export ANSIBLE_FORCE_COLOR := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test unit integration lab-test sanity lint build changelog lab-start lab-stop clean
+.PHONY: setup demo test unit integration lab-test sanity lint build changelog docs lab-start lab-stop clean
 
 setup:
 	@bash $(ROOT)/scripts/setup.sh
@@ -19,7 +19,7 @@ demo: setup
 	ansible-playbook $(ROOT)/playbooks/demo.yml
 
 # Every tier. pytest runs last so the run ends with its summary line.
-test: setup lint sanity build changelog
+test: setup lint sanity build changelog docs
 	python -m pytest -p no:cacheprovider $(ROOT)/tests/unit $(ROOT)/tests/integration -ra
 
 unit: setup
@@ -39,6 +39,10 @@ build: setup
 
 changelog: setup
 	cd $(ROOT) && antsibull-changelog lint
+
+# Docsite (antsibull-docs reference + docs/*.md guides) into build/docs/html; warnings fail it.
+docs: setup
+	@bash $(ROOT)/scripts/docs.sh
 
 lab-start: setup
 	@bash $(ROOT)/tests/lab/lab.sh start
