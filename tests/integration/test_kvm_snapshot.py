@@ -4,7 +4,6 @@ import os
 import shutil
 import subprocess
 import textwrap
-import time
 
 import pytest
 
