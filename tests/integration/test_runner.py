@@ -20,7 +20,7 @@ ansible_runner = pytest.importorskip('ansible_runner')
 
 PLAYBOOKS = os.path.join(ROOT, 'playbooks')
 SURVEYS = os.path.join(PLAYBOOKS, 'surveys')
-JOB_TEMPLATES = ['site', 'guest', 'migrate', 'drain_host']
+JOB_TEMPLATES = ['site', 'guest', 'migrate', 'drain_host', 'snapshot']
 SURVEY_TYPES = {'text', 'textarea', 'password', 'integer', 'float', 'multiplechoice', 'multiselect'}
 
 
@@ -264,3 +264,24 @@ def test_drain_host_rejects_the_source_among_the_candidates(tmp_path):
     assert result.status == 'failed' and result.rc == 2
     failed = one(result, 'runner_on_failed', 'Check the variables')
     assert 'drain_candidates' in failed['res']['msg']
+
+
+# ---------------------------------------------------------------- snapshot
+@pytest.mark.parametrize('answers,word', [
+    (dict(snapshot_name='s1'), 'snapshot_guest'),
+    (dict(snapshot_guest='web01'), 'snapshot_name'),
+    (dict(snapshot_guest='web01', snapshot_name='bad name'), 'snapshot_name'),
+    (dict(snapshot_guest='web01', snapshot_name='s1', snapshot_state='revert'), 'snapshot_state'),
+    (dict(snapshot_guest='web01', snapshot_name='s1', snapshot_memory='maybe'), 'snapshot_memory'),
+], ids=['no-guest', 'no-name', 'bad-name', 'bad-state', 'bad-memory'])
+def test_snapshot_rejects_bad_answers(tmp_path, answers, word):
+    result = run_job(tmp_path, 'snapshot.yml', survey_defaults('snapshot', **answers))
+    assert_failed_at_check(result, word)
+
+
+def test_snapshot_of_a_missing_guest_fails_in_the_module(tmp_path, unique):
+    result = run_job(tmp_path, 'snapshot.yml', survey_defaults('snapshot', snapshot_guest=unique, snapshot_name='s1'))
+    assert result.status == 'failed' and result.rc == 2
+    assert one(result, 'runner_on_ok', 'Check the variables')
+    failed = one(result, 'runner_on_failed', 'Apply the snapshot state')
+    assert unique in failed['res']['msg'] and 'Traceback' not in failed['res']['msg']
