@@ -83,7 +83,7 @@ def virt_type(conn):
 def free_prefix():
     """A /24 under 10.213.0.0/16 that no route on this machine uses."""
     routes = sh('ip', '-4', 'route', 'show', 'table', 'all').stdout
-    for _ in range(50):
+    for _attempt in range(50):
         prefix = '10.213.%d' % random.randint(1, 254)
         if prefix + '.' not in routes:
             return prefix
@@ -142,7 +142,7 @@ def world(conn):
     bridge = 'kvi%s' % hexid
     netns = name
     veth_host, veth_ns = 'kvh%s' % hexid, 'kvn%s' % hexid
-    mac = '52:54:00:%02x:%02x:%02x' % tuple(random.randint(0, 255) for _ in range(3))
+    mac = '52:54:00:%02x:%02x:%02x' % tuple(random.randint(0, 255) for _byte in range(3))
     script = '/tmp/%s-udhcpc.sh' % name
     net = None
     try:
@@ -167,7 +167,7 @@ def world(conn):
                  '-t', '10', '-T', '2', '-s', script, check=False)
         assert got.returncode == 0, 'no DHCP lease from our network: %s %s' % (got.stdout, got.stderr)
         lease = None
-        for _ in range(20):
+        for _attempt in range(20):
             leases = [item['ipaddr'] for item in net.DHCPLeases() if item['mac'].lower() == mac]
             if leases:
                 lease = leases[0]
@@ -256,7 +256,7 @@ def test_agent_only_gives_no_ansible_host(world, tmp_path):
 
 def test_arp_after_traffic(world, tmp_path):
     # Traffic from the host to the namespace we plugged into our own network.
-    for _ in range(10):
+    for _attempt in range(10):
         sh('busybox', 'ping', '-c', '1', '-W', '1', world['lease'], check=False)
         if any(line.split()[0] == world['lease'] and line.split()[2] != '0x0'
                for line in open('/proc/net/arp').read().splitlines()[1:]):
@@ -296,13 +296,13 @@ def test_constructed_compose_groups_keyed_groups(world, tmp_path):
     assert members(data, 'multi_cpu') == {world['name'] + '-run'}
     assert members(data, 'st_running') == {world['name'] + '-run'}
     assert members(data, 'st_shutoff') == {world['name'] + '-off'}
-    assert members(data, 'net_' + world['name'].replace('-', '_')) == {world['name'] + '-run',
-                                                                     world['name'] + '-off'}
+    both = {world['name'] + '-run', world['name'] + '-off'}
+    assert members(data, 'net_' + world['name'].replace('-', '_')) == both
 
 
 def test_strict_constructed_fails_on_a_bad_expression(world, tmp_path):
-    proc, _ = inventory(tmp_path, dict(uris=['qemu:///system'], names=[world['name'] + '-*'], strict=True,
-                                       compose={'x': 'no_such_variable.attr'}))
+    proc, dummy = inventory(tmp_path, dict(uris=['qemu:///system'], names=[world['name'] + '-*'], strict=True,
+                                           compose={'x': 'no_such_variable.attr'}))
     assert proc.returncode != 0
     assert 'no_such_variable' in proc.stderr
 
@@ -359,7 +359,7 @@ def test_unreachable_uri_is_a_warning_unless_strict(world, tmp_path):
     assert 'skipping %s' % UNREACHABLE_URI in ' '.join(proc.stderr.split())
     assert world['name'] + '-run' in data['_meta']['hostvars']
     config['strict_connections'] = True
-    proc, _ = inventory(tmp_path, config)
+    proc, dummy = inventory(tmp_path, config)
     assert proc.returncode != 0
     assert 'cannot connect to libvirt at %s' % UNREACHABLE_URI in ' '.join(proc.stderr.split())
 
