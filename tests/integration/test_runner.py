@@ -254,6 +254,63 @@ def test_migrate_rejects_bad_answers(tmp_path, answers, word):
     assert_failed_at_check(result, word)
 
 
+@pytest.fixture(scope='module')
+def lab_uri():
+    """The lab's second libvirtd; stopped afterwards only if this module started it."""
+    from test_lab import LAB_URI, lab
+    was_running = lab('status').returncode == 0
+    started = lab('start')
+    assert started.returncode == 0, started.stdout + started.stderr
+    yield LAB_URI
+    if not was_running:
+        stopped = lab('stop')
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+
+def test_migrate_a_running_guest_to_the_lab_host(tmp_path, conn, lab_uri, unique):
+    if not os.path.exists(os.path.join(ROOT, 'plugins', 'modules', 'kvm_migrate.py')):
+        pytest.skip('kvm_migrate not there yet')
+    import libvirt
+    guest = survey_defaults('guest', guest_name=unique, guest_memory='64MiB', guest_network='', guest_disk_size='')
+    answers = survey_defaults('migrate', migrate_guest=unique, migrate_source_uri='qemu:///system',
+                              migrate_dest_uri=lab_uri)
+    try:
+        created = run_job(tmp_path / 'guest', 'guest.yml', guest)
+        assert created.status == 'successful', created.stdout.read()[-3000:]
+        moved = run_job(tmp_path / 'move', 'migrate.yml', answers)
+        assert moved.status == 'successful' and moved.rc == 0, moved.stdout.read()[-3000:]
+        res = one(moved, 'runner_on_ok', 'Migrate the guest')['res']
+        assert res['changed'] is True and res['destination_uri'] == lab_uri
+        assert '(moved)' in one(moved, 'runner_on_ok', 'Report where the guest went')['res']['msg']
+        lab_conn = libvirt.open(lab_uri)
+        try:
+            assert lab_conn.lookupByName(unique).isActive()
+        finally:
+            lab_conn.close()
+        names = [d.name() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
+        assert unique not in names
+        again = run_job(tmp_path / 'again', 'migrate.yml', answers)
+        assert again.status == 'successful', again.stdout.read()[-3000:]
+        assert one(again, 'runner_on_ok', 'Migrate the guest')['res']['changed'] is False
+        assert stats(again)['changed'] == {}
+    finally:
+        for uri in ('qemu:///system', lab_uri):
+            try:
+                handle = libvirt.open(uri)
+            except libvirt.libvirtError:
+                continue
+            try:
+                dom = handle.lookupByName(unique)
+                if dom.isActive():
+                    dom.destroy()
+                if dom.isPersistent():
+                    dom.undefine()
+            except libvirt.libvirtError:
+                pass
+            finally:
+                handle.close()
+
+
 # -------------------------------------------------------------- drain_host
 def test_drain_host_rejects_the_source_among_the_candidates(tmp_path):
     if not os.path.exists(os.path.join(PLAYBOOKS, 'drain_host.yml')):
