@@ -297,6 +297,10 @@ preflight:
       description: Hostname of the destination.
       type: str
       returned: always
+    existing_definition:
+      description: An inactive definition of this guest (same name and UUID) is already on the destination.
+      type: bool
+      returned: when the destination was reachable
 placement:
   description: The choice among O(dest_candidates).
   returned: when O(dest_candidates) is used and the guest is on the source
