@@ -37,7 +37,7 @@ PACKAGES=(
     qemu-system-x86 qemu-utils ovmf
     libvirt-dev pkg-config gcc python3-dev python3-venv
     dnsmasq-base iproute2 iptables bridge-utils kmod procps
-    debootstrap busybox-static linux-image-amd64 e2fsprogs lvm2 qemu-block-extra
+    debootstrap busybox-static linux-image-amd64 e2fsprogs lvm2
     git make
 )
 missing=()
