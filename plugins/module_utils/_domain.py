@@ -34,6 +34,7 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._domain_plan import (
 )
 from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import (
     disk_view,
+    has_agent_channel,
     mask_secrets,
     nic_view,
 )
@@ -115,6 +116,7 @@ ARGUMENT_SPEC = dict(
     interfaces=dict(type='list', elements='dict', options=NIC_SPEC),
     graphics=dict(type='dict', options=GRAPHICS_SPEC),
     cloud_init=dict(type='dict', options=CLOUD_INIT_SPEC),
+    guest_agent=dict(type='bool'),
     xml=dict(type='str'),
 )
 
@@ -125,6 +127,7 @@ TARGET_RE = re.compile(r'^(vd|sd|hd|xvd)[a-z]{1,3}$')
 BUS_PREFIX = dict(virtio='vd', sata='sd', scsi='sd', usb='sd', ide='hd')
 PREFIX_BUS = dict(vd='virtio', sd='sata', hd='ide', xvd='xen')
 BALLOON_WAIT = 30
+AGENT_WAIT = 15
 DETACH_WAIT = 10
 LIVE = 1   # VIR_DOMAIN_AFFECT_LIVE
 
@@ -246,7 +249,7 @@ def validate(params):
                           disk=dict(device='cdrom', source=path, format='raw', target=target, bus='sata',
                                     readonly=True))
     return dict(name=name, uuid=params.get('uuid'), options=options, disks=disks, interfaces=nics,
-                graphics=graphics, cloud_init=cloud_init, xml=xml)
+                graphics=graphics, cloud_init=cloud_init, xml=xml, guest_agent=params.get('guest_agent'))
 
 
 def _validate_disk(index, raw):
@@ -543,6 +546,7 @@ class Manager(object):
             if kind == 'vcpus':
                 self.client.call('setVcpusFlags %s' % name, dom.setVcpusFlags, action['after'], LIVE)
                 entry['read_back'] = self.client.call('domain %s' % name, dom.info)[3]
+                self._online_vcpus(dom, action['after'], entry)
             elif kind == 'memory':
                 self.client.call('setMemoryFlags %s' % name, dom.setMemoryFlags, action['after'], LIVE)
                 entry['read_back'] = self._wait_balloon(dom, action['after'])
@@ -555,6 +559,24 @@ class Manager(object):
                 self.client.call('updateDeviceFlags %s' % name, dom.updateDeviceFlags, to_string(action['xml']), LIVE)
             elif kind == 'detach':
                 self._detach(dom, action, entry)
+
+    def _online_vcpus(self, dom, count, entry):
+        """Bring hot-added vCPUs online in the guest through the QEMU guest agent, when it has one."""
+        if not has_agent_channel(self.xml(dom, inactive=False)):
+            return
+        guest = libvirt.VIR_DOMAIN_VCPU_GUEST
+        deadline = time.time() + AGENT_WAIT
+        error = None
+        while time.time() < deadline:
+            try:
+                dom.setVcpusFlags(count, guest)
+                entry['guest_online'] = dom.vcpusFlags(guest)
+                return
+            except libvirt.libvirtError as exc:
+                error = exc.get_error_message() or str(exc)
+                time.sleep(1)
+        self.warnings.append('vcpus: %d vCPUs are plugged into %s, but the guest agent could not bring them online: %s'
+                             % (count, dom.name(), ' '.join(str(error).split())))
 
     def _wait_balloon(self, dom, target):
         deadline = time.time() + BALLOON_WAIT

@@ -33,10 +33,12 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import (
     ensure_console_and_balloon,
     graphics_differences,
     graphics_view,
+    has_agent_channel,
     link_only_change,
     media_only_change,
     nic_differences,
     nic_view,
+    set_agent_channel,
     set_default_boot,
     skeleton,
     update_disk,
@@ -298,6 +300,10 @@ def plan_config(spec, current, ctx=None):
         _plan_nics(spec, base, changes if not creating else [])
     if spec.get('graphics') is not None:
         _plan_graphics(spec, base, changes if not creating else [])
+    if spec.get('guest_agent') is not None and set_agent_channel(base, spec['guest_agent']) and not creating:
+        if has_agent_channel(current) != spec['guest_agent']:
+            changes.append(change('config', 'guest_agent', 'set', before=not spec['guest_agent'],
+                                  after=spec['guest_agent']))
     added = ensure_console_and_balloon(base)
     if not creating:
         had = dict((label, current.find('devices/' + tag) is not None)
@@ -421,6 +427,8 @@ def plan_live(spec, options, wanted, live, ctx=None, before=None):
             spec_g['port'] = None if spec_g['autoport'] else spec_g['port']
             if graphics_differences(spec_g, have_g):
                 pending.append('graphics')
+    if spec.get('guest_agent') is not None and has_agent_channel(live) != spec['guest_agent']:
+        pending.append('guest_agent')
     for tag, label in (('serial', 'serial console'), ('memballoon', 'memballoon')):
         if wanted.find('devices/' + tag) is not None and live.find('devices/' + tag) is None:
             pending.append(label)

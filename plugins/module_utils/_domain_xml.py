@@ -454,6 +454,28 @@ def build_graphics(spec):
     return elem
 
 
+AGENT_CHANNEL = 'org.qemu.guest_agent.0'
+
+
+def has_agent_channel(root):
+    return bool(root.xpath("devices/channel[target/@name='%s']" % AGENT_CHANNEL))
+
+
+def set_agent_channel(root, wanted):
+    """Add or remove the QEMU guest agent's virtio-serial channel; True when something changed."""
+    present = has_agent_channel(root)
+    if wanted and not present:
+        devices = child(root, 'devices')
+        channel = etree.SubElement(devices, 'channel', type='unix')
+        etree.SubElement(channel, 'target', type='virtio', name=AGENT_CHANNEL)
+        return True
+    if not wanted and present:
+        for node in root.xpath("devices/channel[target/@name='%s']" % AGENT_CHANNEL):
+            remove(node)
+        return True
+    return False
+
+
 def mask_secrets(root):
     """A copy of ``root`` whose graphics passwords are masked (diff output)."""
     if root is None:

@@ -295,6 +295,12 @@ options:
         description: Directory for the ISO on the hypervisor host.
         type: path
         default: /var/lib/libvirt/images
+  guest_agent:
+    description:
+      - Whether the guest has the QEMU guest agent's virtio-serial channel (C(org.qemu.guest_agent.0)).
+      - With the channel and C(qemu-guest-agent) running in the guest, vCPUs hot-added live are also brought
+        online inside the guest (C(virsh setvcpus --guest)); the result is RV(changes[].guest_online).
+    type: bool
   xml:
     description:
       - A full domain XML, as the alternative to the typed options.
@@ -440,7 +446,8 @@ changes:
       persistent definition, disk images, autostart) or V(live) (the running guest, including lifecycle).
     - C(action) is one of define, undefine, set, add, update, remove, attach, detach, create_image,
       create_volume, delete_file, delete_volume, start, shutdown, destroy, restart, suspend, resume.
-    - Live changes carry C(read_back), the value libvirt reports after the call, where one applies.
+    - Live changes carry C(read_back), the value libvirt reports after the call, where one applies, and a vCPU
+      hot-add on a guest with the guest agent carries C(guest_online), the vCPUs online inside the guest.
   returned: always
   type: list
   elements: dict

@@ -269,8 +269,8 @@ def test_bad_input_names_the_option(bad, message):
 def test_auto_targets_follow_the_bus():
     spec = validate(params(name='vm', disks=[dict(path='/a'), dict(path='/b', target='vda'),
                                              dict(path='/c', bus='sata'), dict(path='/d.iso', device='cdrom')]))
-    assert [(d['target'], d['bus']) for d in spec['disks']] == [('vdb', 'virtio'), ('vda', 'virtio'),
-                                                                  ('sda', 'sata'), ('sdb', 'sata')]
+    expected = [('vdb', 'virtio'), ('vda', 'virtio'), ('sda', 'sata'), ('sdb', 'sata')]
+    assert [(d['target'], d['bus']) for d in spec['disks']] == expected
 
 
 # ---------------------------------------------------------------- cloud-init seed
@@ -278,7 +278,7 @@ def test_seed_iso_round_trip_and_hash_name():
     name, image = seed_image('vm1', {'users': [{'name': 'ops'}]}, None, 'version: 2\n')
     again, image2 = seed_image('vm1', {'users': [{'name': 'ops'}]}, None, 'version: 2\n')
     assert (name, image) == (again, image2), 'same content, same bytes and name'
-    other, _ = seed_image('vm1', {'users': []})
+    other = seed_image('vm1', {'users': []})[0]
     assert other != name and name.startswith('vm1-cidata-') and name.endswith('.iso')
     volume, files = read_iso(image)
     assert volume == 'cidata'
@@ -332,8 +332,8 @@ class CountingConn(object):
         return attr
 
 
-def _converge(client, check=False, diff=False, **kw):
-    module = FakeModule(check_mode=check, diff=diff, **kw)
+def _converge(client, args, check=False, diff=False):
+    module = FakeModule(check_mode=check, diff=diff, **args)
     client.module = module
     return Manager(client, module).run()
 
@@ -354,49 +354,51 @@ GUEST = dict(name='kvmops-unit', memory='256MiB', max_memory='512MiB', vcpus=1, 
 
 
 def test_manager_check_then_real_then_noop(test_client):
-    first = _converge(test_client, check=True, diff=True, **GUEST)
+    first = _converge(test_client, GUEST, check=True, diff=True)
     assert first['changed'] is True and test_client.write_log == []
     assert test_client.find_domain('kvmops-unit') is None
     assert first['diff']['before'] == '' and '<name>kvmops-unit</name>' in first['diff']['after']
-    real = _converge(test_client, **GUEST)
+    real = _converge(test_client, GUEST)
     assert real['changed'] is True and test_client.write_log == ['defineXMLFlags']
     mac = real['domain']['interfaces'][0]['mac']
     assert mac and real['domain']['memory'] == {'current_kib': 256 * 1024, 'max_kib': 512 * 1024}
-    again = _converge(test_client, **GUEST)
+    again = _converge(test_client, GUEST)
     assert again['changed'] is False and again['changes'] == []
     assert test_client.write_log == ['defineXMLFlags'], 'a no-op run writes nothing'
     assert again['domain']['interfaces'][0]['mac'] == mac
     uuid = again['domain']['uuid']
-    bigger = dict(GUEST, vcpus=2)
-    change = _converge(test_client, diff=True, **bigger)
+    bigger = dict(GUEST)
+    bigger['vcpus'] = 2
+    change = _converge(test_client, bigger, diff=True)
     assert [c['option'] for c in change['changes']] == ['vcpus']
     assert change['domain']['uuid'] == uuid and change['domain']['interfaces'][0]['mac'] == mac
     assert "current=\"1\"" in change['diff']['before'] and "current=\"1\"" not in change['diff']['after']
-    gone = _converge(test_client, name='kvmops-unit', state='absent')
+    gone = _converge(test_client, dict(name='kvmops-unit', state='absent'))
     assert gone['changed'] is True and test_client.find_domain('kvmops-unit') is None
-    assert _converge(test_client, name='kvmops-unit', state='absent')['changed'] is False
+    assert _converge(test_client, dict(name='kvmops-unit', state='absent'))['changed'] is False
 
 
 def test_manager_rejects_unknown_network_before_any_write(test_client):
     with pytest.raises(KvmError, match=r"interfaces\[0\]\.source: unknown network 'nope'"):
-        _converge(test_client, **dict(GUEST, interfaces=[dict(source='nope')]))
+        _converge(test_client, dict(GUEST, interfaces=[dict(source='nope')]))
     assert test_client.write_log == []
 
 
 def test_manager_needs_memory_to_create(test_client):
     with pytest.raises(KvmError, match='^memory: required'):
-        _converge(test_client, name='kvmops-unit2')
+        _converge(test_client, dict(name='kvmops-unit2'))
 
 
 def test_password_is_masked_in_diff(test_client):
-    guest = dict(GUEST, name='kvmops-unit3', graphics=dict(type='vnc', password='s3cret'))
+    guest = dict(GUEST)
+    guest.update(name='kvmops-unit3', graphics=dict(type='vnc', password='s3cret'))
     try:
-        result = _converge(test_client, diff=True, **guest)
+        result = _converge(test_client, guest, diff=True)
         assert 's3cret' not in str(result)
-        again = _converge(test_client, **guest)
+        again = _converge(test_client, guest)
         assert again['changed'] is False
     finally:
-        _converge(test_client, name='kvmops-unit3', state='absent')
+        _converge(test_client, dict(name='kvmops-unit3', state='absent'))
 
 
 def test_copy_is_unaffected():

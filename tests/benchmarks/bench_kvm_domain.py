@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""Benchmark: converge N guests with kvmops.kvm.kvm_domain vs community.libvirt.virt.
+
+Not a test (not collected by pytest, not part of `make test`): a script that prints
+wall times and ratios. See tests/benchmarks/README.md.
+
+Both sides run under the same ansible-core and the same Python, from a separate
+virtualenv holding the `ansible` community package (which bundles community.libvirt),
+against the local libvirtd. Each side converges its own N guests (define + start +
+autostart), then re-runs the identical playbook (the no-op run). All guests are
+OS-less (no disk), so only the management overhead is measured.
+
+    python3 tests/benchmarks/bench_kvm_domain.py [--guests 10] [--venv /var/lib/kvmops-bench/venv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_VENV = '/var/lib/kvmops-bench/venv'
+URI = 'qemu:///system'
+
+TARGETS = dict(first=0.6, noop=0.4)
+
+GUEST_XML = textwrap.dedent("""\
+    <domain type='{{{{ virt_type }}}}'>
+      <name>{{{{ item }}}}</name>
+      <memory unit='MiB'>{memory}</memory>
+      <currentMemory unit='MiB'>{memory}</currentMemory>
+      <vcpu placement='static'>1</vcpu>
+      <os><type arch='x86_64'>hvm</type><boot dev='hd'/></os>
+      <features><acpi/><apic/></features>
+      <clock offset='utc'/>
+      <on_poweroff>destroy</on_poweroff>
+      <on_reboot>restart</on_reboot>
+      <on_crash>destroy</on_crash>
+      <devices>
+        <graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'>
+          <listen type='address' address='127.0.0.1'/>
+        </graphics>
+        <serial type='pty'><target port='0'/></serial>
+        <memballoon model='virtio'/>
+      </devices>
+    </domain>
+""")
+
+KVM_DOMAIN_PLAY = """\
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Converge guests with kvmops.kvm.kvm_domain
+      kvmops.kvm.kvm_domain:
+        name: "{{ item }}"
+        virt_type: "{{ virt_type }}"
+        memory: %(memory)dMiB
+        vcpus: 1
+        graphics: {type: vnc}
+        state: running
+        autostart: true
+      loop: "{{ guests }}"
+"""
+
+# The way community.libvirt's users write it: define from XML, then state, then autostart.
+VIRT_PLAY = """\
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Define guests
+      community.libvirt.virt:
+        command: define
+        xml: "{{ lookup('template', '%(template)s') }}"
+      loop: "{{ guests }}"
+    - name: Start guests
+      community.libvirt.virt:
+        name: "{{ item }}"
+        state: running
+      loop: "{{ guests }}"
+    - name: Autostart guests
+      community.libvirt.virt:
+        name: "{{ item }}"
+        autostart: true
+      loop: "{{ guests }}"
+"""
+
+PING_PLAY = """\
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Ping per item (the floor of one-task-per-item designs)
+      ansible.builtin.ping:
+      loop: "{{ range(%(items)d) | list }}"
+"""
+
+
+def env_for(venv):
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, '.venv', 'collections'),
+        ANSIBLE_CONFIG=os.path.join(ROOT, 'ansible.cfg'),
+        ANSIBLE_STDOUT_CALLBACK='default',
+        ANSIBLE_NOCOLOR='1',
+        ANSIBLE_RETRY_FILES_ENABLED='0',
+        ANSIBLE_PYTHON_INTERPRETER=os.path.join(venv, 'bin', 'python'),
+        ANSIBLE_LOCALHOST_WARNING='0',
+        ANSIBLE_INVENTORY_UNPARSED_WARNING='0',
+        LIBVIRT_DEFAULT_URI=URI,
+    )
+    return env
+
+
+def run_play(venv, path, extra_vars):
+    cmd = [os.path.join(venv, 'bin', 'ansible-playbook'), '-i', 'localhost,', '-c', 'local', path,  # noqa
+           '-e', json.dumps(extra_vars)]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, env=env_for(venv), capture_output=True, text=True, check=False)
+    elapsed = time.monotonic() - start
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-2000:])
+        raise SystemExit('playbook %s failed (rc=%d)' % (os.path.basename(path), proc.returncode))
+    changed = len(re.findall(r'^changed: \[localhost\]', proc.stdout, re.M))
+    return elapsed, changed
+
+
+def preferred_virt_type():
+    """kvm when libvirt offers it (an OS-less guest runs there), else qemu."""
+    import libvirt
+    conn = libvirt.open(URI)
+    try:
+        conn.getDomainCapabilities(None, 'x86_64', None, 'kvm', 0)
+        return 'kvm'
+    except libvirt.libvirtError:
+        return 'qemu'
+    finally:
+        conn.close()
+
+
+def cleanup(names):
+    import libvirt
+    libvirt.registerErrorHandler(lambda *_: None, None)
+    conn = libvirt.open(URI)
+    try:
+        for name in names:
+            try:
+                dom = conn.lookupByName(name)
+            except libvirt.libvirtError:
+                continue
+            try:
+                if dom.isActive():
+                    dom.destroy()
+                dom.setAutostart(0)
+                dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                                  | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+            except libvirt.libvirtError as exc:
+                sys.stderr.write('cleanup %s: %s\n' % (name, exc))
+    finally:
+        conn.close()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--guests', type=int, default=10)
+    parser.add_argument('--memory', type=int, default=128, help='MiB per guest')
+    parser.add_argument('--venv', default=DEFAULT_VENV,
+                        help='virtualenv with the ansible package (community.libvirt), libvirt-python and lxml')
+    parser.add_argument('--no-floor', action='store_true', help='skip the ansible.builtin.ping reference run')
+    args = parser.parse_args()
+    if not os.path.exists(os.path.join(args.venv, 'bin', 'ansible-playbook')):
+        raise SystemExit('no ansible-playbook in %s: see tests/benchmarks/README.md' % args.venv)
+
+    tag = uuid.uuid4().hex[:6]
+    ours = ['kvmops-bench-%s-k%02d' % (tag, i) for i in range(args.guests)]
+    theirs = ['kvmops-bench-%s-v%02d' % (tag, i) for i in range(args.guests)]
+    virt_type = preferred_virt_type()
+    work = tempfile.mkdtemp(prefix='kvmops-bench-')
+    template = os.path.join(work, 'guest.xml.j2')
+    with open(template, 'w') as handle:
+        handle.write(GUEST_XML.format(memory=args.memory))
+    plays = {}
+    for key, text in (('kvm_domain', KVM_DOMAIN_PLAY % dict(memory=args.memory)),
+                      ('virt', VIRT_PLAY % dict(template=template)),
+                      ('ping', PING_PLAY % dict(items=3 * args.guests))):
+        plays[key] = os.path.join(work, key + '.yml')
+        with open(plays[key], 'w') as handle:
+            handle.write(text)
+
+    results = {}
+    try:
+        for side, names in (('kvm_domain', ours), ('virt', theirs)):
+            extra = dict(guests=names, virt_type=virt_type)
+            results[side] = dict(first=run_play(args.venv, plays[side], extra),
+                                 noop=run_play(args.venv, plays[side], extra))
+        if not args.no_floor:
+            results['ping'] = run_play(args.venv, plays['ping'], {})
+    finally:
+        cleanup(ours + theirs)
+
+    print('guests: %d (%s, %d MiB, OS-less), ansible venv: %s' % (args.guests, virt_type, args.memory, args.venv))
+    print('%-34s %10s %10s' % ('', 'first (s)', 'no-op (s)'))
+    for side, label in (('kvm_domain', 'kvmops.kvm.kvm_domain (1 task)'),
+                        ('virt', 'community.libvirt.virt (3 tasks)')):
+        print('%-34s %10.1f %10.1f   changed items: %d / %d' % (
+            label, results[side]['first'][0], results[side]['noop'][0],
+            results[side]['first'][1], results[side]['noop'][1]))
+    if 'ping' in results:
+        print('%-34s %10.1f' % ('ansible.builtin.ping x %d items' % (3 * args.guests), results['ping'][0]))
+    ok = True
+    for run in ('first', 'noop'):
+        ratio = results['kvm_domain'][run][0] / results['virt'][run][0]
+        passed = ratio <= TARGETS[run]
+        ok = ok and passed
+        print('ratio %-6s kvm_domain / virt = %.2f  (target <= %.1f: %s)' % (run, ratio, TARGETS[run],
+                                                                           'met' if passed else 'MISSED'))
+    noop_changed = results['kvm_domain']['noop'][1]
+    print('kvm_domain no-op changed items: %d (target 0: %s)' % (noop_changed, 'met' if noop_changed == 0 else 'MISSED'))
+    ok = ok and noop_changed == 0
+    return 0 if ok else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
