@@ -299,7 +299,7 @@ options:
     description:
       - Whether the guest has the QEMU guest agent's virtio-serial channel (C(org.qemu.guest_agent.0)).
       - With the channel and C(qemu-guest-agent) running in the guest, vCPUs hot-added live are also brought
-        online inside the guest (C(virsh setvcpus --guest)); the result is RV(changes[].guest_online).
+        online inside the guest (C(virsh setvcpus --guest)); the C(guest_online) field of the live RV(changes) entry reports them.
     type: bool
   xml:
     description:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: converge N guests with kvmops.kvm.kvm_domain vs community.libvirt.virt.
 
 Not a test (not collected by pytest, not part of `make test`): a script that prints
@@ -10,7 +9,7 @@ against the local libvirtd. Each side converges its own N guests (define + start
 autostart), then re-runs the identical playbook (the no-op run). All guests are
 OS-less (no disk), so only the management overhead is measured.
 
-    python3 tests/benchmarks/bench_kvm_domain.py [--guests 10] [--venv /var/lib/kvmops-bench/venv]
+    .venv/bin/python tests/benchmarks/bench_kvm_domain.py [--guests 10] [--venv /var/lib/kvmops-bench/venv]
 """
 
 from __future__ import annotations
@@ -218,8 +217,8 @@ def main():
         ratio = results['kvm_domain'][run][0] / results['virt'][run][0]
         passed = ratio <= TARGETS[run]
         ok = ok and passed
-        print('ratio %-6s kvm_domain / virt = %.2f  (target <= %.1f: %s)' % (run, ratio, TARGETS[run],
-                                                                           'met' if passed else 'MISSED'))
+        verdict = 'met' if passed else 'MISSED'
+        print('ratio %-6s kvm_domain / virt = %.2f  (target <= %.1f: %s)' % (run, ratio, TARGETS[run], verdict))
     noop_changed = results['kvm_domain']['noop'][1]
     print('kvm_domain no-op changed items: %d (target 0: %s)' % (noop_changed, 'met' if noop_changed == 0 else 'MISSED'))
     ok = ok and noop_changed == 0
