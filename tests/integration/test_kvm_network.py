@@ -119,7 +119,7 @@ def dnsmasq_pids(netname):
     conf = '/var/lib/libvirt/dnsmasq/%s.conf' % netname
     pids = []
     for line in sh(['ps', '-eo', 'pid=,args=']).stdout.splitlines():
-        pid, _, args = line.strip().partition(' ')
+        pid, _sep, args = line.strip().partition(' ')
         if 'dnsmasq' in args and '--conf-file=%s' % conf in args:
             pids.append(int(pid))
     return pids
@@ -275,7 +275,7 @@ def guest(conn, names):
     state = {}
 
     def start():
-        mac = '52:54:00:%02x:%02x:%02x' % tuple(random.randrange(256) for _ in range(3))
+        mac = '52:54:00:%02x:%02x:%02x' % tuple(random.randrange(256) for _octet in range(3))
         dom = conn.createXML(DOMAIN_XML.format(virt_type=_virt_type(conn), name=names['name'], mac=mac,
                                                net=names['name']), 0)
         state['dom'] = dom
@@ -291,7 +291,7 @@ def guest(conn, names):
 
 
 def tap_of(dom):
-    import lxml.etree as etree
+    from lxml import etree
     return etree.fromstring(dom.XMLDesc(0)).find('devices/interface/target').get('dev')
 
 
@@ -378,7 +378,7 @@ def netns(names):
 def test_client_obtains_lease(names, netns, playbook, tmp_path, conn):
     """A DHCP client in a namespace, plugged into the network's bridge, gets its static lease from dnsmasq."""
     name, br, a = names['name'], names['bridge'], names['octet']
-    mac = '52:54:00:%02x:%02x:%02x' % tuple(random.randrange(256) for _ in range(3))
+    mac = '52:54:00:%02x:%02x:%02x' % tuple(random.randrange(256) for _octet in range(3))
     base = dict(name=name, state='active', forward='nat', bridge=dict(name=br),
                 ipv4=dict(address='10.254.%d.1/24' % a, dhcp_ranges=[dict(start='10.254.%d.100' % a, end='10.254.%d.150' % a)]))
     four_steps(playbook, tmp_path, base)
@@ -497,7 +497,7 @@ def test_xml_option_and_kvm_info_shape(names, playbook, tmp_path, conn):
     # the same definition given as options: no change
     same = dict(name=name, forward='route', bridge=dict(name=br, stp=True, delay=0),
                 ipv4=dict(address='10.254.%d.1/24' % a, dhcp_ranges=[dict(start='10.254.%d.10' % a, end='10.254.%d.20' % a)]))
-    res, _ = run_net(playbook, tmp_path, same)
+    res, _out = run_net(playbook, tmp_path, same)
     assert res['changed'] is False, res['changes']
 
 
@@ -506,7 +506,7 @@ def test_host_bridge_mode(names, host_bits, playbook, tmp_path, conn):
     make, made = host_bits
     name, br = names['name'], names['bridge']
     args = dict(name=name, state='active', autostart=False, forward='bridge', bridge=dict(name=br))
-    res, _ = run_net(playbook, tmp_path, args)
+    res, _out = run_net(playbook, tmp_path, args)
     assert res.get('failed') and 'host bridge %s does not exist' % br in res['msg'], res
     assert name not in [n.name() for n in conn.listAllNetworks(0)]
     made.append(br)

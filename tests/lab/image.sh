@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # tests/lab/image.sh - cached Debian 12 (bookworm) guest image for real-guest tests.
 #
 # Builds (once per recipe) a minimal bookworm root filesystem with debootstrap,

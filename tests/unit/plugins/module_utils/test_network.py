@@ -275,11 +275,18 @@ def test_create_start_autostart(client, writes):
     assert results[0]['diff']['before'] == '' and 'kvunit0' in results[0]['diff']['after']
 
 
+def with_ipv4(value):
+    """NEW with another ipv4 section."""
+    spec = dict(NEW)
+    spec['ipv4'] = value
+    return spec
+
+
 def test_dhcp_host_in_place_then_removed(client, writes):
     run(client, params(state='active', **NEW))
     del writes[:]
     hosts = [dict(mac='52:54:00:00:00:01', name='vm1', ip='10.97.0.5')]
-    add = params(**dict(NEW, ipv4=ipv4('10.97.0.1/24', hosts=hosts)))
+    add = params(**with_ipv4(ipv4('10.97.0.1/24', hosts=hosts)))
     results = four_steps(client, writes, add)
     assert set(writes) == {'update'}, writes  # no redefine, no restart
     assert results[1]['pending_restart'] == [] and results[1]['restarted'] is False
@@ -287,7 +294,7 @@ def test_dhcp_host_in_place_then_removed(client, writes):
     # unrelated option left out: the ranges are kept
     assert results[-1]['network']['addresses'][0]['dhcp_ranges'] == [dict(start='10.97.0.10', end='10.97.0.20')]
     del writes[:]
-    results = four_steps(client, writes, params(**dict(NEW, ipv4=ipv4('10.97.0.1/24', hosts=[]))))
+    results = four_steps(client, writes, params(**with_ipv4(ipv4('10.97.0.1/24', hosts=[]))))
     assert set(writes) == {'update'}
     assert results[-1]['network']['addresses'][0]['dhcp_hosts'] == []
 
