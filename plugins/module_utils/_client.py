@@ -58,6 +58,12 @@ def one_line(text):
     return re.sub(r'\s+', ' ', str(text or '')).strip()
 
 
+def is_local_uri(uri):
+    """True when the URI names no remote host (qemu:///system, test:///default)."""
+    rest = uri.split('://', 1)[1] if '://' in uri else ''
+    return rest.startswith('/') or rest == ''
+
+
 def kvm_argument_spec(spec=None):
     """The module's own options merged with the shared connection options."""
     merged = dict(KVM_COMMON_ARGS)

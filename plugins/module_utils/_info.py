@@ -8,7 +8,7 @@ from __future__ import annotations
 import fnmatch
 import socket
 
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import libvirt, run
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import is_local_uri, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import (
     domain_facts,
     network_facts,
@@ -25,12 +25,6 @@ ARGUMENT_SPEC = dict(
     gather=dict(type='list', elements='str', choices=GATHER_CHOICES, default=GATHER_DEFAULT),
     name=dict(type='list', elements='str', default=[]),
 )
-
-
-def is_local_uri(uri):
-    """True when the URI names no remote host (qemu:///system, test:///default)."""
-    rest = uri.split('://', 1)[1] if '://' in uri else ''
-    return rest.startswith('/') or rest == ''
 
 
 def _matches(name, patterns):

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import fnmatch
 
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, LibvirtClient, libvirt, one_line
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, LibvirtClient, is_local_uri, libvirt, one_line
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import domain_facts, network_facts
-from ansible_collections.kvmops.kvm.plugins.module_utils._info import is_local_uri
 
 ADDRESS_SOURCES = ('lease', 'agent', 'arp')
 ADDRESS_FAMILIES = ('ipv4', 'ipv6', 'any')

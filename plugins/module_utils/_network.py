@@ -25,9 +25,8 @@ import ipaddress
 import os
 import re
 
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, libvirt, run
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, is_local_uri, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import network_facts, network_xml_facts
-from ansible_collections.kvmops.kvm.plugins.module_utils._info import is_local_uri
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import (
     etree,
     make_diff,

@@ -17,9 +17,8 @@ import grp
 import os
 import pwd
 
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, libvirt, run
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, is_local_uri, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import pool_facts
-from ansible_collections.kvmops.kvm.plugins.module_utils._info import is_local_uri
 from ansible_collections.kvmops.kvm.plugins.module_utils._volume import disk_users
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, find_text, make_diff, parse, subset_differences, to_string
 

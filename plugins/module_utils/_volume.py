@@ -16,9 +16,8 @@ from __future__ import annotations
 import errno
 import os
 
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, libvirt, run
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, is_local_uri, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import volume_facts
-from ansible_collections.kvmops.kvm.plugins.module_utils._info import is_local_uri
 from ansible_collections.kvmops.kvm.plugins.module_utils._qemu_img import chain_summary, image_check, image_info
 from ansible_collections.kvmops.kvm.plugins.module_utils._units import to_bytes
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, find_text, make_diff, parse

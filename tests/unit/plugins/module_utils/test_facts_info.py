@@ -72,7 +72,8 @@ def test_host_report_from_test_driver(client):
     ('qemu+ssh://root@hv01/system', False), ('qemu+tcp://10.0.0.2/system', False),
 ])
 def test_is_local_uri(uri, local):
-    assert _info.is_local_uri(uri) is local
+    from ansible_collections.kvmops.kvm.plugins.module_utils._client import is_local_uri
+    assert is_local_uri(uri) is local
 
 
 @pytest.mark.parametrize('number, text', [(9000000, '9.0.0'), (7002022, '7.2.22'), (0, None)])
