@@ -4,44 +4,12 @@ import os
 import shutil
 import stat
 import subprocess
-import textwrap
 
 import pytest
 
+from storage_helpers import expect_failure, four_step, run_task, write_play
+
 BASE = '/var/lib/kvmops-test'
-
-
-def _play(tmp_path, tasks, name='play.yml'):
-    body = '- hosts: localhost\n  gather_facts: false\n  tasks:\n' + textwrap.indent(textwrap.dedent(tasks), '    ')
-    path = tmp_path / name
-    path.write_text(body)
-    return str(path)
-
-
-def _run(playbook, path, extra, check=False, task='t'):
-    result = playbook(path, extra_vars=extra, check=check, diff=True)
-    assert result.rc == 0, (result.stdout + result.stderr)[-4000:]
-    return result.task(task)
-
-
-def four_step(playbook, path, extra, task='t', same_actions=True):
-    """check -> real -> check -> real: changed, changed, not changed, not changed."""
-    results = [_run(playbook, path, extra, check=check, task=task) for check in (True, False, True, False)]
-    assert [r['changed'] for r in results] == [True, True, False, False], [r.get('actions') for r in results]
-    if same_actions:
-        assert results[0]['actions'] == results[1]['actions'], 'check mode predicted other actions'
-
-    assert results[2]['actions'] == [] and results[3]['actions'] == []
-    return results
-
-
-def _fail(playbook, path, extra, task='t'):
-    result = playbook(path, extra_vars=extra)
-    assert result.rc != 0
-    out = result.task(task)
-    assert out['failed'] is True
-    assert 'Traceback' not in result.stdout and '\n' not in out['msg']
-    return out['msg']
 
 
 @pytest.fixture
@@ -101,10 +69,10 @@ def test_dir_pool_built_started_autostarted(playbook, tmp_path, unique, conn, cl
     path = os.path.join(BASE, unique)
     cleanup['pools'].append(unique)
     cleanup['dirs'].append(path)
-    play = _play(tmp_path, DIR_POOL)
+    play = write_play(tmp_path, DIR_POOL)
     extra = dict(name=unique, path=path)
 
-    first = _run(playbook, play, extra, check=True)
+    first = run_task(playbook, play, extra, check=True)
     assert first['changed'] is True and first['actions'] == ['define', 'build', 'start', 'autostart']
     assert _pool_or_none(conn, unique) is None and not os.path.exists(path), 'check mode wrote something'
     assert '<path>%s</path>' % path in first['diff']['after'] and first['diff']['before'] == ''
@@ -124,8 +92,8 @@ def test_changed_permissions_apply_at_once(playbook, tmp_path, unique, conn, cle
     path = os.path.join(BASE, unique)
     cleanup['pools'].append(unique)
     cleanup['dirs'].append(path)
-    play = _play(tmp_path, DIR_POOL)
-    _run(playbook, play, dict(name=unique, path=path))
+    play = write_play(tmp_path, DIR_POOL)
+    run_task(playbook, play, dict(name=unique, path=path))
     uuid = conn.storagePoolLookupByName(unique).UUIDString()
 
     changed = four_step(playbook, play, dict(name=unique, path=path, mode='0755'))
@@ -144,8 +112,8 @@ def test_changed_definition_pending_then_restart(playbook, tmp_path, unique, con
     moved = path + '-moved'
     cleanup['pools'].append(unique)
     cleanup['dirs'] += [path, moved]
-    play = _play(tmp_path, DIR_POOL)
-    _run(playbook, play, dict(name=unique, path=path))
+    play = write_play(tmp_path, DIR_POOL)
+    run_task(playbook, play, dict(name=unique, path=path))
 
     pending = four_step(playbook, play, dict(name=unique, path=moved))
     assert pending[1]['actions'] == ['redefine']
@@ -165,11 +133,11 @@ def test_inactive_then_present_then_active(playbook, tmp_path, unique, conn, cle
     path = os.path.join(BASE, unique)
     cleanup['pools'].append(unique)
     cleanup['dirs'].append(path)
-    play = _play(tmp_path, DIR_POOL)
-    _run(playbook, play, dict(name=unique, path=path))
+    play = write_play(tmp_path, DIR_POOL)
+    run_task(playbook, play, dict(name=unique, path=path))
     stopped = four_step(playbook, play, dict(name=unique, path=path, state='inactive'))
     assert stopped[1]['actions'] == ['stop'] and not conn.storagePoolLookupByName(unique).isActive()
-    results = [_run(playbook, play, dict(name=unique, path=path, state='present'), check=c) for c in (True, False)]
+    results = [run_task(playbook, play, dict(name=unique, path=path, state='present'), check=c) for c in (True, False)]
     assert [r['changed'] for r in results] == [False, False], 'present leaves the run state alone'
     started = four_step(playbook, play, dict(name=unique, path=path, state='active'))
     assert started[1]['actions'] == ['start'] and conn.storagePoolLookupByName(unique).isActive()
@@ -199,7 +167,7 @@ def test_absent_keeps_data_unless_delete_data(playbook, tmp_path, unique, conn, 
     cleanup['pools'].append(unique)
     cleanup['dirs'].append(path)
     _dir_pool_with_volume(conn, unique, path)
-    play = _play(tmp_path, ABSENT)
+    play = write_play(tmp_path, ABSENT)
 
     kept = four_step(playbook, play, dict(name=unique))
     assert kept[1]['actions'] == ['stop', 'undefine'] and kept[1]['deleted_volumes'] == []
@@ -227,7 +195,7 @@ def test_delete_data_refused_for_volume_of_a_defined_guest(playbook, tmp_path, u
     conn.defineXML("<domain type='qemu'><name>%s</name><memory unit='MiB'>64</memory><os><type>hvm</type></os>"
                    "<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
                    "<source file='%s'/><target dev='vda' bus='virtio'/></disk></devices></domain>" % (unique, disk))
-    msg = _fail(playbook, _play(tmp_path, ABSENT), dict(name=unique, delete_data=True))
+    msg = expect_failure(playbook, write_play(tmp_path, ABSENT), dict(name=unique, delete_data=True))
     assert 'keep.qcow2 (used by %s)' % unique in msg and 'force' in msg
     assert pool.isActive() and os.path.isfile(disk)
 
@@ -253,7 +221,7 @@ BAD = """
 ])
 def test_bad_input_rejected_before_any_write(playbook, tmp_path, unique, conn, extra, fragment):
     extra = dict(extra, name=unique)
-    msg = _fail(playbook, _play(tmp_path, BAD), extra)
+    msg = expect_failure(playbook, write_play(tmp_path, BAD), extra)
     assert fragment in msg
     assert _pool_or_none(conn, unique) is None
 
@@ -276,7 +244,7 @@ def test_netfs_definition_validated_by_libvirt(playbook, tmp_path, unique, conn,
     import libvirt
     path = os.path.join(BASE, unique)
     cleanup['pools'].append(unique)
-    results = four_step(playbook, _play(tmp_path, NETFS), dict(name=unique, path=path))
+    results = four_step(playbook, write_play(tmp_path, NETFS), dict(name=unique, path=path))
     assert results[1]['actions'] == ['define']
     pool = conn.storagePoolLookupByName(unique)
     assert not pool.isActive()
@@ -321,7 +289,7 @@ def test_fs_pool_on_loop_device_refuses_to_overwrite(playbook, tmp_path, unique,
     cleanup['dirs'] += [path, work]
     cleanup['pools'].append(unique)
     dev = _loop_device(64, work, cleanup)
-    play = _play(tmp_path, FS)
+    play = write_play(tmp_path, FS)
     results = four_step(playbook, play, dict(name=unique, dev=dev, path=path))
     assert results[1]['actions'] == ['define', 'build', 'start']
     assert conn.storagePoolLookupByName(unique).isActive()
@@ -331,8 +299,8 @@ def test_fs_pool_on_loop_device_refuses_to_overwrite(playbook, tmp_path, unique,
         handle.write('precious')
     # Removed (data kept), then defined and built again: the device holds a filesystem, so build is
     # refused and the pool it had just defined is undefined again.
-    _run(playbook, _play(tmp_path, ABSENT, 'absent.yml'), dict(name=unique))
-    msg = _fail(playbook, play, dict(name=unique, dev=dev, path=path))
+    run_task(playbook, write_play(tmp_path, ABSENT, 'absent.yml'), dict(name=unique))
+    msg = expect_failure(playbook, play, dict(name=unique, dev=dev, path=path))
     assert 'overwrite: true' in msg
     assert _pool_or_none(conn, unique) is None
     conn.storagePoolDefineXML("<pool type='fs'><name>%s</name><source><device path='%s'/></source>"
@@ -362,7 +330,7 @@ def test_logical_pool_on_loop_device(playbook, tmp_path, unique, conn, cleanup):
     cleanup['pools'].append(unique)
     cleanup['vgs'].append(unique)
     dev = _loop_device(64, work, cleanup)
-    play = _play(tmp_path, LOGICAL)
+    play = write_play(tmp_path, LOGICAL)
     results = four_step(playbook, play, dict(name=unique, dev=dev))
     assert results[1]['actions'] == ['define', 'build', 'start']
     assert subprocess.run(['vgs', unique], capture_output=True, check=False).returncode == 0

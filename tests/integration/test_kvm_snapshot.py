@@ -3,9 +3,10 @@
 import os
 import shutil
 import subprocess
-import textwrap
 
 import pytest
+
+from storage_helpers import expect_failure, four_step, run_task, write_play
 
 BASE = '/var/lib/kvmops-test'
 
@@ -25,37 +26,6 @@ DOMAIN_XML = """
   </devices>
 </domain>
 """
-
-
-def _play(tmp_path, tasks, name='play.yml'):
-    body = '- hosts: localhost\n  gather_facts: false\n  tasks:\n' + textwrap.indent(textwrap.dedent(tasks), '    ')
-    path = tmp_path / name
-    path.write_text(body)
-    return str(path)
-
-
-def _run(playbook, path, extra, check=False, task='t'):
-    result = playbook(path, extra_vars=extra, check=check, diff=True)
-    assert result.rc == 0, (result.stdout + result.stderr)[-4000:]
-    return result.task(task)
-
-
-def four_step(playbook, path, extra, task='t'):
-    """check -> real -> check -> real: changed, changed, not changed, not changed."""
-    results = [_run(playbook, path, extra, check=check, task=task) for check in (True, False, True, False)]
-    assert [r['changed'] for r in results] == [True, True, False, False], [r.get('actions') for r in results]
-    assert results[0]['actions'] == results[1]['actions'], 'check mode predicted other actions'
-    assert results[2]['actions'] == [] and results[3]['actions'] == []
-    return results
-
-
-def _fail(playbook, path, extra, task='t'):
-    result = playbook(path, extra_vars=extra)
-    assert result.rc != 0
-    out = result.task(task)
-    assert out['failed'] is True
-    assert 'Traceback' not in result.stdout and '\n' not in out['msg']
-    return out['msg']
 
 
 def _virt_type(conn):
@@ -118,7 +88,7 @@ def _state(dom):
 
 def test_memory_snapshot_revert_restores_disk_and_run_state(playbook, tmp_path, guest, conn):
     import libvirt
-    play = _play(tmp_path, SNAP)
+    play = write_play(tmp_path, SNAP)
     dom, disk = guest['dom'], guest['disk']
     base = dict(domain=guest['name'])
 
@@ -140,8 +110,8 @@ def test_memory_snapshot_revert_restores_disk_and_run_state(playbook, tmp_path, 
     assert qemu_io(disk, 'read -P 0x11 0 64k', running=True), 'disk content is back'
 
     # A second snapshot; reverting the running guest to the first discards its state: refused without force.
-    _run(playbook, play, dict(base, name='snap2'))
-    msg = _fail(playbook, play, dict(base, name='snap1', state='current'))
+    run_task(playbook, play, dict(base, name='snap2'))
+    msg = expect_failure(playbook, play, dict(base, name='snap1', state='current'))
     assert 'force: true' in msg and 'running' in msg
     forced = four_step(playbook, play, dict(base, name='snap1', state='current', force=True))
     assert [s['current'] for s in forced[3]['snapshots']] == [True, False]
@@ -158,7 +128,7 @@ def test_memory_snapshot_revert_restores_disk_and_run_state(playbook, tmp_path, 
 
 def test_external_disk_only_snapshot_merged_back_on_delete(playbook, tmp_path, guest, conn):
     import libvirt
-    play = _play(tmp_path, SNAP)
+    play = write_play(tmp_path, SNAP)
     dom, disk = guest['dom'], guest['disk']
     base = dict(domain=guest['name'], name='ext1')
     created = four_step(playbook, play, dict(base, disk_only=True))
@@ -189,6 +159,6 @@ def test_external_disk_only_snapshot_merged_back_on_delete(playbook, tmp_path, g
 def test_bad_input_rejected_before_any_write(playbook, tmp_path, guest, extra, fragment):
     params = dict(domain=guest['name'])
     params.update(extra)
-    msg = _fail(playbook, _play(tmp_path, SNAP), params)
+    msg = expect_failure(playbook, write_play(tmp_path, SNAP), params)
     assert fragment in msg
     assert guest['dom'].listAllSnapshots() == []

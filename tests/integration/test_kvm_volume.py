@@ -4,43 +4,13 @@ import json
 import os
 import shutil
 import subprocess
-import textwrap
 
 import pytest
 
+from storage_helpers import expect_failure, four_step, run_task, write_play
+
 BASE = '/var/lib/kvmops-test'
 MIB = 1024 * 1024
-
-
-def _play(tmp_path, tasks, name='play.yml'):
-    body = '- hosts: localhost\n  gather_facts: false\n  tasks:\n' + textwrap.indent(textwrap.dedent(tasks), '    ')
-    path = tmp_path / name
-    path.write_text(body)
-    return str(path)
-
-
-def _run(playbook, path, extra, check=False, task='t'):
-    result = playbook(path, extra_vars=extra, check=check, diff=True)
-    assert result.rc == 0, (result.stdout + result.stderr)[-4000:]
-    return result.task(task)
-
-
-def four_step(playbook, path, extra, task='t'):
-    """check -> real -> check -> real: changed, changed, not changed, not changed."""
-    results = [_run(playbook, path, extra, check=check, task=task) for check in (True, False, True, False)]
-    assert [r['changed'] for r in results] == [True, True, False, False], [r.get('actions') for r in results]
-    assert results[0]['actions'] == results[1]['actions'], 'check mode predicted other actions'
-    assert results[2]['actions'] == [] and results[3]['actions'] == []
-    return results
-
-
-def _fail(playbook, path, extra, task='t'):
-    result = playbook(path, extra_vars=extra)
-    assert result.rc != 0
-    out = result.task(task)
-    assert out['failed'] is True
-    assert 'Traceback' not in result.stdout and '\n' not in out['msg']
-    return out['msg']
 
 
 def qemu_img_info(path, chain=False):
@@ -100,10 +70,10 @@ VOLUME = """
 
 
 def test_raw_fully_allocated(playbook, tmp_path, pool):
-    play = _play(tmp_path, VOLUME)
+    play = write_play(tmp_path, VOLUME)
     extra = dict(pool=pool['name'], name='full.raw', format='raw', capacity='16MiB', allocation='full', mode='0640')
     image = os.path.join(pool['path'], 'full.raw')
-    first = _run(playbook, play, extra, check=True)
+    first = run_task(playbook, play, extra, check=True)
     assert first['changed'] and not os.path.exists(image), 'check mode wrote the image'
     assert first['volume']['path'] == image and first['volume']['capacity'] == 16 * MIB
     results = four_step(playbook, play, extra)
@@ -118,7 +88,7 @@ def test_raw_fully_allocated(playbook, tmp_path, pool):
 
 
 def test_qcow2_sparse(playbook, tmp_path, pool):
-    play = _play(tmp_path, VOLUME)
+    play = write_play(tmp_path, VOLUME)
     results = four_step(playbook, play, dict(pool=pool['name'], name='thin.qcow2', capacity='1GiB'))
     info = qemu_img_info(os.path.join(pool['path'], 'thin.qcow2'))
     assert info['format'] == 'qcow2' and info['virtual-size'] == 1024 * MIB
@@ -127,8 +97,8 @@ def test_qcow2_sparse(playbook, tmp_path, pool):
 
 
 def test_thin_overlay_backing_chain(playbook, tmp_path, pool):
-    play = _play(tmp_path, VOLUME)
-    _run(playbook, play, dict(pool=pool['name'], name='golden.qcow2', capacity='64MiB'))
+    play = write_play(tmp_path, VOLUME)
+    run_task(playbook, play, dict(pool=pool['name'], name='golden.qcow2', capacity='64MiB'))
     golden = os.path.join(pool['path'], 'golden.qcow2')
     assert qemu_io(golden, 'qcow2', 'write -P 0x5a 0 64k').returncode == 0
     extra = dict(pool=pool['name'], name='web01.qcow2', backing='golden.qcow2')
@@ -143,31 +113,31 @@ def test_thin_overlay_backing_chain(playbook, tmp_path, pool):
     assert final['volume']['backing'] == [dict(path=golden, format='qcow2')]
     assert final['backing_chain'] == [dict(path=golden, format='qcow2', virtual_size=64 * MIB)]
     # The same overlay by absolute path is the same volume; another backing file is an error, not a rewrite.
-    assert _run(playbook, play, dict(extra, backing=golden))['changed'] is False
-    _run(playbook, play, dict(pool=pool['name'], name='other.qcow2', capacity='64MiB'))
-    msg = _fail(playbook, play, dict(extra, backing='other.qcow2'))
+    assert run_task(playbook, play, dict(extra, backing=golden))['changed'] is False
+    run_task(playbook, play, dict(pool=pool['name'], name='other.qcow2', capacity='64MiB'))
+    msg = expect_failure(playbook, play, dict(extra, backing='other.qcow2'))
     assert 'exists with backing file %s' % golden in msg
 
 
 def test_grow_and_shrink_only_when_asked(playbook, tmp_path, pool):
-    play = _play(tmp_path, VOLUME)
+    play = write_play(tmp_path, VOLUME)
     image = os.path.join(pool['path'], 'data.qcow2')
-    _run(playbook, play, dict(pool=pool['name'], name='data.qcow2', capacity='64MiB'))
+    run_task(playbook, play, dict(pool=pool['name'], name='data.qcow2', capacity='64MiB'))
     grown = four_step(playbook, play, dict(pool=pool['name'], name='data.qcow2', capacity='128MiB'))
     assert grown[1]['actions'] == ['resize to %d' % (128 * MIB)]
     assert 'capacity: %d' % (64 * MIB) in grown[0]['diff']['before'] and 'capacity: %d' % (128 * MIB) in grown[0]['diff']['after']
     assert qemu_img_info(image)['virtual-size'] == 128 * MIB
-    msg = _fail(playbook, play, dict(pool=pool['name'], name='data.qcow2', capacity='64MiB'))
+    msg = expect_failure(playbook, play, dict(pool=pool['name'], name='data.qcow2', capacity='64MiB'))
     assert 'shrink: true' in msg and qemu_img_info(image)['virtual-size'] == 128 * MIB
-    _run(playbook, play, dict(pool=pool['name'], name='small.raw', format='raw', capacity='32MiB'))
+    run_task(playbook, play, dict(pool=pool['name'], name='small.raw', format='raw', capacity='32MiB'))
     shrunk = four_step(playbook, play, dict(pool=pool['name'], name='small.raw', capacity='16MiB', shrink=True))
     assert shrunk[3]['volume']['capacity'] == 16 * MIB
     assert qemu_img_info(os.path.join(pool['path'], 'small.raw'))['virtual-size'] == 16 * MIB
 
 
 def test_clone_and_import(playbook, tmp_path, pool):
-    play = _play(tmp_path, VOLUME)
-    _run(playbook, play, dict(pool=pool['name'], name='src.raw', format='raw', capacity='8MiB'))
+    play = write_play(tmp_path, VOLUME)
+    run_task(playbook, play, dict(pool=pool['name'], name='src.raw', format='raw', capacity='8MiB'))
     src = os.path.join(pool['path'], 'src.raw')
     assert qemu_io(src, 'raw', 'write -P 0x3c 1M 64k').returncode == 0
     clone = four_step(playbook, play, dict(pool=pool['name'], name='copy.qcow2', clone_from='src.raw', format='qcow2'))
@@ -186,7 +156,7 @@ def test_clone_and_import(playbook, tmp_path, pool):
     assert info['format'] == 'qcow2' and info['virtual-size'] == 32 * MIB
     assert qemu_io(dest, 'qcow2', 'read -P 0x77 4M 128k').returncode == 0
     assert subprocess.run(['qemu-img', 'check', dest], capture_output=True, check=False).returncode == 0
-    msg = _fail(playbook, play, dict(pool=pool['name'], name='cloud2.raw', import_from=local, format='raw'))
+    msg = expect_failure(playbook, play, dict(pool=pool['name'], name='cloud2.raw', import_from=local, format='raw'))
     assert 'is a qcow2 image but format is raw' in msg
     assert not os.path.exists(os.path.join(pool['path'], 'cloud2.raw'))
 
@@ -199,12 +169,12 @@ def _define_guest(conn, name, disk):
 
 
 def test_absent_refuses_volume_in_use_unless_force(playbook, tmp_path, pool, conn):
-    play = _play(tmp_path, VOLUME)
-    _run(playbook, play, dict(pool=pool['name'], name='used.qcow2', capacity='8MiB'))
+    play = write_play(tmp_path, VOLUME)
+    run_task(playbook, play, dict(pool=pool['name'], name='used.qcow2', capacity='8MiB'))
     image = os.path.join(pool['path'], 'used.qcow2')
     pool['domains'].append(pool['name'])
     _define_guest(conn, pool['name'], image)
-    msg = _fail(playbook, play, dict(pool=pool['name'], name='used.qcow2', state='absent'))
+    msg = expect_failure(playbook, play, dict(pool=pool['name'], name='used.qcow2', state='absent'))
     assert 'used by guest %s' % pool['name'] in msg and 'force: true' in msg
     assert os.path.exists(image)
     forced = four_step(playbook, play, dict(pool=pool['name'], name='used.qcow2', state='absent', force=True))
@@ -212,10 +182,10 @@ def test_absent_refuses_volume_in_use_unless_force(playbook, tmp_path, pool, con
 
 
 def test_absent_refuses_backing_file_of_an_overlay(playbook, tmp_path, pool):
-    play = _play(tmp_path, VOLUME)
-    _run(playbook, play, dict(pool=pool['name'], name='base.qcow2', capacity='8MiB'))
-    _run(playbook, play, dict(pool=pool['name'], name='top.qcow2', backing='base.qcow2'))
-    msg = _fail(playbook, play, dict(pool=pool['name'], name='base.qcow2', state='absent'))
+    play = write_play(tmp_path, VOLUME)
+    run_task(playbook, play, dict(pool=pool['name'], name='base.qcow2', capacity='8MiB'))
+    run_task(playbook, play, dict(pool=pool['name'], name='top.qcow2', backing='base.qcow2'))
+    msg = expect_failure(playbook, play, dict(pool=pool['name'], name='base.qcow2', state='absent'))
     assert 'backing file of top.qcow2' in msg
     gone = four_step(playbook, play, dict(pool=pool['name'], name='top.qcow2', state='absent'))
     assert gone[1]['volume']['name'] == 'top.qcow2'
@@ -236,6 +206,6 @@ def test_absent_refuses_backing_file_of_an_overlay(playbook, tmp_path, pool):
 def test_bad_input_rejected_before_any_write(playbook, tmp_path, pool, extra, fragment):
     params = dict(pool=pool['name'], name='bad.qcow2')
     params.update(extra)
-    msg = _fail(playbook, _play(tmp_path, VOLUME), params)
+    msg = expect_failure(playbook, write_play(tmp_path, VOLUME), params)
     assert fragment in msg
     assert sorted(os.listdir(pool['path'])) == []
