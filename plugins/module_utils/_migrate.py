@@ -72,6 +72,8 @@ MODULE_KWARGS = dict(
 
 # Samples of the running job kept in the result (the first and the latest ones).
 MAX_SAMPLES = 120
+SAMPLE_KEYS = ('elapsed_ms', 'data_processed', 'data_remaining', 'memory_iteration', 'memory_dirty_rate', 'memory_bps',
+               'auto_converge_throttle')
 
 MIB = 1024 * 1024
 
@@ -534,6 +536,7 @@ def _job_summary(stats):
         memory_remaining=stats.get('memory_remaining'),
         memory_iteration=stats.get('memory_iteration'),
         memory_dirty_rate=stats.get('memory_dirty_rate'),
+        memory_page_size=stats.get('memory_page_size'),
         memory_bps=stats.get('memory_bps'),
         disk_total=stats.get('disk_total'),
         disk_processed=stats.get('disk_processed'),
@@ -545,6 +548,19 @@ def _job_summary(stats):
     return {k: v for k, v in out.items() if v is not None}
 
 
+def convergence_note(last):
+    """`` (pass N, X MiB left, the guest dirtied Y MiB/s in the last pass)`` from a job summary, or ''."""
+    parts = []
+    if last.get('memory_iteration') is not None:
+        parts.append('pass %d' % last['memory_iteration'])
+    if last.get('data_remaining') is not None:
+        parts.append('%.1f MiB left' % (last['data_remaining'] / float(MIB)))
+    if last.get('memory_dirty_rate') and last.get('memory_page_size'):
+        parts.append('the guest dirtied %.1f MiB/s in the last pass'
+                     % (last['memory_dirty_rate'] * last['memory_page_size'] / float(MIB)))
+    return ' (%s)' % ', '.join(parts) if parts else ''
+
+
 class JobWatcher(object):
     """Runs ``start()`` in a thread and polls ``dom.jobStats()`` until it returns.
 
@@ -552,8 +568,10 @@ class JobWatcher(object):
     post-copy). ``clock`` and ``sleep`` are injectable for tests.
     """
 
-    def __init__(self, dom, params, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, dom, params, clock=time.monotonic, sleep=time.sleep, abort_job=None):
         self.dom = dom
+        # how to abort: by default on the watched domain's connection (see Migration._abort_job)
+        self.abort_job = abort_job or dom.abortJob
         self.params = params
         self.clock = clock
         self.sleep = sleep
@@ -575,8 +593,7 @@ class JobWatcher(object):
         if not summary:
             return
         self.last = summary
-        keys = ('elapsed_ms', 'data_processed', 'data_remaining', 'memory_iteration', 'memory_dirty_rate', 'memory_bps')
-        sample = dict((k, summary.get(k)) for k in keys)
+        sample = dict((k, summary.get(k)) for k in SAMPLE_KEYS)
         if len(self.samples) >= MAX_SAMPLES:
             del self.samples[1]  # keep the first sample and the latest ones
         self.samples.append(sample)
@@ -632,10 +649,12 @@ class JobWatcher(object):
             return
         self.aborted = True
         try:
-            self.dom.abortJob()
+            self.abort_job()
             self._event('job aborted')
         except libvirt.libvirtError as exc:
             self._event('abort failed: %s' % one_line(exc.get_error_message()))
+        except KvmError as exc:
+            self._event('abort failed: %s' % exc.msg)
 
     def run(self, start):
         """Run ``start()`` (the blocking migrate call) and watch it; returns its result or raises its error."""
@@ -790,7 +809,7 @@ class Migration(object):
     def _migrate(self, guest, dest, flags, mparams):
         params = self.params
         result = self.result
-        watcher = JobWatcher(guest.dom, params)
+        watcher = JobWatcher(guest.dom, params, abort_job=lambda: self._abort_job(guest))
         dconn = dest.conn
 
         def start():
@@ -836,6 +855,23 @@ class Migration(object):
             self.name, params['mode'], self.client.uri, dest.uri, wall)
         return result
 
+    def _abort_job(self, guest):
+        """Abort the migration job on a new connection to the source.
+
+        The module's own connection carries the blocking migrate call; an abort sent on it was seen
+        to wait forever for its reply after the destination libvirtd was killed, while the same
+        abort on a new connection returned at once. Falls back to the shared connection.
+        """
+        fresh = LibvirtClient(self.module, uri=self.client.uri)
+        try:
+            try:
+                dom = fresh.conn.lookupByUUIDString(guest.uuid)
+            except (KvmError, libvirt.libvirtError):
+                dom = guest.dom
+            dom.abortJob()
+        finally:
+            fresh.close()
+
     # -- roll-back ----------------------------------------------------
     def _fail(self, guest, dest, watcher):
         if watcher.error is not None and libvirt is not None and isinstance(watcher.error, libvirt.libvirtError):
@@ -845,7 +881,8 @@ class Migration(object):
         else:
             what = 'job aborted'
         if watcher.timed_out and watcher.aborted:
-            what = 'no convergence within the timeout of %ss; job aborted (%s)' % (self.params['timeout'], what)
+            what = 'no convergence within the timeout of %ss%s; job aborted (%s)' % (
+                self.params['timeout'], convergence_note(watcher.last), what)
         rollback = self.verify_rollback(guest, dest, existing=self.chosen_report.get('existing_definition'))
         self.result['rollback'] = rollback
         self.result['progress'] = dict(watcher.last)

@@ -141,6 +141,8 @@ options:
     description:
       - Allow switching to post-copy (C(VIR_MIGRATE_POSTCOPY)). A failure after the switch cannot be rolled back, because
         the guest's state is split between the hosts.
+      - The destination QEMU needs C(userfaultfd). With QEMU older than 8.1 and C(vm.unprivileged_userfaultfd=0), QEMU
+        refuses it (C(Postcopy is not supported)) before anything moves, and the module rolls back as for any other failure.
     type: bool
     default: false
   postcopy_after_precopy:
@@ -173,7 +175,7 @@ options:
       - V(abort) aborts the job and rolls back (the guest stays on the source).
       - V(suspend) pauses the guest so the migration finishes without more dirtying; the guest is resumed on the
         destination.
-      - V(postcopy) switches to post-copy (implies C(VIR_MIGRATE_POSTCOPY)).
+      - V(postcopy) switches to post-copy (implies C(VIR_MIGRATE_POSTCOPY), see O(postcopy)).
     type: str
     choices: [abort, suspend, postcopy]
     default: abort
@@ -344,9 +346,17 @@ progress:
       type: int
       returned: when libvirt reports it
     memory_dirty_rate:
-      description: Pages dirtied per second in the last pass.
+      description: Pages dirtied per second in the last pass (times RV(progress.memory_page_size) for bytes per second).
       type: int
       returned: when libvirt reports it
+    memory_page_size:
+      description: Size of a memory page of the guest, in bytes.
+      type: int
+      returned: when libvirt reports it
+    auto_converge_throttle:
+      description: Percentage by which auto-converge throttles the guest's vCPUs.
+      type: int
+      returned: when libvirt reports it (with O(auto_converge=true), once the throttle started)
     downtime_ms:
       description: How long the guest was paused at the switch-over.
       type: int
@@ -366,7 +376,7 @@ job_stats:
   type: dict
 samples:
   description: Snapshots of the running job (elapsed_ms, data_processed, data_remaining, memory_iteration,
-    memory_dirty_rate, memory_bps); the first one and up to 119 of the latest.
+    memory_dirty_rate, memory_bps, auto_converge_throttle), one per poll; the first one and up to 119 of the latest.
   returned: when a migration ran
   type: list
   elements: dict

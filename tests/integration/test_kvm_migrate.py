@@ -5,9 +5,14 @@ Guests:
   they migrate in a few seconds and cover placement, check mode, idempotence, there-and-back,
   offline, p2p/tunnelled, tls, copy_storage, shared storage and the preflight failures.
 * One guest that runs an OS and dirties memory (Debian's kernel from /boot and a busybox-static
-  initramfs whose init fills memory with random data and copies it around in a loop, size from
-  the kernel command line ``kvmops.dirty=<MiB>``), under TCG: it covers non-convergence with
-  abort and roll-back, a destination libvirtd killed mid-migration, and auto-converge.
+  initramfs whose init fills a tmpfs file with random data and copies it over a second file in a
+  loop, size from the kernel command line ``kvmops.dirty=<MiB>``), under TCG: it covers
+  non-convergence with abort and roll-back, a destination libvirtd killed mid-migration,
+  post-copy, auto-converge and ``timeout_action: suspend``.
+
+Numbers seen on this machine (2 vCPUs, TCG, libvirt 9.0, QEMU 7.2): the guest rewrites its 32 MiB
+working set at about 15-20 MiB/s (QEMU's own dirty-rate calculation); at an 8 MiB/s cap the first
+pass (about 110 MiB of non-zero memory) takes about 14 s, then each pass carries about 30 MiB.
 """
 
 import hashlib
@@ -47,6 +52,11 @@ OSLESS = """
 DISK = """<disk type='file' device='disk'><driver name='qemu' type='qcow2' cache='none'/>
   <source file='{path}'/><target dev='vdb' bus='virtio'/></disk>"""
 
+# The workload: DIRTY_MIB of random data copied over a second tmpfs file in a loop (the guest's
+# tmpfs holds half of its 256 MiB, so both files must fit in 128 MiB), and the cap it outruns.
+DIRTY_MIB = 32
+BANDWIDTH = 8  # MiB/s
+
 WORKLOAD = """
 <domain type='qemu'>
   <name>{name}</name>
@@ -56,7 +66,7 @@ WORKLOAD = """
     <type arch='x86_64'>hvm</type>
     <kernel>{dir}/vmlinuz</kernel>
     <initrd>{dir}/initrd.gz</initrd>
-    <cmdline>console=ttyS0 quiet kvmops.dirty=64</cmdline>
+    <cmdline>console=ttyS0 quiet kvmops.dirty={dirty_mib}</cmdline>
   </os>
   <devices>{disk}<serial type='file'><source path='{dir}/console.log'/></serial>
     <memballoon model='none'/></devices>
@@ -67,6 +77,7 @@ INIT = """#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
+mount -t devtmpfs devtmpfs /dev
 MB=0
 for arg in $(cat /proc/cmdline); do
   case $arg in kvmops.dirty=*) MB=${arg#kvmops.dirty=} ;; esac
@@ -74,8 +85,11 @@ done
 echo "kvmops-guest: up, dirty=${MB}MiB"
 if [ "$MB" -gt 0 ]; then
   dd if=/dev/urandom of=/tmp/a bs=1M count=$MB 2>/dev/null
-  echo "kvmops-guest: dirtying"
-  while :; do cat /tmp/a > /tmp/b; done
+  if [ "$(wc -c < /tmp/a)" = "$((MB * 1048576))" ]; then
+    echo "kvmops-guest: dirtying"
+    while :; do cat /tmp/a > /tmp/b; done
+  fi
+  echo "kvmops-guest: cannot fill /tmp/a"
 fi
 while :; do sleep 3600; done
 """
@@ -441,7 +455,7 @@ def test_copy_storage_all(lab_host, conn, guests, unique, virt_type, playbook, t
 # ---------------------------------------------------------------- a guest that dirties memory
 @pytest.fixture(scope='module')
 def workload(lab_host, conn):
-    """A persistent TCG guest running an OS that rewrites 64 MiB of random data in a loop, with a data disk."""
+    """A persistent TCG guest running an OS that rewrites DIRTY_MIB of random data in a loop, with a data disk."""
     kernels = sorted(f for f in os.listdir('/boot') if f.startswith('vmlinuz-'))
     busybox = shutil.which('busybox')
     if not kernels or not busybox:
@@ -460,14 +474,17 @@ def workload(lab_host, conn):
     shutil.copy(os.path.join('/boot', kernels[-1]), os.path.join(directory, 'vmlinuz'))
     disk = os.path.join(directory, 'data.qcow2')
     qcow2_with_random_data(disk)
-    dom = conn.defineXML(WORKLOAD.format(name=name, dir=directory, disk=DISK.format(path=disk)))
+    dom = conn.defineXML(WORKLOAD.format(name=name, dir=directory, disk=DISK.format(path=disk), dirty_mib=DIRTY_MIB))
     try:
         dom.create()
         console = os.path.join(directory, 'console.log')
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            if os.path.exists(console) and 'kvmops-guest: dirtying' in open(console, errors='replace').read():
+            text = open(console, errors='replace').read() if os.path.exists(console) else ''
+            if 'kvmops-guest: dirtying' in text:
                 break
+            if 'kvmops-guest: cannot fill' in text:
+                pytest.fail('the workload guest could not write its data: %s' % text[-2000:])
             time.sleep(2)
         else:
             pytest.fail('the workload guest did not start dirtying memory within 300s')
@@ -488,18 +505,84 @@ def _still_home(conn, lab_host, workload, config):
     assert guest_checksum(workload['disk']) == workload['digest']
 
 
-def test_no_convergence_times_out_aborts_and_rolls_back(lab_host, conn, workload, playbook, tmp_path):
+def _home(conn, lab_host, workload):
+    """Bring the workload guest back to the main host (plain libvirt, no cap) if a test left it on the lab."""
     libvirt = _libvirt()
-    config = find(conn, workload['name']).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    there = find(lab_host.conn, workload['name'])
+    if there is not None and there.isActive():
+        flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+                 | libvirt.VIR_MIGRATE_UNSAFE)
+        there.migrate3(conn, {libvirt.VIR_MIGRATE_PARAM_URI: TO_MAIN,
+                              libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: '10.254.77.1'}, flags)
+    dom = find(conn, workload['name'])
+    assert running(dom) and find(lab_host.conn, workload['name']) is None
+    return dom
+
+
+def guest_dirty_rate_mib(conn, dom, seconds=1):
+    """The guest's own dirty rate in MiB/s, from QEMU's page-sampling calculation (calc-dirty-rate).
+
+    libvirt holds the domain's job lock during a migration, so this runs just before one.
+    """
+    libvirt = _libvirt()
+    dom.startDirtyRateCalc(seconds, 0)
+    deadline = time.monotonic() + seconds + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        stats = conn.domainListGetStats([dom], libvirt.VIR_DOMAIN_STATS_DIRTYRATE)[0][1]
+        if stats.get('dirtyrate.calc_status') == libvirt.VIR_DOMAIN_DIRTYRATE_MEASURED:
+            return stats['dirtyrate.megabytes_per_second']
+    pytest.fail('the dirty-rate calculation did not finish: %s' % stats)
+
+
+def test_no_convergence_times_out_aborts_and_rolls_back(lab_host, conn, workload, playbook, tmp_path):
+    """A guest dirtying memory faster than the cap does not converge; the timeout aborts; nothing moved.
+
+    What is measured, in this run:
+
+    * the guest dirties memory faster than the cap: QEMU's dirty-rate calculation, just before the
+      migration (libvirt cannot run it during one), gives more MiB/s than ``BANDWIDTH``;
+    * during the failing migration (the returned ``samples``): the pass number keeps growing (>= 3
+      passes), ``data_remaining`` is never 0, and every pass after the first starts with more than
+      2 s of the cap left to send, far more than fits in the 300 ms maximum downtime;
+    * the job's own ``memory_dirty_rate`` (pages/s x page size) after the first pass reaches at
+      least 80% of the cap (seen: 83-96%). Why not "above the cap": QEMU counts the pages dirtied
+      *per pass*, and a pass of a guest whose working set is rewritten faster than it is sent
+      carries the whole working set, so the job's figure settles at working set / pass time, which
+      is the cap. It can only exceed the cap while the dirty set is still growing, and the first,
+      much longer pass hides that.
+    """
+    libvirt = _libvirt()
+    dom = _home(conn, lab_host, workload)
+    config = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    guest_rate = guest_dirty_rate_mib(conn, dom)
+    assert guest_rate > BANDWIDTH, 'the guest dirties %s MiB/s, not more than the %s MiB/s cap' % (guest_rate, BANDWIDTH)
+
     failed = migrate(playbook, tmp_path, name=workload['name'], dest_uri=LAB_URI, migrate_uri=TO_LAB,
-                     unsafe=True, bandwidth=2, timeout=30, poll_interval=1)
+                     unsafe=True, bandwidth=BANDWIDTH, timeout=30, poll_interval=1)
     assert failed.get('failed'), failed
-    assert 'no convergence within the timeout of 30s; job aborted' in failed['msg']
+    assert 'no convergence within the timeout of 30s (pass ' in failed['msg'], failed['msg']
     assert failed['rollback']['source_state'] == 'running'
     assert failed['rollback']['source_definition_intact'] is True
     assert failed['rollback']['destination_clean'] is True
-    assert failed['progress']['data_processed'] > 0 and failed['samples']
     assert any('timeout of 30s reached; action abort' in e for e in failed['events'])
+
+    samples = [x for x in failed['samples'] if x.get('memory_iteration')]
+    passes = [x['memory_iteration'] for x in samples]
+    assert passes == sorted(passes) and passes[-1] >= 3, passes
+    assert all(x['data_remaining'] > 0 for x in samples), samples
+    cap = BANDWIDTH * 1024 * 1024
+    page = failed['progress']['memory_page_size']
+    for number in range(2, passes[-1] + 1):
+        in_pass = [x for x in samples if x['memory_iteration'] == number]
+        if in_pass:
+            assert max(x['data_remaining'] for x in in_pass) > 2 * cap, (number, in_pass)
+    # the rate of pass n-1 is reported during pass n; from pass 2 on, a pass re-dirties about what it sends
+    job_rates = [x['memory_dirty_rate'] * page for x in samples if x['memory_iteration'] >= 3]
+    assert job_rates and max(job_rates) >= 0.8 * cap, samples
+    print('guest dirty rate %.1f MiB/s, cap %d MiB/s; passes %s; job dirty rate per pass (MiB/s) %s' % (
+        guest_rate, BANDWIDTH, passes[-1], sorted(set(round(x['memory_dirty_rate'] * page / 1048576.0, 2)
+                                                      for x in samples))))
     _still_home(conn, lab_host, workload, config)
     assert find(lab_host.conn, workload['name']) is None
 
@@ -513,7 +596,7 @@ def _lab_libvirtd_pid():
 
 def test_destination_libvirtd_killed_mid_migration(lab_host, conn, workload, tmp_path):
     libvirt = _libvirt()
-    dom = find(conn, workload['name'])
+    dom = _home(conn, lab_host, workload)
     config = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     task = {'name': 'migrate', 'ignore_errors': True, 'kvmops.kvm.kvm_migrate': dict(
         name=workload['name'], dest_uri=LAB_URI, migrate_uri=TO_LAB, unsafe=True, bandwidth=2, timeout=40)}
@@ -548,14 +631,76 @@ def test_destination_libvirtd_killed_mid_migration(lab_host, conn, workload, tmp
     ensure_pool(lab_host.conn, workload['name'], workload['dir'])
 
 
+def test_postcopy_after_the_timeout(lab_host, conn, workload, playbook, tmp_path):
+    """``timeout_action: postcopy``: switch to post-copy when the timeout passes, or a clean failure.
+
+    Post-copy needs userfaultfd in the *destination* QEMU. QEMU 7.2 calls the userfaultfd syscall
+    (it only learnt /dev/userfaultfd in 8.1), which this machine refuses to the unprivileged QEMU
+    process (``vm.unprivileged_userfaultfd = 0``): the lab's QEMU logs "postcopy_ram_supported_by_host:
+    userfaultfd not available: Operation not permitted", and libvirt fails the migration at its start
+    with "Postcopy is not supported". So here this test proves the failure path is clean (the guest
+    still runs on the source with its definition and disk unchanged, nothing on the destination).
+    Where the host allows userfaultfd, the same test checks the switch and the guest on the destination.
+    """
+    libvirt = _libvirt()
+    dom = _home(conn, lab_host, workload)
+    config = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    result = migrate(playbook, tmp_path, name=workload['name'], dest_uri=LAB_URI, migrate_uri=TO_LAB,
+                     unsafe=True, bandwidth=BANDWIDTH, timeout=10, timeout_action='postcopy', poll_interval=1)
+    assert 'POSTCOPY' in result['flags'], result
+    if result.get('failed'):
+        assert 'Postcopy is not supported' in result['msg'], result['msg']
+        assert result['rollback']['source_state'] == 'running'
+        assert result['rollback']['source_definition_intact'] is True
+        assert result['rollback']['destination_clean'] is True
+        _still_home(conn, lab_host, workload, config)
+        assert find(lab_host.conn, workload['name']) is None
+    else:
+        assert any('action postcopy' in e for e in result['events']), result['events']
+        assert any('switched to post-copy (timeout)' in e for e in result['events']), result['events']
+        assert running(find(lab_host.conn, workload['name'])) and find(conn, workload['name']) is None
+        assert guest_checksum(workload['disk']) == workload['digest']
+
+
 def test_auto_converge_completes(lab_host, conn, workload, playbook, tmp_path):
+    """The same guest and cap as the non-convergence test, with auto-converge: it completes, throttled.
+
+    The throttle is visible under TCG with libvirt 9.0/QEMU 7.2: ``auto_converge_throttle`` (QEMU's
+    cpu-throttle-percentage) rises 60 -> 80 -> 99 in the samples before the job completes.
+    """
+    _home(conn, lab_host, workload)
     moved = migrate(playbook, tmp_path, name=workload['name'], dest_uri=LAB_URI, migrate_uri=TO_LAB,
-                    unsafe=True, bandwidth=10, auto_converge=True, auto_converge_initial=60,
+                    unsafe=True, bandwidth=BANDWIDTH, auto_converge=True, auto_converge_initial=60,
                     auto_converge_increment=20, timeout=300, poll_interval=1)
     assert not moved.get('failed'), moved
     assert 'AUTO_CONVERGE' in moved['flags']
     assert running(find(lab_host.conn, workload['name'])) and find(conn, workload['name']) is None
-    assert moved['progress']['memory_iteration'] >= 2
+    assert moved['progress']['memory_iteration'] >= 3
+    throttles = [x.get('auto_converge_throttle') or 0 for x in moved['samples']]
+    assert max(throttles) >= 60, moved['samples']
+    print('auto-converge: %s passes, throttle %s, %.1fs' % (
+        moved['progress']['memory_iteration'], sorted(set(throttles)), moved['elapsed_seconds']))
+    assert guest_checksum(workload['disk']) == workload['digest']
+
+
+def test_timeout_suspend_finishes_paused_and_resumes(lab_host, conn, workload, playbook, tmp_path):
+    """``timeout_action: suspend``: paused at the timeout, the rest is copied, running on the destination.
+
+    The destination libvirtd itself resumes the guest (it ran when the migration started, and
+    VIR_MIGRATE_PAUSED is not set), so the module's own resume is only a fallback here.
+    """
+    _home(conn, lab_host, workload)
+    moved = migrate(playbook, tmp_path, name=workload['name'], dest_uri=LAB_URI, migrate_uri=TO_LAB,
+                    unsafe=True, bandwidth=BANDWIDTH, timeout=10, timeout_action='suspend', poll_interval=1)
+    assert not moved.get('failed'), moved
+    assert any('timeout of 10s reached; action suspend' in e for e in moved['events']), moved['events']
+    there = find(lab_host.conn, workload['name'])
+    assert running(there) and find(conn, workload['name']) is None
+    assert moved['domain']['state'] == 'running'
+    assert there.state()[1] in (2, 3)      # VIR_DOMAIN_RUNNING_MIGRATED or _UNPAUSED (the module's resume)
+    # paused from the timeout to the end: the downtime is seconds, not the usual tens of ms
+    assert moved['progress']['downtime_ms'] >= 1000, moved['progress']
+    assert moved['progress']['elapsed_ms'] >= 10000
     assert guest_checksum(workload['disk']) == workload['digest']
 
 

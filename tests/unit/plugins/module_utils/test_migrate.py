@@ -401,3 +401,36 @@ def test_module_file_is_thin():
     with open(path) as handle:
         code = handle.read().split("'''")[-1]
     assert 'def main' in code and len([line for line in code.splitlines() if line.strip()]) <= 10
+
+
+def test_samples_keep_the_throttle_and_progress_the_page_size():
+    stats = dict(_stats(4), memory_page_size=4096, auto_converge_throttle=60)
+    watcher = JobWatcher(FakeDom([stats]), params(), clock=Clock())
+    watcher.started = 0.0
+    watcher.poll_once()
+    assert watcher.samples[0]['auto_converge_throttle'] == 60 and watcher.samples[0]['memory_dirty_rate'] == 7
+    assert watcher.last['memory_page_size'] == 4096
+
+
+def test_convergence_note():
+    last = dict(memory_iteration=5, data_remaining=3 * _migrate.MIB, memory_dirty_rate=2560, memory_page_size=4096)
+    assert _migrate.convergence_note(last) == ' (pass 5, 3.0 MiB left, the guest dirtied 10.0 MiB/s in the last pass)'
+    assert _migrate.convergence_note(dict(memory_iteration=1, memory_dirty_rate=0)) == ' (pass 1)'
+    assert _migrate.convergence_note({}) == ''
+
+
+def test_abort_uses_the_given_call_and_survives_its_failure():
+    calls = []
+    dom = FakeDom([_stats(1)])
+    watcher = JobWatcher(dom, params(timeout=1), clock=Clock(), abort_job=lambda: calls.append('fresh'))
+    watcher.started = 0.0
+    watcher.clock.now = 2
+    watcher.poll_once()
+    assert calls == ['fresh'] and dom.calls == [] and watcher.aborted
+
+    def unreachable():
+        raise KvmError('cannot connect to libvirt at qemu:///system')
+    watcher = JobWatcher(dom, params(), clock=Clock(), abort_job=unreachable)
+    watcher.started = 0.0
+    watcher.abort()
+    assert watcher.events == ['0.0s: abort failed: cannot connect to libvirt at qemu:///system']
