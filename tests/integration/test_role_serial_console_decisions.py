@@ -105,6 +105,15 @@ def test_auto_firmware_reads_the_efi_directory(playbook, tmp_path):
         assert result.task('plan')['_serial_console_plan']['regenerate'][-1] == target
 
 
+@pytest.mark.parametrize('service_mgr, command', [('systemd', 'systemctl reboot'), ('sysvinit', '')])
+def test_reboot_command(playbook, tmp_path, service_mgr, command):
+    # `shutdown -r` (the reboot module's default) needs D-Bus; systemctl talks to systemd directly.
+    facts = dict(_facts('Debian', '12', 'Debian'), service_mgr=service_mgr)
+    result = _run(playbook, tmp_path, PLAY.format(facts=json.dumps(facts)), {'serial_console_firmware': 'bios'})
+    assert result.rc == 0, result.stdout[-2000:]
+    assert result.task('plan')['_serial_console_plan']['reboot_command'] == command
+
+
 def test_other_port_and_speed(playbook, tmp_path):
     result = _run(playbook, tmp_path, PLAY.format(facts=json.dumps(_facts('Debian', '12', 'Debian'))),
                   {'serial_console_port': 'ttyS1', 'serial_console_speed': 9600, 'serial_console_keep_tty0': False,
