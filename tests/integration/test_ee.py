@@ -80,7 +80,7 @@ def test_bindep_resolves_on_both_families_and_here():
 
 def test_builder_introspects_the_installed_collection(tarball, tmp_path):
     collections = tmp_path / 'collections'
-    run(os.path.join(BIN, 'ansible-galaxy'), 'collection', 'install', tarball, '-p', str(collections))
+    run(os.path.join(BIN, 'ansible-galaxy'), 'collection', 'install', '--force', tarball, '-p', str(collections))
     pip_out, bindep_out = tmp_path / 'pip.txt', tmp_path / 'bindep.txt'
     run(os.path.join(BIN, 'ansible-builder'), 'introspect', str(collections),
         '--write-pip', str(pip_out), '--write-bindep', str(bindep_out))
