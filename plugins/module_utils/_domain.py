@@ -33,6 +33,7 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._domain_plan import (
     plan_live,
 )
 from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import (
+    AGENT_CHANNEL,
     disk_view,
     has_agent_channel,
     mask_secrets,
@@ -129,6 +130,7 @@ PREFIX_BUS = dict(vd='virtio', sd='sata', hd='ide', xvd='xen')
 BALLOON_WAIT = 30
 AGENT_WAIT = 15
 DETACH_WAIT = 10
+SHUTDOWN_RETRY = 10   # seconds between graceful shutdown requests while waiting
 LIVE = 1   # VIR_DOMAIN_AFFECT_LIVE
 
 
@@ -489,7 +491,13 @@ class Manager(object):
         self.write('start %s' % dom.name(), dom.create)
 
     def shutdown(self, dom, why='shutdown'):
-        """Graceful ACPI shutdown, waiting shutdown_timeout; then force, or a clear failure."""
+        """Graceful shutdown, waiting shutdown_timeout; then force, or a clear failure.
+
+        libvirt's default shutdown mode asks the QEMU guest agent when one is connected and falls back to the
+        ACPI power button. The request is repeated every SHUTDOWN_RETRY seconds while waiting (as ``virsh
+        shutdown`` users do): a button press that arrives before the guest OS handles it (still booting,
+        systemd-logind not up yet) is lost, not queued.
+        """
         name = dom.name()
         timeout = self.params['shutdown_timeout']
         self.changes.append(change('live', 'state', why, before='running', after='shutoff'))
@@ -497,20 +505,43 @@ class Manager(object):
             return
         if self.state_of(dom) == 'paused':
             self.client.call('resume %s' % name, dom.resume)
-        self.client.call('shutdown %s' % name, dom.shutdown)
+        method = 'the guest agent, else the ACPI power button' if self._agent_connected(dom) \
+            else 'the ACPI power button'
+        requests = 0
         deadline = time.time() + timeout
-        while time.time() < deadline:
+        next_request = time.time()
+        while True:
+            if time.time() >= next_request:
+                try:
+                    dom.shutdown()
+                    requests += 1
+                except libvirt.libvirtError as exc:
+                    if not self.client.call('domain %s' % name, dom.isActive):
+                        return
+                    if requests == 0:
+                        raise KvmError(self.client.describe_error(exc, 'shutdown %s' % name))
+                next_request = time.time() + SHUTDOWN_RETRY
             if not self.client.call('domain %s' % name, dom.isActive):
                 return
+            if time.time() >= deadline:
+                break
             time.sleep(0.5)
-        if not self.client.call('domain %s' % name, dom.isActive):
-            return
         if not self.params['force']:
-            raise KvmError('guest %s did not shut down within shutdown_timeout (%d s) after an ACPI shutdown request; '
-                           'set force: true to power it off' % (name, timeout), changed=True)
+            raise KvmError('guest %s did not shut down within shutdown_timeout (%d s) after %d graceful shutdown '
+                           'request(s) through %s (a Linux guest needs systemd-logind, which needs D-Bus, or a '
+                           'running qemu-guest-agent); set force: true to power it off'
+                           % (name, timeout, requests, method), changed=True)
         self.changes.append(change('live', 'state', 'destroy', before='running', after='shutoff',
                                    detail='forced after %d s' % timeout))
         self.client.call('destroy %s' % name, dom.destroy)
+
+    def _agent_connected(self, dom):
+        """The guest agent's channel is present and the agent in the guest has opened it."""
+        try:
+            live = self.xml(dom, inactive=False)
+        except KvmError:
+            return False
+        return bool(live.xpath("devices/channel/target[@name='%s'][@state='connected']" % AGENT_CHANNEL))
 
     def converge_state(self, dom, wanted):
         have = self.state_of(dom)

@@ -47,8 +47,10 @@ options:
     description:
       - V(present) - defined; a running guest stays running, a stopped one stays stopped.
       - V(running) - defined and running (started, or resumed when paused).
-      - V(shutdown) - graceful ACPI shutdown, waiting up to O(shutdown_timeout) seconds; then O(force=true) powers
-        it off, otherwise the task fails with a clear message.
+      - V(shutdown) - graceful shutdown (libvirt asks the QEMU guest agent when one is connected, else presses the
+        ACPI power button), repeated every 10 seconds while waiting up to O(shutdown_timeout) seconds; then
+        O(force=true) powers it off, otherwise the task fails with a clear message. A Linux guest handles the
+        power button through systemd-logind (which needs D-Bus) or acpid.
       - V(destroyed) - hard power-off (C(virsh destroy)).
       - V(paused) - running and suspended.
       - V(absent) - powered off and undefined, with its UEFI NVRAM, managed save image and snapshot and checkpoint

@@ -51,9 +51,12 @@ EOF
 # rootfs configuration, disk size, ...) makes the next run rebuild the image.
 SUITE=bookworm
 DISK_SIZE=3G
+# dbus: without it systemd-logind does not start (ConditionPathExists=|dbus.service),
+# so nothing handles the ACPI power button and qemu-ga's `shutdown -P +0`
+# fails ("Failed to connect to bus"): the guest ignores every graceful shutdown.
 PACKAGES="linux-image-amd64 systemd-sysv openssh-server openssh-sftp-server
 python3 ifupdown isc-dhcp-client udev iproute2 kmod qemu-guest-agent sudo
-ca-certificates"
+ca-certificates dbus"
 GUEST_HOSTNAME=kvmops-guest
 
 configure_rootfs() {   # $1 = rootfs directory

@@ -406,3 +406,97 @@ def test_copy_is_unaffected():
     snapshot = copy.deepcopy(root)
     read_options(root)
     assert to_string(root) == to_string(snapshot)
+
+
+# ---------------------------------------------------------------- graceful shutdown (fake domain)
+class FakeClient(object):
+    uri = 'qemu:///system'
+
+    def call(self, _what, func, *args):
+        try:
+            return func(*args)
+        except libvirt.libvirtError as exc:
+            raise KvmError(self.describe_error(exc))
+
+    @staticmethod
+    def describe_error(exc, what=None):
+        return 'libvirt error (%s): %s' % (what, exc)
+
+
+class ShutdownDom(object):
+    """A running guest that acts on the n-th shutdown request (never when n is None)."""
+
+    def __init__(self, acts_on=None, agent='connected', fail_on=()):
+        self.acts_on = acts_on
+        self.agent = agent
+        self.fail_on = fail_on
+        self.requests = 0
+        self.active = True
+        self.destroyed = False
+
+    def name(self):
+        return 'g'
+
+    def state(self):
+        return [1 if self.active else 5, 0]
+
+    def isActive(self):
+        return int(self.active)
+
+    def XMLDesc(self, _flags):
+        channel = ''
+        if self.agent:
+            channel = ("<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0' state='%s'/>"
+                       "</channel>" % self.agent)
+        return "<domain><name>g</name><devices>%s</devices></domain>" % channel
+
+    def shutdown(self):
+        self.requests += 1
+        if self.requests in self.fail_on:
+            raise libvirt.libvirtError('guest agent error')
+        if self.acts_on is not None and self.requests >= self.acts_on:
+            self.active = False
+        return 0
+
+    def destroy(self):
+        self.destroyed = True
+        self.active = False
+        return 0
+
+
+def _shutdown(dom, monkeypatch, **kw):
+    import ansible_collections.kvmops.kvm.plugins.module_utils._domain as domain_mod
+    monkeypatch.setattr(domain_mod, 'SHUTDOWN_RETRY', 0.2)
+    module = FakeModule(name='g', state='shutdown', **kw)
+    manager = Manager(FakeClient(), module)
+    manager.shutdown(dom)
+    return manager
+
+
+def test_shutdown_request_is_repeated_until_the_guest_acts(monkeypatch):
+    dom = ShutdownDom(acts_on=3)
+    manager = _shutdown(dom, monkeypatch, shutdown_timeout=10)
+    assert dom.requests == 3 and not dom.destroyed
+    assert [c['action'] for c in manager.changes] == ['shutdown']
+
+
+def test_shutdown_timeout_without_force_fails_clearly(monkeypatch):
+    dom = ShutdownDom(agent=None, fail_on=(2,))
+    with pytest.raises(KvmError) as err:
+        _shutdown(dom, monkeypatch, shutdown_timeout=1)
+    msg = err.value.msg
+    assert 'did not shut down within shutdown_timeout (1 s)' in msg and 'force: true' in msg
+    assert 'through the ACPI power button' in msg and dom.requests >= 3 and not dom.destroyed
+
+
+def test_shutdown_timeout_with_force_powers_off(monkeypatch):
+    dom = ShutdownDom(agent='disconnected')
+    manager = _shutdown(dom, monkeypatch, shutdown_timeout=1, force=True)
+    assert dom.destroyed and [c['action'] for c in manager.changes] == ['shutdown', 'destroy']
+
+
+def test_shutdown_first_request_error_is_reported(monkeypatch):
+    dom = ShutdownDom(fail_on=(1,))
+    with pytest.raises(KvmError, match='guest agent error'):
+        _shutdown(dom, monkeypatch, shutdown_timeout=5)
+    assert dom.requests == 1
