@@ -148,9 +148,14 @@ def guest_record(client, dom, bridges, sources, family, hypervisor):
     if facts['active']:
         for source in sources:
             found, error = interface_addresses(dom, source)
-            if source == 'arp' and error and is_local_uri(client.uri):
+            if source == 'arp' and not found and is_local_uri(client.uri):
+                # libvirt 9.0's netlink neighbour dump fails ("wrong nlmsg len") or comes back
+                # empty on some kernels; the kernel's own table says the same thing.
                 found = proc_arp_addresses([i['mac'] for i in facts['interfaces']])
-                error = None if found else '%s (no entry in this host\'s ARP table either)' % error
+                if error and not found:
+                    error = '%s (no entry in this host\'s ARP table either)' % error
+                elif found:
+                    error = None
             by_source[source] = found
             if error:
                 unavailable[source] = error
