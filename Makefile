@@ -10,7 +10,7 @@ export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 export ANSIBLE_FORCE_COLOR := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test unit integration lab-test sanity lint build changelog docs lab-start lab-stop clean
+.PHONY: setup demo test unit integration lab-test sanity lint build changelog docs lab-start lab-stop clean image
 
 setup:
 	@bash $(ROOT)/scripts/setup.sh
@@ -19,7 +19,7 @@ demo: setup
 	ansible-playbook $(ROOT)/playbooks/demo.yml
 
 # Every tier. pytest runs last so the run ends with its summary line.
-test: setup lint sanity build changelog docs
+test: setup lint sanity build changelog docs image
 	python -m pytest -p no:cacheprovider $(ROOT)/tests/unit $(ROOT)/tests/integration -ra
 
 unit: setup
@@ -43,6 +43,11 @@ changelog: setup
 # Docsite (antsibull-docs reference + docs/*.md guides) into build/docs/html; warnings fail it.
 docs: setup
 	@bash $(ROOT)/scripts/docs.sh
+
+# The cached Debian 12 guest image the real-guest tests boot (rebuilt only when its recipe changes).
+image: setup
+	@bash $(ROOT)/tests/lab/image.sh build >/dev/null
+	@bash $(ROOT)/tests/lab/image.sh paths | grep -q '^KVMOPS_IMAGE_READY=yes'
 
 lab-start: setup
 	@bash $(ROOT)/tests/lab/lab.sh start
