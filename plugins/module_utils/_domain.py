@@ -24,7 +24,7 @@ import os
 import re
 import time
 
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, libvirt, run
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, is_local_uri, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._cloudinit import seed_image
 from ansible_collections.kvmops.kvm.plugins.module_utils._domain_plan import (
     change,
@@ -41,7 +41,6 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import (
 )
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import domain_facts, domain_xml_facts
 from ansible_collections.kvmops.kvm.plugins.module_utils._hostvirt import domain_type_report
-from ansible_collections.kvmops.kvm.plugins.module_utils._info import is_local_uri
 from ansible_collections.kvmops.kvm.plugins.module_utils._units import to_bytes, to_kib
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, make_diff, parse, to_string
 
