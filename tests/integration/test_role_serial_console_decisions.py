@@ -105,7 +105,7 @@ def test_auto_firmware_reads_the_efi_directory(playbook, tmp_path):
         assert result.task('plan')['_serial_console_plan']['regenerate'][-1] == target
 
 
-@pytest.mark.parametrize('service_mgr, command', [('systemd', 'systemctl reboot'), ('sysvinit', '')])
+@pytest.mark.parametrize('service_mgr, command', [('systemd', 'systemd-run --on-active=3 systemctl reboot'), ('sysvinit', '')])
 def test_reboot_command(playbook, tmp_path, service_mgr, command):
     # `shutdown -r` (the reboot module's default) needs D-Bus; systemctl talks to systemd directly.
     facts = dict(_facts('Debian', '12', 'Debian'), service_mgr=service_mgr)
