@@ -10,7 +10,7 @@ export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 export ANSIBLE_FORCE_COLOR := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test unit integration lab-test sanity lint build changelog docs lab-start lab-stop clean image
+.PHONY: setup demo test unit integration lab-test sanity lint build changelog docs lab-start lab-stop clean image molecule
 
 setup:
 	@bash $(ROOT)/scripts/setup.sh
@@ -43,6 +43,13 @@ changelog: setup
 # Docsite (antsibull-docs reference + docs/*.md guides) into build/docs/html; warnings fail it.
 docs: setup
 	@bash $(ROOT)/scripts/docs.sh
+
+# Every role's molecule scenarios, each in real Debian 12 guests booted under TCG (docs/molecule.md).
+molecule: setup
+	@set -e; for dir in $(ROOT)/roles/*/molecule; do \
+		echo "molecule: $$(basename $$(dirname $$dir))"; \
+		(cd $$(dirname $$dir) && molecule test --all); \
+	done
 
 # The cached Debian 12 guest image the real-guest tests boot (rebuilt only when its recipe changes).
 image: setup
