@@ -588,7 +588,7 @@ class JobWatcher(object):
         self.started = None
         self.ended = None
 
-    def _record(self, stats):
+    def record(self, stats):
         summary = _job_summary(stats)
         if not summary:
             return
@@ -608,7 +608,7 @@ class JobWatcher(object):
             return
         if not stats or stats.get('type') in (None, _c('VIR_DOMAIN_JOB_NONE', 0)):
             return
-        self._record(stats)
+        self.record(stats)
         params = self.params
         if params.get('max_downtime') and not self.downtime_set:
             self.downtime_set = True
@@ -669,9 +669,11 @@ class JobWatcher(object):
         thread.daemon = True
         thread.start()
         interval = self.params.get('poll_interval') or 0.5
+        # poll quickly until the job shows up, so max_downtime applies even to a short migration
+        eager = min(interval, 0.05)
         try:
             while thread.is_alive():
-                thread.join(interval)
+                thread.join(interval if self.last else eager)
                 if thread.is_alive():
                     self.poll_once()
         except BaseException:
@@ -846,6 +848,8 @@ class Migration(object):
                     new.resume()
                     watcher.events.append('resumed %s on the destination' % self.dest_name)
         result['job_stats'] = dict((k, v) for k, v in final.items() if k != 'type')
+        # the completed job closes the series, so a migration faster than one poll still has a sample
+        watcher.record(final)
         progress = _job_summary(final) or dict(watcher.last)
         progress['wall_seconds'] = result['elapsed_seconds']
         result['progress'] = progress

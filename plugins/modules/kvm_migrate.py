@@ -377,6 +377,7 @@ job_stats:
 samples:
   description: Snapshots of the running job (elapsed_ms, data_processed, data_remaining, memory_iteration,
     memory_dirty_rate, memory_bps, auto_converge_throttle), one per poll; the first one and up to 119 of the latest.
+      On success the last one is the completed job, so even a migration shorter than one poll has a sample.
   returned: when a migration ran
   type: list
   elements: dict

@@ -291,6 +291,7 @@ def test_placement_check_mode_live_idempotence_and_back(lab_host, conn, guests, 
                 'average_bandwidth_bps', 'wall_seconds'):
         assert key in progress, progress
     assert moved['job_stats']['memory_total'] > 0 and moved['samples']
+    assert moved['samples'][-1]['data_processed'] == moved['job_stats'].get('data_processed')  # the completed job
     assert any('max downtime set to 200 ms' in e for e in moved['events'])
 
     again_check = migrate(playbook, tmp_path, check=True, **args)

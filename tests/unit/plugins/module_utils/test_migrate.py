@@ -1,6 +1,7 @@
 """kvm_migrate's logic: options -> flags/params, preflight on libvirt's test driver, placement, job watching."""
 
 import os
+import time
 
 import libvirt
 import pytest
@@ -434,3 +435,19 @@ def test_abort_uses_the_given_call_and_survives_its_failure():
     watcher.started = 0.0
     watcher.abort()
     assert watcher.events == ['0.0s: abort failed: cannot connect to libvirt at qemu:///system']
+
+
+def test_short_job_is_seen_before_the_first_full_interval():
+    # a job shorter than poll_interval still gets max_downtime: the watcher polls eagerly until it sees the job
+    dom = FakeDom([_stats(1)])
+    watcher = JobWatcher(dom, params(poll_interval=30, max_downtime=200))
+    began = time.monotonic()
+    watcher.run(lambda: time.sleep(0.3) or 'done')
+    assert time.monotonic() - began < 5
+    assert 'downtime 200' in dom.calls and len(watcher.samples) == 1
+
+
+def test_completed_job_closes_the_samples():
+    watcher = JobWatcher(FakeDom([{}]), params(), clock=Clock())
+    watcher.record(dict(_stats(3, processed=4096), type=libvirt.VIR_DOMAIN_JOB_COMPLETED))
+    assert watcher.samples[-1]['data_processed'] == 4096 and watcher.samples[-1]['memory_iteration'] == 3
