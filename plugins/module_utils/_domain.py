@@ -331,7 +331,8 @@ class Manager(object):
     def context(self, spec, current):
         ctx = {}
         opts = spec['options']
-        if opts.get('virt_type') == 'auto' or (current is None and spec['xml'] is None and not opts.get('virt_type')):
+        untyped = spec['xml'] is None or not spec['xml'].get('type')  # a new guest from XML without <domain type=>
+        if opts.get('virt_type') == 'auto' or (current is None and untyped and not opts.get('virt_type')):
             report = domain_type_report(self.conn(), 'kvm')
             opts['virt_type'] = 'kvm' if report['available'] and report['runs_full_os'] else 'qemu'
         if opts.get('machine'):
@@ -745,8 +746,9 @@ class Manager(object):
         current = self.xml(dom, inactive=True) if dom is not None else None
         if current is not None and spec['uuid'] and current.findtext('uuid').replace('-', '') != spec['uuid'].lower().replace('-', ''):
             raise KvmError('uuid: guest %s exists with UUID %s; a UUID cannot be changed' % (name, current.findtext('uuid')))
-        if dom is None and spec['xml'] is None and 'memory' not in spec['options'] and 'max_memory' not in spec['options']:
-            raise KvmError('memory: required to create guest %s' % name)
+        if (dom is None and 'memory' not in spec['options'] and 'max_memory' not in spec['options']
+                and (spec['xml'] is None or spec['xml'].find('memory') is None)):
+            raise KvmError('memory: required to create guest %s (as the option or as <memory> in xml)' % name)
         if dom is None and spec['graphics'] is None and spec['xml'] is None:
             spec['graphics'] = dict(type='vnc', listen='127.0.0.1', port=None, keymap=None, password=None)
         ctx = self.context(spec, current)

@@ -112,6 +112,31 @@ def _normalize_user_xml(root):
     return root
 
 
+def complete_new_xml(root, virt_type):
+    """A new guest from a partial ``xml``: what virt-install would add and libvirt cannot do without.
+
+    The domain type (``virt_type``, or auto's choice), ``<os><type>hvm</type></os>`` with ACPI/APIC
+    features and ``<devices>``; everything the user wrote is kept as written.
+    """
+    root = copy.deepcopy(root)
+    if not root.get('type'):
+        root.set('type', virt_type or 'kvm')
+    os_node = root.find('os')
+    if os_node is None:
+        os_node = etree.SubElement(root, 'os')
+    if os_node.find('type') is None:
+        type_node = etree.Element('type', arch='x86_64')
+        type_node.text = 'hvm'
+        os_node.insert(0, type_node)
+    if root.find('features') is None:
+        features = etree.SubElement(root, 'features')
+        etree.SubElement(features, 'acpi')
+        etree.SubElement(features, 'apic')
+    if root.find('devices') is None:
+        etree.SubElement(root, 'devices')
+    return root
+
+
 def _adopt_identity(wanted, current):
     """The user's XML keeping the existing UUID and the MACs libvirt generated."""
     wanted = copy.deepcopy(wanted)
@@ -259,7 +284,7 @@ def plan_config(spec, current, ctx=None):
     user_xml = spec.get('xml')
     if creating:
         if user_xml is not None:
-            base = copy.deepcopy(user_xml)
+            base = complete_new_xml(user_xml, spec['options'].get('virt_type'))
         else:
             base = skeleton(spec['name'], spec['options'].get('virt_type') or 'kvm', spec.get('uuid'))
         changes.append(change('config', 'definition', 'define', after=spec['name']))

@@ -310,6 +310,10 @@ options:
       - On an existing guest only what the XML specifies is compared (memory units are normalized; addresses,
         aliases, UUID and MACs are ignored). When it differs, the XML replaces the definition, keeping the
         guest's UUID and, for NICs without a C(<mac>), the MACs in the same position.
+      - A new guest may be created from a partial XML. What libvirt cannot do without is added, as virt-install
+        would - the domain type (O(virt_type), or what C(auto) picks), C(<os><type>hvm</type></os>), ACPI and APIC
+        features, the devices element, a pty serial console and a virtio balloon; C(<memory>) (or O(memory)) is
+        required.
     type: str
 notes:
   - The balloon is set live when the definition's O(memory) changes. libvirt reports only the balloon's actual

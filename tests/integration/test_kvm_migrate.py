@@ -717,9 +717,11 @@ def test_drain_host_playbook(lab_host, conn, guests, unique, virt_type, playbook
     # tolerate leftovers of an interrupted run (or anyone else's guest on the lab): never drain them
     leftovers = [d.name() for d in lab_host.conn.listAllDomains(0) if d.name() not in guests]
 
+    # every answer as text, the way an AWX survey sends it (lists comma-separated, dicts as JSON)
     result = playbook(os.path.join(ROOT, 'playbooks', 'drain_host.yml'), extra_vars=dict(
-        drain_source_uri=LAB_URI, drain_candidates=[UNREACHABLE, 'qemu:///system'], drain_concurrency=2,
-        drain_exclude=leftovers, drain_live_options=dict(migrate_uri=TO_MAIN, listen_address='10.254.77.1')))
+        drain_source_uri=LAB_URI, drain_candidates='%s, qemu:///system' % UNREACHABLE, drain_concurrency='2',
+        drain_exclude=','.join(leftovers),
+        drain_live_options=json.dumps(dict(migrate_uri=TO_MAIN, listen_address='10.254.77.1'))))
     assert result.rc == 0, result.stdout[-4000:]
     summary = {entry['guest']: entry for entry in result.task('Show the summary')['drain_summary']}
     assert sorted(summary) == sorted(running_names + [shutoff])

@@ -318,6 +318,24 @@ def test_drain_host_rejects_the_source_among_the_candidates(tmp_path):
     assert 'drain_candidates' in failed['res']['msg']
 
 
+@pytest.mark.parametrize('answers,task,words', [
+    (dict(drain_live_options='{"bandwidth": 500'), 'Say which variable is not valid JSON', ['JSON objects']),
+    (dict(drain_live_options='{"bandwith": 500}'), 'Check the option dictionaries', ['unknown: bandwith', 'bandwidth']),
+    (dict(drain_offline_options='[1, 2]'), 'Check the option dictionaries', ['dictionaries']),
+    (dict(drain_concurrency='0'), 'Check the variables', ['drain_concurrency']),
+    (dict(drain_candidates='qemu+tcp://10.254.77.2/system, lab'), 'Check the variables', ['libvirt URIs']),
+], ids=['bad-json', 'unknown-option', 'not-a-dict', 'zero-concurrency', 'not-a-uri'])
+def test_drain_host_rejects_bad_answers_before_listing_guests(tmp_path, answers, task, words):
+    given = dict(dict(drain_source_uri='qemu:///system', drain_candidates='qemu+tcp://10.254.77.2/system'), **answers)
+    result = run_job(tmp_path, 'drain_host.yml', survey_defaults('drain_host', **given))
+    assert result.status == 'failed' and result.rc == 2
+    failed = one(result, 'runner_on_failed', task)
+    for word in words:
+        assert word in failed['res']['msg'], failed['res']['msg']
+    started = [e['event_data'].get('task') for e in result.events if e['event'] == 'runner_on_start']
+    assert 'List the guests of the source' not in started
+
+
 # ---------------------------------------------------------------- snapshot
 @pytest.mark.parametrize('answers,word', [
     (dict(snapshot_name='s1'), 'snapshot_guest'),

@@ -389,6 +389,27 @@ def test_manager_needs_memory_to_create(test_client):
         _converge(test_client, dict(name='kvmops-unit2'))
 
 
+def test_new_guest_from_partial_xml_gets_os_type_and_is_then_stable(test_client):
+    partial = dict(name='kvmops-unit-xml', virt_type='qemu',
+                   xml="<domain><memory unit='MiB'>128</memory><vcpu>1</vcpu></domain>")
+    try:
+        made = _converge(test_client, partial)
+        assert made['changed'] is True and test_client.write_log == ['defineXMLFlags']
+        root = parse(test_client.find_domain('kvmops-unit-xml').XMLDesc(0))
+        assert root.get('type') == 'qemu' and root.findtext('os/type') == 'hvm'
+        assert root.find('features/acpi') is not None and root.find('devices/serial') is not None
+        again = _converge(test_client, partial)
+        assert again['changed'] is False and test_client.write_log == ['defineXMLFlags']
+    finally:
+        _converge(test_client, dict(name='kvmops-unit-xml', state='absent'))
+
+
+def test_new_guest_from_xml_without_memory_fails_before_writing(test_client):
+    with pytest.raises(KvmError, match='^memory: required to create guest kvmops-unit-xml2'):
+        _converge(test_client, dict(name='kvmops-unit-xml2', xml='<domain type="qemu"><vcpu>1</vcpu></domain>'))
+    assert test_client.write_log == []
+
+
 def test_password_is_masked_in_diff(test_client):
     guest = dict(GUEST)
     guest.update(name='kvmops-unit3', graphics=dict(type='vnc', password='s3cret'))
