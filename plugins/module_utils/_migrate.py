@@ -581,6 +581,7 @@ class JobWatcher(object):
         self.timed_out = False
         self.aborted = False
         self.suspended = False
+        self.suspended_at = None
         self.postcopy_started = False
         self.downtime_set = False
         self.result = None
@@ -631,6 +632,8 @@ class JobWatcher(object):
                 try:
                     self.dom.suspend()
                     self.suspended = True
+                    self.suspended_at = self.clock()
+                    self._event('guest paused; the rest is copied while it stays paused')
                 except libvirt.libvirtError as exc:
                     self._event('suspend failed: %s' % one_line(exc.get_error_message()))
             elif action == 'postcopy' and not self.postcopy_started:
@@ -852,6 +855,9 @@ class Migration(object):
         watcher.record(final)
         progress = _job_summary(final) or dict(watcher.last)
         progress['wall_seconds'] = result['elapsed_seconds']
+        if watcher.suspended_at is not None and watcher.ended is not None:
+            # measured here: libvirt's downtime may cover only QEMU's final switch-over, not the pause
+            progress['paused_ms'] = int((watcher.ended - watcher.suspended_at) * 1000)
         result['progress'] = progress
         result['domain'] = domain_facts(dest, new)
         result['source_defined'] = self.client.find_domain(self.name) is not None

@@ -369,6 +369,12 @@ progress:
       description: Wall time of the migration call, seen by the module.
       type: float
       returned: on success
+    paused_ms:
+      description:
+        - How long the guest stayed paused after O(timeout_action=suspend) paused it, until the migration completed,
+          measured by the module. libvirt's RV(progress.downtime_ms) may count only QEMU's final switch-over.
+      type: int
+      returned: on success, when the guest was paused by the timeout action
   sample: {elapsed_ms: 1830, data_total: 134750208, data_processed: 1408347, memory_iteration: 3, downtime_ms: 21}
 job_stats:
   description: libvirt's statistics of the completed job, as C(virsh domjobinfo --completed) shows them.

@@ -16,6 +16,8 @@ import uuid
 
 import pytest
 
+import busybox_guest
+
 from conftest import ROOT, PlaybookResult, _env
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which('ip'),
@@ -490,3 +492,65 @@ def test_bad_input_changes_nothing(lab, args, message):
     assert res.get('failed') is True, res
     assert message.replace('{net}', lab.net) in res['msg']
     assert lab.snapshot() == original and lab.tree() == files
+
+
+# ---------------------------------------------------------------- a guest on the new bridge gets link
+def test_guest_on_the_bridge_gets_link(tmp_path, playbook, conn):
+    """kvm_bridge makes a bridge in the host's namespace (libvirt's taps live there) over a veth whose
+    other end is in a "gateway" namespace; a guest that runs an OS (busybox_guest, TCG) is attached to it
+    with type bridge. The gateway namespace pings the guest's address: link through the bridge, end to end."""
+    tag = uuid.uuid4().hex[:6]
+    bridge, port, gw = 'kvgb%s' % tag, 'kvgp%s' % tag, 'kvbr-%sn' % tag
+    net = '10.203.%d' % (int(tag[:2], 16) % 200 + 20)
+    guest = 'kvmops-it-%s-br' % tag
+    directory = os.path.join('/var/lib/libvirt/images', guest)
+
+    def task(module, args, name='step'):
+        path = tmp_path / ('play-%s.yml' % uuid.uuid4().hex[:6])
+        path.write_text(json.dumps([dict(hosts='localhost', gather_facts=False,
+                                         tasks=[{'name': name, module: args}])]))
+        result = playbook(str(path)).task(name)
+        assert not result.get('failed'), result.get('msg')
+        return result
+
+    try:
+        boot = busybox_guest.build(directory)
+        sh('ip', 'netns', 'add', gw)
+        sh('ip', 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'kvgq%s' % tag)
+        sh('ip', 'link', 'set', 'kvgq%s' % tag, 'netns', gw)
+        sh('ip', '-n', gw, 'link', 'set', 'kvgq%s' % tag, 'name', 'eth0')
+        sh('ip', '-n', gw, 'addr', 'add', '%s.1/24' % net, 'dev', 'eth0')
+        sh('ip', '-n', gw, 'link', 'set', 'eth0', 'up')
+        sh('ip', '-n', gw, 'link', 'set', 'lo', 'up')
+        sh('ip', 'link', 'set', port, 'up')
+
+        made = task('kvmops.kvm.kvm_bridge', dict(name=bridge, ports=[port], ip='none', provider='runtime'))
+        assert made['changed'] is True
+        task('kvmops.kvm.kvm_domain', {
+            'name': guest, 'state': 'running', 'memory': '128MiB', 'vcpus': 1, 'virt_type': 'auto',
+            'kernel': boot['kernel'], 'initrd': boot['initrd'], 'graphics': {'type': 'none'},
+            'cmdline': 'console=ttyS0 quiet net.ifnames=0 kvmops.ip=%s.2/24' % net,
+            'interfaces': [{'type': 'bridge', 'source': bridge, 'model': 'virtio'}]})
+        info = task('kvmops.kvm.kvm_info', dict(gather=['domains'], name=guest))
+        nic = info['domains'][0]['interfaces'][0]
+        assert nic['type'] == 'bridge' and nic['source'] == bridge, nic
+        # the guest's tap is a port of the bridge, next to the veth
+        links = json.loads(sh('ip', '-j', 'link', 'show', 'master', bridge).stdout or '[]')
+        assert sorted(link['ifname'] for link in links if link['ifname'] != port) == [nic['target']], links
+        for _attempt in range(60):   # boot under TCG, then the guest answers from the gateway side
+            if sh('ip', 'netns', 'exec', gw, 'busybox', 'ping', '-c', '1', '-W', '2', '%s.2' % net,
+                  check=False).returncode == 0:
+                break
+        else:
+            pytest.fail('the guest on bridge %s does not answer at %s.2' % (bridge, net))
+    finally:
+        for module, args in (('kvmops.kvm.kvm_domain', dict(name=guest, state='absent')),
+                             ('kvmops.kvm.kvm_bridge', dict(name=bridge, ports=[port], ip='none', provider='runtime',
+                                                            state='absent'))):
+            path = tmp_path / ('cleanup-%s.yml' % uuid.uuid4().hex[:6])
+            path.write_text(json.dumps([dict(hosts='localhost', gather_facts=False, tasks=[{'name': 'c', module: args}])]))
+            playbook(str(path))
+        sh('ip', 'link', 'del', port, check=False)
+        sh('ip', 'link', 'del', bridge, check=False)
+        sh('ip', 'netns', 'del', gw, check=False)
+        shutil.rmtree(directory, ignore_errors=True)

@@ -18,6 +18,8 @@ import uuid
 
 import pytest
 
+import busybox_guest
+
 MARKER_DIR = '/var/lib/kvmops-test'
 WALKTHROUGH_MARKER = os.path.join(MARKER_DIR, 'nat_network_01.uuid')
 
@@ -405,6 +407,47 @@ def test_client_obtains_lease(names, netns, playbook, tmp_path, conn):
         time.sleep(0.5)
     else:
         pytest.fail('libvirt reports no lease for %s: %s' % (mac, leases))
+
+
+def test_booted_guest_obtains_lease(names, playbook, tmp_path, conn):
+    """A guest from kvm_domain that runs an OS (busybox_guest, TCG) gets a lease from the network's dnsmasq."""
+    name, br, a = names['name'], names['bridge'], names['octet']
+    guest = name + '-g'
+    directory = os.path.join('/var/lib/libvirt/images', guest)
+    boot = busybox_guest.build(directory)
+    four_steps(playbook, tmp_path, dict(
+        name=name, state='active', forward='nat', bridge=dict(name=br),
+        ipv4=dict(address='10.254.%d.1/24' % a, dhcp_ranges=[dict(start='10.254.%d.100' % a, end='10.254.%d.150' % a)])))
+    domain = {'name': guest, 'state': 'running', 'memory': '128MiB', 'vcpus': 1, 'virt_type': 'auto',
+              'kernel': boot['kernel'], 'initrd': boot['initrd'], 'cmdline': 'console=ttyS0 quiet net.ifnames=0',
+              'graphics': {'type': 'none'}, 'interfaces': [{'type': 'network', 'source': name}]}
+    try:
+        path = tmp_path / 'guest.yml'
+        path.write_text(json.dumps([dict(hosts='localhost', gather_facts=False,
+                                         tasks=[{'name': 'guest', 'kvmops.kvm.kvm_domain': domain}])]))
+        made = playbook(str(path)).task('guest')
+        assert not made.get('failed'), made.get('msg')
+        mac = made['domain']['interfaces'][0]['mac']
+        lease = None
+        deadline = time.monotonic() + 300   # boot under TCG, udhcpc, dnsmasq's lease script
+        while lease is None and time.monotonic() < deadline:
+            lease = next((entry for entry in conn.networkLookupByName(name).DHCPLeases() if entry['mac'] == mac), None)
+            time.sleep(2)
+        assert lease is not None, 'the guest (MAC %s) got no lease from %s within 300 s' % (mac, name)
+        address = ipaddress.ip_address(lease['ipaddr'])
+        assert ipaddress.ip_address('10.254.%d.100' % a) <= address <= ipaddress.ip_address('10.254.%d.150' % a)
+        # the guest holds the address: it answers on the network's bridge (traffic to our own guest only)
+        for _attempt in range(30):
+            if sh(['busybox', 'ping', '-c', '1', '-W', '2', str(address)]).returncode == 0:
+                break
+        else:
+            pytest.fail('the guest does not answer at its leased address %s' % address)
+    finally:
+        absent = tmp_path / 'absent.yml'
+        absent.write_text(json.dumps([dict(hosts='localhost', gather_facts=False, tasks=[
+            {'name': 'guest', 'kvmops.kvm.kvm_domain': {'name': guest, 'state': 'absent'}}])]))
+        playbook(str(absent))
+        subprocess.run(['rm', '-rf', directory], check=False)
 
 
 # ---------------------------------------------------------------- conflicts and bad input: nothing changed

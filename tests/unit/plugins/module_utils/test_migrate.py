@@ -348,6 +348,8 @@ def test_timeout_action_applied_once(action, expected):
         watcher.poll_once()
     assert dom.calls == expected
     assert watcher.timed_out and len(watcher.samples) == 5
+    # the module's own pause clock starts when suspend succeeds (libvirt's downtime may not cover it)
+    assert watcher.suspended_at == (10 if action == 'suspend' else None)
     assert watcher.last['average_bandwidth_bps'] == 100
 
 
