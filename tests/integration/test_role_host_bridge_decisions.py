@@ -3,24 +3,10 @@
 The role's decision step runs with each platform's facts; nothing on this machine changes.
 """
 
-import json
-
 import pytest
 
-PLAY = """
-- hosts: localhost
-  gather_facts: false
-  vars:
-    ansible_facts: {facts}
-  tasks:
-    - name: decide
-      ansible.builtin.include_role:
-        name: kvmops.kvm.host_bridge
-        tasks_from: decide
-    - name: plan
-      ansible.builtin.debug:
-        var: _host_bridge_plan
-"""
+from role_decisions import decide
+
 
 BRIDGES = [
     {'name': 'br1', 'ports': ['eth1'], 'network': {'name': 'lan'}},
@@ -36,9 +22,7 @@ def _facts(family, version='12'):
 
 
 def _decide(playbook, tmp_path, facts, extra=None):
-    path = tmp_path / 'decide.yml'
-    path.write_text(PLAY.format(facts=json.dumps(facts)))
-    return playbook(str(path), extra_vars=extra)
+    return decide(playbook, tmp_path, 'host_bridge', facts, extra)
 
 
 @pytest.mark.parametrize('family, version, packages, ifupdown', [

@@ -7,33 +7,18 @@ checked by running the role's decision step with that platform's facts.
 
 import pytest
 
+from role_decisions import decide
+
 DEBIAN_PACKAGES = {'qemu-system-x86', 'libvirt-daemon-system', 'virtinst', 'qemu-utils', 'libguestfs-tools',
                    'python3-libvirt', 'python3-lxml'}
 RHEL_PACKAGES = {'qemu-kvm', 'libvirt', 'virt-install', 'qemu-img', 'libguestfs-tools', 'python3-libvirt',
                  'python3-lxml'}
 MODULAR = ['virtqemud.socket', 'virtnetworkd.socket', 'virtstoraged.socket', 'virtproxyd.socket']
 
-PLAY = """
-- hosts: localhost
-  gather_facts: false
-  vars:
-    ansible_facts: {facts}
-  tasks:
-    - name: decide
-      ansible.builtin.include_role:
-        name: kvmops.kvm.kvm_host
-        tasks_from: decide.yml
-    - name: plan
-      ansible.builtin.debug:
-        var: _kvm_host_plan
-"""
 
 
 def _decide(playbook, tmp_path, facts, extra=None):
-    import json
-    path = tmp_path / 'decide.yml'
-    path.write_text(PLAY.format(facts=json.dumps(facts)))
-    return playbook(str(path), extra_vars=extra)
+    return decide(playbook, tmp_path, 'kvm_host', facts, extra)
 
 
 @pytest.mark.parametrize('family, version, service_mgr, cpu, packages, services, modular, conf', [
@@ -51,6 +36,7 @@ def test_platform_plan(playbook, tmp_path, family, version, service_mgr, cpu, pa
     assert result.rc == 0, result.stdout[-2000:]
     plan = result.task('plan')['_kvm_host_plan']
     assert packages <= set(plan['packages'])
+    assert plan['package_manager'] == ('dnf' if family == 'RedHat' else 'apt')
     assert plan['services'] == services
     assert plan['modular'] is modular
     assert plan['systemd'] is (service_mgr == 'systemd')

@@ -3,24 +3,10 @@
 The role's decision step runs with each platform's facts; nothing on this machine changes.
 """
 
-import json
-
 import pytest
 
-PLAY = """
-- hosts: localhost
-  gather_facts: false
-  vars:
-    ansible_facts: {facts}
-  tasks:
-    - name: decide
-      ansible.builtin.include_role:
-        name: kvmops.kvm.nfs_storage
-        tasks_from: decide
-    - name: plan
-      ansible.builtin.debug:
-        var: _nfs_storage_plan
-"""
+from role_decisions import decide
+
 
 EXPORTS = [{'path': '/exports/vms', 'clients': ['192.0.2.11', '192.0.2.12']},
            {'path': '/exports/iso', 'clients': ['192.0.2.0/24'], 'options': 'ro,sync', 'owner': 'qemu'}]
@@ -34,9 +20,7 @@ def _facts(family, selinux='disabled'):
 
 
 def _decide(playbook, tmp_path, facts, extra=None):
-    path = tmp_path / 'decide.yml'
-    path.write_text(PLAY.format(facts=json.dumps(facts)))
-    return playbook(str(path), extra_vars=extra)
+    return decide(playbook, tmp_path, 'nfs_storage', facts, extra)
 
 
 @pytest.mark.parametrize('family, exports, mounts, packages, service', [

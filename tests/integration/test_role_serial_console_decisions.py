@@ -9,20 +9,8 @@ import json
 
 import pytest
 
-PLAY = """
-- hosts: localhost
-  gather_facts: false
-  vars:
-    ansible_facts: {facts}
-  tasks:
-    - name: decide
-      ansible.builtin.include_role:
-        name: kvmops.kvm.serial_console
-        tasks_from: decide
-    - name: plan
-      ansible.builtin.debug:
-        var: _serial_console_plan
-"""
+from role_decisions import decide_play
+
 
 APPLY = """
 - hosts: localhost
@@ -82,7 +70,7 @@ def _run(playbook, tmp_path, text, extra=None):
 ])
 def test_platform_plan(playbook, tmp_path, family, version, distribution, firmware, method, grub_file,
                        regenerate, grubby):
-    result = _run(playbook, tmp_path, PLAY.format(facts=json.dumps(_facts(family, version, distribution))),
+    result = _run(playbook, tmp_path, decide_play('serial_console', _facts(family, version, distribution)),
                   {'serial_console_firmware': firmware})
     assert result.rc == 0, result.stdout[-2000:]
     plan = result.task('plan')['_serial_console_plan']
@@ -100,7 +88,7 @@ def test_platform_plan(playbook, tmp_path, family, version, distribution, firmwa
 def test_auto_firmware_reads_the_efi_directory(playbook, tmp_path):
     facts = _facts('RedHat', '8', 'RedHat')
     for efi, target in ((True, '/boot/efi/EFI/redhat/grub.cfg'), (False, '/boot/grub2/grub.cfg')):
-        result = _run(playbook, tmp_path, PLAY.format(facts=json.dumps(facts)), {'_serial_console_efi': efi})
+        result = _run(playbook, tmp_path, decide_play('serial_console', facts), {'_serial_console_efi': efi})
         assert result.rc == 0, result.stdout[-2000:]
         assert result.task('plan')['_serial_console_plan']['regenerate'][-1] == target
 
@@ -109,13 +97,13 @@ def test_auto_firmware_reads_the_efi_directory(playbook, tmp_path):
 def test_reboot_command(playbook, tmp_path, service_mgr, command):
     # `shutdown -r` (the reboot module's default) needs D-Bus; systemctl talks to systemd directly.
     facts = dict(_facts('Debian', '12', 'Debian'), service_mgr=service_mgr)
-    result = _run(playbook, tmp_path, PLAY.format(facts=json.dumps(facts)), {'serial_console_firmware': 'bios'})
+    result = _run(playbook, tmp_path, decide_play('serial_console', facts), {'serial_console_firmware': 'bios'})
     assert result.rc == 0, result.stdout[-2000:]
     assert result.task('plan')['_serial_console_plan']['reboot_command'] == command
 
 
 def test_other_port_and_speed(playbook, tmp_path):
-    result = _run(playbook, tmp_path, PLAY.format(facts=json.dumps(_facts('Debian', '12', 'Debian'))),
+    result = _run(playbook, tmp_path, decide_play('serial_console', _facts('Debian', '12', 'Debian')),
                   {'serial_console_port': 'ttyS1', 'serial_console_speed': 9600, 'serial_console_keep_tty0': False,
                    'serial_console_firmware': 'bios'})
     assert result.rc == 0, result.stdout[-2000:]
@@ -127,7 +115,7 @@ def test_other_port_and_speed(playbook, tmp_path):
 
 @pytest.mark.parametrize('extra', [{'serial_console_port': '/dev/ttyS0'}, {'serial_console_speed': 1234}])
 def test_bad_input_is_rejected(playbook, tmp_path, extra):
-    result = _run(playbook, tmp_path, PLAY.format(facts=json.dumps(_facts('Debian', '12', 'Debian'))), extra)
+    result = _run(playbook, tmp_path, decide_play('serial_console', _facts('Debian', '12', 'Debian')), extra)
     assert result.rc != 0
     assert 'serial_console' in result.stdout
 
