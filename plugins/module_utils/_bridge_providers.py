@@ -84,6 +84,11 @@ def prefix_of(netmask):
     return sum(bin(int(part)).count('1') for part in netmask.split('.'))
 
 
+def rename_dev(text, old, new):
+    """``dev <old>`` -> ``dev <new>`` in route lines (ifcfg route files, ifupdown up/down hooks)."""
+    return re.sub(r'(\bdev\s+)%s\b' % re.escape(old), lambda m: m.group(1) + new, text)
+
+
 class Provider(object):
     """The interface: inherit/present/absent file changes, and activation after a write."""
 
@@ -155,6 +160,19 @@ class IfcfgProvider(Provider):
     def file(self, device):
         return self.path(self.directory, 'ifcfg-%s' % device)
 
+    def route_changes(self, source, target):
+        """Move route-<source>/route6-<source> (static routes) to <target>, unless <target> has its own."""
+        changes = []
+        for kind in ('route', 'route6'):
+            src = self.path(self.directory, '%s-%s' % (kind, source))
+            dst = self.path(self.directory, '%s-%s' % (kind, target))
+            text, there = read_text(src), read_text(dst)
+            if text is None or there is not None:
+                continue
+            changes.append(FileChange(dst, None, rename_dev(text, source, target)))
+            changes.append(FileChange(src, text, None))
+        return changes
+
     def addressing_of(self, text):
         return [(k, v) for k, v in parse_ifcfg(text) if IFCFG_ADDRESSING.match(k)]
 
@@ -219,6 +237,8 @@ class IfcfgProvider(Provider):
                     head.append(('TYPE', 'Ethernet'))
                 after = head + pairs + [('ONBOOT', 'yes'), ('BOOTPROTO', 'none'), ('BRIDGE', name)]
                 changes.append(FileChange(self.file(port), text, render_ifcfg(after)))
+            if spec['ip'] == 'inherit' and ports:
+                changes += self.route_changes(ports[0], name)
         else:
             blob = self.addressing_of(bridge_before)
             if bridge_before is not None:
@@ -232,6 +252,7 @@ class IfcfgProvider(Provider):
                 pairs = [(k, v) for k, v in pairs if k != 'BRIDGE' and not IFCFG_ADDRESSING.match(k)]
                 if index == 0:
                     pairs += blob or [('BOOTPROTO', 'none')]
+                    changes += self.route_changes(name, port)
                 else:
                     pairs += [('BOOTPROTO', 'none')]
                 changes.append(FileChange(path, text, render_ifcfg(pairs, header=False)))
@@ -244,6 +265,14 @@ STANZA_START = re.compile(r'^\s*(iface|auto|allow-\S+|mapping|source|source-dire
 IFUPDOWN_ADDRESS_OPTS = re.compile(r'^(address|netmask|broadcast|network|gateway|pointopoint|scope|metric|'
                                    r'dns-\S+|hostname|leasetime|vendor|client|accept_ra|autoconf|privext|dhcp|'
                                    r'request_prefix|ll-attempts|ll-interval)$')
+
+
+IFUPDOWN_HOOKS = re.compile(r'^(pre-up|up|post-up|pre-down|down|post-down)$')
+
+
+def is_addressing_option(key, value):
+    """Address options, and the up/down hooks that add static routes (they follow the addresses)."""
+    return bool(IFUPDOWN_ADDRESS_OPTS.match(key) or (IFUPDOWN_HOOKS.match(key) and re.search(r'\broute\b', value)))
 
 
 def parse_interfaces(text):
@@ -338,8 +367,8 @@ class IfupdownProvider(Provider):
         for block in blocks:
             if block['kind'] == 'iface' and len(block['words']) >= 4 and block['words'][1] == device:
                 family, method = block['words'][2], block['words'][3]
-                addr = [(k, v) for k, v in block['options'] if IFUPDOWN_ADDRESS_OPTS.match(k)]
-                rest = [(k, v) for k, v in block['options'] if not IFUPDOWN_ADDRESS_OPTS.match(k)]
+                addr = [(k, v) for k, v in block['options'] if is_addressing_option(k, v)]
+                rest = [(k, v) for k, v in block['options'] if not is_addressing_option(k, v)]
                 if method not in ('manual',) or addr:
                     taken.append((family, method, addr))
                 if family == 'inet':
@@ -354,8 +383,14 @@ class IfupdownProvider(Provider):
     @staticmethod
     def stanza_addressing(blocks, device):
         """[(family, method, address options)] of the device's iface stanzas, left in place."""
-        return [(b['words'][2], b['words'][3], [(k, v) for k, v in b['options'] if IFUPDOWN_ADDRESS_OPTS.match(k)])
+        return [(b['words'][2], b['words'][3], [(k, v) for k, v in b['options'] if is_addressing_option(k, v)])
                 for b in blocks if b['kind'] == 'iface' and len(b['words']) >= 4 and b['words'][1] == device]
+
+    @staticmethod
+    def moved(blob, source, target):
+        """The addressing ``blob`` of ``source`` as ``target``'s: route hooks name the new device."""
+        return [(family, method, [(k, rename_dev(v, source, target) if IFUPDOWN_HOOKS.match(k) else v)
+                                  for k, v in opts]) for family, method, opts in blob]
 
     @staticmethod
     def render_addressing(addr):
@@ -396,7 +431,7 @@ class IfupdownProvider(Provider):
                 path, text, blocks = found
                 taken, kept = self.split_addressing(blocks, port)
                 if index == 0 and spec['ip'] == 'inherit' and taken:
-                    blob = taken
+                    blob = self.moved(taken, port, name)
                 changes.append(FileChange(path, text, render_interfaces(kept), backup_dir=self._backup_dir_for(path)))
             if blob is None and spec['ip'] == 'inherit':
                 blob = self.stanza_addressing(bridge_blocks, name) or None
@@ -422,6 +457,7 @@ class IfupdownProvider(Provider):
             if bridge_before is None:
                 return changes
             blob = [entry for entry in self.stanza_addressing(bridge_blocks, name) if entry[1] != 'manual' or entry[2]]
+            blob = self.moved(blob, name, ports[0]) if ports else blob
             changes.append(FileChange(bridge_path, bridge_before, None, backup_dir=self.backup_dir))
             if ports and blob:
                 port = ports[0]

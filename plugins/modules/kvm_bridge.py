@@ -75,6 +75,8 @@ options:
     description:
       - V(inherit) moves the first port's addresses and routes (kernel) and its addressing settings, including DNS
         (files), to the bridge; when the port's files have no addressing, the files are written from the kernel state.
+        Persisted static routes follow (ifcfg C(route-<port>) files, ifupdown C(up)/C(down) hooks running C(ip route),
+        NetworkManager C([ipv4]) routes), with C(dev <port>) renamed to the bridge; V(absent) moves them back.
       - V(static) uses O(address), O(gateway) and O(dns).
       - V(dhcp) writes DHCP into the files; the kernel gets the port's current addresses and routes meanwhile
         (no DHCP client is started by this module).

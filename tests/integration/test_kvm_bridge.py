@@ -211,6 +211,8 @@ def test_ifcfg_inherit_four_step_then_absent(lab):
     bridge = 'br' + lab.tag
     fmt = dict(net=lab.net, tag=lab.tag)
     lab.write('etc/sysconfig/network-scripts/ifcfg-eth0', IFCFG_ETH0.format(**fmt))
+    route = '10.202.0.0/16 via {net}.1 dev %s metric 50\n'.format(**fmt)   # the static route, persisted
+    lab.write('etc/sysconfig/network-scripts/route-eth0', route % 'eth0')
     original = lab.snapshot()
     original_files = lab.tree()
     mac = lab.link('eth0')['address']
@@ -247,9 +249,13 @@ def test_ifcfg_inherit_four_step_then_absent(lab):
     assert lab.ping('%s.1' % lab.net)
     assert lab.read('etc/sysconfig/network-scripts/ifcfg-%s' % bridge) == IFCFG_BR.format(mac=mac, **fmt)
     assert lab.read('etc/sysconfig/network-scripts/ifcfg-eth0') == IFCFG_PORT.format(**fmt)
-    assert len(res['backups']) == 1
-    with open(res['backups'][0]) as handle:
-        assert handle.read() == IFCFG_ETH0.format(**fmt)
+    assert lab.read('etc/sysconfig/network-scripts/route-%s' % bridge) == route % bridge
+    assert lab.read('etc/sysconfig/network-scripts/route-eth0') is None
+    backups = {}
+    for path in res['backups']:
+        with open(path) as handle:
+            backups[os.path.basename(path).split('.')[0]] = handle.read()
+    assert backups == {'ifcfg-eth0': IFCFG_ETH0.format(**fmt), 'route-eth0': route % 'eth0'}, res['backups']
     assert res['bridge']['ports'] == ['eth0'] and res['bridge']['stp'] is True
 
     # 3. check again, 4. real again: nothing to do
@@ -273,6 +279,8 @@ def test_ifcfg_inherit_four_step_then_absent(lab):
     assert lab.ping('%s.1' % lab.net)
     assert lab.read('etc/sysconfig/network-scripts/ifcfg-%s' % bridge) is None
     assert _pairs(lab.read('etc/sysconfig/network-scripts/ifcfg-eth0')) == _pairs(IFCFG_ETH0.format(**fmt))
+    assert lab.read('etc/sysconfig/network-scripts/route-eth0') == route % 'eth0'
+    assert lab.read('etc/sysconfig/network-scripts/route-%s' % bridge) is None
     res = lab.run(absent, check=True)
     assert res['changed'] is False, res
     res = lab.run(absent)

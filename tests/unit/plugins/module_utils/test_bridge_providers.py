@@ -79,6 +79,25 @@ def test_ifcfg_from_kernel_when_the_port_has_no_file(tmp_path):
         ('BRIDGE', 'br1')]
 
 
+def test_ifcfg_static_route_files_follow_the_addresses(tmp_path):
+    scripts = 'etc/sysconfig/network-scripts/'
+    put(tmp_path, scripts + 'ifcfg-ens33', fixture('bridge_ifcfg-ens33.orig'))
+    put(tmp_path, scripts + 'route-ens33', '10.202.0.0/16 via 192.0.2.1 dev ens33 metric 50\n')
+    put(tmp_path, scripts + 'route6-ens33', '2001:db8:9::/48 via 2001:db8::1 dev ens33\n')
+    provider = P.IfcfgProvider(str(tmp_path))
+    changes = by_path(provider.changes(spec(), KERNEL), tmp_path)
+    assert changes[scripts + 'route-br1'].after == '10.202.0.0/16 via 192.0.2.1 dev br1 metric 50\n'
+    assert changes[scripts + 'route6-br1'].after == '2001:db8:9::/48 via 2001:db8::1 dev br1\n'
+    assert changes[scripts + 'route-ens33'].after is None and changes[scripts + 'route6-ens33'].after is None
+    apply(changes.values())
+    assert not any(c.changed for c in provider.changes(spec(), KERNEL))
+    # a port that is not the first, or ip other than inherit, keeps its route file where it is
+    assert scripts + 'route-ens34' not in by_path(provider.changes(spec(ports=['ens33', 'ens34']), KERNEL), tmp_path)
+    changes = by_path(provider.changes(spec(state='absent'), KERNEL), tmp_path)
+    assert changes[scripts + 'route-ens33'].after == '10.202.0.0/16 via 192.0.2.1 dev ens33 metric 50\n'
+    assert changes[scripts + 'route-br1'].after is None and changes[scripts + 'route6-br1'].after is None
+
+
 @pytest.mark.parametrize('addressing, expected', [
     (P.Addressing('dhcp', dns=['192.0.2.53']), [('BOOTPROTO', 'dhcp'), ('DNS1', '192.0.2.53')]),
     (P.Addressing('none'), [('BOOTPROTO', 'none')]),
@@ -120,6 +139,27 @@ def test_ifupdown_edits_the_port_stanza_in_place_and_back(tmp_path):
     assert sorted(stanza['options']) == sorted([('address', '192.0.2.10/24'), ('gateway', '192.0.2.1'),
                                                 ('dns-nameservers', '192.0.2.53'), ('dns-search', 'example.org'),
                                                 ('up', 'echo up')])
+
+
+def test_ifupdown_route_hooks_follow_the_addresses(tmp_path):
+    text = fixture('bridge_interfaces.orig').replace(
+        '    up echo up\n', '    up echo up\n    up ip route add 10.202.0.0/16 via 192.0.2.1 dev ens33\n'
+                           '    pre-down ip route del 10.202.0.0/16 via 192.0.2.1 dev ens33\n')
+    put(tmp_path, 'etc/network/interfaces', text)
+    os.makedirs(os.path.join(str(tmp_path), 'etc/network/interfaces.d'))
+    provider = P.IfupdownProvider(str(tmp_path))
+    changes = by_path(provider.changes(spec(), KERNEL), tmp_path)
+    bridge = changes['etc/network/interfaces.d/br1'].after
+    assert '    up ip route add 10.202.0.0/16 via 192.0.2.1 dev br1\n' in bridge
+    assert '    pre-down ip route del 10.202.0.0/16 via 192.0.2.1 dev br1\n' in bridge
+    port = changes['etc/network/interfaces'].after
+    assert 'route' not in port and '    up echo up\n' in port      # other hooks stay with the port
+    apply(changes.values())
+    assert not any(c.changed for c in provider.changes(spec(), KERNEL))
+    changes = by_path(provider.changes(spec(state='absent'), KERNEL), tmp_path)
+    restored = changes['etc/network/interfaces'].after
+    assert '    up ip route add 10.202.0.0/16 via 192.0.2.1 dev ens33\n' in restored
+    assert 'dev br1' not in restored
 
 
 def test_ifupdown_static_from_options_and_new_port_file_on_absent(tmp_path):
