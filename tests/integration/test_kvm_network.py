@@ -365,6 +365,33 @@ def test_isolated_then_routed(names, playbook, tmp_path, conn):
     assert not os.path.exists('/sys/class/net/%s' % br) and firewall_rules(subnet) == []
 
 
+def test_dual_stack_ipv6_dhcp_and_hosts_in_place(names, playbook, tmp_path, conn):
+    """IPv4 and IPv6 on one (isolated: no host forwarding changes) network; a DHCPv6 host added live."""
+    name, br, a = names['name'], names['bridge'], names['octet']
+    v6 = 'fd42:4b56:%x::' % a
+    base = dict(name=name, state='active', forward='isolated', bridge=dict(name=br),
+                ipv4=dict(address='10.254.%d.1/24' % a),
+                ipv6=dict(address=v6 + '1', prefix=64, dhcp_ranges=[dict(start=v6 + '100', end=v6 + '1ff')]))
+    results = four_steps(playbook, tmp_path, base)
+    six = [ip for ip in results[1]['network']['addresses'] if ip['family'] == 'ipv6']
+    assert [(ip['address'], ip['prefix'], ip['dhcp_ranges']) for ip in six] == [
+        (v6 + '1', 64, [dict(start=v6 + '100', end=v6 + '1ff')])], six
+    out = json.loads(sh(['ip', '-j', '-6', 'addr', 'show', 'dev', br]).stdout)
+    assert v6 + '1' in [x['local'] for i in out for x in i.get('addr_info', [])], out
+    conf = dnsmasq_conf(name)
+    assert 'dhcp-range=%s100,%s1ff,64' % (v6, v6) in conf, conf
+    assert 'enable-ra' in conf, conf
+
+    index = ifindex(br)
+    with_host = dict(base, ipv6=dict(base['ipv6'], dhcp_hosts=[dict(name='web', ip=v6 + '10')]))
+    results = four_steps(playbook, tmp_path, with_host)
+    assert results[1]['restarted'] is False and ifindex(br) == index      # updated in place, link kept
+    assert 'web,[%s10]' % v6 in hostsfile(name), hostsfile(name)
+
+    four_steps(playbook, tmp_path, dict(name=name, state='absent'))
+    assert not os.path.exists('/sys/class/net/%s' % br)
+
+
 # ---------------------------------------------------------------- a real DHCP exchange
 @pytest.fixture
 def netns(names):

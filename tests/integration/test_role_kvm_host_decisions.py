@@ -16,7 +16,6 @@ RHEL_PACKAGES = {'qemu-kvm', 'libvirt', 'virt-install', 'qemu-img', 'libguestfs-
 MODULAR = ['virtqemud.socket', 'virtnetworkd.socket', 'virtstoraged.socket', 'virtproxyd.socket']
 
 
-
 def _decide(playbook, tmp_path, facts, extra=None):
     return decide(playbook, tmp_path, 'kvm_host', facts, extra)
 

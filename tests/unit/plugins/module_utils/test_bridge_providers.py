@@ -142,9 +142,10 @@ def test_ifupdown_edits_the_port_stanza_in_place_and_back(tmp_path):
 
 
 def test_ifupdown_route_hooks_follow_the_addresses(tmp_path):
-    text = fixture('bridge_interfaces.orig').replace(
-        '    up echo up\n', '    up echo up\n    up ip route add 10.202.0.0/16 via 192.0.2.1 dev ens33\n'
-                           '    pre-down ip route del 10.202.0.0/16 via 192.0.2.1 dev ens33\n')
+    hooks = ('    up echo up\n'
+             '    up ip route add 10.202.0.0/16 via 192.0.2.1 dev ens33\n'
+             '    pre-down ip route del 10.202.0.0/16 via 192.0.2.1 dev ens33\n')
+    text = fixture('bridge_interfaces.orig').replace('    up echo up\n', hooks)
     put(tmp_path, 'etc/network/interfaces', text)
     os.makedirs(os.path.join(str(tmp_path), 'etc/network/interfaces.d'))
     provider = P.IfupdownProvider(str(tmp_path))
