@@ -1079,6 +1079,13 @@ class NetworkManager(object):
                                    % (self.name, tap, mac, dom, bridge, err.strip()), replugged=self.replugged)
                 entry['replugged'] = True
             self.replugged.append(entry)
+        stranded = [e for e in self.replugged if not e['replugged']]
+        if stranded and not self.check_mode:
+            # a remote URI (or a guest without a tap name): libvirt has no call that re-attaches a tap
+            self.module.warn('network %s was restarted on %s; these guest interfaces are off its bridge %s until '
+                             're-plugged on that host (ip link set dev TAP master %s): %s'
+                             % (self.name, self.client.uri, bridge, bridge,
+                                ', '.join('%s of %s' % (e['interface'] or e['mac'], e['domain']) for e in stranded)))
 
 
 def main(module):

@@ -242,7 +242,8 @@ options:
         restart applies (anything but DHCP and DNS host entries).
       - V(never) leaves it running and lists it in RV(pending_restart).
       - V(if_needed) restarts it and re-plugs the interfaces of running guests on it (on a local URI; on a remote
-        one they are reported in RV(replugged) with C(replugged=false)).
+        one they are reported in RV(replugged) with C(replugged=false) and a warning names them, since libvirt has
+        no call that re-attaches a tap - run the module on the hypervisor itself to have them re-plugged).
     type: str
     choices: [never, if_needed]
     default: never

@@ -48,6 +48,9 @@ class FakeModule(object):
         self.commands.append(args)
         return 0, '', ''
 
+    def warn(self, text):
+        self.warnings = getattr(self, 'warnings', []) + [text]
+
 
 WRITES = [
     (libvirt.virConnect, 'networkDefineXML'), (libvirt.virConnect, 'networkCreateXML'),
@@ -402,3 +405,22 @@ def test_state_inactive_and_absent(client, writes):
 def test_absent_on_missing_is_unchanged(client, writes):
     result = run(client, params(name='kvmops-none', state='absent'))
     assert result['changed'] is False and result['network'] is None and writes == []
+
+
+def test_restart_on_a_remote_uri_reports_and_warns_about_guests_it_cannot_replug(client, writes):
+    """The test driver is not a local URI: no ip-link re-plug, the guest is listed and the operator warned."""
+    run(client, params(state='active', **NEW))
+    dom = client.conn.createXML("""<domain type='test'><name>kvmops-unit-g</name><memory>65536</memory>
+        <os><type>hvm</type></os><devices><interface type='network'><mac address='52:54:00:00:00:42'/>
+        <source network='kvmops-unit'/></interface></devices></domain>""", 0)
+    try:
+        module = FakeModule(params(state='active', restart='if_needed',
+                                   **with_ipv4(ipv4('10.97.0.1/25', ranges=[dict(start='10.97.0.10', end='10.97.0.20')]))))
+        result = N.NetworkManager(module, client).run()
+        assert result['restarted'] is True and module.commands == []
+        tap = parse(dom.XMLDesc(0)).find('devices/interface/target').get('dev')     # named by libvirt
+        assert result['replugged'] == [dict(domain='kvmops-unit-g', mac='52:54:00:00:00:42', interface=tap,
+                                            bridge='kvunit0', replugged=False)]
+        assert len(module.warnings) == 1 and '%s of kvmops-unit-g' % tap in module.warnings[0]
+    finally:
+        dom.destroy()
