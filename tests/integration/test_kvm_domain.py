@@ -430,3 +430,56 @@ def test_walkthrough_linux_guest(conn, guest, default_network, playbook, tmp_pat
     # Undefine keeping the disk.
     four_step(playbook, tmp_path, dict(name=name, state='absent'))
     assert os.path.exists(root_disk)
+
+
+# ---------------------------------------------------------------- EFI, SPICE and a pool volume (OS-less)
+def test_efi_spice_and_pool_volume_disk(conn, guest, playbook, tmp_path):
+    """UEFI firmware (libvirt picks OVMF and makes the NVRAM), a SPICE console on 127.0.0.1 and a qcow2
+    disk created as a volume of a dir pool, on a running guest; absent keeps the volume, drops the NVRAM."""
+    name, pool = guest['name'], guest['name'] + '-pool'
+    pool_play = tmp_path / 'pool.yml'
+
+    def pool_task(state):
+        pool_play.write_text(json.dumps([dict(hosts='localhost', gather_facts=False, tasks=[
+            {'name': 'pool', 'kvmops.kvm.kvm_pool': dict(name=pool, type='dir', path=guest['dir'], state=state,
+                                                         **({'delete_data': False} if state == 'absent' else {}))}])]))
+        res = playbook(str(pool_play)).task('pool')
+        assert not res.get('failed'), res.get('msg')
+    pool_task('active')
+    try:
+        args = dict(name=name, memory='128MiB', vcpus=1, virt_type='auto', machine='q35', firmware='efi',
+                    state='running', graphics=dict(type='spice'),
+                    disks=[dict(pool=pool, volume=name + '.qcow2', size='1GiB', format='qcow2', target='vda')])
+        real, again = four_step(playbook, tmp_path, args)
+        assert real['domain']['firmware'] == 'efi' and real['domain']['state'] == 'running'
+        dom = conn.lookupByName(name)
+        live, config = _live(dom), _inactive(dom)
+        loader = live.find('os/loader')
+        assert loader is not None and loader.get('type') == 'pflash' and 'OVMF' in loader.text, _libvirt_text(live, 'os')
+        nvram = live.findtext('os/nvram')
+        assert nvram and os.path.exists(nvram)
+        spice = live.find("devices/graphics[@type='spice']")
+        assert spice.get('listen') == '127.0.0.1' and int(spice.get('port')) >= 5900
+        assert [g['type'] for g in again['domain']['graphics']] == ['spice']
+        disk = config.find('devices/disk')
+        assert disk.get('type') == 'volume' and disk.find('source').attrib == {'pool': pool, 'volume': name + '.qcow2'}
+        path = conn.storagePoolLookupByName(pool).storageVolLookupByName(name + '.qcow2').path()
+        info = _qemu_img_info(path)
+        assert info['format'] == 'qcow2' and info['virtual-size'] == 1024 ** 3
+
+        gone, _raw = run_domain(playbook, tmp_path, dict(name=name, state='absent'))
+        assert gone['changed'] is True and not gone.get('failed')
+        assert os.path.exists(path) and not os.path.exists(nvram)     # the disk stays, the NVRAM goes
+    finally:
+        try:
+            vol = conn.storagePoolLookupByName(pool).storageVolLookupByName(name + '.qcow2')
+            vol.delete(0)
+        except _libvirt().libvirtError:
+            pass
+        pool_task('absent')
+
+
+def _libvirt_text(root, path):
+    from lxml import etree
+    node = root.find(path)
+    return etree.tostring(node).decode() if node is not None else None
