@@ -104,3 +104,70 @@ def target_playbook(target, extra_vars_keys=()):
     with os.fdopen(fd, 'w') as handle:
         handle.write('- hosts: localhost\n  gather_facts: false\n  roles:\n    - %s\n' % target)
     return path
+
+
+# ---------------------------------------------------------------- molecule, beside the other tests
+# Role scenarios boot Debian guests under TCG and spend most of their time in the guest's dpkg; they run
+# in one background lane while the rest of the integration tier runs, and test_molecule.py (moved to
+# the end of the run) waits for each result. KVMOPS_MOLECULE names the scenarios (role/scenario, space
+# separated); `make molecule` runs every scenario of every role, one after the other.
+MOLECULE = os.environ.get('KVMOPS_MOLECULE', 'kvm_host/default').split()
+MOLECULE_TIMEOUT = int(os.environ.get('KVMOPS_MOLECULE_TIMEOUT', '2700'))
+MOLECULE_LOGS = os.path.join(ROOT, 'build', 'molecule')
+
+
+class MoleculeLane(object):
+    """Runs ``molecule test -s <scenario>`` in each role's directory, one scenario after the other."""
+
+    def __init__(self, scenarios):
+        import threading
+        self.scenarios = list(scenarios)
+        self.results = {}
+        self.done = dict((key, threading.Event()) for key in self.scenarios)
+        self.thread = threading.Thread(target=self._run_all, name='molecule-lane', daemon=True)
+
+    def log(self, key):
+        return os.path.join(MOLECULE_LOGS, key.replace('/', '-') + '.log')
+
+    def _run_all(self):
+        import time
+        os.makedirs(MOLECULE_LOGS, exist_ok=True)
+        env = dict(os.environ, PATH=os.path.join(ROOT, '.venv', 'bin') + os.pathsep + os.environ.get('PATH', ''),
+                   ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, '.venv', 'collections'), ANSIBLE_FORCE_COLOR='0')
+        for key in self.scenarios:
+            role, scenario = key.split('/', 1)
+            started = time.monotonic()
+            try:
+                with open(self.log(key), 'w') as out:
+                    proc = subprocess.run(['molecule', 'test', '-s', scenario], cwd=os.path.join(ROOT, 'roles', role),
+                                          env=env, stdout=out, stderr=subprocess.STDOUT, timeout=MOLECULE_TIMEOUT,
+                                          check=False)
+                rc = proc.returncode
+            except subprocess.TimeoutExpired:
+                rc = 'timeout after %ds' % MOLECULE_TIMEOUT
+            except OSError as exc:
+                rc = 'could not run molecule: %s' % exc
+            self.results[key] = dict(rc=rc, seconds=round(time.monotonic() - started))
+            self.done[key].set()
+
+    def wait(self, key):
+        self.done[key].wait()
+        return self.results[key]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Molecule results are waited for last, so the other tests run while the scenarios do."""
+    items.sort(key=lambda item: 'test_molecule.py' in item.nodeid)
+
+
+@pytest.fixture(scope='session', autouse=True)
+def molecule_lane(request):
+    """Started with the integration tier when any molecule test is selected; None otherwise."""
+    wanted = [key for key in MOLECULE
+              if any('test_molecule.py' in item.nodeid and '[%s]' % key in item.nodeid for item in request.session.items)]
+    if not wanted:
+        yield None
+        return
+    lane = MoleculeLane(wanted)
+    lane.thread.start()
+    yield lane
