@@ -67,7 +67,7 @@ def lab_objects(conn, unique, tmp_path):
     disk = os.path.join(pool_dir, 'disk.raw')
     with open(disk, 'wb') as handle:
         handle.truncate(16 * 1024 * 1024)
-    octet = 100 + int(unique[-2:], 16) % 100
+    octet = 130 + int(unique[-2:], 16) % 100    # 130-229: not the molecule guests' 10.254.121.0/24
     net = conn.networkDefineXML(NET_XML.format(name=unique, bridge='kv' + unique[-8:], octet=octet))
     net.create()
     pool = conn.storagePoolDefineXML(POOL_XML.format(name=unique, path=pool_dir), 0)

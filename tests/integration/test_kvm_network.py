@@ -90,9 +90,10 @@ def used_networks(conn):
 
 
 def free_subnet(conn, count=1):
-    """10.254.X.0/24 subnets nothing on this host uses (never the lab's 10.254.77.0/30)."""
+    """10.254.X.0/24 subnets nothing on this host uses (never the lab's 10.254.77.0/30, nor 10.254.121.0/24,
+    the molecule guests' network, which a scenario running beside this tier may create at any moment)."""
     used = used_networks(conn)
-    octets = [o for o in range(100, 250) if o != 77]
+    octets = [o for o in range(100, 250) if o not in (77, 121)]
     random.shuffle(octets)
     out = []
     for octet in octets:
