@@ -3,23 +3,16 @@
 import pytest
 
 from ansible_collections.kvmops.kvm.plugins.module_utils import _pool
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, LibvirtClient
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import parse, subset_differences, to_string
+from storage_modules import driver_client, module_class
 
-DEFAULTS = dict((k, v.get('default')) for k, v in _pool.ARGUMENT_SPEC.items())
-DEFAULTS['uri'] = 'test:///default'
-
-
-class Module(object):
-    def __init__(self, check_mode=False, diff=True, **params):
-        self.params = dict(DEFAULTS, **params)
-        self.check_mode = check_mode
-        self._diff = diff
+Module = module_class(_pool.ARGUMENT_SPEC)
 
 
 @pytest.fixture
 def test_client():
-    cli = LibvirtClient(Module(name='x'), uri='test:///default')
+    cli = driver_client(Module, name='x')
     yield cli
     cli.close()
 
@@ -52,7 +45,7 @@ def test_resolve_id_unknown_name():
 
 
 def _params(**kw):
-    return dict(DEFAULTS, name='p1', **kw)
+    return Module(name='p1', **kw).params
 
 
 @pytest.mark.parametrize('pool_type, params, fragment', [

@@ -3,23 +3,16 @@
 import pytest
 
 from ansible_collections.kvmops.kvm.plugins.module_utils import _snapshot
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, LibvirtClient
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import parse
+from storage_modules import driver_client, module_class
 
-DEFAULTS = dict((k, v.get('default')) for k, v in _snapshot.ARGUMENT_SPEC.items())
-DEFAULTS['uri'] = 'test:///default'
-
-
-class Module(object):
-    def __init__(self, check_mode=False, diff=True, **params):
-        self.params = dict(DEFAULTS, **params)
-        self.check_mode = check_mode
-        self._diff = diff
+Module = module_class(_snapshot.ARGUMENT_SPEC)
 
 
 @pytest.fixture
 def test_client():
-    cli = LibvirtClient(Module(domain='test', name='x'), uri='test:///default')
+    cli = driver_client(Module, domain='test', name='x')
     yield cli
     cli.close()
 
@@ -58,7 +51,7 @@ def test_snapshot_xml_facts(xml, expected):
 def test_validate_rejects(params, fragment):
     merged = dict(domain='d', name='s')
     merged.update(params)
-    manager = _snapshot.SnapshotManager(Module(**merged), LibvirtClient(Module(), uri='test:///default'))
+    manager = _snapshot.SnapshotManager(Module(**merged), driver_client(Module))
     with pytest.raises(KvmError) as err:
         manager.validate()
     assert fragment in err.value.msg

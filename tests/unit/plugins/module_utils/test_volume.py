@@ -5,25 +5,15 @@ import os
 import pytest
 
 from ansible_collections.kvmops.kvm.plugins.module_utils import _volume
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, LibvirtClient
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
+from storage_modules import driver_client, module_class
 
-DEFAULTS = dict((k, v.get('default')) for k, v in _volume.ARGUMENT_SPEC.items())
-DEFAULTS['uri'] = 'test:///default'
-
-
-class Module(object):
-    def __init__(self, check_mode=False, diff=True, **params):
-        self.params = dict(DEFAULTS, **params)
-        self.check_mode = check_mode
-        self._diff = diff
-
-    def get_bin_path(self, name):
-        return None
+Module = module_class(_volume.ARGUMENT_SPEC)
 
 
 @pytest.fixture
 def test_client():
-    cli = LibvirtClient(Module(pool='default-pool', name='x'), uri='test:///default')
+    cli = driver_client(Module, pool='default-pool', name='x')
     yield cli
     cli.close()
 
@@ -52,7 +42,7 @@ def test_round_up(size, expected):
 def test_validate_rejects(params, fragment):
     merged = dict(pool='p', name='v.qcow2')
     merged.update(params)
-    manager = _volume.VolumeManager(Module(**merged), LibvirtClient(Module(), uri='test:///default'))
+    manager = _volume.VolumeManager(Module(**merged), driver_client(Module))
     with pytest.raises(KvmError) as err:
         manager.validate()
     assert fragment in err.value.msg

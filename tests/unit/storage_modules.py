@@ -1,0 +1,27 @@
+"""Stand-ins for AnsibleModule for the storage managers (kvm_pool, kvm_volume, kvm_snapshot) on the test driver."""
+
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import LibvirtClient
+
+TEST_URI = 'test:///default'
+
+
+def module_class(argument_spec, uri=TEST_URI):
+    """A Module class whose params are the argument spec's defaults (uri: libvirt's test driver) plus the given ones."""
+    defaults = dict((k, v.get('default')) for k, v in argument_spec.items())
+    defaults['uri'] = uri
+
+    class Module(object):
+        def __init__(self, check_mode=False, diff=True, **params):
+            self.params = dict(defaults, **params)
+            self.check_mode = check_mode
+            self._diff = diff
+
+        def get_bin_path(self, name):
+            return None
+
+    return Module
+
+
+def driver_client(module, **params):
+    """A LibvirtClient on the test driver; the caller closes it."""
+    return LibvirtClient(module(**params), uri=TEST_URI)
