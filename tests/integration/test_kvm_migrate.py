@@ -135,6 +135,13 @@ def remove(conn, name):
             pass
 
 
+def assert_rolled_back(result):
+    """The module's own roll-back report: still running at home, definition intact, nothing on the destination."""
+    rollback = result['rollback']
+    assert (rollback['source_state'], rollback['source_definition_intact'], rollback['destination_clean']) == \
+        ('running', True, True), rollback
+
+
 def ensure_pool(conn, name, path):
     libvirt = _libvirt()
     try:
@@ -344,9 +351,7 @@ def test_tls_without_certificates_fails_and_rolls_back(lab_host, conn, guests, u
     failed = migrate(playbook, tmp_path, name=unique, dest_uri=LAB_URI, migrate_uri=TO_LAB, tls=True)
     assert failed['failed'] and 'TLS' in failed['flags'], failed
     assert failed['msg'].startswith('migration of %s to %s failed: ' % (unique, LAB_URI))
-    assert failed['rollback']['source_state'] == 'running'
-    assert failed['rollback']['source_definition_intact'] is True
-    assert failed['rollback']['destination_clean'] is True
+    assert_rolled_back(failed)
     dom = find(conn, unique)
     assert running(dom) and dom.XMLDesc(2) == config and find(lab_host.conn, unique) is None
 
@@ -552,9 +557,7 @@ def test_no_convergence_times_out_aborts_and_rolls_back(lab_host, conn, workload
                      unsafe=True, bandwidth=BANDWIDTH, timeout=30, poll_interval=1)
     assert failed.get('failed'), failed
     assert 'no convergence within the timeout of 30s (pass ' in failed['msg'], failed['msg']
-    assert failed['rollback']['source_state'] == 'running'
-    assert failed['rollback']['source_definition_intact'] is True
-    assert failed['rollback']['destination_clean'] is True
+    assert_rolled_back(failed)
     assert any('timeout of 30s reached; action abort' in e for e in failed['events'])
 
     samples = [x for x in failed['samples'] if x.get('memory_iteration')]
@@ -640,9 +643,7 @@ def test_postcopy_after_the_timeout(lab_host, conn, workload, playbook, tmp_path
     assert 'POSTCOPY' in result['flags'], result
     if result.get('failed'):
         assert 'Postcopy is not supported' in result['msg'], result['msg']
-        assert result['rollback']['source_state'] == 'running'
-        assert result['rollback']['source_definition_intact'] is True
-        assert result['rollback']['destination_clean'] is True
+        assert_rolled_back(result)
         _still_home(conn, lab_host, workload, config)
         assert find(lab_host.conn, workload['name']) is None
     else:
