@@ -25,7 +25,6 @@ import re
 import time
 
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, is_local_uri, libvirt, run
-from ansible_collections.kvmops.kvm.plugins.module_utils._cloudinit import seed_image
 from ansible_collections.kvmops.kvm.plugins.module_utils._domain_plan import (
     change,
     is_cidata,
@@ -40,7 +39,6 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import (
     nic_view,
 )
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import domain_facts, domain_xml_facts
-from ansible_collections.kvmops.kvm.plugins.module_utils._hostvirt import domain_type_report
 from ansible_collections.kvmops.kvm.plugins.module_utils._units import to_bytes, to_kib
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, make_diff, parse, to_string
 
@@ -242,6 +240,8 @@ def validate(params):
     cloud_init = None
     if params.get('cloud_init') is not None:
         ci = params['cloud_init']
+        # imported where used: every run pays the compile of what it imports (AnsiballZ ships no bytecode)
+        from ansible_collections.kvmops.kvm.plugins.module_utils._cloudinit import seed_image
         file_name, image = seed_image(name, ci.get('user_data'), ci.get('meta_data'), ci.get('network_config'))
         path = os.path.join(ci['directory'], file_name)
         used = set(d['target'] for d in disks or [])
@@ -333,6 +333,7 @@ class Manager(object):
         opts = spec['options']
         untyped = spec['xml'] is None or not spec['xml'].get('type')  # a new guest from XML without <domain type=>
         if opts.get('virt_type') == 'auto' or (current is None and untyped and not opts.get('virt_type')):
+            from ansible_collections.kvmops.kvm.plugins.module_utils._hostvirt import domain_type_report
             report = domain_type_report(self.conn(), 'kvm')
             opts['virt_type'] = 'kvm' if report['available'] and report['runs_full_os'] else 'qemu'
         if opts.get('machine'):

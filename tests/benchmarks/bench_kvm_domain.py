@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -172,13 +173,12 @@ def main():
     parser.add_argument('--venv', default=DEFAULT_VENV,
                         help='virtualenv with the ansible package (community.libvirt), libvirt-python and lxml')
     parser.add_argument('--no-floor', action='store_true', help='skip the ansible.builtin.ping reference run')
+    parser.add_argument('--rounds', type=int, default=3,
+                        help='rounds (fresh guests each, sides alternating first); the ratios use the medians')
     args = parser.parse_args()
     if not os.path.exists(os.path.join(args.venv, 'bin', 'ansible-playbook')):
         raise SystemExit('no ansible-playbook in %s: see tests/benchmarks/README.md' % args.venv)
 
-    tag = uuid.uuid4().hex[:6]
-    ours = ['kvmops-bench-%s-k%02d' % (tag, i) for i in range(args.guests)]
-    theirs = ['kvmops-bench-%s-v%02d' % (tag, i) for i in range(args.guests)]
     virt_type = preferred_virt_type()
     work = tempfile.mkdtemp(prefix='kvmops-bench-')
     template = os.path.join(work, 'guest.xml.j2')
@@ -192,34 +192,47 @@ def main():
         with open(plays[key], 'w') as handle:
             handle.write(text)
 
-    results = {}
-    try:
-        for side, names in (('kvm_domain', ours), ('virt', theirs)):
-            extra = dict(guests=names, virt_type=virt_type)
-            results[side] = dict(first=run_play(args.venv, plays[side], extra),
-                                 noop=run_play(args.venv, plays[side], extra))
-        if not args.no_floor:
-            results['ping'] = run_play(args.venv, plays['ping'], {})
-    finally:
-        cleanup(ours + theirs)
+    rounds = []   # per round: {side: {'first': (seconds, changed), 'noop': (seconds, changed)}}
+    for number in range(args.rounds):
+        tag = uuid.uuid4().hex[:6]
+        names = dict(kvm_domain=['kvmops-bench-%s-k%02d' % (tag, i) for i in range(args.guests)],
+                     virt=['kvmops-bench-%s-v%02d' % (tag, i) for i in range(args.guests)])
+        order = ('kvm_domain', 'virt') if number % 2 == 0 else ('virt', 'kvm_domain')
+        results = {}
+        try:
+            for side in order:
+                extra = dict(guests=names[side], virt_type=virt_type)
+                results[side] = dict(first=run_play(args.venv, plays[side], extra),
+                                     noop=run_play(args.venv, plays[side], extra))
+        finally:
+            cleanup(names['kvm_domain'] + names['virt'])
+        rounds.append(results)
+    floor = None if args.no_floor else run_play(args.venv, plays['ping'], {})
 
-    print('guests: %d (%s, %d MiB, OS-less), ansible venv: %s' % (args.guests, virt_type, args.memory, args.venv))
+    def median(side, run):
+        return statistics.median(r[side][run][0] for r in rounds)
+
+    print('guests: %d (%s, %d MiB, OS-less), %d round(s), medians; ansible venv: %s'
+          % (args.guests, virt_type, args.memory, args.rounds, args.venv))
     print('%-34s %10s %10s' % ('', 'first (s)', 'no-op (s)'))
     for side, label in (('kvm_domain', 'kvmops.kvm.kvm_domain (1 task)'),
                         ('virt', 'community.libvirt.virt (3 tasks)')):
-        print('%-34s %10.1f %10.1f   changed items: %d / %d' % (
-            label, results[side]['first'][0], results[side]['noop'][0],
-            results[side]['first'][1], results[side]['noop'][1]))
-    if 'ping' in results:
-        print('%-34s %10.1f' % ('ansible.builtin.ping x %d items' % (3 * args.guests), results['ping'][0]))
+        print('%-34s %10.1f %10.1f   changed items (last round): %d / %d' % (
+            label, median(side, 'first'), median(side, 'noop'),
+            rounds[-1][side]['first'][1], rounds[-1][side]['noop'][1]))
+    if floor is not None:
+        print('%-34s %10.1f' % ('ansible.builtin.ping x %d items' % (3 * args.guests), floor[0]))
+    for run in ('first', 'noop'):
+        print('per round %-6s kvm_domain / virt: %s' % (run, ', '.join(
+            '%.2f' % (r['kvm_domain'][run][0] / r['virt'][run][0]) for r in rounds)))
     ok = True
     for run in ('first', 'noop'):
-        ratio = results['kvm_domain'][run][0] / results['virt'][run][0]
+        ratio = median('kvm_domain', run) / median('virt', run)
         passed = ratio <= TARGETS[run]
         ok = ok and passed
         verdict = 'met' if passed else 'MISSED'
         print('ratio %-6s kvm_domain / virt = %.2f  (target <= %.1f: %s)' % (run, ratio, TARGETS[run], verdict))
-    noop_changed = results['kvm_domain']['noop'][1]
+    noop_changed = max(r['kvm_domain']['noop'][1] for r in rounds)
     print('kvm_domain no-op changed items: %d (target 0: %s)' % (noop_changed, 'met' if noop_changed == 0 else 'MISSED'))
     ok = ok and noop_changed == 0
     return 0 if ok else 1
