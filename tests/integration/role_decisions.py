@@ -16,14 +16,18 @@ DECIDE_PLAY = """
       ansible.builtin.include_role:
         name: kvmops.kvm.{role}
         tasks_from: decide
+"""
+
+SHOW_PLAN = """
     - name: plan
       ansible.builtin.debug:
         var: _{role}_plan
 """
 
 
-def decide_play(role, facts):
-    return DECIDE_PLAY.format(role=role, facts=json.dumps(facts))
+def decide_play(role, facts, then=None):
+    """The decision step with ``facts``, then ``then`` (task YAML at the tasks' indentation; default: show the plan)."""
+    return DECIDE_PLAY.format(role=role, facts=json.dumps(facts)) + (SHOW_PLAN.format(role=role) if then is None else then)
 
 
 def decide(playbook, tmp_path, role, facts, extra=None):

@@ -5,23 +5,11 @@ are also applied to files in a temporary directory (grub regeneration replaced b
 result and that a second run changes nothing. Nothing outside the temporary directory changes.
 """
 
-import json
-
 import pytest
 
 from role_decisions import decide_play
 
-
 APPLY = """
-- hosts: localhost
-  gather_facts: false
-  vars:
-    ansible_facts: {facts}
-  tasks:
-    - name: decide
-      ansible.builtin.include_role:
-        name: kvmops.kvm.serial_console
-        tasks_from: decide
     - name: point the plan at the test file
       ansible.builtin.set_fact:
         _serial_console_plan: "{{{{ _serial_console_plan | combine({{'grub_file': grub_file, 'grubby': false,
@@ -134,7 +122,7 @@ GRUB_ENABLE_BLSCFG=true
 def test_rhel_default_grub_edit(playbook, tmp_path):
     grub = tmp_path / 'grub'
     grub.write_text(RHEL_GRUB)
-    text = APPLY.format(facts=json.dumps(_facts('RedHat', '9', 'RedHat')), tasks='grub_default')
+    text = decide_play('serial_console', _facts('RedHat', '9', 'RedHat'), APPLY.format(tasks='grub_default'))
     marker = tmp_path / 'regenerated'
     extra = {'grub_file': str(grub), 'serial_console_firmware': 'bios', 'marker': str(marker)}
     first = _run(playbook, tmp_path, text, extra)
@@ -159,7 +147,7 @@ def test_rhel_default_grub_edit(playbook, tmp_path):
 
 def test_debian_dropin(playbook, tmp_path):
     dropin = tmp_path / 'grub.d' / '90-kvmops-serial-console.cfg'
-    text = APPLY.format(facts=json.dumps(_facts('Debian', '12', 'Debian')), tasks='grub_dropin')
+    text = decide_play('serial_console', _facts('Debian', '12', 'Debian'), APPLY.format(tasks='grub_dropin'))
     marker = tmp_path / 'regenerated'
     extra = {'grub_file': str(dropin), 'serial_console_firmware': 'bios', 'marker': str(marker)}
     first = _run(playbook, tmp_path, text, extra)
