@@ -115,25 +115,21 @@ def _normalize_user_xml(root):
 def complete_new_xml(root, virt_type):
     """A new guest from a partial ``xml``: what virt-install would add and libvirt cannot do without.
 
-    The domain type (``virt_type``, or auto's choice), ``<os><type>hvm</type></os>`` with ACPI/APIC
-    features and ``<devices>``; everything the user wrote is kept as written.
+    Taken from the typed options' :func:`skeleton`: the domain type (``virt_type``, or auto's choice),
+    ``<os><type>`` with the features and ``<devices>``; everything the user wrote is kept as written.
     """
     root = copy.deepcopy(root)
+    base = skeleton(root.findtext('name'), virt_type or 'kvm')
     if not root.get('type'):
-        root.set('type', virt_type or 'kvm')
+        root.set('type', base.get('type'))
     os_node = root.find('os')
     if os_node is None:
         os_node = etree.SubElement(root, 'os')
     if os_node.find('type') is None:
-        type_node = etree.Element('type', arch='x86_64')
-        type_node.text = 'hvm'
-        os_node.insert(0, type_node)
-    if root.find('features') is None:
-        features = etree.SubElement(root, 'features')
-        etree.SubElement(features, 'acpi')
-        etree.SubElement(features, 'apic')
-    if root.find('devices') is None:
-        etree.SubElement(root, 'devices')
+        os_node.insert(0, base.find('os/type'))
+    for tag in ('features', 'devices'):
+        if root.find(tag) is None:
+            root.append(base.find(tag))
     return root
 
 

@@ -851,9 +851,10 @@ class Migration(object):
                     new.resume()
                     watcher.events.append('resumed %s on the destination' % self.dest_name)
         result['job_stats'] = dict((k, v) for k, v in final.items() if k != 'type')
-        # the completed job closes the series, so a migration faster than one poll still has a sample
+        # the completed job closes the series (a migration faster than one poll still has a sample) and is
+        # the progress reported; without completed stats, the last poll's
         watcher.record(final)
-        progress = _job_summary(final) or dict(watcher.last)
+        progress = dict(watcher.last)
         progress['wall_seconds'] = result['elapsed_seconds']
         if watcher.suspended_at is not None and watcher.ended is not None:
             # measured here: libvirt's downtime may cover only QEMU's final switch-over, not the pause
