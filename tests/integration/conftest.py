@@ -4,6 +4,8 @@ import json
 import os
 import subprocess
 import tempfile
+import threading
+import time
 import uuid
 
 import pytest
@@ -98,6 +100,14 @@ def tmpdir_playbook(tmp_path):
     return write
 
 
+def one_task_play(tmp_path, module, args, name='task'):
+    """A playbook file with one task, ``module`` with ``args`` (JSON is YAML); returns its path."""
+    path = tmp_path / ('play-%s.yml' % uuid.uuid4().hex[:8])
+    path.write_text(json.dumps([dict(hosts='localhost', gather_facts=False, tasks=[{'name': name, module: args}])],
+                               indent=1))
+    return str(path)
+
+
 def target_playbook(target, extra_vars_keys=()):
     """A playbook that runs one integration target (a role under targets/)."""
     fd, path = tempfile.mkstemp(prefix='kvmops-target-', suffix='.yml')
@@ -120,7 +130,6 @@ class MoleculeLane(object):
     """Runs ``molecule test -s <scenario>`` in each role's directory, one scenario after the other."""
 
     def __init__(self, scenarios):
-        import threading
         self.scenarios = list(scenarios)
         self.results = {}
         self.done = dict((key, threading.Event()) for key in self.scenarios)
@@ -130,7 +139,6 @@ class MoleculeLane(object):
         return os.path.join(MOLECULE_LOGS, key.replace('/', '-') + '.log')
 
     def _run_all(self):
-        import time
         os.makedirs(MOLECULE_LOGS, exist_ok=True)
         env = dict(os.environ, PATH=os.path.join(ROOT, '.venv', 'bin') + os.pathsep + os.environ.get('PATH', ''),
                    ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, '.venv', 'collections'), ANSIBLE_FORCE_COLOR='0')

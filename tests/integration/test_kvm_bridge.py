@@ -18,7 +18,7 @@ import pytest
 
 import busybox_guest
 
-from conftest import ROOT, PlaybookResult, _env
+from conftest import ROOT, PlaybookResult, _env, one_task_play
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which('ip'),
                                 reason='needs root and iproute2 to make network namespaces')
@@ -513,11 +513,8 @@ def test_guest_on_the_bridge_gets_link(tmp_path, playbook, conn):
     guest = 'kvmops-it-%s-br' % tag
     directory = os.path.join('/var/lib/libvirt/images', guest)
 
-    def task(module, args, name='step'):
-        path = tmp_path / ('play-%s.yml' % uuid.uuid4().hex[:6])
-        path.write_text(json.dumps([dict(hosts='localhost', gather_facts=False,
-                                         tasks=[{'name': name, module: args}])]))
-        result = playbook(str(path)).task(name)
+    def task(module, args):
+        result = playbook(one_task_play(tmp_path, module, args)).task('task')
         assert not result.get('failed'), result.get('msg')
         return result
 
@@ -555,9 +552,7 @@ def test_guest_on_the_bridge_gets_link(tmp_path, playbook, conn):
         for module, args in (('kvmops.kvm.kvm_domain', dict(name=guest, state='absent')),
                              ('kvmops.kvm.kvm_bridge', dict(name=bridge, ports=[port], ip='none', provider='runtime',
                                                             state='absent'))):
-            path = tmp_path / ('cleanup-%s.yml' % uuid.uuid4().hex[:6])
-            path.write_text(json.dumps([dict(hosts='localhost', gather_facts=False, tasks=[{'name': 'c', module: args}])]))
-            playbook(str(path))
+            playbook(one_task_play(tmp_path, module, args))
         sh('ip', 'link', 'del', port, check=False)
         sh('ip', 'link', 'del', bridge, check=False)
         sh('ip', 'netns', 'del', gw, check=False)

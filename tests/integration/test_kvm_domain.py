@@ -21,28 +21,14 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, one_task_play
 
 TEST_ROOT = '/var/lib/kvmops-test'
 IMAGE_SH = os.path.join(ROOT, 'tests', 'lab', 'image.sh')
 
 
-def _task_play(tmp_path, args, register_info=True):
-    """A playbook with one kvm_domain task (args as JSON, which is YAML) and a kvm_info task."""
-    body = textwrap.dedent("""
-        - hosts: localhost
-          gather_facts: false
-          tasks:
-            - name: domain
-              kvmops.kvm.kvm_domain: {args}
-    """).format(args=json.dumps(args))
-    path = tmp_path / ('play-%d.yml' % time.time_ns())
-    path.write_text(body)
-    return str(path)
-
-
 def run_domain(playbook, tmp_path, args, check=False, diff=False):
-    result = playbook(_task_play(tmp_path, args), check=check, diff=diff)
+    result = playbook(one_task_play(tmp_path, 'kvmops.kvm.kvm_domain', args, 'domain'), check=check, diff=diff)
     task = result.tasks('domain')
     assert task, (result.stdout + result.stderr)[-4000:]
     return task[-1], result
@@ -437,13 +423,10 @@ def test_efi_spice_and_pool_volume_disk(conn, guest, playbook, tmp_path):
     """UEFI firmware (libvirt picks OVMF and makes the NVRAM), a SPICE console on 127.0.0.1 and a qcow2
     disk created as a volume of a dir pool, on a running guest; absent keeps the volume, drops the NVRAM."""
     name, pool = guest['name'], guest['name'] + '-pool'
-    pool_play = tmp_path / 'pool.yml'
 
-    def pool_task(state):
-        pool_play.write_text(json.dumps([dict(hosts='localhost', gather_facts=False, tasks=[
-            {'name': 'pool', 'kvmops.kvm.kvm_pool': dict(name=pool, type='dir', path=guest['dir'], state=state,
-                                                         **({'delete_data': False} if state == 'absent' else {}))}])]))
-        res = playbook(str(pool_play)).task('pool')
+    def pool_task(state):   # absent keeps the pool's data (delete_data defaults to false)
+        res = playbook(one_task_play(tmp_path, 'kvmops.kvm.kvm_pool',
+                                     dict(name=pool, type='dir', path=guest['dir'], state=state), 'pool')).task('pool')
         assert not res.get('failed'), res.get('msg')
     pool_task('active')
     try:

@@ -11,14 +11,16 @@ import ipaddress
 import json
 import os
 import random
+import shutil
 import subprocess
 import textwrap
 import time
-import uuid
 
 import pytest
 
 import busybox_guest
+
+from conftest import one_task_play
 
 MARKER_DIR = '/var/lib/kvmops-test'
 WALKTHROUGH_MARKER = os.path.join(MARKER_DIR, 'nat_network_01.uuid')
@@ -50,12 +52,8 @@ def sh(cmd, check=False):
 
 
 def net_task(tmp_path, args, name='net'):
-    """A playbook with one kvm_network task (JSON is YAML)."""
-    path = tmp_path / ('play-%s.yml' % uuid.uuid4().hex[:6])
-    play = [dict(hosts='localhost', gather_facts=False,
-                 tasks=[{'name': name, 'kvmops.kvm.kvm_network': args}])]
-    path.write_text(json.dumps(play, indent=1))
-    return str(path)
+    """A playbook with one kvm_network task."""
+    return one_task_play(tmp_path, 'kvmops.kvm.kvm_network', args, name)
 
 
 def run_net(playbook, tmp_path, args, check=False, diff=True):
@@ -450,10 +448,7 @@ def test_booted_guest_obtains_lease(names, playbook, tmp_path, conn):
               'kernel': boot['kernel'], 'initrd': boot['initrd'], 'cmdline': 'console=ttyS0 quiet net.ifnames=0',
               'graphics': {'type': 'none'}, 'interfaces': [{'type': 'network', 'source': name}]}
     try:
-        path = tmp_path / 'guest.yml'
-        path.write_text(json.dumps([dict(hosts='localhost', gather_facts=False,
-                                         tasks=[{'name': 'guest', 'kvmops.kvm.kvm_domain': domain}])]))
-        made = playbook(str(path)).task('guest')
+        made = playbook(one_task_play(tmp_path, 'kvmops.kvm.kvm_domain', domain, 'guest')).task('guest')
         assert not made.get('failed'), made.get('msg')
         mac = made['domain']['interfaces'][0]['mac']
         lease = None
@@ -471,11 +466,8 @@ def test_booted_guest_obtains_lease(names, playbook, tmp_path, conn):
         else:
             pytest.fail('the guest does not answer at its leased address %s' % address)
     finally:
-        absent = tmp_path / 'absent.yml'
-        absent.write_text(json.dumps([dict(hosts='localhost', gather_facts=False, tasks=[
-            {'name': 'guest', 'kvmops.kvm.kvm_domain': {'name': guest, 'state': 'absent'}}])]))
-        playbook(str(absent))
-        subprocess.run(['rm', '-rf', directory], check=False)
+        playbook(one_task_play(tmp_path, 'kvmops.kvm.kvm_domain', dict(name=guest, state='absent')))
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- conflicts and bad input: nothing changed
@@ -560,10 +552,7 @@ def test_xml_option_and_kvm_info_shape(names, playbook, tmp_path, conn):
           </ip>
         </network>""").format(n=name, br=br, a=a)
     results = four_steps(playbook, tmp_path, dict(xml=xml, state='active'))
-    path = tmp_path / 'info.yml'
-    path.write_text(json.dumps([dict(hosts='localhost', gather_facts=False, tasks=[
-        {'name': 'info', 'kvmops.kvm.kvm_info': dict(gather=['networks'], name=[name])}])]))
-    info = playbook(str(path)).task('info')
+    info = playbook(one_task_play(tmp_path, 'kvmops.kvm.kvm_info', dict(gather=['networks'], name=[name]), 'info')).task('info')
     assert info['networks'] == [results[3]['network']]
     # the same definition given as options: no change
     same = dict(name=name, forward='route', bridge=dict(name=br, stp=True, delay=0),
