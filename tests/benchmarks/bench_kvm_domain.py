@@ -101,6 +101,12 @@ PING_PLAY = """\
       loop: "{{ range(%(items)d) | list }}"
 """
 
+EMPTY_PLAY = """\
+- hosts: localhost
+  gather_facts: false
+  tasks: []
+"""
+
 
 def env_for(venv):
     env = dict(os.environ)
@@ -187,7 +193,7 @@ def main():
     plays = {}
     for key, text in (('kvm_domain', KVM_DOMAIN_PLAY % dict(memory=args.memory)),
                       ('virt', VIRT_PLAY % dict(template=template)),
-                      ('ping', PING_PLAY % dict(items=3 * args.guests))):
+                      ('ping', PING_PLAY % dict(items=3 * args.guests)), ('empty', EMPTY_PLAY)):
         plays[key] = os.path.join(work, key + '.yml')
         with open(plays[key], 'w') as handle:
             handle.write(text)
@@ -208,6 +214,7 @@ def main():
             cleanup(names['kvm_domain'] + names['virt'])
         rounds.append(results)
     floor = None if args.no_floor else run_play(args.venv, plays['ping'], {})
+    empty = statistics.median(run_play(args.venv, plays['empty'], {})[0] for _ in range(3))
 
     def median(side, run):
         return statistics.median(r[side][run][0] for r in rounds)
@@ -222,6 +229,16 @@ def main():
             rounds[-1][side]['first'][1], rounds[-1][side]['noop'][1]))
     if floor is not None:
         print('%-34s %10.1f' % ('ansible.builtin.ping x %d items' % (3 * args.guests), floor[0]))
+    print('%-34s %10.1f' % ('an empty play (start-up)', empty))
+    # What one loop item costs on each side once the start-up is taken off, and what the no-op
+    # target asks of one kvm_domain item: the floor of a one-task-per-item design.
+    per_item = dict(kvm_domain=(median('kvm_domain', 'noop') - empty) / args.guests,
+                    virt=(median('virt', 'noop') - empty) / (3 * args.guests))
+    needed = (TARGETS['noop'] * median('virt', 'noop') - empty) / args.guests
+    item_ratio = per_item['kvm_domain'] / per_item['virt']
+    values = (per_item['kvm_domain'], per_item['virt'], item_ratio, needed, needed / per_item['virt'])
+    print('no-op per loop item: kvm_domain %.3f s, virt %.3f s (%.2fx); the target needs a kvm_domain item '
+          '<= %.3f s (%.2fx a virt item)' % values)
     for run in ('first', 'noop'):
         print('per round %-6s kvm_domain / virt: %s' % (run, ', '.join(
             '%.2f' % (r['kvm_domain'][run][0] / r['virt'][run][0]) for r in rounds)))

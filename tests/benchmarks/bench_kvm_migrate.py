@@ -8,7 +8,9 @@ downtimes and ratios. See tests/benchmarks/README.md.
    kvm_migrate run by ansible-playbook vs `virsh migrate` run as a subprocess. Each side runs
    --rounds times, interleaved; the guest is moved back (unmeasured) between runs. Wall time is
    the whole process (ansible-playbook start to exit / virsh start to exit); the module's own
-   migration call (its elapsed_seconds) is shown too. Downtime: the module's returned
+   migration call (its elapsed_seconds) is shown too, and so are the same virsh migrate run by
+   ansible.builtin.command from a play and an empty play (ansible-playbook's start-up), which
+   share the module run's harness. Downtime: the module's returned
    progress.downtime_ms, and `virsh domjobinfo --completed` on the destination for virsh.
 2. Drain: --guests guests (default 6) on the lab host, drained to the main host by
    playbooks/drain_host.yml with drain_concurrency --concurrency (default 3), vs a serial loop
@@ -71,6 +73,24 @@ MIGRATE_PLAY = """\
         name: "{{ guest }}"
         dest_uri: %(lab)s
         migrate_uri: %(to_lab)s
+"""
+
+# References that share ansible-playbook's start-up with the module run: the same virsh migrate run
+# by ansible.builtin.command (argv, no shell), and an empty play.
+COMMAND_PLAY = """\
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: migrate
+      ansible.builtin.command:
+        argv: %(argv)s
+      changed_when: true
+"""
+
+EMPTY_PLAY = """\
+- hosts: localhost
+  gather_facts: false
+  tasks: []
 """
 
 
@@ -171,11 +191,13 @@ def lab_running():
     return subprocess.run(['bash', LAB, 'status'], capture_output=True, check=False).returncode == 0
 
 
-def bench_single(name, rounds, play_path):
-    rows = dict(module_wall=[], module_call=[], module_down=[], virsh_wall=[], virsh_down=[])
+def bench_single(name, rounds, plays):
+    rows = dict(module_wall=[], module_call=[], module_down=[], virsh_wall=[], virsh_down=[], command_wall=[],
+                empty_wall=[])
     for _round in range(rounds):
-        # kvm_migrate, then back; virsh migrate, then back (the moves back are not measured)
-        seconds, data = playbook(play_path, dict(guest=name))
+        # kvm_migrate, then back; virsh migrate, then back; virsh migrate from a play, then back
+        # (the moves back are not measured); an empty play
+        seconds, data = playbook(plays['module'], dict(guest=name))
         result = task_result(data, 'migrate')
         if result.get('failed') or result.get('flags') != MODULE_FLAGS:
             raise RuntimeError('kvm_migrate: %s' % json.dumps(result)[:3000])
@@ -186,6 +208,12 @@ def bench_single(name, rounds, play_path):
         rows['virsh_wall'].append(virsh_migrate_to_lab(name))
         rows['virsh_down'].append(completed_downtime_ms(LAB_URI, name))
         virsh_migrate_to_main(name)
+        seconds, data = playbook(plays['command'], {})
+        if task_result(data, 'migrate').get('failed') or where(name) != 'lab':
+            raise RuntimeError('virsh migrate from a play: %s' % json.dumps(task_result(data, 'migrate'))[:3000])
+        rows['command_wall'].append(seconds)
+        virsh_migrate_to_main(name)
+        rows['empty_wall'].append(playbook(plays['empty'], {})[0])
     return rows
 
 
@@ -234,27 +262,33 @@ def main():
     single = prefix + '-one'
     drained = ['%s-d%d' % (prefix, i) for i in range(args.guests)]
     vtype = virt_type()
-    play = tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False)
-    play.write(MIGRATE_PLAY % dict(lab=LAB_URI, to_lab=TO_LAB))
-    play.close()
+    argv = ['virsh', '-q', '-c', MAIN_URI, 'migrate'] + VIRSH_FLAGS + [single, LAB_URI, TO_LAB]
+    plays = {}
+    for key, text in (('module', MIGRATE_PLAY % dict(lab=LAB_URI, to_lab=TO_LAB)),
+                      ('command', COMMAND_PLAY % dict(argv=json.dumps(argv))), ('empty', EMPTY_PLAY)):
+        with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as play:
+            play.write(text)
+        plays[key] = play.name
     try:
         define_and_start(MAIN_URI, single, vtype, args.memory)
         for name in drained:
             define_and_start(LAB_URI, name, vtype, args.memory)
-        rows = bench_single(single, args.rounds, play.name)
+        rows = bench_single(single, args.rounds, plays)
         drain_seconds, serial_seconds = bench_drain(drained, args.concurrency)
     except (RuntimeError, KeyError, ValueError) as exc:
         print('benchmark failed: %s' % exc, file=sys.stderr)
         return 2
     finally:
         cleanup([single] + drained, [MAIN_URI, LAB_URI])
-        os.unlink(play.name)
+        for path in plays.values():
+            os.unlink(path)
         if started_lab:
             subprocess.run(['bash', LAB, 'stop'], capture_output=True, check=False)
 
     med = {k: statistics.median(v) for k, v in rows.items() if k.endswith(('wall', 'call'))}
     single_ratio = med['module_wall'] / med['virsh_wall']
     call_ratio = med['module_call'] / med['virsh_wall']
+    command_ratio = med['module_wall'] / med['command_wall']
     drain_ratio = drain_seconds / serial_seconds
     ok_single = single_ratio <= TARGETS['single']
     ok_drain = drain_ratio <= TARGETS['drain']
@@ -265,6 +299,8 @@ def main():
                                    fmt_ms(rows['module_down'])))
     print('  %-46s %8.2fs %12s' % ('  of which the migration call (elapsed_seconds)', med['module_call'], ''))
     print('  %-46s %8.2fs %12s' % ('virsh migrate (whole process)', med['virsh_wall'], fmt_ms(rows['virsh_down'])))
+    print('  %-46s %8.2fs' % ('virsh migrate run by ansible-playbook (command)', med['command_wall']))
+    print('  %-46s %8.2fs' % ('ansible-playbook start-up (an empty play)', med['empty_wall']))
     print('  runs: kvm_migrate %s; virsh %s' % (
         ', '.join('%.2fs' % v for v in rows['module_wall']), ', '.join('%.2fs' % v for v in rows['virsh_wall'])))
     print('drain: %d guests lab -> main' % args.guests)
@@ -275,6 +311,7 @@ def main():
     print('%-52s %7.2f %8s %s' % ('kvm_migrate / virsh migrate (whole processes)', single_ratio,
                                   '<= %.2f' % TARGETS['single'], 'yes' if ok_single else 'NO'))
     print('%-52s %7.2f %8s %s' % ('  (migration call only / virsh migrate, for reference)', call_ratio, '', ''))
+    print('%-52s %7.2f %8s %s' % ('  (kvm_migrate / virsh migrate from a play, reference)', command_ratio, '', ''))
     print('%-52s %7.2f %8s %s' % ('drain_host.yml / serial virsh loop', drain_ratio,
                                   '<= %.2f' % TARGETS['drain'], 'yes' if ok_drain else 'NO'))
     return 0 if ok_single and ok_drain else 1
