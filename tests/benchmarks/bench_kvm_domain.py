@@ -214,7 +214,7 @@ def main():
             cleanup(names['kvm_domain'] + names['virt'])
         rounds.append(results)
     floor = None if args.no_floor else run_play(args.venv, plays['ping'], {})
-    empty = statistics.median(run_play(args.venv, plays['empty'], {})[0] for _ in range(3))
+    empty = statistics.median(run_play(args.venv, plays['empty'], {})[0] for _round in range(3))
 
     def median(side, run):
         return statistics.median(r[side][run][0] for r in rounds)

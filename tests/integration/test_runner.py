@@ -318,10 +318,13 @@ def test_drain_host_rejects_the_source_among_the_candidates(tmp_path):
     assert 'drain_candidates' in failed['res']['msg']
 
 
+READ = 'Read the lists and the option dictionaries (a survey sends them as text)'
+
+
 @pytest.mark.parametrize('answers,task,words', [
-    (dict(drain_live_options='{"bandwidth": 500'), 'Say which variable is not valid JSON', ['JSON objects']),
+    (dict(drain_live_options='{"bandwidth": 500'), READ, ['drain_live_options must be a dictionary or its JSON text']),
     (dict(drain_live_options='{"bandwith": 500}'), 'Check the option dictionaries', ['unknown: bandwith', 'bandwidth']),
-    (dict(drain_offline_options='[1, 2]'), 'Check the option dictionaries', ['dictionaries']),
+    (dict(drain_offline_options='[1, 2]'), READ, ['drain_offline_options must be a dictionary', 'not list']),
     (dict(drain_concurrency='0'), 'Check the variables', ['drain_concurrency']),
     (dict(drain_candidates='qemu+tcp://10.254.77.2/system, lab'), 'Check the variables', ['libvirt URIs']),
 ], ids=['bad-json', 'unknown-option', 'not-a-dict', 'zero-concurrency', 'not-a-uri'])
