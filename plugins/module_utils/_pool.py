@@ -17,7 +17,7 @@ import grp
 import os
 import pwd
 
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, is_local_uri, libvirt, run
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, Recorder, is_local_uri, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import pool_facts
 from ansible_collections.kvmops.kvm.plugins.module_utils._volume import disk_users
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, find_text, make_diff, parse, subset_differences, to_string
@@ -275,21 +275,11 @@ def predicted_facts(root, active, autostart):
 
 
 # ------------------------------------------------------------------ manager
-class PoolManager(object):
+class PoolManager(Recorder):
 
     def __init__(self, module, client):
-        self.module = module
-        self.client = client
-        self.params = module.params
-        self.check = module.check_mode
-        self.actions = []
+        super(PoolManager, self).__init__(module, client, 'pool %s' % module.params['name'])
         self.name = self.params['name']
-
-    def act(self, action, func=None, *args):
-        self.actions.append(action)
-        if not self.check and func is not None:
-            return self.client.call('pool %s: %s' % (self.name, action), func, *args)
-        return None
 
     def inactive_xml(self, pool):
         """The persistent definition (drivers without VIR_STORAGE_XML_INACTIVE: the only one)."""

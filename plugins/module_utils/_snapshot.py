@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, libvirt, run
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, Recorder, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import DOMAIN_STATES, STATE_REASONS
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, find_text, make_diff, parse
 
@@ -80,22 +80,12 @@ def _render(snapshots):
 
 
 # ------------------------------------------------------------------ manager
-class SnapshotManager(object):
+class SnapshotManager(Recorder):
 
     def __init__(self, module, client):
-        self.module = module
-        self.client = client
-        self.params = module.params
-        self.check = module.check_mode
-        self.actions = []
+        super(SnapshotManager, self).__init__(
+            module, client, 'snapshot %s of %s' % (module.params['name'], module.params['domain']))
         self.extra = {}
-        self.what = 'snapshot %s of %s' % (self.params['name'], self.params['domain'])
-
-    def act(self, action, func=None, *args):
-        self.actions.append(action)
-        if not self.check and func is not None:
-            return self.client.call('%s: %s' % (self.what, action), func, *args)
-        return None
 
     def validate(self):
         p = self.params

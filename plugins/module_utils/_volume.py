@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import os
 
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, is_local_uri, libvirt, run
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, Recorder, is_local_uri, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import volume_facts
 from ansible_collections.kvmops.kvm.plugins.module_utils._qemu_img import chain_summary, image_check, image_info
 from ansible_collections.kvmops.kvm.plugins.module_utils._units import to_bytes
@@ -148,22 +148,12 @@ def upload(client, vol, path):
 
 
 # ------------------------------------------------------------------ manager
-class VolumeManager(object):
+class VolumeManager(Recorder):
 
     def __init__(self, module, client):
-        self.module = module
-        self.client = client
-        self.params = module.params
-        self.check = module.check_mode
+        super(VolumeManager, self).__init__(
+            module, client, 'volume %s/%s' % (module.params['pool'], module.params['name']))
         self.local = is_local_uri(client.uri)
-        self.actions = []
-        self.what = 'volume %s/%s' % (self.params['pool'], self.params['name'])
-
-    def act(self, action, func=None, *args):
-        self.actions.append(action)
-        if not self.check and func is not None:
-            return self.client.call('%s: %s' % (self.what, action), func, *args)
-        return None
 
     # -- input -------------------------------------------------------------
     def validate(self):
