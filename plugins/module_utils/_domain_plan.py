@@ -68,22 +68,16 @@ def resolve_options(options, current):
     """The options with their implied companions, given the current definition (or None)."""
     opts = dict(options)
     read = (lambda name: OPTIONS_BY_NAME[name].read(current)) if current is not None else (lambda name: None)
-    if 'vcpus' in opts and 'max_vcpus' not in opts:
-        have_max = read('max_vcpus')
-        if have_max is None or opts['vcpus'] > have_max:
-            opts['max_vcpus'] = opts['vcpus']
-    elif 'max_vcpus' in opts and 'vcpus' not in opts:
-        have = read('vcpus')
-        if have is None or have > opts['max_vcpus']:
-            opts['vcpus'] = opts['max_vcpus']
-    if 'memory' in opts and 'max_memory' not in opts:
-        have_max = read('max_memory')
-        if have_max is None or opts['memory'] > have_max:
-            opts['max_memory'] = opts['memory']
-    elif 'max_memory' in opts and 'memory' not in opts:
-        have = read('memory')
-        if have is None or have > opts['max_memory']:
-            opts['memory'] = opts['max_memory']
+    # a current value above the maximum raises the maximum; a maximum below the current value lowers it
+    for now, most in (('vcpus', 'max_vcpus'), ('memory', 'max_memory')):
+        if now in opts and most not in opts:
+            have_max = read(most)
+            if have_max is None or opts[now] > have_max:
+                opts[most] = opts[now]
+        elif most in opts and now not in opts:
+            have = read(now)
+            if have is None or have > opts[most]:
+                opts[now] = opts[most]
     topo = [k for k in ('sockets', 'cores', 'threads') if k in opts]
     if topo:
         for key in ('sockets', 'cores', 'threads'):
