@@ -91,6 +91,21 @@ def conn():
     connection.close()
 
 
+def osless_virt_type(conn):
+    """The domain type of an OS-less test guest on ``conn``: kvm when libvirt offers it, else qemu (TCG)."""
+    import libvirt
+    try:
+        conn.getDomainCapabilities(None, 'x86_64', None, 'kvm', 0)
+        return 'kvm'
+    except libvirt.libvirtError:
+        return 'qemu'
+
+
+@pytest.fixture(scope='session')
+def virt_type(conn):
+    return osless_virt_type(conn)
+
+
 @pytest.fixture
 def tmpdir_playbook(tmp_path):
     def write(text):

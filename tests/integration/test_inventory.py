@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from conftest import ROOT, _env
+from conftest import ROOT, _env, osless_virt_type
 from test_lab import LAB_URI, lab
 
 INVENTORY = os.path.join(ROOT, '.venv', 'bin', 'ansible-inventory')
@@ -69,15 +69,6 @@ def sh(*cmd, check=True):
     if check and proc.returncode != 0:
         raise AssertionError('%s failed: %s %s' % (' '.join(cmd), proc.stdout, proc.stderr))
     return proc
-
-
-def virt_type(conn):
-    import libvirt
-    try:
-        conn.getDomainCapabilities(None, 'x86_64', None, 'kvm', 0)
-        return 'kvm'
-    except libvirt.libvirtError:
-        return 'qemu'
 
 
 def free_prefix():
@@ -147,7 +138,7 @@ def world(conn):
     net = None
     try:
         net = conn.networkCreateXML(NETWORK.format(name=name, bridge=bridge, prefix=prefix))
-        kind = virt_type(conn)
+        kind = osless_virt_type(conn)
         running = conn.createXML(GUEST.format(virt_type=kind, name=name + '-run', vcpus=2,
                                               nic=NIC.format(network=name, mac=mac)), 0)
         conn.defineXML(GUEST.format(virt_type=kind, name=name + '-off', vcpus=1,
@@ -334,7 +325,7 @@ def test_inventory_cache(world, conn, tmp_path):
     assert any(cache_dir.iterdir()), 'no cache file written'
     # Change libvirt behind the cache's back: the cached inventory does not see it ...
     extra = world['name'] + '-new'
-    conn.defineXML(GUEST.format(virt_type=virt_type(conn), name=extra, vcpus=1, nic=''))
+    conn.defineXML(GUEST.format(virt_type=osless_virt_type(conn), name=extra, vcpus=1, nic=''))
     try:
         proc, cached = inventory(tmp_path, config)
         assert proc.returncode == 0, proc.stderr
@@ -366,7 +357,7 @@ def test_unreachable_uri_is_a_warning_unless_strict(world, tmp_path):
 
 def test_two_hypervisors_local_and_lab(world, conn, lab_host, tmp_path):
     import libvirt
-    kind = virt_type(lab_host)
+    kind = osless_virt_type(lab_host)
     lab_only = world['name'] + '-lab'
     both = world['name'] + '-run'          # the same name, also running on the lab host
     lab_doms = []

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from conftest import URI
+from conftest import URI, osless_virt_type
 
 DOMAIN_XML = """
 <domain type='{virt_type}'>
@@ -49,16 +49,6 @@ POOL_XML = """
 """
 
 
-def _virt_type(conn):
-    """KVM when libvirt offers it (an OS-less guest runs there), else TCG."""
-    import libvirt
-    try:
-        conn.getDomainCapabilities(None, 'x86_64', None, 'kvm', 0)
-        return 'kvm'
-    except libvirt.libvirtError:
-        return 'qemu'
-
-
 @pytest.fixture
 def lab_objects(conn, unique, tmp_path):
     import libvirt
@@ -72,7 +62,7 @@ def lab_objects(conn, unique, tmp_path):
     net.create()
     pool = conn.storagePoolDefineXML(POOL_XML.format(name=unique, path=pool_dir), 0)
     pool.create(0)
-    dom = conn.defineXML(DOMAIN_XML.format(virt_type=_virt_type(conn), name=unique, disk=disk, net=unique))
+    dom = conn.defineXML(DOMAIN_XML.format(virt_type=osless_virt_type(conn), name=unique, disk=disk, net=unique))
     dom.create()
     try:
         yield dict(name=unique, disk=disk, pool_dir=pool_dir, dom=dom, net=net, pool=pool)

@@ -240,19 +240,6 @@ def lab_host():
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
 
 
-@pytest.fixture(scope='module')
-def virt_type():
-    libvirt = _libvirt()
-    conn = libvirt.open('qemu:///system')
-    try:
-        conn.getDomainCapabilities(None, 'x86_64', None, 'kvm', 0)
-        return 'kvm'
-    except libvirt.libvirtError:
-        return 'qemu'
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 def guests(conn, lab_host):
     """Names created by a test; removed from both hosts afterwards, whatever happened."""

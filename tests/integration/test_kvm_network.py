@@ -20,7 +20,7 @@ import pytest
 
 import busybox_guest
 
-from conftest import one_task_play
+from conftest import one_task_play, osless_virt_type
 
 MARKER_DIR = '/var/lib/kvmops-test'
 WALKTHROUGH_MARKER = os.path.join(MARKER_DIR, 'nat_network_01.uuid')
@@ -159,15 +159,6 @@ def remove_network(conn, name):
             pass
 
 
-def _virt_type(conn):
-    import libvirt
-    try:
-        conn.getDomainCapabilities(None, 'x86_64', None, 'kvm', 0)
-        return 'kvm'
-    except libvirt.libvirtError:
-        return 'qemu'
-
-
 @pytest.fixture
 def names(unique, conn):
     """A unique network name, bridge name and free subnet octets; the network is removed afterwards."""
@@ -277,7 +268,7 @@ def guest(conn, names):
 
     def start():
         mac = '52:54:00:%02x:%02x:%02x' % tuple(random.randrange(256) for _octet in range(3))
-        dom = conn.createXML(DOMAIN_XML.format(virt_type=_virt_type(conn), name=names['name'], mac=mac,
+        dom = conn.createXML(DOMAIN_XML.format(virt_type=osless_virt_type(conn), name=names['name'], mac=mac,
                                                net=names['name']), 0)
         state['dom'] = dom
         return dom, mac

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from conftest import osless_virt_type
 from storage_helpers import expect_failure, four_step, run_task, write_play
 
 BASE = '/var/lib/kvmops-test'
@@ -28,15 +29,6 @@ DOMAIN_XML = """
 """
 
 
-def _virt_type(conn):
-    import libvirt
-    try:
-        conn.getDomainCapabilities(None, 'x86_64', None, 'kvm', 0)
-        return 'kvm'
-    except libvirt.libvirtError:
-        return 'qemu'
-
-
 def qemu_io(path, command, running=False):
     cmd = ['qemu-io', '-f', 'qcow2'] + (['-r', '-U'] if running else []) + ['-c', command, path]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -51,7 +43,7 @@ def guest(conn, unique):
     disk = os.path.join(path, 'disk.qcow2')
     subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', disk, '64M'], check=True)
     assert qemu_io(disk, 'write -P 0x11 0 64k')
-    dom = conn.defineXML(DOMAIN_XML.format(virt_type=_virt_type(conn), name=unique, disk=disk))
+    dom = conn.defineXML(DOMAIN_XML.format(virt_type=osless_virt_type(conn), name=unique, disk=disk))
     dom.create()
     try:
         yield dict(name=unique, disk=disk, dom=dom, dir=path)
