@@ -101,6 +101,27 @@ def osless_virt_type(conn):
         return 'qemu'
 
 
+def remove_guest(conn, name):
+    """Destroy and undefine guest ``name`` on ``conn`` when it is there, with its managed save, snapshot
+    metadata and NVRAM (never its disks); a missing guest and libvirt errors are tolerated."""
+    import libvirt
+    try:
+        dom = conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return
+    try:
+        if dom.isActive():
+            dom.destroy()
+    except libvirt.libvirtError:
+        pass
+    try:
+        if dom.isPersistent():
+            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                              | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+    except libvirt.libvirtError:
+        pass
+
+
 @pytest.fixture(scope='session')
 def virt_type(conn):
     return osless_virt_type(conn)

@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from conftest import ROOT, _env, osless_virt_type
+from conftest import ROOT, _env, osless_virt_type, remove_guest
 from test_lab import LAB_URI, lab
 
 INVENTORY = os.path.join(ROOT, '.venv', 'bin', 'ansible-inventory')
@@ -104,24 +104,6 @@ def members(data, group):
     return set(data.get(group, {}).get('hosts', []))
 
 
-def _destroy(conn, name):
-    import libvirt
-    try:
-        dom = conn.lookupByName(name)
-    except libvirt.libvirtError:
-        return
-    try:
-        if dom.isActive():
-            dom.destroy()
-    except libvirt.libvirtError:
-        pass
-    try:
-        if dom.isPersistent():
-            dom.undefine()
-    except libvirt.libvirtError:
-        pass
-
-
 # ------------------------------------------------------------------ fixtures
 @pytest.fixture(scope='module')
 def world(conn):
@@ -168,8 +150,8 @@ def world(conn):
         yield dict(name=name, network=name, prefix=prefix, mac=mac, lease=lease, netns=netns,
                    running=running, hypervisor=conn.getHostname())
     finally:
-        _destroy(conn, name + '-run')
-        _destroy(conn, name + '-off')
+        remove_guest(conn, name + '-run')
+        remove_guest(conn, name + '-off')
         sh('ip', 'netns', 'del', netns, check=False)
         sh('ip', 'link', 'del', veth_host, check=False)
         if net is not None:
@@ -356,7 +338,6 @@ def test_unreachable_uri_is_a_warning_unless_strict(world, tmp_path):
 
 
 def test_two_hypervisors_local_and_lab(world, conn, lab_host, tmp_path):
-    import libvirt
     kind = osless_virt_type(lab_host)
     lab_only = world['name'] + '-lab'
     both = world['name'] + '-run'          # the same name, also running on the lab host
@@ -386,10 +367,4 @@ def test_two_hypervisors_local_and_lab(world, conn, lab_host, tmp_path):
         assert lab_doms[0].UUIDString() in data['_meta']['hostvars']
     finally:
         for dom in lab_doms:
-            try:
-                if dom.isActive():
-                    dom.destroy()
-                if dom.isPersistent():
-                    dom.undefine()
-            except libvirt.libvirtError:
-                pass
+            remove_guest(lab_host, dom.name())

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, one_task_play
+from conftest import ROOT, one_task_play, remove_guest
 
 TEST_ROOT = '/var/lib/kvmops-test'
 IMAGE_SH = os.path.join(ROOT, 'tests', 'lab', 'image.sh')
@@ -93,22 +93,7 @@ def guest(conn, unique):
     directory = os.path.join(TEST_ROOT, unique)
     os.makedirs(directory)
     yield dict(name=unique, dir=directory)
-    libvirt = _libvirt()
-    try:
-        dom = conn.lookupByName(unique)
-    except libvirt.libvirtError:
-        dom = None
-    if dom is not None:
-        try:
-            dom.destroy()
-        except libvirt.libvirtError:
-            pass
-        flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-                 | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
-        try:
-            dom.undefineFlags(flags)
-        except libvirt.libvirtError:
-            pass
+    remove_guest(conn, unique)
     shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -28,7 +28,7 @@ import pytest
 
 import busybox_guest
 
-from conftest import ROOT, _env
+from conftest import ROOT, _env, remove_guest
 
 LAB = os.path.join(ROOT, 'tests', 'lab', 'lab.sh')
 LAB_URI = 'qemu+tcp://10.254.77.2/system'
@@ -120,19 +120,6 @@ def find(conn, name):
         return conn.lookupByName(name)
     except libvirt.libvirtError:
         return None
-
-
-def remove(conn, name):
-    """Destroy and undefine ``name`` (tolerates anything)."""
-    libvirt = _libvirt()
-    dom = find(conn, name)
-    if dom is None:
-        return
-    for call in (dom.destroy, dom.undefine):
-        try:
-            call()
-        except libvirt.libvirtError:
-            pass
 
 
 def assert_rolled_back(result):
@@ -246,8 +233,8 @@ def guests(conn, lab_host):
     names = []
     yield names
     for name in names:
-        remove(conn, name)
-        remove(lab_host.conn, name)
+        remove_guest(conn, name)
+        remove_guest(lab_host.conn, name)
 
 
 def osless(conn, name, virt_type, devices='', memory_kib=128 * 1024, persistent=False, start=True):
@@ -375,8 +362,8 @@ def test_preflight_failures_all_at_once_nothing_touched(lab_host, conn, guests, 
             assert running(dom) and dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) == config
             assert running(find(lab_host.conn, unique)) and find(lab_host.conn, unique).UUIDString() == squatter_uuid
     finally:
-        remove(lab_host.conn, unique)
-        remove(conn, unique)
+        remove_guest(lab_host.conn, unique)
+        remove_guest(conn, unique)
         try:
             net.destroy()
         except libvirt.libvirtError:
@@ -409,8 +396,8 @@ def test_shared_storage_needs_unsafe_on_a_local_fs(lab_host, conn, guests, uniqu
         assert 'UNSAFE' in moved['flags'] and running(find(lab_host.conn, unique))
         assert moved['domain']['disks'][0]['source'] == disk and guest_checksum(disk) == digest
     finally:
-        remove(lab_host.conn, unique)
-        remove(conn, unique)
+        remove_guest(lab_host.conn, unique)
+        remove_guest(conn, unique)
         drop_pool(lab_host.conn, unique)
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -439,8 +426,8 @@ def test_copy_storage_all(lab_host, conn, guests, unique, virt_type, playbook, t
         assert running(find(lab_host.conn, unique)) and find(conn, unique) is None
         assert guest_checksum(lab_path(disk)) == digest == guest_checksum(disk)
     finally:
-        remove(lab_host.conn, unique)
-        remove(conn, unique)
+        remove_guest(lab_host.conn, unique)
+        remove_guest(conn, unique)
         drop_pool(lab_host.conn, unique)
         shutil.rmtree(directory, ignore_errors=True)
         if os.path.isdir(lab_path(directory)):
@@ -473,8 +460,8 @@ def workload(lab_host, conn):
         ensure_pool(lab_host.conn, name, directory)
         yield dict(name=name, dir=directory, disk=disk, digest=guest_checksum(disk))
     finally:
-        remove(conn, name)
-        remove(lab_host.conn, name)
+        remove_guest(conn, name)
+        remove_guest(lab_host.conn, name)
         drop_pool(lab_host.conn, name)
         shutil.rmtree(directory, ignore_errors=True)
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import osless_virt_type
+from conftest import osless_virt_type, remove_guest
 from storage_helpers import expect_failure, four_step, run_task, write_play
 
 BASE = '/var/lib/kvmops-test'
@@ -37,7 +37,6 @@ def qemu_io(path, command, running=False):
 
 @pytest.fixture
 def guest(conn, unique):
-    import libvirt
     path = os.path.join(BASE, unique)
     os.makedirs(path)
     disk = os.path.join(path, 'disk.qcow2')
@@ -48,15 +47,7 @@ def guest(conn, unique):
     try:
         yield dict(name=unique, disk=disk, dom=dom, dir=path)
     finally:
-        try:
-            if dom.isActive():
-                dom.destroy()
-        except libvirt.libvirtError:
-            pass
-        try:
-            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
-        except libvirt.libvirtError:
-            pass
+        remove_guest(conn, unique)
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from conftest import remove_guest
 from storage_helpers import expect_failure, four_step, run_task, write_play
 
 BASE = '/var/lib/kvmops-test'
@@ -36,13 +37,7 @@ def pool(conn, unique):
         yield dict(name=unique, path=path, pool=obj, domains=domains)
     finally:
         for name in domains:
-            try:
-                dom = conn.lookupByName(name)
-                if dom.isActive():
-                    dom.destroy()
-                dom.undefine()
-            except libvirt.libvirtError:
-                pass
+            remove_guest(conn, name)
         for func in (obj.destroy, obj.undefine):
             try:
                 func()

@@ -14,7 +14,7 @@ import shutil
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, remove_guest
 
 ansible_runner = pytest.importorskip('ansible_runner')
 
@@ -221,14 +221,7 @@ def test_guest_create_change_remove(tmp_path, conn, unique):
         with pytest.raises(libvirt.libvirtError):
             conn.lookupByName(unique)
     finally:
-        try:
-            dom = conn.lookupByName(unique)
-            if dom.isActive():
-                dom.destroy()
-            if dom.isPersistent():
-                dom.undefine()
-        except libvirt.libvirtError:
-            pass
+        remove_guest(conn, unique)
 
 
 # ----------------------------------------------------------------- migrate
@@ -295,13 +288,7 @@ def test_migrate_a_running_guest_to_the_lab_host(tmp_path, conn, lab_uri, unique
             except libvirt.libvirtError:
                 continue
             try:
-                dom = handle.lookupByName(unique)
-                if dom.isActive():
-                    dom.destroy()
-                if dom.isPersistent():
-                    dom.undefine()
-            except libvirt.libvirtError:
-                pass
+                remove_guest(handle, unique)
             finally:
                 handle.close()
 
