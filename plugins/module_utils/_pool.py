@@ -283,7 +283,7 @@ class PoolManager(Recorder):
 
     def inactive_xml(self, pool):
         """The persistent definition (drivers without VIR_STORAGE_XML_INACTIVE: the only one)."""
-        with self.client.errors('pool %s' % self.name):
+        with self.client.errors(self.what):
             try:
                 text = pool.XMLDesc(libvirt.VIR_STORAGE_XML_INACTIVE)
             except libvirt.libvirtError as exc:
@@ -293,7 +293,7 @@ class PoolManager(Recorder):
             return parse(text, 'pool XML')
 
     def live_xml(self, pool):
-        with self.client.errors('pool %s' % self.name):
+        with self.client.errors(self.what):
             return parse(pool.XMLDesc(0), 'pool XML')
 
     def run(self):
@@ -335,7 +335,7 @@ class PoolManager(Recorder):
                 self._build(pool, pool_type, rollback=True)
             active = False
         else:
-            with self.client.errors('pool %s' % self.name):
+            with self.client.errors(self.what):
                 was_active = bool(pool.isActive())
                 was_autostart = bool(pool.autostart())
             active = was_active
@@ -466,7 +466,7 @@ class PoolManager(Recorder):
             return dict(changed=False, actions=[], pool={}, pending_restart=False,
                         **({'diff': make_diff('', '')} if getattr(self.module, '_diff', False) else {}))
         root = self.inactive_xml(pool)
-        with self.client.errors('pool %s' % self.name):
+        with self.client.errors(self.what):
             active = bool(pool.isActive())
             autostart = bool(pool.autostart())
         before_text = describe(root, active, autostart)
