@@ -17,7 +17,17 @@ options:
       - If not set, the environment variable E(LIBVIRT_DEFAULT_URI) is used, and when that is unset too,
         V(qemu:///system).
       - Set it once for a play with C(module_defaults) and the action group C(group/kvmops.kvm.kvm).
+      - Only the V(qemu) and V(test) drivers over the local socket, V(unix), V(ssh), V(libssh), V(libssh2),
+        V(tls) or V(tcp) are accepted; anything else is refused before a connection is attempted.
     type: str
+  uri_allow_ext:
+    description:
+      - Accept URIs that make libvirt run a program on the node that runs the module, the V(ext)
+        transport (V(qemu+ext:///system?command=/path)) and the C(command=) and C(netcat=) parameters.
+      - Off by default because a URI is often a survey answer or an inventory value; turn it on only when
+        the playbook author wrote the URI. See SECURITY.md.
+    type: bool
+    default: false
 requirements:
   - libvirt-python (on the managed host)
   - lxml (on the managed host)

@@ -41,6 +41,7 @@ DEFAULT_URI = 'qemu:///system'
 
 KVM_COMMON_ARGS = dict(
     uri=dict(type='str', fallback=(env_fallback, ['LIBVIRT_DEFAULT_URI'])),
+    uri_allow_ext=dict(type='bool', default=False),
 )
 
 
@@ -88,7 +89,23 @@ def kvm_module(argument_spec=None, need_libvirt=True, need_lxml=None, **kwargs):
         module.fail_json(msg=missing_required_lib('libvirt-python'), exception=LIBVIRT_IMPORT_ERROR)
     if need_lxml and LXML_IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib('lxml'), exception=LXML_IMPORT_ERROR)
+    if need_libvirt:
+        try:
+            check_uri(module)
+        except KvmError as exc:
+            module.fail_json(msg=exc.msg)
     return module
+
+
+def effective_uri(params):
+    """The URI a module connects to: its option, else LIBVIRT_DEFAULT_URI, else qemu:///system."""
+    return params.get('uri') or os.environ.get('LIBVIRT_DEFAULT_URI') or DEFAULT_URI
+
+
+def check_uri(module):
+    """Refuse a URI outside the allow-list before anything connects (see _validate.uri)."""
+    from ansible_collections.kvmops.kvm.plugins.module_utils._validate import uri as valid_uri
+    valid_uri('uri', effective_uri(module.params), allow_ext=bool(module.params.get('uri_allow_ext')))
 
 
 def _silence(_ctx, _err):
@@ -100,7 +117,7 @@ class LibvirtClient(object):
 
     def __init__(self, module, uri=None, read_only=False):
         self.module = module
-        self.uri = uri or module.params.get('uri') or os.environ.get('LIBVIRT_DEFAULT_URI') or DEFAULT_URI
+        self.uri = uri or effective_uri(module.params)
         self.read_only = read_only
         self._conn = None
 

@@ -11,6 +11,8 @@ generated addresses, aliases and the like are ignored).
 
 from __future__ import annotations
 
+import copy
+
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
 
 try:
@@ -22,17 +24,32 @@ except ImportError:  # pragma: no cover - reported by kvm_module()
 LIBVIRT_GENERATED = frozenset(['address', 'alias'])
 
 
+def _parser():
+    """The one XML parser: no entity expansion, no DTD loading, no network, no huge trees."""
+    return etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True, load_dtd=False,
+                           dtd_validation=False, huge_tree=False)
+
+
 def parse(text, what='XML'):
-    """Parse XML text into an element; malformed input is a clear KvmError."""
+    """Parse XML text into an element; malformed or entity-bearing input is a clear KvmError.
+
+    libvirt's XML never needs a document type declaration, so any DOCTYPE (the carrier of internal and
+    external entities) is refused, as is any entity reference left in the tree.
+    """
     if isinstance(text, bytes):
         data = text
     else:
         data = (text or '').encode('utf-8')
     try:
-        parser = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
-        return etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as exc:
+        root = etree.fromstring(data, _parser())
+    except (etree.XMLSyntaxError, ValueError) as exc:
         raise KvmError('malformed %s: %s' % (what, exc))
+    tree = root.getroottree()
+    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None or tree.docinfo.externalDTD is not None:
+        raise KvmError('%s: a DOCTYPE or entity declaration is not accepted in libvirt XML' % what)
+    if any(node.tag is etree.Entity for node in root.iter()):
+        raise KvmError('%s: entity references are not accepted in libvirt XML' % what)
+    return root
 
 
 def to_string(elem):
@@ -43,14 +60,19 @@ def to_string(elem):
     return etree.tostring(elem, pretty_print=True, encoding='unicode')
 
 
+def copy_element(elem):
+    """A deep copy of ``elem`` as a new root (no re-parse, so nothing can be resolved on the way)."""
+    return copy.deepcopy(elem)
+
+
 def _text(value):
     return (value or '').strip()
 
 
 def _normalized(elem):
     """A copy with whitespace-only text removed and attributes sorted."""
-    copy = etree.fromstring(etree.tostring(elem))
-    for node in copy.iter():
+    dup = copy_element(elem)
+    for node in dup.iter():
         if not isinstance(node.tag, str):
             continue
         if node.text is not None and not node.text.strip():
@@ -61,7 +83,7 @@ def _normalized(elem):
         node.attrib.clear()
         for key, value in items:
             node.set(key, value)
-    return copy
+    return dup
 
 
 def canonical(elem, ignore=()):
