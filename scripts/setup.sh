@@ -38,7 +38,7 @@ PACKAGES=(
     libvirt-dev pkg-config gcc python3-dev python3-venv
     dnsmasq-base iproute2 iptables bridge-utils kmod procps
     debootstrap busybox-static linux-image-amd64 e2fsprogs lvm2
-    git make
+    git make shellcheck
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -206,7 +206,7 @@ build_image() {   # $1 = empty work dir; leaves base.qcow2 vmlinuz initrd.img th
 
     kernel=$(readlink -f "$w/rootfs/vmlinuz")
     initrd=$(readlink -f "$w/rootfs/initrd.img")
-    [ -f "$kernel" ] && [ -f "$initrd" ] || die "no kernel/initrd in rootfs /boot"
+    { [ -f "$kernel" ] && [ -f "$initrd" ]; } || die "no kernel/initrd in rootfs /boot"
     install -m 0644 "$kernel" "$w/vmlinuz"
     install -m 0644 "$initrd" "$w/initrd.img"
     check_initrd "$w/initrd.img" || die "initrd is missing required modules"
@@ -506,7 +506,7 @@ case $cmd in
         print_paths
         ;;
     overlay)
-        [ $# -ge 1 ] && [ $# -le 2 ] || usage
+        { [ $# -ge 1 ] && [ $# -le 2 ]; } || usage
         case $1 in
             */*) ov=$(realpath -m -- "$1") ;;
             '' | .* | *[!A-Za-z0-9_.-]*) die "bad overlay name: $1" ;;
@@ -533,7 +533,7 @@ case $cmd in
         lock
         cleanup_stale
         for d in "$IMAGE_DIR"/debian12-*; do
-            [ -e "$d" ] && [ "$d" != "$OUT" ] || continue
+            { [ -e "$d" ] && [ "$d" != "$OUT" ]; } || continue
             log "removing $d (other recipe; overlays backed by it become unusable)"
             remove_tree "$d"
         done
@@ -549,7 +549,7 @@ case $cmd in
         rmdir "$IMAGE_DIR" 2>/dev/null || true
         ;;
     domxml)
-        [ $# -ge 3 ] && [ $# -le 4 ] || usage
+        { [ $# -ge 3 ] && [ $# -le 4 ]; } || usage
         domxml "$1" "$2" "$3" "${4:-default}"
         ;;
     selftest)

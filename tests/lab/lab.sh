@@ -94,7 +94,7 @@ validate_config() {
     case $PREFIXLEN in
         '' | *[!0-9]*) die "bad KVMLAB_PREFIXLEN: $PREFIXLEN" ;;
     esac
-    [ "$PREFIXLEN" -ge 8 ] && [ "$PREFIXLEN" -le 30 ] ||
+    { [ "$PREFIXLEN" -ge 8 ] && [ "$PREFIXLEN" -le 30 ]; } ||
         die "bad KVMLAB_PREFIXLEN: $PREFIXLEN"
     case $TIMEOUT in
         '' | *[!0-9]*) die "bad KVMLAB_TIMEOUT: $TIMEOUT" ;;
@@ -406,7 +406,7 @@ uuid_valid() {
 
 ensure_host_uuid() {
     _u=
-    [ -r "$STATE_DIR/host_uuid" ] && IFS= read -r _u <"$STATE_DIR/host_uuid" || true
+    if [ -r "$STATE_DIR/host_uuid" ]; then IFS= read -r _u <"$STATE_DIR/host_uuid" || true; fi
     if ! uuid_valid "$_u"; then
         _u=$(cat /proc/sys/kernel/random/uuid)
         uuid_valid "$_u" || die "cannot generate a uuid"
