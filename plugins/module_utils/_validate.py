@@ -121,6 +121,16 @@ def mac(option, value, unicast=True):
     return norm
 
 
+_DUID = re.compile(r'[0-9a-f]{2}(:[0-9a-f]{2}){1,129}')
+
+
+def duid(option, value):
+    """A DHCPv6 DUID / DHCP client identifier as hex octets with colons (RFC 8415: 2 to 130 octets)."""
+    if not isinstance(value, str) or not _DUID.fullmatch(value.lower()):
+        refuse(option, 'invalid DUID (2 to 130 hex octets separated by colons, such as 00:01:00:01:2c:1f)', value)
+    return value.lower()
+
+
 def ip_address(option, value, version=None):
     """An IPv4 or IPv6 address (``version`` 4 or 6 to require one); returned in its compressed form."""
     try:
