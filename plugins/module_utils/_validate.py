@@ -113,7 +113,7 @@ def mac(option, value, unicast=True):
     """A MAC address in libvirt's form (lower case, colons); ``-`` separators are accepted."""
     if not isinstance(value, str):
         refuse(option, 'invalid MAC address (xx:xx:xx:xx:xx:xx)', value)
-    norm = value.strip().lower().replace('-', ':')
+    norm = value.lower().replace('-', ':')
     if not _MAC.fullmatch(norm):
         refuse(option, 'invalid MAC address (xx:xx:xx:xx:xx:xx)', value)
     if unicast and int(norm[:2], 16) & 1:
