@@ -236,6 +236,32 @@ def token(option, value):
     return value
 
 
+# libosinfo ids are URIs (http://debian.org/debian/12); short ids (debian12) are plain tokens.
+_OSINFO_ID = re.compile(r'[a-z][a-z0-9+.-]{0,19}://[A-Za-z0-9._~/+:-]{1,200}')
+
+
+def osinfo_id(option, value):
+    """A libosinfo OS id: ``http://debian.org/debian/12`` or a short id such as ``debian12``."""
+    if isinstance(value, str) and _OSINFO_ID.fullmatch(value):
+        return value
+    if isinstance(value, str) and _TOKEN.fullmatch(value):
+        return value
+    refuse(option, 'invalid libosinfo id (such as http://debian.org/debian/12: letters, digits and _ . + - / : ~)',
+           value)
+    return value
+
+
+_UUID = re.compile(r'[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}')
+
+
+def uuid(option, value):
+    """A UUID (with or without dashes), returned lower-case in its dashed form."""
+    if not isinstance(value, str) or not _UUID.fullmatch(value):
+        refuse(option, 'invalid UUID', value)
+    hexa = value.replace('-', '').lower()
+    return '%s-%s-%s-%s-%s' % (hexa[:8], hexa[8:12], hexa[12:16], hexa[16:20], hexa[20:])
+
+
 # ---------------------------------------------------------------- libvirt URIs
 URI_DRIVERS = ('qemu', 'test')
 URI_TRANSPORTS = ('', 'unix', 'ssh', 'libssh', 'libssh2', 'tls', 'tcp')
