@@ -25,6 +25,7 @@ import ipaddress
 import os
 import re
 
+from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, is_local_uri, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import network_facts, network_xml_facts
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import (
@@ -91,34 +92,21 @@ STRUCTURED_OPTIONS = ('forward', 'forward_dev', 'nat_ports', 'bridge', 'domain',
 # Keys of the model that virNetworkUpdate changes without a restart.
 LIVE_KEYS = ('ipv4.dhcp_hosts', 'ipv6.dhcp_hosts', 'dns_hosts')
 
-_MAC_RE = re.compile(r'^([0-9a-f]{2}:){5}[0-9a-f]{2}$')
-_BRIDGE_RE = re.compile(r'^[^/\s:]{1,15}$')
 _LEASE_RE = re.compile(r'^\s*(\d+)\s*([smh]?)\s*$')
 _LEASE_UNITS = {'': 60, 's': 1, 'm': 60, 'h': 3600}
 _XML_UNITS = {'seconds': 1, 'minutes': 60, 'hours': 3600}
+MTU_RANGE = (68, 65535)
+MAX_BRIDGE_DELAY = 3600  # seconds; the kernel caps the forward delay far lower
+MAX_LEASE_SECONDS = 0xFFFFFFFF  # dnsmasq keeps lease times in 32 bits
 
 
 # ---------------------------------------------------------------- validation helpers
-def _mac(value, what):
-    mac = (value or '').strip().lower()
-    if not _MAC_RE.match(mac):
-        raise KvmError('%s: %r is not a MAC address (xx:xx:xx:xx:xx:xx)' % (what, value))
-    if int(mac[:2], 16) & 1:
-        raise KvmError('%s: %s is a multicast MAC address' % (what, mac))
-    return mac
+def _ip(value, family, option):
+    """An address of ``family`` (the rule is _validate.ip_address), as an ipaddress object."""
+    return ipaddress.ip_address(valid.ip_address(option, value, 4 if family == 'ipv4' else 6))
 
 
-def _ip(value, family, what):
-    try:
-        addr = ipaddress.ip_address((value or '').strip())
-    except ValueError:
-        raise KvmError('%s: %r is not an IP address' % (what, value))
-    if addr.version != (4 if family == 'ipv4' else 6):
-        raise KvmError('%s: %s is not an %s address' % (what, addr, family.upper().replace('V', 'v')))
-    return addr
-
-
-def parse_lease(value, what):
+def parse_lease(value, option):
     """Lease time as seconds (0 = infinite); a bare number is minutes, like libvirt."""
     if value is None:
         return None
@@ -126,11 +114,13 @@ def parse_lease(value, what):
     if text in ('infinite', '0'):
         return 0
     match = _LEASE_RE.match(text)
-    if not match:
-        raise KvmError("%s: lease %r is not a duration (e.g. 30m, 12h, 3600s, infinite)" % (what, value))
+    if not match or valid.has_control(str(value)):
+        valid.refuse(option, 'not a duration (e.g. 30m, 12h, 3600s, infinite)', value)
     seconds = int(match.group(1)) * _LEASE_UNITS[match.group(2)]
     if seconds < 120:
-        raise KvmError('%s: lease %r is shorter than two minutes (dnsmasq minimum)' % (what, value))
+        valid.refuse(option, 'shorter than two minutes (dnsmasq minimum)', value)
+    if seconds > MAX_LEASE_SECONDS:
+        valid.refuse(option, 'longer than %d seconds; use infinite' % MAX_LEASE_SECONDS, value)
     return seconds
 
 
@@ -143,90 +133,111 @@ def _lease_xml(seconds):
     return dict(expiry=str(seconds), unit='seconds')
 
 
-def _interface(family, address, prefix, netmask, what):
+def _interface(family, address, prefix, netmask, option):
+    """``option`` is the ip block (``ipv4``); the address, prefix and netmask are its sub-options."""
     if prefix is not None and netmask is not None:
-        raise KvmError('%s: give either prefix or netmask, not both' % what)
+        raise KvmError('%s: give either prefix or netmask, not both' % option)
+    valid.text('%s.address' % option, address, max_length=64)
     if '/' in address:
         if prefix is not None or netmask is not None:
-            raise KvmError('%s: address %s already has a prefix; do not also give prefix or netmask' % (what, address))
+            raise KvmError('%s.address: %s already has a prefix; do not also give prefix or netmask' % (option, address))
         address, suffix = address.split('/', 1)
         if '.' in suffix:
             netmask = suffix
         else:
-            try:
-                prefix = int(suffix)
-            except ValueError:
-                raise KvmError('%s: %r is not a prefix length' % (what, suffix))
-    addr = _ip(address, family, '%s address' % what)
+            if not suffix.isdigit():
+                valid.refuse('%s.address' % option, 'the prefix is not a prefix length', suffix)
+            prefix = int(suffix)
+    addr = _ip(address, family, '%s.address' % option)
     if netmask is not None:
         if family == 'ipv6':
-            raise KvmError('%s: IPv6 takes a prefix, not a netmask' % what)
+            raise KvmError('%s.netmask: IPv6 takes a prefix, not a netmask' % option)
+        valid.ip_address('%s.netmask' % option, netmask, 4)
         try:
             prefix = ipaddress.IPv4Network('0.0.0.0/%s' % netmask).prefixlen
         except ValueError:
-            raise KvmError('%s: %r is not a netmask' % (what, netmask))
+            valid.refuse('%s.netmask' % option, 'not a netmask', netmask)
     if prefix is None:
-        raise KvmError('%s: give the address with a prefix (e.g. 192.168.111.1/24) or a netmask' % what)
+        raise KvmError('%s.address: give the address with a prefix (e.g. 192.168.111.1/24) or a netmask' % option)
     limit = 32 if family == 'ipv4' else 128
     if not 1 <= prefix <= limit:
-        raise KvmError('%s: prefix %s is out of range 1-%d' % (what, prefix, limit))
+        raise KvmError('%s.prefix: %s is out of range 1-%d' % (option, prefix, limit))
     iface = ipaddress.ip_interface('%s/%d' % (addr, prefix))
     if prefix < limit - 1 and addr in (iface.network.network_address, getattr(iface.network, 'broadcast_address', None)):
-        raise KvmError('%s: %s is the network or broadcast address of %s, not a usable host address'
-                       % (what, addr, iface.network))
+        raise KvmError('%s.address: %s is the network or broadcast address of %s, not a usable host address'
+                       % (option, addr, iface.network))
     return iface
 
 
 # ---------------------------------------------------------------- options -> spec
-def _host_spec(family, host, subnet, what):
-    ip = _ip(host.get('ip'), family, '%s ip' % what)
+def _host_spec(family, host, subnet, option):
+    ip = _ip(host.get('ip'), family, '%s.ip' % option)
     if ip not in subnet:
-        raise KvmError('%s: %s is outside %s' % (what, ip, subnet))
-    mac = _mac(host['mac'], '%s mac' % what) if host.get('mac') else None
+        raise KvmError('%s.ip: %s is outside %s' % (option, ip, subnet))
+    mac = valid.mac('%s.mac' % option, host['mac']) if host.get('mac') else None
+    # dnsmasq hands the name to the guest and serves it: a DNS name, never free text.
+    name = host['name'] if host.get('name') and valid.dns_name('%s.name' % option, host['name']) else None
+    duid = valid.duid('%s.id' % option, host['id']) if host.get('id') else None
     if family == 'ipv4':
-        if host.get('id'):
-            raise KvmError('%s: id (DUID) is for IPv6 hosts; IPv4 hosts use mac' % what)
-        if not mac and not host.get('name'):
-            raise KvmError('%s: an IPv4 DHCP host needs mac or name' % what)
+        if duid:
+            raise KvmError('%s.id: id (DUID) is for IPv6 hosts; IPv4 hosts use mac' % option)
+        if not mac and not name:
+            raise KvmError('%s: an IPv4 DHCP host needs mac or name' % option)
     else:
         if mac:
-            raise KvmError('%s: IPv6 DHCP hosts are matched by id (DUID) or name, not mac' % what)
-        if not host.get('id') and not host.get('name'):
-            raise KvmError('%s: an IPv6 DHCP host needs id or name' % what)
-    return dict(mac=mac, id=host.get('id') or None, name=host.get('name') or None, ip=str(ip))
+            raise KvmError('%s.mac: IPv6 DHCP hosts are matched by id (DUID) or name, not mac' % option)
+        if not duid and not name:
+            raise KvmError('%s: an IPv6 DHCP host needs id or name' % option)
+    return dict(mac=mac, id=duid, name=name, ip=str(ip))
 
 
 def _ip_block_spec(family, params):
-    what = family
-    iface = _interface(family, params['address'], params.get('prefix'), params.get('netmask'), what)
+    iface = _interface(family, params['address'], params.get('prefix'), params.get('netmask'), family)
     subnet = iface.network
     spec = dict(address=str(iface.ip), prefix=iface.network.prefixlen,
                 netmask_form=params.get('netmask') is not None)
     if params.get('dhcp_ranges') is not None:
         ranges = []
         for index, rng in enumerate(params['dhcp_ranges']):
-            rwhat = '%s dhcp_ranges[%d]' % (what, index)
-            start = _ip(rng['start'], family, '%s start' % rwhat)
-            end = _ip(rng['end'], family, '%s end' % rwhat)
-            for addr in (start, end):
+            option = '%s.dhcp_ranges[%d]' % (family, index)
+            start = _ip(rng['start'], family, '%s.start' % option)
+            end = _ip(rng['end'], family, '%s.end' % option)
+            for key, addr in (('start', start), ('end', end)):
                 if addr not in subnet:
-                    raise KvmError('%s: %s is outside %s' % (rwhat, addr, subnet))
+                    raise KvmError('%s.%s: %s is outside %s' % (option, key, addr, subnet))
             if int(start) > int(end):
-                raise KvmError('%s: start %s is after end %s' % (rwhat, start, end))
+                raise KvmError('%s: start %s is after end %s' % (option, start, end))
             if start <= iface.ip <= end:
-                raise KvmError('%s: the range contains the network address %s itself' % (rwhat, iface.ip))
-            ranges.append(dict(start=str(start), end=str(end), lease=parse_lease(rng.get('lease'), rwhat)))
+                raise KvmError('%s: the range contains the network address %s itself' % (option, iface.ip))
+            ranges.append(dict(start=str(start), end=str(end), lease=parse_lease(rng.get('lease'), '%s.lease' % option)))
         spec['dhcp_ranges'] = ranges
     if params.get('dhcp_hosts') is not None:
-        hosts = [_host_spec(family, h, subnet, '%s dhcp_hosts[%d]' % (what, i))
+        hosts = [_host_spec(family, h, subnet, '%s.dhcp_hosts[%d]' % (family, i))
                  for i, h in enumerate(params['dhcp_hosts'])]
         for key in ('mac', 'id', 'ip', 'name'):
             values = [h[key] for h in hosts if h[key]]
             dupes = sorted(set(v for v in values if values.count(v) > 1))
             if dupes:
-                raise KvmError('%s dhcp_hosts: %s %s used more than once' % (what, key, ', '.join(dupes)))
+                raise KvmError('%s.dhcp_hosts: %s %s used more than once' % (family, key, ', '.join(dupes)))
         spec['dhcp_hosts'] = hosts
     return spec
+
+
+def _dns_hosts_spec(dns_hosts):
+    entries = []
+    for index, entry in enumerate(dns_hosts):
+        option = 'dns_hosts[%d]' % index
+        addr = valid.ip_address('%s.ip' % option, entry['ip'])
+        # kept as given (DNS is case-insensitive; libvirt stores the spelling it was given)
+        names = [n for i, n in enumerate(entry['hostnames']) if valid.dns_name('%s.hostnames[%d]' % (option, i), n)]
+        if not names:
+            raise KvmError('%s.hostnames: give at least one hostname' % option)
+        entries.append(dict(ip=addr, hostnames=names))
+    ips = [e['ip'] for e in entries]
+    dupes = sorted(set(i for i in ips if ips.count(i) > 1))
+    if dupes:
+        raise KvmError('dns_hosts: ip %s listed more than once (put all its hostnames in one entry)' % ', '.join(dupes))
+    return entries
 
 
 def spec_from_params(params):
@@ -236,51 +247,32 @@ def spec_from_params(params):
     if forward is not None:
         spec['forward'] = forward
     if params.get('forward_dev') is not None:
-        spec['forward_dev'] = params['forward_dev'] or None
+        spec['forward_dev'] = valid.ifname('forward_dev', params['forward_dev']) if params['forward_dev'] else None
     if params.get('nat_ports') is not None:
         ports = params['nat_ports']
-        if not (1 <= ports['start'] <= ports['end'] <= 65535):
+        valid.count('nat_ports.start', ports['start'], 1, 65535)
+        valid.count('nat_ports.end', ports['end'], 1, 65535)
+        if ports['start'] > ports['end']:
             raise KvmError('nat_ports: need 1 <= start <= end <= 65535, got %s-%s' % (ports['start'], ports['end']))
         spec['nat_ports'] = dict(start=ports['start'], end=ports['end'])
     bridge = params.get('bridge') or {}
     if bridge.get('name') is not None:
-        if not _BRIDGE_RE.match(bridge['name']):
-            raise KvmError('bridge name %r: 1 to 15 characters, no "/", ":" or whitespace' % bridge['name'])
-        spec['bridge_name'] = bridge['name']
+        spec['bridge_name'] = valid.ifname('bridge.name', bridge['name'])
     if bridge.get('stp') is not None:
         spec['stp'] = bridge['stp']
     if bridge.get('delay') is not None:
-        if bridge['delay'] < 0:
-            raise KvmError('bridge delay must be 0 or more seconds')
-        spec['delay'] = bridge['delay']
+        spec['delay'] = valid.count('bridge.delay', bridge['delay'], 0, MAX_BRIDGE_DELAY)
     if bridge.get('mtu') is not None:
-        if not 68 <= bridge['mtu'] <= 65535:
-            raise KvmError('bridge mtu %s is out of range 68-65535' % bridge['mtu'])
-        spec['mtu'] = bridge['mtu']
+        spec['mtu'] = valid.count('bridge.mtu', bridge['mtu'], *MTU_RANGE)
     if bridge.get('mac') is not None:
-        spec['mac'] = _mac(bridge['mac'], 'bridge mac')
+        spec['mac'] = valid.mac('bridge.mac', bridge['mac'])
     if params.get('domain') is not None:
-        spec['domain'] = params['domain'] or None
+        spec['domain'] = params['domain'] if params['domain'] and valid.dns_name('domain', params['domain']) else None
     for family in ('ipv4', 'ipv6'):
         if params.get(family) is not None:
             spec[family] = _ip_block_spec(family, params[family])
     if params.get('dns_hosts') is not None:
-        entries = []
-        for index, entry in enumerate(params['dns_hosts']):
-            what = 'dns_hosts[%d]' % index
-            try:
-                addr = ipaddress.ip_address(entry['ip'].strip())
-            except ValueError:
-                raise KvmError('%s: %r is not an IP address' % (what, entry['ip']))
-            names = [n.strip() for n in entry['hostnames'] if n and n.strip()]
-            if not names:
-                raise KvmError('%s: give at least one hostname' % what)
-            entries.append(dict(ip=str(addr), hostnames=names))
-        ips = [e['ip'] for e in entries]
-        dupes = sorted(set(i for i in ips if ips.count(i) > 1))
-        if dupes:
-            raise KvmError('dns_hosts: ip %s listed more than once (put all its hostnames in one entry)' % ', '.join(dupes))
-        spec['dns_hosts'] = entries
+        spec['dns_hosts'] = _dns_hosts_spec(params['dns_hosts'])
     return spec
 
 
@@ -591,6 +583,8 @@ def spec_from_xml(text, name=None):
     if not (name or xml_name):
         raise KvmError('give the network name (option name or <name> in xml)')
     name = name or xml_name
+    valid.object_name('name' if not xml_name else 'xml', name, 'network name')
+    check_xml_values(root)
     if not xml_name:
         etree.SubElement(root, 'name').text = name
     have = model(root)
@@ -610,7 +604,10 @@ def spec_from_xml(text, name=None):
                                   dhcp_hosts=block['dhcp_hosts'])
             if block['prefix'] is None:
                 raise KvmError('option xml: <ip address=%r> needs prefix or netmask' % block['address'])
-    spec = spec_from_params(params)
+    try:
+        spec = spec_from_params(params)
+    except valid.ValidationError as exc:
+        raise valid.ValidationError('xml: %s' % exc.msg)  # the value came from the xml option
     # The XML is the whole definition: what it leaves out is libvirt's default (or nothing).
     for key in ('forward_dev', 'domain', 'mtu'):
         spec.setdefault(key, None)
@@ -620,6 +617,44 @@ def spec_from_xml(text, name=None):
     if have['forward'] == 'nat':
         spec.setdefault('nat_ports', dict(start=1024, end=65535))
     return name, root, spec
+
+
+def check_xml_values(root):
+    """The xml option: no attribute value or text may hold a control character (a newline in a name would
+    reach dnsmasq's configuration). libvirt's schema validation (:func:`define_network`) checks the rest
+    where the daemon has it."""
+    for elem in root.iter():
+        if not isinstance(elem.tag, str):
+            continue
+        for key, value in elem.attrib.items():
+            if valid.has_control(value):
+                valid.refuse('xml', '<%s %s> must not contain control characters such as newlines' % (elem.tag, key), value)
+        content = (elem.text or '').strip()
+        if content and valid.has_control(content):
+            valid.refuse('xml', '<%s> must not contain control characters such as newlines' % elem.tag, content)
+
+
+def define_network(client, name, xml):
+    """Define with libvirt's schema validation (VIR_NETWORK_DEFINE_VALIDATE, libvirt 7.8) where the bindings
+    and the daemon have it; elsewhere the module's own validation (spec_from_params) is what checked it."""
+    what = 'network %s' % name
+    flag = getattr(libvirt, 'VIR_NETWORK_DEFINE_VALIDATE', None)
+    conn = client.conn
+    if flag is not None and hasattr(conn, 'networkDefineXMLFlags'):
+        try:
+            return conn.networkDefineXMLFlags(xml, flag)
+        except libvirt.libvirtError as exc:
+            if not _flag_unsupported(exc):
+                raise KvmError(client.describe_error(exc, what))
+    return client.call(what, conn.networkDefineXML, xml)
+
+
+def _flag_unsupported(exc):
+    """True when the daemon lacks networkDefineXMLFlags or the validate flag (an older libvirtd)."""
+    code = exc.get_error_code()
+    if code in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
+        return True
+    return code == libvirt.VIR_ERR_RPC and 'unknown procedure' in (exc.get_error_message() or '')
 
 
 def _unmodelled(root):
@@ -910,8 +945,7 @@ class NetworkManager(object):
             if not self.name:
                 raise KvmError('option name is required (or give the definition in xml)')
             spec = spec_from_params(params) if state != 'absent' else {}
-        if '/' in self.name:
-            raise KvmError('network name %r may not contain "/"' % self.name)
+        valid.object_name('name', self.name, 'network name')
         net = self.client.find_network(self.name)
         if state == 'absent':
             return self.absent(net)
@@ -986,7 +1020,7 @@ class NetworkManager(object):
             self.changes.extend(config_changes if current is not None else ['define network %s' % self.name])
             if current is not None and not persistent:
                 self.changes.append('make transient network %s persistent' % self.name)
-            defined = self._write('network %s' % self.name, self.client.conn.networkDefineXML, to_string(wanted_root))
+            defined = self._write('network %s' % self.name, define_network, self.client, self.name, to_string(wanted_root))
             if defined is not None:
                 net = defined
         elif live_diffs:

@@ -21,6 +21,12 @@ description:
   - Any other difference redefines the network. If it is active, the running network keeps its old settings
     until it is restarted; the module lists it in RV(pending_restart), or restarts it with O(restart=if_needed)
     and re-plugs the interfaces of running guests into the bridge (RV(replugged)).
+  - Every value is validated before anything is written, and the failure names the option. Names that reach
+    dnsmasq (O(domain), O(dns_hosts[].hostnames), DHCP host names) must be DNS names (RFC 1123); bridge and
+    forward devices must be interface names (letters, digits and C(_ . -), at most 15 characters); addresses,
+    MACs, DUIDs, ranges, lease times, ports and the MTU are checked too. New and changed definitions are
+    defined with libvirt's schema validation (C(VIR_NETWORK_DEFINE_VALIDATE)) where the daemon has it
+    (libvirt 7.8 and later); with an older daemon the module's own checks are what protects dnsmasq.
   - Before anything is written, the module fails with a message naming the conflict when the bridge name is
     used by another libvirt network or already exists on the host, or when a subnet overlaps another libvirt
     network or a route of the host.
@@ -39,6 +45,7 @@ options:
   name:
     description:
       - Name of the network. Required unless O(xml) contains C(<name>).
+      - Letters, digits and C(_ . + : @ -), not starting with C(.) or C(-), at most 200 characters.
     type: str
   state:
     description:
@@ -66,7 +73,7 @@ options:
     choices: [nat, route, open, isolated, bridge]
   forward_dev:
     description:
-      - Restrict forwarding to this host interface (C(<forward dev=...>)). An empty string removes it.
+      - Restrict forwarding to this host interface (C(<forward dev=...>)), an interface name. An empty string removes it.
     type: str
   nat_ports:
     description:
@@ -88,7 +95,7 @@ options:
     suboptions:
       name:
         description:
-          - Bridge device name, at most 15 characters. When left out for a new network, libvirt assigns one
+          - Bridge device name, at most 15 letters, digits and C(_ . -). When left out for a new network, libvirt assigns one
             (C(virbrN)), which is then kept.
           - With O(forward=bridge), the existing host bridge to use.
         type: str
@@ -99,7 +106,7 @@ options:
         description: Bridge forward delay in seconds. A new network gets V(0).
         type: int
       mtu:
-        description: MTU of the bridge.
+        description: MTU of the bridge, 68 to 65535.
         type: int
       mac:
         description:
@@ -107,7 +114,7 @@ options:
         type: str
   domain:
     description:
-      - DNS domain of the network (DHCP clients get it, dnsmasq answers for it). An empty string removes it.
+      - DNS domain of the network (DHCP clients get it, dnsmasq answers for it), a DNS name. An empty string removes it.
     type: str
   ipv4:
     description:
@@ -156,10 +163,10 @@ options:
             description: MAC address of the guest interface (IPv4).
             type: str
           id:
-            description: DHCP client identifier / DUID (IPv6).
+            description: DHCP client identifier / DUID (IPv6), hex octets separated by colons.
             type: str
           name:
-            description: Hostname given to the guest.
+            description: Hostname given to the guest, a DNS name.
             type: str
           ip:
             description: The fixed address.
@@ -205,10 +212,10 @@ options:
             description: Not used for IPv6 (rejected).
             type: str
           id:
-            description: DUID of the guest.
+            description: DUID of the guest, hex octets separated by colons.
             type: str
           name:
-            description: Hostname of the guest.
+            description: Hostname of the guest, a DNS name.
             type: str
           ip:
             description: The fixed address.
@@ -226,13 +233,14 @@ options:
         type: str
         required: true
       hostnames:
-        description: Names for the address.
+        description: Names for the address, each a DNS name (RFC 1123, at most 253 characters).
         type: list
         elements: str
         required: true
   xml:
     description:
       - The full network definition as XML, instead of the options above (it cannot be combined with them).
+      - Its values are validated like the options; attribute values and texts may not hold control characters.
       - It is the whole definition, except that the UUID, the bridge MAC and the bridge name libvirt generated
         are kept when the XML leaves them out. It is compared semantically, not as text.
     type: str

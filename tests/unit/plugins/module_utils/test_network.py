@@ -53,7 +53,8 @@ class FakeModule(object):
 
 
 WRITES = [
-    (libvirt.virConnect, 'networkDefineXML'), (libvirt.virConnect, 'networkCreateXML'),
+    (libvirt.virConnect, 'networkDefineXML'), (libvirt.virConnect, 'networkDefineXMLFlags'),
+    (libvirt.virConnect, 'networkCreateXML'),
     (libvirt.virNetwork, 'create'), (libvirt.virNetwork, 'destroy'), (libvirt.virNetwork, 'undefine'),
     (libvirt.virNetwork, 'update'), (libvirt.virNetwork, 'setAutostart'),
 ]
@@ -89,10 +90,10 @@ def run(client, prm, check_mode=False, diff=True):
 
 # ---------------------------------------------------------------- options -> spec: bad input
 @pytest.mark.parametrize('overrides, message', [
-    (dict(bridge=bridge(name='a-very-long-bridge0')), '1 to 15 characters'),
-    (dict(bridge=bridge(mac='52:54:00:zz:00:01')), 'not a MAC address'),
+    (dict(bridge=bridge(name='a-very-long-bridge0')), 'bridge.name: invalid interface name'),
+    (dict(bridge=bridge(mac='52:54:00:zz:00:01')), 'bridge.mac: invalid MAC address'),
     (dict(bridge=bridge(mac='01:00:5e:00:00:01')), 'multicast'),
-    (dict(bridge=bridge(mtu=20)), 'out of range'),
+    (dict(bridge=bridge(mtu=20)), 'bridge.mtu: must be at least 68'),
     (dict(bridge=bridge(delay=-1)), 'delay'),
     (dict(ipv4=ipv4('10.1.0.1')), 'with a prefix'),
     (dict(ipv4=ipv4('10.1.0.1/24', prefix=24)), 'already has a prefix'),
@@ -100,7 +101,7 @@ def run(client, prm, check_mode=False, diff=True):
     (dict(ipv4=ipv4('10.1.0.1', netmask='255.0.255.0')), 'not a netmask'),
     (dict(ipv4=ipv4('10.1.0.0/24')), 'network or broadcast'),
     (dict(ipv4=ipv4('fd00::1/64')), 'not an IPv4 address'),
-    (dict(ipv4=ipv4('300.1.0.1/24')), 'not an IP address'),
+    (dict(ipv4=ipv4('300.1.0.1/24')), 'ipv4.address: not an IPv4 address'),
     (dict(ipv4=ipv4('10.1.0.1/24', ranges=[dict(start='10.1.0.2', end='10.1.1.9')])), 'outside 10.1.0.0/24'),
     (dict(ipv4=ipv4('10.1.0.1/24', ranges=[dict(start='10.1.0.9', end='10.1.0.2')])), 'is after end'),
     (dict(ipv4=ipv4('10.1.0.1/24', ranges=[dict(start='10.1.0.1', end='10.1.0.9')])), 'network address'),
@@ -117,6 +118,27 @@ def run(client, prm, check_mode=False, diff=True):
     (dict(dns_hosts=[dict(ip='10.1.0.5', hostnames=[])]), 'at least one hostname'),
     (dict(dns_hosts=[dict(ip='nope', hostnames=['a'])]), 'not an IP address'),
     (dict(dns_hosts=[dict(ip='10.1.0.5', hostnames=['a']), dict(ip='10.1.0.5', hostnames=['b'])]), 'more than once'),
+    # hostile input: every name that reaches dnsmasq is a DNS name, every device an interface name
+    (dict(domain='lab\naddn-hosts=/etc/shadow'), 'domain: invalid DNS name'),
+    (dict(domain='a' * 254), 'domain: invalid DNS name'),
+    (dict(domain='lab.internal.'), 'domain: invalid DNS name'),
+    (dict(dns_hosts=[dict(ip='10.1.0.5', hostnames=['nfs\nserver=8.8.8.8'])]), r'dns_hosts[0].hostnames[0]: invalid DNS name'),
+    (dict(dns_hosts=[dict(ip='10.1.0.5', hostnames=['ok', 'x' * 64])]), r'dns_hosts[0].hostnames[1]: invalid DNS name'),
+    (dict(dns_hosts=[dict(ip='10.1.0.5\n', hostnames=['a'])]), 'dns_hosts[0].ip: not an IP address'),
+    (dict(ipv4=ipv4('10.1.0.1/24', hosts=[dict(mac='52:54:00:00:00:01', name='vm\n01', ip='10.1.0.5')])),
+     'ipv4.dhcp_hosts[0].name: invalid DNS name'),
+    (dict(ipv4=ipv4('10.1.0.1/24', hosts=[dict(mac='52:54:00:00:00:01\n', ip='10.1.0.5')])),
+     'ipv4.dhcp_hosts[0].mac: invalid MAC address'),
+    (dict(ipv6=dict(ipv4('fd00:1::1/64', hosts=[dict(id='00:01;reboot', ip='fd00:1::5')]), netmask=None)),
+     'ipv6.dhcp_hosts[0].id: invalid DUID'),
+    (dict(ipv4=ipv4('10.1.0.1/24', ranges=[dict(start='10.1.0.2', end='10.1.0.9', lease='30m\n')])),
+     'ipv4.dhcp_ranges[0].lease: not a duration'),
+    (dict(ipv4=ipv4('10.1.0.1/2x')), 'ipv4.address: the prefix is not a prefix length'),
+    (dict(ipv4=ipv4('10.1.0.1\n/24')), 'ipv4.address: must not contain control characters'),
+    (dict(forward_dev='eth0;reboot'), 'forward_dev: invalid interface name'),
+    (dict(bridge=bridge(name='br$(id)')), 'bridge.name: invalid interface name'),
+    (dict(bridge=bridge(mtu=70000)), 'bridge.mtu: must be at most 65535'),
+    (dict(nat_ports=dict(start=0, end=10)), 'nat_ports.start: must be at least 1'),
 ])
 def test_spec_validation(overrides, message):
     if message is None:
@@ -125,6 +147,7 @@ def test_spec_validation(overrides, message):
     with pytest.raises(KvmError) as err:
         N.spec_from_params(params(**overrides))
     assert message in err.value.msg
+    assert err.value.msg.startswith(message.split(':')[0]) or ':' not in message
 
 
 @pytest.mark.parametrize('forward, extra, message', [
@@ -269,7 +292,7 @@ def four_steps(client, writes, prm):
 
 def test_create_start_autostart(client, writes):
     results = four_steps(client, writes, params(state='active', autostart=True, **NEW))
-    assert writes == ['networkDefineXML', 'create', 'setAutostart']
+    assert writes == ['networkDefineXMLFlags', 'create', 'setAutostart']
     net = results[-1]['network']
     assert net['active'] and net['autostart'] and net['persistent']
     assert net['bridge'] == 'kvunit0' and net['forward_mode'] == 'nat'
@@ -316,7 +339,7 @@ def test_redefine_keeps_unspecified_and_generated(client, writes):
     client.conn.networkLookupByName('lab-nat').destroy()
     del writes[:]
     results = four_steps(client, writes, params(name='lab-nat', bridge=bridge(stp=False)))
-    assert writes == ['networkDefineXML']
+    assert writes == ['networkDefineXMLFlags']
     xml = client.conn.networkLookupByName('lab-nat').XMLDesc(0)
     root = parse(xml)
     assert root.findtext('uuid') == '8f1f4f4e-7a0c-4c1e-9d51-0d8a0a6f0a01'
@@ -375,18 +398,18 @@ def test_xml_option_four_steps(client, writes):
     xml = """<network><name>kvmops-unit-xml</name><forward mode='route'/><bridge name='kvunit1'/>
       <ip address='10.96.0.1' prefix='24'><dhcp><range start='10.96.0.10' end='10.96.0.20'/></dhcp></ip></network>"""
     four_steps(client, writes, params(xml=xml, state='active'))
-    assert writes == ['networkDefineXML', 'create']
+    assert writes == ['networkDefineXMLFlags', 'create']
     client.conn.networkLookupByName('kvmops-unit-xml').destroy()  # test driver: see above
     del writes[:]
     four_steps(client, writes, params(xml=xml.replace("mode='route'", "mode='open'")))
-    assert writes == ['networkDefineXML']
+    assert writes == ['networkDefineXMLFlags']
     assert "mode='open'" in client.conn.networkLookupByName('kvmops-unit-xml').XMLDesc(0)
 
 
 def test_xml_option_host_bridge(client, writes):
     xml = "<network><name>kvmops-unit-br</name><forward mode='bridge'/><bridge name='br0'/></network>"
     four_steps(client, writes, params(xml=xml))
-    assert writes == ['networkDefineXML']
+    assert writes == ['networkDefineXMLFlags']
     assert client.conn.networkLookupByName('kvmops-unit-br').XMLDesc(0).count('br0') == 1
 
 
@@ -424,3 +447,64 @@ def test_restart_on_a_remote_uri_reports_and_warns_about_guests_it_cannot_replug
         assert len(module.warnings) == 1 and '%s of kvmops-unit-g' % tap in module.warnings[0]
     finally:
         dom.destroy()
+
+
+# ---------------------------------------------------------------- hostile input and libvirt's validation flag
+@pytest.mark.parametrize('xml, message', [
+    ("<network><name>bad\nname</name></network>", '^xml: invalid network name'),
+    ("<network><name>a/b</name></network>", '^xml: invalid network name'),
+    ("<network><name>n1</name><domain name='lab&#10;addn-hosts=/etc/shadow'/></network>", '^xml: <domain name> must not'),
+    ("<network><name>n1</name><domain name='lab internal'/></network>", '^xml: domain: invalid DNS name'),
+    ("<network><name>n1</name><forward mode='nat' dev='eth0;x'/><ip address='10.9.0.1' prefix='24'/></network>",
+     '^xml: forward_dev: invalid interface name'),
+    ("<network><name>n1</name><dns><txt name='t' value='a&#10;b'/></dns></network>",
+     '^xml: <txt value> must not contain control characters'),
+    ("<network><name>n1</name><dns><host ip='10.9.0.5'><hostname>a&#10;b</hostname></host></dns>"
+     "<ip address='10.9.0.1' prefix='24'/></network>", r'^xml: <hostname> must not contain control|^dns_hosts\[0\]'),
+])
+def test_xml_option_hostile(xml, message):
+    with pytest.raises(KvmError, match=message):
+        N.spec_from_xml(xml)
+
+
+@pytest.mark.parametrize('name', ['bad\nname', 'a/b', "x'y", '$(id)', '-rf', ''])
+def test_name_refused_before_lookup(client, writes, name):
+    with pytest.raises(KvmError, match='^name: ' if name else 'option name is required'):
+        run(client, params(name=name, state='absent'))
+    assert writes == []
+
+
+def test_define_uses_validate_flag(client, monkeypatch):
+    seen = []
+    original = libvirt.virConnect.networkDefineXMLFlags
+
+    def spy(self, xml, flags=0):
+        seen.append(flags)
+        return original(self, xml, flags)
+    monkeypatch.setattr(libvirt.virConnect, 'networkDefineXMLFlags', spy)
+    run(client, params(**NEW))
+    assert seen == [libvirt.VIR_NETWORK_DEFINE_VALIDATE]
+
+
+def test_define_falls_back_without_daemon_support(client, writes, monkeypatch):
+    """An older libvirtd (no networkDefineXMLFlags, or no validate flag): the plain call, after our checks."""
+    def unsupported(self, xml, flags=0):
+        err = libvirt.libvirtError('this function is not supported by the connection driver: virNetworkDefineXMLFlags')
+        err.err = (libvirt.VIR_ERR_NO_SUPPORT, 0, str(err), 0, None, None, None, 0, 0)
+        raise err
+    monkeypatch.setattr(libvirt.virConnect, 'networkDefineXMLFlags', unsupported)
+    result = run(client, params(**NEW))
+    assert result['changed']
+    assert writes[0] == 'networkDefineXML'
+
+
+def test_define_without_the_flag_in_the_bindings(client, writes, monkeypatch):
+    monkeypatch.delattr(libvirt, 'VIR_NETWORK_DEFINE_VALIDATE')
+    assert run(client, params(**NEW))['changed']
+    assert writes[0] == 'networkDefineXML'
+
+
+def test_schema_refusal_is_reported(client):
+    """What libvirt's schema refuses is a clear failure naming the network, never a traceback."""
+    with pytest.raises(KvmError, match='network kvmops-unit-x'):
+        N.define_network(client, 'kvmops-unit-x', "<network><name>kvmops-unit-x</name><bogus/></network>")
