@@ -168,6 +168,18 @@ def ip_interface(option, value, version=None):
     return iface
 
 
+# iSCSI names (RFC 3720 3.2.6): iqn.YYYY-MM.reversed.domain[:unique], eui.<16 hex>, naa.<16 or 32 hex>.
+_ISCSI_NAME = re.compile(r'iqn\.[0-9]{4}-[0-9]{2}\.[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[A-Za-z0-9.:_-]+)?'
+                         r'|eui\.[0-9A-Fa-f]{16}|naa\.([0-9A-Fa-f]{16}|[0-9A-Fa-f]{32})')
+
+
+def iscsi_name(option, value):
+    """An iSCSI qualified name (target or initiator IQN, EUI or NAA form), at most 223 characters."""
+    if not isinstance(value, str) or len(value) > 223 or not _ISCSI_NAME.fullmatch(value):
+        refuse(option, 'invalid iSCSI name (iqn.YYYY-MM.reversed.domain:name, eui.<16 hex> or naa.<hex>)', value)
+    return value
+
+
 # ---------------------------------------------------------------- paths
 def abs_path(option, value, max_length=4095):
     """An absolute, normalized path: no ``..`` component, no NUL, newline or other control character.
