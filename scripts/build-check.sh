@@ -9,8 +9,15 @@ tmp=$(mktemp -d /tmp/kvmops-build.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 ansible-galaxy collection build "$ROOT" --output-path "$tmp/dist" --force >/dev/null
 tarball=$(ls "$tmp"/dist/kvmops-kvm-*.tar.gz)
-if tar -tzf "$tarball" | grep -E '(^|/)(\.venv|tests/output|\.git)/' >/dev/null; then
-    echo "build: tarball contains build/venv/test output" >&2; exit 1
+# Development files never ship: the build, lint and test tooling, caches and EE build contexts.
+DEV='^(\.venv|\.git|\.ci|\.ansible|\.pytest_cache|build|context|scripts|inventory|tests/(output|lab|benchmarks|molecule)|docs/docsite)(/|$)'
+DEV=$DEV'|^(Makefile|ansible\.cfg|\.ansible-lint|\.gitignore|requirements-dev\.txt|execution-environment\.yml)$'
+DEV=$DEV'|^roles/[^/]+/molecule(/|$)|(^|/)__pycache__(/|$)|\.pyc$|\.tar\.gz$'
+shipped=$(tar -tzf "$tarball" | sed -e 's|^\./||' -e 's|/$||' | grep -E "$DEV" || true)
+if [ -n "$shipped" ]; then
+    echo "build: tarball ships development files:" >&2
+    printf '%s\n' "$shipped" | sed 's/^/  /' >&2
+    exit 1
 fi
 ansible-galaxy collection install --force "$tarball" -p "$tmp/collections" >/dev/null 2>&1
 export ANSIBLE_COLLECTIONS_PATH=$tmp/collections
