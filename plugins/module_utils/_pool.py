@@ -17,9 +17,10 @@ import grp
 import os
 import pwd
 
+from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, Recorder, is_local_uri, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import pool_facts
-from ansible_collections.kvmops.kvm.plugins.module_utils._volume import disk_users
+from ansible_collections.kvmops.kvm.plugins.module_utils._volume import disk_users, set_permissions
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, find_text, make_diff, parse, subset_differences, to_string
 
 POOL_TYPES = ['dir', 'fs', 'netfs', 'logical', 'iscsi']
@@ -70,41 +71,81 @@ FS_FORMATS = ['auto', 'ext2', 'ext3', 'ext4', 'ufs', 'iso9660', 'udf', 'gfs', 'g
 
 
 # ------------------------------------------------------------------ input
-def normalize_mode(value):
+MAX_ID = 0xFFFFFFFE  # the largest uid/gid (2^32 - 1 is "no id")
+
+
+def normalize_mode(value, option='mode'):
     """``'0750'``, ``'750'``, ``'0o750'`` or an int (as YAML gives for 0750) -> libvirt's ``'0750'``."""
     if value is None:
         return None
     if isinstance(value, bool):
-        raise KvmError('mode must be an octal string such as "0750", not %r' % (value,))
+        valid.refuse(option, 'must be an octal string such as "0750"', value)
     if isinstance(value, int):
         number = value
     else:
-        text = str(value).strip().lower()
+        text = valid.text(option, str(value), max_length=8).strip().lower()
         if text.startswith('0o'):
             text = text[2:]
-        try:
-            number = int(text, 8)
-        except ValueError:
-            raise KvmError('mode must be an octal string such as "0750", got %r' % (value,))
+        if not text or any(ch not in '01234567' for ch in text):
+            valid.refuse(option, 'must be an octal string such as "0750"', value)
+        number = int(text, 8)
     if number < 0 or number > 0o7777:
-        raise KvmError('mode %r is out of range (0000-7777 octal)' % (value,))
+        valid.refuse(option, 'is out of range (0000-7777 octal)', value)
     return '%04o' % number
 
 
 def resolve_id(value, kind):
-    """A user or group name or number -> the number libvirt stores (resolved on this host)."""
+    """A user or group name or number -> the number libvirt stores (resolved on this host).
+
+    ``kind`` is the option (``owner`` or ``group``).
+    """
     if value is None:
         return None
-    text = str(value).strip()
+    text = valid.text(kind, str(value), max_length=64)
     if text.isdigit():
-        return text
+        return str(valid.count(kind, int(text), 0, MAX_ID))
     try:
         if kind == 'owner':
             return str(pwd.getpwnam(text).pw_uid)
         return str(grp.getgrnam(text).gr_gid)
     except KeyError:
-        raise KvmError('%s %r is neither a number nor a known %s on this host'
-                       % (kind, text, 'user' if kind == 'owner' else 'group'))
+        raise valid.ValidationError('%s: %r is neither a number nor a known %s on this host'
+                                    % (kind, text, 'user' if kind == 'owner' else 'group'))
+
+
+def _host(option, value):
+    """A host name (RFC 1123) or an IP address."""
+    try:
+        return valid.ip_address(option, value)
+    except valid.ValidationError:
+        return valid.dns_name(option, value)
+
+
+def validate_values(params, pool_type):
+    """Each value on its own (names, paths, hosts, device names), normalized in ``params``."""
+    source = params.get('source') or {}
+    if params.get('path') is not None:
+        params['path'] = valid.abs_path('path', params['path'])
+    if source.get('host') is not None:
+        source['host'] = _host('source.host', source['host'])
+    if source.get('dir') is not None:
+        if source.get('format') == 'cifs':
+            # a CIFS share name, not a path
+            valid.text('source.dir', source['dir'], max_length=255)
+            if '..' in source['dir'].split('/') or '\\' in source['dir']:
+                valid.refuse('source.dir', "a share name must not contain '..' components or backslashes", source['dir'])
+        else:
+            source['dir'] = valid.abs_path('source.dir', source['dir'])
+    devices = source.get('devices') or []
+    for index, dev in enumerate(devices):
+        option = 'source.devices[%d]' % index
+        devices[index] = valid.iscsi_name(option, dev) if pool_type == 'iscsi' else valid.abs_path(option, dev)
+    if source.get('name') is not None:
+        valid.object_name('source.name', source['name'], 'source name')
+    if source.get('initiator') is not None:
+        valid.iscsi_name('source.initiator', source['initiator'])
+    if source.get('port') is not None:
+        valid.count('source.port', source['port'], 1, 65535)
 
 
 def validate(params, pool_type, creating=True):
@@ -122,32 +163,27 @@ def validate(params, pool_type, creating=True):
                           ', '.join('source.%s' % s for s in sorted(allowed)) or 'no source options'))
     missing = required - given
     if missing and creating:
-        raise KvmError('a %s pool needs source.%s' % (pool_type, sorted(missing)[0]))
+        raise KvmError('source.%s: required for a new %s pool' % (sorted(missing)[0], pool_type))
     if creating and pool_type in TYPE_NEEDS_PATH and not params.get('path'):
-        raise KvmError('a %s pool needs path (the target directory)' % pool_type)
-    if params.get('path') and not os.path.isabs(params['path']):
-        raise KvmError('path must be absolute, got %r' % params['path'])
+        raise KvmError('path: required for a new %s pool (the target directory)' % pool_type)
+    validate_values(params, pool_type)
     if pool_type == 'fs' and 'devices' in given and len(source['devices']) != 1:
-        raise KvmError('a fs pool takes exactly one device in source.devices')
+        raise KvmError('source.devices: a fs pool takes exactly one device')
     if pool_type == 'iscsi' and 'devices' in given and len(source['devices']) != 1:
-        raise KvmError('an iscsi pool takes exactly one target IQN in source.devices')
+        raise KvmError('source.devices: an iscsi pool takes exactly one target IQN')
     if pool_type == 'fs' and source.get('format') and source['format'] not in FS_FORMATS:
         raise KvmError('source.format %r is not a filesystem libvirt knows (%s)' % (source['format'], ', '.join(FS_FORMATS)))
     if pool_type == 'netfs' and source.get('format') and source['format'] not in NETFS_FORMATS:
         raise KvmError('source.format %r is not valid for netfs (%s)' % (source['format'], ', '.join(NETFS_FORMATS)))
     if pool_type == 'logical' and source.get('format') and source['format'] != 'lvm2':
         raise KvmError('source.format of a logical pool can only be lvm2')
-    if pool_type in TYPE_NEEDS_PATH or pool_type == 'logical':
-        for dev in source.get('devices') or []:
-            if not os.path.isabs(dev):
-                raise KvmError('source.devices entries must be absolute device paths, got %r' % dev)
-    if source.get('port') is not None and not 0 < source['port'] < 65536:
-        raise KvmError('source.port must be between 1 and 65535')
     if params.get('build') and pool_type not in TYPE_BUILDABLE:
         raise KvmError('build is not supported for %s pools (nothing to create)' % pool_type)
     if creating and pool_type == 'logical' and params.get('build') and not source.get('devices'):
         raise KvmError('build of a logical pool needs source.devices (the physical volumes of the new volume group)')
     normalize_mode(params.get('mode'))
+    resolve_id(params.get('owner'), 'owner')
+    resolve_id(params.get('group'), 'group')
 
 
 # ------------------------------------------------------------------ XML model
@@ -298,6 +334,7 @@ class PoolManager(Recorder):
 
     def run(self):
         params = self.params
+        valid.object_name('name', self.name, 'pool name')
         pool = self.client.find_pool(self.name)
         if params['state'] == 'absent':
             return self.absent(pool)
@@ -419,10 +456,9 @@ class PoolManager(Recorder):
         if self.check:
             return
         try:
-            if 'mode' in wrong:
-                os.chmod(path, int(wanted['mode'], 8))
-            if 'owner' in wrong or 'group' in wrong:
-                os.chown(path, int(wanted['owner'] or -1), int(wanted['group'] or -1))
+            set_permissions(path, wanted['mode'] if 'mode' in wrong else None,
+                            wanted['owner'] if 'owner' in wrong else None,
+                            wanted['group'] if 'group' in wrong else None)
         except OSError as exc:
             raise KvmError('pool %s: cannot set %s on %s: %s' % (self.name, ', '.join(wrong), path, exc.strerror))
         if active:

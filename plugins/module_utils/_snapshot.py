@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 
+from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, Recorder, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import DOMAIN_STATES, STATE_REASONS
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, find_text, make_diff, parse
@@ -31,6 +32,8 @@ ARGUMENT_SPEC = dict(
 )
 
 AGENT_CHANNEL = 'org.qemu.guest_agent.0'
+MAX_DESCRIPTION = 4096
+MAX_COMMIT_TIMEOUT = 7 * 24 * 3600  # seconds
 
 
 # ------------------------------------------------------------------ facts
@@ -93,10 +96,11 @@ class SnapshotManager(Recorder):
             raise KvmError('quiesce needs disk_only: true (only external disk-only snapshots can be quiesced)')
         if p['memory'] and p['disk_only']:
             raise KvmError('memory: true and disk_only: true exclude each other')
-        if p['commit_timeout'] <= 0:
-            raise KvmError('commit_timeout must be a positive number of seconds')
-        if not p['name'] or '/' in p['name']:
-            raise KvmError('name must be a non-empty snapshot name without "/"')
+        valid.object_name('domain', p['domain'], 'guest name')
+        valid.object_name('name', p['name'], 'snapshot name')
+        if p.get('description') is not None:
+            valid.text('description', p['description'], max_length=MAX_DESCRIPTION, allow_empty=True)
+        valid.count('commit_timeout', p['commit_timeout'], 1, MAX_COMMIT_TIMEOUT)
 
     def run(self):
         self.validate()

@@ -31,17 +31,24 @@ def unit_factor(unit):
 
 
 def to_bytes(value, default_unit='b'):
-    """Parse ``512``, ``512MiB``, ``1 GiB``, ``2G``, ``1.5G`` into bytes."""
+    """Parse ``512``, ``512MiB``, ``1 GiB``, ``2G``, ``1.5G`` into bytes.
+
+    Exact arithmetic (no float), so a huge number is a huge integer for the caller to bound, never an
+    overflow; a value longer than 64 characters is refused.
+    """
     if isinstance(value, bool):
         raise KvmError('invalid size %r' % (value,))
     if isinstance(value, int):
         return value * unit_factor(default_unit)
-    match = re.match(r'^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$', str(value))
-    if not match:
+    text = str(value)
+    match = re.match(r'^[ \t]*([0-9]+)(?:\.([0-9]+))?[ \t]*([A-Za-z]*)[ \t]*$', text) if len(text) <= 64 else None
+    if not match or text.endswith('\n'):
         raise KvmError('invalid size %r: expected a number with an optional unit such as 512MiB or 8G' % (value,))
-    number, unit = match.groups()
-    size = float(number) * unit_factor(unit or default_unit)
-    return int(size) if size == int(size) else int(size) + 1
+    whole, fraction, unit = match.groups()
+    fraction = fraction or ''
+    numerator = int(whole + fraction) * unit_factor(unit or default_unit)
+    denominator = 10 ** len(fraction)
+    return -(-numerator // denominator)  # rounded up
 
 
 def to_kib(value, default_unit='KiB'):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import os
 
+from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, Recorder, is_local_uri, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import volume_facts
 from ansible_collections.kvmops.kvm.plugins.module_utils._qemu_img import chain_summary, image_check, image_info
@@ -147,6 +148,25 @@ def upload(client, vol, path):
         os.close(fd)
 
 
+def volume_ref(option, value):
+    """``backing`` / ``clone_from``: an absolute, normalized path (no ``..``) or a volume name of the pool."""
+    if isinstance(value, str) and value.startswith('/'):
+        return valid.abs_path(option, value)
+    return valid.object_name(option, value, 'volume name (or an absolute path)')
+
+
+def set_permissions(path, mode, owner, group):
+    """chmod/chown ``path`` itself, never what a symlink there points at."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, 'O_CLOEXEC', 0))
+    try:
+        if mode:
+            os.fchmod(fd, int(mode, 8))
+        if owner or group:
+            os.fchown(fd, int(owner or -1), int(group or -1))
+    finally:
+        os.close(fd)
+
+
 # ------------------------------------------------------------------ manager
 class VolumeManager(Recorder):
 
@@ -158,26 +178,27 @@ class VolumeManager(Recorder):
     # -- input -------------------------------------------------------------
     def validate(self):
         p = self.params
-        name = p['name']
-        if not name or '/' in name or name in ('.', '..'):
-            raise KvmError('name must be a plain file name without "/", got %r' % name)
+        valid.object_name('pool', p['pool'], 'pool name')
+        valid.object_name('name', p['name'], 'volume name')
         sources = [k for k in ('backing', 'clone_from', 'import_from') if p.get(k)]
         if len(sources) > 1:
             raise KvmError('backing, clone_from and import_from are mutually exclusive (got %s)' % ', '.join(sources))
+        for option in ('backing', 'clone_from'):
+            if p.get(option):
+                p[option] = volume_ref(option, p[option])
         if p.get('backing_format') and not p.get('backing'):
             raise KvmError('backing_format needs backing')
         if p.get('backing') and p.get('format') == 'raw':
             raise KvmError('format raw cannot have a backing file; a copy-on-write overlay needs format qcow2')
-        if p.get('import_from') and not os.path.isabs(p['import_from']):
-            raise KvmError('import_from must be an absolute path, got %r' % p['import_from'])
+        if p.get('import_from'):
+            p['import_from'] = valid.abs_path('import_from', p['import_from'])
         self.capacity = None
         if p.get('capacity') is not None:
             try:
-                self.capacity = to_bytes(p['capacity'])
+                capacity = to_bytes(p['capacity'])
             except KvmError as exc:
-                raise KvmError('capacity: %s' % exc.msg)
-            if self.capacity <= 0:
-                raise KvmError('capacity must be greater than 0')
+                raise valid.ValidationError('capacity: %s' % exc.msg)
+            self.capacity = valid.size_bytes('capacity', capacity, valid.MAX_VOLUME_BYTES)
         from ansible_collections.kvmops.kvm.plugins.module_utils._pool import normalize_mode, resolve_id
         self.perms = dict(mode=normalize_mode(p.get('mode')), owner=resolve_id(p.get('owner'), 'owner'),
                           group=resolve_id(p.get('group'), 'group'))
@@ -274,7 +295,7 @@ class VolumeManager(Recorder):
             if capacity is None:
                 capacity = backing['capacity']
             elif backing['capacity'] and capacity < backing['capacity']:
-                raise KvmError('capacity %d is smaller than the backing image (%d bytes)' % (capacity, backing['capacity']))
+                raise KvmError('capacity: %d is smaller than the backing image (%d bytes)' % (capacity, backing['capacity']))
         elif p.get('clone_from'):
             clone = self.resolve_ref(pool, p['clone_from'], 'clone_from')
             if clone['vol'] is None:
@@ -283,7 +304,7 @@ class VolumeManager(Recorder):
             if capacity is None:
                 capacity = clone['capacity']
             elif capacity < clone['capacity']:
-                raise KvmError('capacity %d is smaller than clone_from %s (%d bytes); a clone cannot shrink'
+                raise KvmError('capacity: %d is smaller than clone_from %s (%d bytes); a clone cannot shrink'
                                % (capacity, p['clone_from'], clone['capacity']))
         elif p.get('import_from'):
             imported = self.inspect_import(p['import_from'])
@@ -294,7 +315,7 @@ class VolumeManager(Recorder):
             if capacity is None:
                 capacity = imported['capacity']
             elif capacity < imported['capacity']:
-                raise KvmError('capacity %d is smaller than the virtual size of import_from %s (%d bytes)'
+                raise KvmError('capacity: %d is smaller than the virtual size of import_from %s (%d bytes)'
                                % (capacity, p['import_from'], imported['capacity']))
         elif capacity is None:
             raise KvmError('capacity is required to create %s' % self.what)
@@ -433,10 +454,9 @@ class VolumeManager(Recorder):
         if self.check:
             return
         try:
-            if 'mode' in wrong:
-                os.chmod(facts['path'], int(self.perms['mode'], 8))
-            if 'owner' in wrong or 'group' in wrong:
-                os.chown(facts['path'], int(self.perms['owner'] or -1), int(self.perms['group'] or -1))
+            set_permissions(facts['path'], self.perms['mode'] if 'mode' in wrong else None,
+                            self.perms['owner'] if 'owner' in wrong else None,
+                            self.perms['group'] if 'group' in wrong else None)
         except OSError as exc:
             raise KvmError('%s: cannot set %s on %s: %s' % (self.what, ', '.join(wrong), facts['path'], exc.strerror))
 

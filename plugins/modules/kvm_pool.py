@@ -32,7 +32,7 @@ attributes:
     description: The run state and the pool definition before and after.
 options:
   name:
-    description: Name of the pool.
+    description: Name of the pool (letters, digits and C(_ . + : @ -), not starting with C(.) or C(-), at most 200 characters).
     type: str
     required: true
   state:
@@ -53,6 +53,8 @@ options:
       - Target path. The directory of a V(dir) pool, the mount point of V(fs) and V(netfs) pools (required for these
         three). Optional for V(logical) (libvirt uses C(/dev/<volume group>)) and V(iscsi)
         (for example C(/dev/disk/by-path)).
+      - An absolute path without C(..) components or control characters (repeated slashes and C(.) are normalized);
+        refused before anything is defined or built.
     type: path
   source:
     description:
@@ -60,19 +62,20 @@ options:
     type: dict
     suboptions:
       host:
-        description: NFS server (V(netfs), required) or iSCSI portal (V(iscsi), required).
+        description: NFS server (V(netfs), required) or iSCSI portal (V(iscsi), required), a host name or an IP address.
         type: str
       port:
         description: Port of O(source.host).
         type: int
       dir:
-        description: Exported directory on the NFS server (V(netfs), required).
+        description: Exported directory on the NFS server (V(netfs), required), an absolute path without C(..) (for C(cifs), the share name).
         type: str
       devices:
         description:
           - V(fs) - the one block device holding the filesystem (required).
           - V(logical) - the physical volumes of the volume group (required with O(build=true)).
           - V(iscsi) - the one target IQN (libvirt's source device path, required).
+          - Devices are absolute paths without C(..); an IQN is an iSCSI name (C(iqn.YYYY-MM.domain:name)).
         type: list
         elements: str
       name:
@@ -85,10 +88,10 @@ options:
           - V(logical) - V(lvm2) only.
         type: str
       initiator:
-        description: Initiator IQN for an V(iscsi) pool.
+        description: Initiator IQN for an V(iscsi) pool (an iSCSI name).
         type: str
   owner:
-    description: Owner (user name or uid) of the target directory. Names are resolved on the managed host.
+    description: Owner (user name or uid) of the target directory. Names are resolved on the managed host. Changed on the directory itself, never through a symlink.
     type: str
   group:
     description: Group (name or gid) of the target directory. Names are resolved on the managed host.

@@ -32,15 +32,15 @@ attributes:
     description: The guest's snapshot list (name, location, state, parent, description; current marked) before and after.
 options:
   domain:
-    description: Name of the guest.
+    description: Name of the guest (letters, digits and C(_ . + : @ -), not starting with C(.) or C(-)).
     type: str
     required: true
   name:
-    description: Name of the snapshot.
+    description: Name of the snapshot (the same characters as a guest name, at most 200).
     type: str
     required: true
   description:
-    description: Description of the snapshot. Changed in place on an existing snapshot.
+    description: Description of the snapshot, one line of at most 4096 characters without control characters. Changed in place on an existing snapshot.
     type: str
   state:
     description:
@@ -75,7 +75,7 @@ options:
     type: bool
     default: false
   commit_timeout:
-    description: Seconds to wait for the block commit of each disk when an external snapshot is deleted.
+    description: Seconds to wait for the block commit of each disk when an external snapshot is deleted (1 to 604800).
     type: int
     default: 600
 notes:

@@ -35,7 +35,7 @@ options:
     type: str
     required: true
   name:
-    description: Volume name (the file name in a directory pool).
+    description: Volume name (the file name in a directory pool); letters, digits and C(_ . + : @ -), not starting with C(.) or C(-).
     type: str
     required: true
   state:
@@ -48,6 +48,7 @@ options:
       - Virtual size, with libvirt's units (V(512MiB), V(10G), V(1.5GiB), V(2GB); a bare number is bytes).
       - Required for an empty new volume. With O(backing), O(clone_from) or O(import_from) it defaults to the size
         of that image and may not be smaller.
+      - At most 64 PiB (qcow2's own limit).
       - On an existing volume, a larger value grows it, a smaller value is refused unless O(shrink=true).
     type: str
   format:
@@ -66,7 +67,8 @@ options:
     default: sparse
   backing:
     description:
-      - Create a thin qcow2 overlay on this backing image - a volume name in the same pool, or an absolute path.
+      - Create a thin qcow2 overlay on this backing image - a volume name in the same pool, or an absolute path
+        (without C(..) components).
       - On an existing volume, checked against its backing file.
     type: str
   backing_format:
@@ -74,7 +76,7 @@ options:
     type: str
     choices: [raw, qcow2]
   clone_from:
-    description: Create the volume as a full copy of this volume (a name in the same pool, or the path of a libvirt volume).
+    description: Create the volume as a full copy of this volume (a name in the same pool, or the absolute path of a libvirt volume, without C(..)).
     type: str
   import_from:
     description:
@@ -82,6 +84,7 @@ options:
         with holes kept sparse.
       - The format is detected with C(qemu-img info); only standalone raw and qcow2 images are accepted, and a qcow2
         image must pass C(qemu-img check).
+      - An absolute path without C(..) components. The module writes no file itself; libvirt creates the volume.
     type: path
   shrink:
     description: Allow a smaller O(capacity) to shrink an existing volume. B(Loses the data past the new end.)

@@ -517,10 +517,14 @@ def test_conflicts_fail_with_nothing_changed(case, names, host_bits, playbook, t
 
 @pytest.mark.parametrize('args, expect', [
     (dict(ipv4=dict(address='10.254.{a}.1/24', dhcp_ranges=[dict(start='10.254.{a}.10', end='10.254.{b}.20')])), 'is outside'),
-    (dict(bridge=dict(name='bridge-name-too-long')), '1 to 15 characters'),
+    (dict(bridge=dict(name='bridge-name-too-long')), 'bridge.name: invalid interface name'),
+    (dict(domain='lab\naddn-hosts=/etc/shadow'), 'domain: invalid DNS name'),
+    (dict(ipv4=dict(address='10.254.{a}.1/24'), dns_hosts=[dict(ip='10.254.{a}.5', hostnames=['a\nb'])]),
+     'dns_hosts[0].hostnames[0]: invalid DNS name'),
     (dict(forward='bridge', bridge=dict(name='br0'), ipv4=dict(address='10.254.{a}.1/24')), 'takes no ipv4'),
     (dict(xml='<network><name>x</name>', forward='nat'), 'do not combine'),
-    (dict(ipv4=dict(address='10.254.{a}.1/24', dhcp_hosts=[dict(mac='nope', ip='10.254.{a}.5')])), 'not a MAC address'),
+    (dict(ipv4=dict(address='10.254.{a}.1/24', dhcp_hosts=[dict(mac='nope', ip='10.254.{a}.5')])),
+     'ipv4.dhcp_hosts[0].mac: invalid MAC address'),
 ])
 def test_bad_input_rejected_before_any_write(args, expect, names, playbook, tmp_path, conn):
     text = json.dumps(args).replace('{a}', str(names['octet'])).replace('{b}', str(names['octet2']))

@@ -212,15 +212,17 @@ BAD = """
 
 
 @pytest.mark.parametrize('extra, fragment', [
-    (dict(type='dir'), 'needs path'),
-    (dict(type='dir', path='relative/dir'), 'path must be absolute'),
+    (dict(type='dir'), 'path: required for a new dir pool'),
+    (dict(type='dir', path='relative/dir'), 'path: must be an absolute path'),
     (dict(type='dir', path='/x', source=dict(host='nfs01')), 'source.host is not used by dir pools'),
-    (dict(type='netfs', path='/x', source=dict(host='nfs01')), 'needs source.dir'),
+    (dict(type='netfs', path='/x', source=dict(host='nfs01')), 'source.dir: required for a new netfs pool'),
     (dict(type='fs', path='/x', source=dict(devices=['/dev/a', '/dev/b'])), 'exactly one device'),
-    (dict(type='dir', path='/x', mode='0999'), 'mode must be an octal'),
+    (dict(type='dir', path='/x', mode='0999'), 'mode: must be an octal'),
+    (dict(type='dir', path='/x/../../etc'), "path: must not contain '..' components"),
+    (dict(type='dir', path='/x', name='p\nq'), 'name: invalid pool name'),
 ])
 def test_bad_input_rejected_before_any_write(playbook, tmp_path, unique, conn, extra, fragment):
-    extra = dict(extra, name=unique)
+    extra = dict(dict(name=unique), **extra)
     msg = expect_failure(playbook, write_play(tmp_path, BAD), extra)
     assert fragment in msg
     assert _pool_or_none(conn, unique) is None

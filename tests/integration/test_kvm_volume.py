@@ -193,8 +193,10 @@ def test_absent_refuses_backing_file_of_an_overlay(playbook, tmp_path, pool):
     (dict(), 'capacity is required'),
     (dict(capacity='8MiB', backing='a', clone_from='b'), 'mutually exclusive'),
     (dict(capacity='8MiB', format='raw', backing='a'), 'needs format qcow2'),
-    (dict(name='a/b', capacity='8MiB'), 'plain file name'),
-    (dict(import_from='relative.img'), 'import_from must be an absolute path'),
+    (dict(name='a/b', capacity='8MiB'), 'name: invalid volume name'),
+    (dict(import_from='relative.img'), 'import_from: must be an absolute path'),
+    (dict(capacity='65PiB'), 'capacity: must be at most 64 PiB'),
+    (dict(capacity='8MiB', backing='/var/lib/libvirt/images/../../../etc/passwd'), "backing: must not contain '..'"),
     (dict(backing='missing.qcow2'), 'backing: no volume missing.qcow2'),
     (dict(pool='kvmops-no-such-pool', capacity='1M'), 'pool kvmops-no-such-pool does not exist'),
 ])

@@ -40,7 +40,7 @@ def test_resolve_id(value, kind, expected):
 
 
 def test_resolve_id_unknown_name():
-    with pytest.raises(KvmError, match="owner 'no-such-user-kvmops'"):
+    with pytest.raises(KvmError, match="^owner: 'no-such-user-kvmops'"):
         _pool.resolve_id('no-such-user-kvmops', 'owner')
 
 
@@ -49,25 +49,48 @@ def _params(**kw):
 
 
 @pytest.mark.parametrize('pool_type, params, fragment', [
-    ('dir', dict(), 'needs path'),
-    ('dir', dict(path='rel'), 'path must be absolute'),
+    ('dir', dict(), 'path: required for a new dir pool'),
+    ('dir', dict(path='rel'), 'path: must be an absolute path'),
     ('dir', dict(path='/p', source=dict(host='h')), 'source.host is not used by dir pools'),
-    ('fs', dict(path='/p'), 'needs source.devices'),
+    ('fs', dict(path='/p'), 'source.devices: required for a new fs pool'),
     ('fs', dict(path='/p', source=dict(devices=['/dev/a', '/dev/b'])), 'exactly one device'),
     ('fs', dict(path='/p', source=dict(devices=['/dev/a'], format='ntfs3')), "source.format 'ntfs3'"),
-    ('netfs', dict(path='/p', source=dict(host='h')), 'needs source.dir'),
+    ('netfs', dict(path='/p', source=dict(host='h')), 'source.dir: required for a new netfs pool'),
     ('netfs', dict(path='/p', source=dict(host='h', dir='/e', port=0)), 'source.port'),
     ('logical', dict(build=True), 'build of a logical pool needs source.devices'),
-    ('logical', dict(source=dict(devices=['sdb'])), 'absolute device paths'),
+    ('logical', dict(source=dict(devices=['sdb'])), 'source.devices[0]: must be an absolute path'),
     ('logical', dict(source=dict(format='xfs')), 'lvm2'),
-    ('iscsi', dict(source=dict(host='h')), 'needs source.devices'),
-    ('iscsi', dict(source=dict(host='h', devices=['iqn.x']), build=True), 'build is not supported for iscsi'),
-    ('dir', dict(path='/p', mode='abc'), 'mode must be an octal'),
+    ('iscsi', dict(source=dict(host='h')), 'source.devices: required for a new iscsi pool'),
+    ('iscsi', dict(source=dict(host='h', devices=['iqn.2004-04.com.example:t1']), build=True),
+     'build is not supported for iscsi'),
+    ('dir', dict(path='/p', mode='abc'), 'mode: must be an octal'),
+    # hostile input: refused before anything is defined or built
+    ('dir', dict(path='/x/../../etc', build=True), "path: must not contain '..' components"),
+    ('dir', dict(path='/var/lib/x\n/etc'), 'path: must not contain control characters'),
+    ('dir', dict(path='/p', mode='0750\n'), 'mode: must not contain control characters'),
+    ('dir', dict(path='/p', owner='0\nroot'), 'owner: must not contain control characters'),
+    ('dir', dict(path='/p', group='99999999999'), 'group: must be at most'),
+    ('netfs', dict(path='/p', source=dict(host='nfs;reboot', dir='/e')), 'source.host: invalid DNS name'),
+    ('netfs', dict(path='/p', source=dict(host='h', dir='/e/../../etc')), "source.dir: must not contain '..'"),
+    ('netfs', dict(path='/p', source=dict(host='h', dir='e')), 'source.dir: must be an absolute path'),
+    ('netfs', dict(path='/p', source=dict(host='h', dir='share\n', format='cifs')), 'source.dir: must not contain control'),
+    ('fs', dict(path='/p', source=dict(devices=['/dev/../etc/passwd'])), "source.devices[0]: must not contain '..'"),
+    ('iscsi', dict(source=dict(host='h', devices=['iqn.x'])), 'source.devices[0]: invalid iSCSI name'),
+    ('iscsi', dict(source=dict(host='h', devices=['iqn.2004-04.com.example:t1'], initiator='iqn\n')),
+     'source.initiator: invalid iSCSI name'),
+    ('logical', dict(source=dict(name='vg\nx')), 'source.name: invalid source name'),
 ])
 def test_validate_rejects(pool_type, params, fragment):
     with pytest.raises(KvmError) as err:
         _pool.validate(_params(**params), pool_type)
     assert fragment in err.value.msg
+
+
+def test_validate_normalizes_paths():
+    params = _params(path='/var//lib/./pools/p1/', source=dict(devices=None, host=None, dir=None, port=None,
+                                                               name=None, format=None, initiator=None))
+    _pool.validate(params, 'dir')
+    assert params['path'] == '/var/lib/pools/p1'
 
 
 def test_validate_existing_pool_needs_nothing():

@@ -45,8 +45,15 @@ def test_snapshot_xml_facts(xml, expected):
 @pytest.mark.parametrize('params, fragment', [
     (dict(quiesce=True), 'quiesce needs disk_only'),
     (dict(memory=True, disk_only=True), 'exclude each other'),
-    (dict(commit_timeout=0), 'commit_timeout'),
-    (dict(name='a/b'), 'without "/"'),
+    (dict(commit_timeout=0), 'commit_timeout: must be at least 1'),
+    (dict(commit_timeout=10 ** 12), 'commit_timeout: must be at most'),
+    (dict(name='a/b'), 'name: invalid snapshot name'),
+    (dict(name='s\n1'), 'name: invalid snapshot name'),
+    (dict(name='$(id)'), 'name: invalid snapshot name'),
+    (dict(domain='d\n'), 'domain: invalid guest name'),
+    (dict(domain="d'x"), 'domain: invalid guest name'),
+    (dict(description='one\ntwo'), 'description: must not contain control characters'),
+    (dict(description='x' * 5000), 'description: is longer than 4096'),
 ])
 def test_validate_rejects(params, fragment):
     merged = dict(domain='d', name='s')

@@ -40,3 +40,16 @@ def test_bad_sizes_are_clear_errors(bad):
     with pytest.raises(KvmError) as err:
         to_bytes(bad)
     assert 'size' in err.value.msg
+
+
+@pytest.mark.parametrize('bad', ['9' * 400, '10G\n', '1\n0G', '1e9'])
+def test_hostile_sizes_are_clear_errors(bad):
+    """No float: never an OverflowError; a trailing newline is not whitespace to skip."""
+    with pytest.raises(KvmError, match='invalid size'):
+        to_bytes(bad)
+
+
+def test_huge_sizes_are_exact_integers():
+    assert to_bytes('9' * 40 + 'E') == int('9' * 40) * 1024 ** 6
+    assert to_bytes('1.5G') == 3 * 1024 ** 3 // 2
+    assert to_bytes('0.1b') == 1

@@ -29,15 +29,24 @@ def test_round_up(size, expected):
 
 
 @pytest.mark.parametrize('params, fragment', [
-    (dict(name='a/b'), 'plain file name'),
-    (dict(name='..'), 'plain file name'),
+    (dict(name='a/b'), 'name: invalid volume name'),
+    (dict(name='..'), 'name: invalid volume name'),
+    (dict(name='v\n1'), 'name: invalid volume name'),
+    (dict(name="v'$(id)"), 'name: invalid volume name'),
+    (dict(pool='p\nq'), 'pool: invalid pool name'),
     (dict(capacity='1X'), 'capacity: unknown size unit'),
-    (dict(capacity='0'), 'greater than 0'),
+    (dict(capacity='0'), 'capacity: must be at least 1 bytes'),
+    (dict(capacity='65P'), 'capacity: must be at most 64 PiB'),
+    (dict(capacity='9' * 400), 'capacity: invalid size'),
     (dict(backing='a', import_from='/b'), 'mutually exclusive'),
     (dict(backing_format='raw'), 'backing_format needs backing'),
     (dict(backing='a', format='raw'), 'needs format qcow2'),
-    (dict(import_from='rel.img'), 'absolute path'),
-    (dict(mode='9'), 'mode must be an octal'),
+    (dict(backing='/var/lib/libvirt/images/../../../etc/shadow'), "backing: must not contain '..' components"),
+    (dict(backing='base\n.qcow2'), 'backing: invalid volume name'),
+    (dict(clone_from='/x/../y'), "clone_from: must not contain '..' components"),
+    (dict(import_from='rel.img'), 'import_from: must be an absolute path'),
+    (dict(import_from='/tmp/../etc/shadow'), "import_from: must not contain '..' components"),
+    (dict(mode='9'), 'mode: must be an octal'),
 ])
 def test_validate_rejects(params, fragment):
     merged = dict(pool='p', name='v.qcow2')
@@ -46,6 +55,27 @@ def test_validate_rejects(params, fragment):
     with pytest.raises(KvmError) as err:
         manager.validate()
     assert fragment in err.value.msg
+
+
+def test_validate_normalizes_paths():
+    manager = _volume.VolumeManager(Module(pool='p', name='v.qcow2', backing='/var//lib/./b.qcow2', capacity='64P'),
+                                    driver_client(Module))
+    manager.validate()
+    assert manager.params['backing'] == '/var/lib/b.qcow2'
+    assert manager.capacity == 64 * 1024 ** 5
+
+
+def test_set_permissions_never_follows_a_symlink(tmp_path):
+    target = tmp_path / 'secret'
+    target.write_text('x')
+    target.chmod(0o600)
+    link = tmp_path / 'vol.img'
+    link.symlink_to(target)
+    with pytest.raises(OSError):
+        _volume.set_permissions(str(link), '0644', None, None)
+    assert target.stat().st_mode & 0o777 == 0o600
+    _volume.set_permissions(str(target), '0640', None, None)
+    assert target.stat().st_mode & 0o777 == 0o640
 
 
 def test_sparse_stream_handlers(tmp_path):
