@@ -22,9 +22,14 @@ The work is split in small, separately testable pieces:
 
 from __future__ import annotations
 
+import posixpath
+import socket
 import threading
 import time
 
+from ansible.module_utils.six.moves.urllib.parse import urlsplit
+
+from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import (
     KvmError,
     LibvirtClient,
@@ -270,10 +275,140 @@ def guest_interfaces(root):
     return out
 
 
-# ------------------------------------------------------------------ preflight
+# ------------------------------------------------------------------ the destination is not the source
+LOCAL_HOST_NAMES = ('localhost', 'localhost.localdomain', 'localhost4', 'localhost6', 'ip6-localhost', '::1')
+# SMBIOS UUIDs that firmware vendors ship on many machines: they identify no host.
+BOGUS_HOST_UUIDS = ('00000000-0000-0000-0000-000000000000', 'ffffffff-ffff-ffff-ffff-ffffffffffff',
+                    '03000200-0400-0500-0006-000700080009')
+
+
+def local_host_names():
+    """The names under which a URI reaches the machine that runs the module."""
+    names = set(LOCAL_HOST_NAMES)
+    for lookup in (socket.gethostname, socket.getfqdn):
+        try:
+            names.add(lookup().lower().rstrip('.'))
+        except (OSError, UnicodeError):
+            pass
+    return names
+
+
+# libvirt's default port of each remote transport (no transport with a host is tls)
+DEFAULT_PORTS = {'': 16514, 'tls': 16514, 'tcp': 16509, 'ssh': 22, 'libssh': 22, 'libssh2': 22}
+
+
+def canonical_uri(uri, local_names=None):
+    """Which hypervisor a URI names: ``(driver, host, path)``, ``host`` with ``:port`` when not the default.
+
+    The transport, user and query say how to reach a hypervisor, not which one, so they are left out;
+    no host, ``localhost``, a loopback address and this machine's own names are all ``localhost``; a port
+    other than the transport's default is kept (it may lead to another daemon, e.g. a forwarded one: the
+    hostname and host UUID decide once connected); a missing path is the driver's default (``/system`` for
+    qemu); repeated slashes and a trailing one do not count.
+    """
+    parts = urlsplit(uri)
+    driver, _plus, transport = parts.scheme.lower().partition('+')
+    host = (parts.hostname or '').lower().rstrip('.')
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    names = local_host_names() if local_names is None else local_names
+    if not host or host in names or host in LOCAL_HOST_NAMES or host.startswith('127.') or host == '0:0:0:0:0:0:0:1':
+        host = 'localhost'
+    if port is not None and host and port != DEFAULT_PORTS.get(transport):
+        host = '%s:%d' % (host, port)
+    path = posixpath.normpath('/' + (parts.path or '').lstrip('/'))
+    path = '/' + path.lstrip('/')
+    if path == '/' and driver == 'qemu':
+        path = '/system'
+    return (driver, host, path)
+
+
 def _host_uuid(client):
-    with client.errors('capabilities'):
-        return find_text(parse(client.conn.getCapabilities(), 'capabilities'), 'host/uuid')
+    """The host UUID (capabilities, else the SMBIOS system UUID from sysinfo); None when unknown or bogus."""
+    conn = client.conn
+    uuid = None
+    try:
+        uuid = find_text(parse(conn.getCapabilities(), 'capabilities'), 'host/uuid')
+    except (libvirt.libvirtError, KvmError):
+        uuid = None
+    if not uuid:
+        try:
+            uuid = find_text(parse(conn.getSysinfo(0), 'sysinfo'), "system/entry[@name='uuid']")
+        except (libvirt.libvirtError, KvmError):
+            uuid = None
+    uuid = (uuid or '').strip().lower()
+    return uuid if uuid and uuid not in BOGUS_HOST_UUIDS else None
+
+
+def host_identity(client):
+    """``dict(uri, driver, hostname, uuid)`` of a hypervisor; what it cannot tell is None."""
+    driver, _host, _path = key = canonical_uri(client.uri)
+    ident = dict(uri=key, driver=driver, hostname=None, uuid=None)
+    try:
+        conn = client.conn
+    except KvmError:
+        return ident
+    try:
+        ident['hostname'] = (conn.getHostname() or '').lower().rstrip('.') or None
+    except libvirt.libvirtError:
+        pass
+    ident['uuid'] = _host_uuid(client)
+    return ident
+
+
+def same_host(source, dest):
+    """Why ``dest`` is the source hypervisor (a reason), or None. Both are :func:`host_identity` dicts.
+
+    The test driver reports this machine's hostname for every instance, so only its URI identifies it.
+    """
+    if source is None or dest is None:
+        return None
+    if source['uri'] == dest['uri']:
+        driver, host, path = dest['uri']
+        return 'the same hypervisor as the source URI once normalized: %s://%s%s' % (
+            driver, '' if host == 'localhost' else host, path)
+    if source.get('uuid') and source['uuid'] == dest.get('uuid'):
+        return 'host UUID %s' % source['uuid']
+    if source.get('hostname') and source['hostname'] == dest.get('hostname') and 'test' not in (source['driver'], dest['driver']):
+        return 'hostname %s' % source['hostname']
+    return None
+
+
+def validate_destinations(params, source_uri):
+    """Every destination URI through _validate.uri (with uri_allow_ext), and none that is the source itself.
+
+    Pure: runs before anything connects. A candidate list may name the source among others (a drain over
+    every host of a cluster); that candidate is rejected by the preflight, never connected to.
+    """
+    allow_ext = bool(params.get('uri_allow_ext'))
+    source = canonical_uri(source_uri)
+    if params.get('dest_uri') is not None:
+        valid.uri('dest_uri', params['dest_uri'], allow_ext=allow_ext)
+        if canonical_uri(params['dest_uri']) == source:
+            valid.refuse('dest_uri', 'is the source hypervisor (uri %s); a guest cannot migrate to where it is'
+                         % source_uri, params['dest_uri'])
+    candidates = params.get('dest_candidates') or []
+    for index, candidate in enumerate(candidates):
+        valid.uri('dest_candidates[%d]' % index, candidate, allow_ext=allow_ext)
+    if candidates and all(canonical_uri(c) == source for c in candidates):
+        valid.refuse('dest_candidates', 'every candidate is the source hypervisor (uri %s)' % source_uri, candidates)
+    if params.get('dest_name') is not None:
+        valid.object_name('dest_name', params['dest_name'], 'guest name')
+    if params.get('listen_address') is not None:
+        try:
+            valid.ip_address('listen_address', params['listen_address'])
+        except valid.ValidationError:
+            valid.dns_name('listen_address', params['listen_address'])
+    if params.get('migrate_uri') is not None:
+        valid.text('migrate_uri', params['migrate_uri'], max_length=1024)
+        if any(ch.isspace() for ch in params['migrate_uri']) or '://' not in params['migrate_uri']:
+            valid.refuse('migrate_uri', 'must be a migration URI such as tcp://10.0.0.2 (no whitespace)',
+                         params['migrate_uri'])
+
+
+# ------------------------------------------------------------------ preflight
 
 
 def _no_support(exc):
@@ -318,29 +453,30 @@ def _volume_visible(conn, path, notes):
     return False
 
 
-def preflight(params, guest, source_uuid, dest, dest_name):
+def preflight(params, guest, source, dest, dest_name):
     """Check one destination; returns ``dict(uri, ok, problems, notes, free_memory_bytes)``.
 
-    ``dest`` is a LibvirtClient. Every check runs; all problems are returned.
+    ``source`` is the source's :func:`host_identity` (None: not compared), ``dest`` a LibvirtClient.
+    Every check runs; all problems are returned. A destination whose URI names the source is never
+    connected to.
     """
     report = dict(uri=dest.uri, ok=False, problems=[], notes=[], free_memory_bytes=None, hostname=None)
     problems = report['problems']
     notes = report['notes']
+    if source is not None and canonical_uri(dest.uri) == source['uri']:
+        problems.append('the destination is the source host itself (%s)' % same_host(source, dict(uri=source['uri'])))
+        return report
     try:
         conn = dest.conn
     except KvmError as exc:
         problems.append('destination unreachable: %s' % exc.msg)
         return report
-    try:
-        report['hostname'] = conn.getHostname()
-    except libvirt.libvirtError:
-        pass
-    # the same host
-    try:
-        if source_uuid and _host_uuid(dest) == source_uuid:
-            problems.append('destination is the source host itself (host UUID %s)' % source_uuid)
-    except KvmError as exc:
-        problems.append('cannot read the destination capabilities: %s' % exc.msg)
+    # the same host (hostname and host UUID)
+    ident = host_identity(dest)
+    report['hostname'] = ident['hostname']
+    reason = same_host(source, ident)
+    if reason:
+        problems.append('the destination is the source host itself (%s)' % reason)
     # name and UUID
     report['existing_definition'] = False
     try:
@@ -721,7 +857,10 @@ class Migration(object):
                 src_uuid = src_dom.UUIDString()
                 if self.params['mode'] == 'offline' and self.params['undefine_source']:
                     return None, None  # still defined here: not moved yet
+        source = canonical_uri(self.client.uri)
         for dest in self.dests:
+            if canonical_uri(dest.uri) == source:
+                continue  # never the source itself
             try:
                 conn = dest.conn
             except KvmError:
@@ -744,6 +883,8 @@ class Migration(object):
 
     # -- main ---------------------------------------------------------
     def run(self):
+        valid.object_name('name', self.name, 'guest name')
+        validate_destinations(self.params, self.client.uri)
         problems = argument_problems(self.params)
         if problems:
             raise KvmError('invalid options: %s' % '; '.join(problems), problems=problems)
@@ -771,8 +912,8 @@ class Migration(object):
         guest = GuestSnapshot(self.client, src_dom)
         result['uuid'] = guest.uuid
         problems = self._state_problems(guest)
-        source_uuid = _host_uuid(self.client)
-        reports = [preflight(params, guest, source_uuid, d, self.dest_name) for d in self.dests]
+        source = host_identity(self.client)
+        reports = [preflight(params, guest, source, d, self.dest_name) for d in self.dests]
         result['preflight'] = reports
         if params.get('dest_candidates'):
             chosen, reason = choose_destination(reports)

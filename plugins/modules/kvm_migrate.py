@@ -13,7 +13,7 @@ description:
   - Moves a guest from the hypervisor named by O(uri) (the B(source)) to O(dest_uri), or to the best of
     O(dest_candidates). Replaces C(virsh migrate) run by hand.
   - B(Preflight) runs first and reports every problem at once, before anything moves. For each destination
-    it checks that it is reachable and authenticated, that it is not the source host, that no other guest
+    it checks that it is reachable and authenticated, that it is not the source host (canonical URI, hostname and host UUID), that no other guest
     has the name or the UUID, that it has enough free memory for the guest's maximum memory, that it can
     run the guest's domain type, architecture and machine type, that it can provide the guest's CPU
     (libvirt's hypervisor CPU comparison), that every disk, kernel and initrd is visible there at the same
@@ -52,16 +52,25 @@ options:
       - libvirt URI of the destination hypervisor, as the machine that runs the module reaches it (and, with
         O(p2p=true), as the source libvirtd reaches it).
       - Exactly one of O(dest_uri) and O(dest_candidates) is required.
+      - Checked like O(uri) before anything connects (allowed drivers and transports; C(ext) transports and
+        C(command=)/C(netcat=) parameters only with O(uri_allow_ext=true)).
+      - Refused when it names the source hypervisor: the URIs are compared once normalized (transport, user and
+        query left out; no host, C(localhost), loopback addresses and this machine's names are the same host; a
+        missing qemu path is C(/system)), and after connecting the hypervisor hostnames and host UUIDs (from the
+        capabilities, else the SMBIOS system UUID) are compared too.
     type: str
   dest_candidates:
     description:
       - libvirt URIs of candidate destinations. Each is preflighted; the passing one with the most free memory
         is chosen. Unreachable candidates are rejected, not fatal.
+      - Each is checked like O(dest_uri). A candidate that is the source is rejected by the preflight and never
+        connected to (a drain may list every host of a cluster); when every candidate is the source the module fails
+        before connecting.
     type: list
     elements: str
   dest_name:
     description:
-      - Name of the guest on the destination. Defaults to O(name).
+      - Name of the guest on the destination, a libvirt object name. Defaults to O(name).
     type: str
   mode:
     description:

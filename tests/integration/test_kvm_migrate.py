@@ -248,6 +248,54 @@ def osless(conn, name, virt_type, devices='', memory_kib=128 * 1024, persistent=
 
 
 # ---------------------------------------------------------------- OS-less guests
+@pytest.mark.parametrize('dest', [
+    'qemu:///system',
+    'qemu+tcp://127.0.0.1/system',
+    'qemu+ssh://root@localhost/system',
+    'qemu+unix:///system?socket=/run/libvirt/libvirt-sock',
+    'qemu+tls://[::1]:16514//system/',
+])
+def test_destination_that_is_the_source_is_refused(conn, unique, virt_type, playbook, tmp_path, dest):
+    """The canonical URI is compared before anything connects; the guest is untouched (no lab needed)."""
+    try:
+        dom = osless(conn, unique, virt_type)
+        before = dom.XMLDesc(0)
+        for check in (True, False):
+            failed = migrate(playbook, tmp_path, check=check, name=unique, uri='qemu:///system', dest_uri=dest)
+            assert failed['failed'] and not failed.get('changed'), failed
+            assert failed['msg'].startswith('dest_uri: is the source hypervisor'), failed['msg']
+            dom = find(conn, unique)
+            assert running(dom) and dom.XMLDesc(0) == before
+    finally:
+        remove_guest(conn, unique)
+
+
+def test_source_among_candidates_is_never_connected(conn, unique, virt_type, playbook, tmp_path):
+    """A drain may list every host: the source candidate is rejected by the preflight, the others are tried."""
+    try:
+        osless(conn, unique, virt_type)
+        failed = migrate(playbook, tmp_path, check=True, name=unique, uri='qemu:///system',
+                         dest_candidates=['qemu+ssh://localhost/system', UNREACHABLE])
+        assert failed['failed'], failed
+        by_uri = dict((r['uri'], r['problems']) for r in failed['preflight'])
+        assert by_uri['qemu+ssh://localhost/system'][0].startswith('the destination is the source host itself')
+        assert by_uri[UNREACHABLE][0].startswith('destination unreachable')
+        assert running(find(conn, unique))
+    finally:
+        remove_guest(conn, unique)
+
+
+@pytest.mark.parametrize('args, expect', [
+    (dict(dest_uri='qemu+ext:///system?command=/bin/true'), '^dest_uri: the ext transport'),
+    (dict(dest_uri='qemu+ssh://localhost/system?netcat=/tmp/nc'), '^dest_uri: the ext transport'),
+    (dict(dest_candidates=[UNREACHABLE, 'test+ext:///default?command=/bin/true']), r'^dest_candidates\[1\]: the ext'),
+])
+def test_destination_uris_are_validated(conn, unique, playbook, tmp_path, args, expect):
+    import re
+    failed = migrate(playbook, tmp_path, name=unique, uri='qemu:///system', **args)
+    assert failed['failed'] and re.search(expect, failed['msg']), failed
+
+
 def test_placement_check_mode_live_idempotence_and_back(lab_host, conn, guests, unique, virt_type, playbook, tmp_path):
     guests.append(unique)
     osless(conn, unique, virt_type, persistent=True)

@@ -194,7 +194,8 @@ def test_preflight_reports_every_problem_at_once(web01, make_dest):
 
 def test_preflight_uuid_and_same_host(web01, make_dest):
     dest = make_dest(domains=UUID_TAKEN)
-    report = preflight(params(), web01, 'host-uuid', dest, 'web01')
+    report = preflight(params(), web01, dict(uri=('qemu', 'hv01', '/system'), driver='qemu', hostname='hv01', uuid='host-uuid'),
+                       dest, 'web01')
     assert any('UUID 4e1a2b3c-0000-4000-8000-000000000001 is already used' in p and 'other' in p
                for p in report['problems'])
 
@@ -453,3 +454,179 @@ def test_completed_job_closes_the_samples():
     watcher = JobWatcher(FakeDom([{}]), params(), clock=Clock())
     watcher.record(dict(_stats(3, processed=4096), type=libvirt.VIR_DOMAIN_JOB_COMPLETED))
     assert watcher.samples[-1]['data_processed'] == 4096 and watcher.samples[-1]['memory_iteration'] == 3
+
+
+# ------------------------------------------------------------ the destination is never the source
+LOCAL = frozenset(['localhost', 'hv01', 'hv01.example.com'])
+
+
+@pytest.mark.parametrize('one, other', [
+    ('qemu:///system', 'qemu:///system'),
+    ('qemu:///system', 'qemu+ssh://root@localhost/system'),
+    ('qemu:///system', 'qemu+tcp://127.0.0.1/system'),
+    ('qemu:///system', 'qemu+tls://[::1]/system'),
+    ('qemu:///system', 'qemu+ssh://hv01/system'),
+    ('qemu:///system', 'qemu+unix:///system?socket=/run/libvirt/libvirt-sock'),
+    ('qemu:///system', 'qemu+ssh://HV01.example.com./system/'),
+    ('qemu:///system', 'qemu+ssh://hv01:22//system'),
+    ('qemu:///system', 'qemu+tcp://127.0.0.1:16509/system'),
+    ('qemu+ssh://root@hv02/system', 'qemu+libssh2://admin@HV02:22/system'),
+    ('qemu+ssh://hv02/system', 'qemu+ssh://hv02'),
+    ('test:///default', 'test:///default'),
+])
+def test_canonical_uri_same(one, other):
+    assert _migrate.canonical_uri(one, LOCAL) == _migrate.canonical_uri(other, LOCAL)
+
+
+@pytest.mark.parametrize('one, other', [
+    ('qemu:///system', 'qemu:///session'),
+    ('qemu:///system', 'qemu+ssh://hv02/system'),
+    ('qemu:///system', 'test:///system'),
+    ('test:///default', 'test:///tmp/node.xml'),
+    ('qemu:///system', 'qemu+tcp://127.0.0.1:1/system'),
+    ('qemu:///system', 'qemu+ssh://localhost:2222/system'),
+])
+def test_canonical_uri_different(one, other):
+    assert _migrate.canonical_uri(one, LOCAL) != _migrate.canonical_uri(other, LOCAL)
+
+
+def test_canonical_uri_knows_this_machine():
+    import socket
+    assert _migrate.canonical_uri('qemu+ssh://%s/system' % socket.gethostname()) == _migrate.canonical_uri('qemu:///system')
+
+
+@pytest.mark.parametrize('overrides, message', [
+    (dict(uri='qemu:///system', dest_uri='qemu+ssh://localhost/system'), '^dest_uri: is the source hypervisor'),
+    (dict(uri='qemu:///system', dest_uri='qemu+tcp://127.0.0.1:16509/system'), '^dest_uri: is the source hypervisor'),
+    (dict(uri='qemu+ssh://hv02/system', dest_uri='qemu+libssh2://root@HV02.:22/system/'), '^dest_uri: is the source'),
+    (dict(uri='test:///default', dest_uri='test:///default'), '^dest_uri: is the source hypervisor'),
+    (dict(dest_uri='test+ext:///default?command=/bin/sh'), '^dest_uri: the ext transport'),
+    (dict(dest_uri='qemu+ssh://hv02/system?netcat=/tmp/x'), '^dest_uri: the ext transport'),
+    (dict(dest_uri='qemu+ssh://hv02/system?COMMAND=/tmp/x'), '^dest_uri: the ext transport'),
+    (dict(dest_uri='xen://hv02/'), "^dest_uri: driver 'xen' is not supported"),
+    (dict(dest_uri='qemu+ssh://hv02/system\n'), '^dest_uri: must not contain whitespace'),
+    (dict(dest_uri='qemu+ssh://hv02:99999/system'), '^dest_uri: not a valid URI'),
+    (dict(dest_uri=None, dest_candidates=['qemu+ssh://hv02/system', 'qemu+ext://hv03/system?command=/x']),
+     r'^dest_candidates\[1\]: the ext transport'),
+    (dict(uri='qemu:///system', dest_uri=None, dest_candidates=['qemu:///system', 'qemu+ssh://localhost/system']),
+     '^dest_candidates: every candidate is the source'),
+    (dict(dest_name='web01\nx'), '^dest_name: invalid guest name'),
+    (dict(listen_address='0.0.0.0;id'), '^listen_address: invalid DNS name'),
+    (dict(migrate_uri='tcp://10.0.0.2 -o x'), '^migrate_uri: must be a migration URI'),
+])
+def test_validate_destinations_refuses(overrides, message):
+    prm = params(**overrides)
+    with pytest.raises(KvmError, match=message):
+        _migrate.validate_destinations(prm, prm.get('uri') or 'qemu+ssh://hv01/system')
+
+
+def test_validate_destinations_ext_opt_in_and_mixed_candidates():
+    prm = params(dest_uri='test+ext:///default?command=/bin/true', uri_allow_ext=True)
+    _migrate.validate_destinations(prm, 'qemu:///system')
+    # a drain lists every host, the source among them: that one is rejected by the preflight, not fatal
+    prm = params(dest_uri=None, dest_candidates=['qemu:///system', 'qemu+ssh://hv02/system'])
+    _migrate.validate_destinations(prm, 'qemu:///system')
+
+
+def ident(uri, hostname=None, uuid=None):
+    key = _migrate.canonical_uri(uri, LOCAL)
+    return dict(uri=key, driver=key[0], hostname=hostname, uuid=uuid)
+
+
+@pytest.mark.parametrize('dest, reason', [
+    (ident('qemu+ssh://localhost/system'), 'the same hypervisor as the source URI'),
+    (ident('qemu+ssh://10.0.0.9/system', uuid='4c4c4544-0042-3510-8052-b4c04f4e4e32'), 'host UUID 4c4c4544'),
+    (ident('qemu+ssh://10.0.0.9/system', hostname='hv01.example.com'), 'hostname hv01.example.com'),
+    (ident('qemu+ssh://10.0.0.9/system', hostname='hv02', uuid='other'), None),
+])
+def test_same_host(dest, reason):
+    source = ident('qemu:///system', hostname='hv01.example.com', uuid='4c4c4544-0042-3510-8052-b4c04f4e4e32')
+    got = _migrate.same_host(source, dest)
+    assert (got is None) if reason is None else (reason in got), got
+
+
+def test_same_host_ignores_the_test_drivers_hostname():
+    """Every test-driver instance reports this machine's hostname; only its URI identifies it."""
+    assert _migrate.same_host(ident('test:///a.xml', hostname='h'), ident('test:///b.xml', hostname='h')) is None
+
+
+class _Conn(object):
+    def __init__(self, caps, sysinfo):
+        self.caps, self.sysinfo = caps, sysinfo
+
+    def getCapabilities(self):
+        return self.caps
+
+    def getSysinfo(self, _flags):
+        if self.sysinfo is None:
+            raise libvirt.libvirtError('no sysinfo')
+        return self.sysinfo
+
+
+class _Client(object):
+    def __init__(self, conn):
+        self.conn = conn
+
+
+@pytest.mark.parametrize('caps, sysinfo, expected', [
+    ('<capabilities><host><uuid>ABC-1</uuid></host></capabilities>', None, 'abc-1'),
+    ('<capabilities><host/></capabilities>',
+     "<sysinfo type='smbios'><system><entry name='uuid'>DEF-2</entry></system></sysinfo>", 'def-2'),
+    ('<capabilities><host><uuid>03000200-0400-0500-0006-000700080009</uuid></host></capabilities>', None, None),
+    ('<capabilities><host/></capabilities>', None, None),
+])
+def test_host_uuid_from_capabilities_or_sysinfo(caps, sysinfo, expected):
+    assert _migrate._host_uuid(_Client(_Conn(caps, sysinfo))) == expected
+
+
+def test_preflight_never_connects_to_the_source(web01, fake_module, node_uri):
+    source = dict(uri=_migrate.canonical_uri(node_uri), driver='test', hostname=None, uuid=None)
+
+    class NoConnect(object):
+        uri = node_uri
+
+        @property
+        def conn(self):
+            raise AssertionError('connected')
+    report = preflight(params(), web01, source, NoConnect(), 'web01')
+    assert not report['ok']
+    assert report['problems'] == ['the destination is the source host itself (the same hypervisor as the source URI '
+                                  'once normalized: test://%s)' % _migrate.canonical_uri(node_uri)[2]]
+
+
+def test_preflight_same_host_by_uuid(web01, make_dest, monkeypatch):
+    dest = make_dest()
+    monkeypatch.setattr(_migrate, '_host_uuid', lambda client: 'same-uuid')
+    source = dict(uri=('qemu', 'hv01', '/system'), driver='qemu', hostname='hv01', uuid='same-uuid')
+    report = preflight(params(), web01, source, dest, 'web01')
+    assert 'the destination is the source host itself (host UUID same-uuid)' in report['problems']
+
+
+def test_run_refuses_dest_equal_to_source_before_connecting(fake_module, node_uri):
+    module = fake_module(params(uri=node_uri, dest_uri='test://' + node_uri[len('test://'):].replace('/', '//')))
+
+    class NoConnect(object):
+        uri = node_uri
+
+        @property
+        def conn(self):
+            raise AssertionError('connected')
+    with pytest.raises(KvmError, match='^dest_uri: is the source hypervisor'):
+        Migration(module, NoConnect(), clients=[]).run()
+
+
+def test_run_with_the_source_among_candidates_rejects_it(fake_module, node_uri, make_dest):
+    dest = make_dest(domains=TAKEN)
+    source_again = LibvirtClient(fake_module({}), uri=node_uri)
+    module = fake_module(params(uri=node_uri, dest_uri=None, dest_candidates=[node_uri, dest.uri]), check_mode=True)
+    src = LibvirtClient(module)
+    try:
+        with pytest.raises(KvmError) as err:
+            Migration(module, src, clients=[source_again, dest]).run()
+        reports = err.value.facts['preflight']
+        assert reports[0]['problems'][0].startswith('the destination is the source host itself')
+        assert source_again._conn is None   # never connected
+        assert src.find_domain('web01').isActive()
+    finally:
+        src.close()
+        source_again.close()
