@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 import socket
 
+from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import is_local_uri, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import (
     domain_facts,
@@ -25,6 +27,21 @@ ARGUMENT_SPEC = dict(
     gather=dict(type='list', elements='str', choices=GATHER_CHOICES, default=GATHER_DEFAULT),
     name=dict(type='list', elements='str', default=[]),
 )
+
+
+_GLOB = re.compile(r'[*?\[\]!]')
+
+
+def name_patterns(patterns):
+    """``name``: each entry an object name, where the shell-style wildcards ``* ? [ ] !`` may stand for characters."""
+    for index, pattern in enumerate(patterns):
+        option = 'name[%d]' % index
+        try:
+            valid.object_name(option, _GLOB.sub('x', pattern) if isinstance(pattern, str) else pattern)
+        except valid.ValidationError:
+            valid.refuse(option, 'invalid name or pattern (%s; the wildcards * ? [ ] ! may be used)'
+                         % valid.OBJECT_NAME_RULE, pattern)
+    return patterns
 
 
 def _matches(name, patterns):
@@ -66,8 +83,11 @@ def needs_libvirt(params):
 
 
 def gather(client, params):
+    # read-only, but what it is given is checked like everywhere else (kvm_module skips the URI for
+    # gather: [hardware], which never connects)
+    valid.uri('uri', client.uri, allow_ext=bool(params.get('uri_allow_ext')))
     wanted = set(params['gather'])
-    names = params['name']
+    names = name_patterns(params['name'])
     result = dict(changed=False, uri=client.uri, gathered_on=socket.gethostname())
     found_any = False
     if 'hardware' in wanted:

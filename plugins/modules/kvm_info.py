@@ -41,6 +41,8 @@ options:
   name:
     description:
       - Only report guests, networks and pools whose name matches one of these shell-style patterns.
+      - Each is a libvirt object name in which the wildcards C(* ? [ ] !) may stand for characters; anything
+        else (a newline, C(/), quotes, C($)) is refused with a message naming the entry.
       - A name that matches nothing gives empty lists and RV(msg), not a failure.
     type: list
     elements: str

@@ -151,3 +151,27 @@ def test_hardware_alone_never_connects(fake_module):
 ])
 def test_needs_libvirt(gather, needed):
     assert _info.needs_libvirt(dict(gather=gather)) is needed
+
+
+@pytest.mark.parametrize('patterns, message', [
+    (['web01\n'], r'^name\[0\]: invalid name or pattern'),
+    (['ok', 'a/b'], r'^name\[1\]: invalid name or pattern'),
+    (["{{ lookup('pipe','id') }}"], r'^name\[0\]: invalid name or pattern'),
+    (['$(id)'], r'^name\[0\]: invalid name or pattern'),
+])
+def test_name_patterns_refused(client, patterns, message):
+    with pytest.raises(KvmError, match=message):
+        _gather(client, gather=['domains'], name=patterns)
+
+
+@pytest.mark.parametrize('patterns', [['web*'], ['db0[1-2]', 'web0?'], ['[!x]*']])
+def test_name_patterns_with_wildcards(client, patterns):
+    _gather(client, gather=['domains'], name=patterns)
+
+
+@pytest.mark.parametrize('uri', ['test+ext:///default?command=/bin/sh', 'qemu+ssh://h/system?netcat=/x', 'xen:///'])
+def test_uri_checked_even_for_hardware_only(fake_module, uri):
+    client = LibvirtClient(fake_module({'uri': uri}))
+    with pytest.raises(KvmError, match='^uri: '):
+        _info.gather(client, dict(gather=['hardware'], name=[]))
+    assert client._conn is None  # pylint: disable=protected-access
