@@ -23,6 +23,13 @@ except ImportError:  # pragma: no cover - reported by kvm_module()
 # Elements libvirt adds by itself and that a user never describes.
 LIBVIRT_GENERATED = frozenset(['address', 'alias'])
 
+# Secrets in libvirt XML: console passwords (<graphics passwd=...> for VNC, SPICE, RDP), and the values of
+# elements that carry one (network disk <cookie>s, any <secret>/<passwd>-like element with text). libvirt
+# shows them only with VIR_*_XML_SECURE; a module that reads them must hide them (register_secrets, mask).
+SECRET_MASK = '********'
+SECRET_ATTRIBUTES = frozenset(['passwd', 'password', 'passphrase'])
+SECRET_ELEMENTS = frozenset(['cookie', 'secret', 'passwd', 'password', 'passphrase'])
+
 
 def _parser():
     """The one XML parser: no entity expansion, no DTD loading, no network, no huge trees."""
@@ -50,6 +57,59 @@ def parse(text, what='XML'):
     if any(node.tag is etree.Entity for node in root.iter()):
         raise KvmError('%s: entity references are not accepted in libvirt XML' % what)
     return root
+
+
+def is_secret(node, attribute=None):
+    """True when ``node``'s ``attribute`` (or, without one, its text) holds a secret."""
+    if attribute is not None:
+        return attribute in SECRET_ATTRIBUTES
+    return isinstance(node.tag, str) and node.tag in SECRET_ELEMENTS
+
+
+def find_secrets(elem):
+    """Every secret value in the tree ``elem`` (a list without duplicates; empty for None)."""
+    found = []
+    if elem is None:
+        return found
+    for node in elem.iter():
+        if not isinstance(node.tag, str):
+            continue
+        values = [value for key, value in node.attrib.items() if is_secret(node, key)]
+        if is_secret(node) and node.text and node.text.strip():
+            values.append(node.text)
+        for value in values:
+            if value and value not in found:
+                found.append(value)
+    return found
+
+
+def register_secrets(module, elem=None, values=()):
+    """Register the secrets of ``elem`` (and ``values``) with ``module.no_log_values``.
+
+    Ansible then masks them in every output of the module: results, diffs, warnings and failure
+    messages, at any verbosity. Returns the values registered.
+    """
+    secrets = find_secrets(elem) + [v for v in values if v]
+    no_log = getattr(module, 'no_log_values', None)
+    if no_log is not None:
+        no_log.update(secrets)
+    return secrets
+
+
+def mask_secrets(elem, mask=SECRET_MASK):
+    """A copy of ``elem`` with every secret replaced by ``mask`` (for diffs and messages); None stays None."""
+    if elem is None:
+        return None
+    masked = copy_element(elem)
+    for node in masked.iter():
+        if not isinstance(node.tag, str):
+            continue
+        for key in list(node.attrib.keys()):
+            if is_secret(node, key):
+                node.set(key, mask)
+        if is_secret(node) and node.text and node.text.strip():
+            node.text = mask
+    return masked
 
 
 def to_string(elem):
@@ -110,7 +170,8 @@ def subset_differences(wanted, actual, path=None, ignore=LIBVIRT_GENERATED):
     Attributes and text present in ``wanted`` must be equal in ``actual``;
     anything only ``actual`` has (libvirt defaults) is not a difference.
     Children are paired by tag, in order among siblings of the same tag.
-    Returns a list of human-readable ``path: detail`` strings.
+    Returns a list of human-readable ``path: detail`` strings; a secret (:func:`is_secret`)
+    that differs is shown as ``SECRET_MASK`` on both sides.
     """
     path = path or wanted.tag
     diffs = []
@@ -119,9 +180,14 @@ def subset_differences(wanted, actual, path=None, ignore=LIBVIRT_GENERATED):
     for key, value in wanted.attrib.items():
         have = actual.get(key)
         if have != value:
+            if is_secret(wanted, key):
+                have, value = _masked(have), _masked(value)
             diffs.append('%s/@%s: %r -> %r' % (path, key, have, value))
     if _text(wanted.text) and _text(wanted.text) != _text(actual.text):
-        diffs.append('%s: %r -> %r' % (path, _text(actual.text), _text(wanted.text)))
+        have, value = _text(actual.text), _text(wanted.text)
+        if is_secret(wanted):
+            have, value = _masked(have), _masked(value)
+        diffs.append('%s: %r -> %r' % (path, have, value))
     seen = {}
     for child in wanted:
         if not isinstance(child.tag, str) or child.tag in ignore:
@@ -133,6 +199,10 @@ def subset_differences(wanted, actual, path=None, ignore=LIBVIRT_GENERATED):
         child_path = '%s/%s' % (path, child.tag) if index == 0 else '%s/%s[%d]' % (path, child.tag, index + 1)
         diffs.extend(subset_differences(child, match, child_path, ignore))
     return diffs
+
+
+def _masked(value):
+    return SECRET_MASK if value else value
 
 
 def find_text(elem, xpath, default=None):
@@ -151,15 +221,15 @@ def find_text(elem, xpath, default=None):
 def make_diff(before, after, before_header=None, after_header=None):
     """The one diff shape every module returns in diff mode.
 
-    ``before``/``after`` may be elements, XML text, dicts or None.
+    ``before``/``after`` may be elements, XML text, dicts or None. Secrets in XML are masked.
     """
     def render(value):
         if value is None:
             return ''
         if etree is not None and isinstance(value, etree._Element):  # pylint: disable=protected-access
-            return to_string(value)
+            return to_string(mask_secrets(value))
         if isinstance(value, (bytes, str)) and _looks_like_xml(value):
-            return to_string(parse(value))
+            return to_string(mask_secrets(parse(value)))
         return value
 
     diff = dict(before=render(before), after=render(after))

@@ -2,9 +2,13 @@ import pytest
 
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import (
+    SECRET_MASK,
+    find_secrets,
     find_text,
     make_diff,
+    mask_secrets,
     parse,
+    register_secrets,
     subset_differences,
     to_string,
     xml_equal,
@@ -58,10 +62,52 @@ def test_malformed_xml_is_a_clear_error():
     assert err.value.msg.startswith('malformed domain XML')
 
 
-def test_external_entities_are_not_resolved():
-    doc = '<!DOCTYPE d [<!ENTITY e SYSTEM "file:///etc/passwd">]><d>&e;</d>'
-    root = parse(doc)
-    assert 'root:' not in (root.text or '')
+@pytest.mark.parametrize('doc', [
+    '<!DOCTYPE d [<!ENTITY e SYSTEM "file:///etc/passwd">]><d>&e;</d>',
+    '<!DOCTYPE d SYSTEM "http://127.0.0.1:1/x.dtd"><d/>',
+    '<!DOCTYPE d [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]><d>&b;</d>',
+])
+def test_external_entities_and_doctypes_are_refused(doc):
+    with pytest.raises(KvmError, match='DOCTYPE') as err:
+        parse(doc, 'domain XML')
+    assert 'root:' not in err.value.msg
+
+
+SECRET_XML = """
+<domain>
+  <devices>
+    <graphics type='vnc' passwd='vnc-pw' listen='127.0.0.1'/>
+    <graphics type='spice' passwd='spice-pw'/>
+    <disk type='network'><source protocol='https' name='x'><cookies><cookie name='s'>cookie-val</cookie></cookies>
+      <auth username='u'><secret type='iscsi' usage='t'/></auth></source></disk>
+  </devices>
+</domain>"""
+
+
+def test_secrets_are_found_masked_and_registered():
+    root = parse(SECRET_XML)
+    assert find_secrets(root) == ['vnc-pw', 'spice-pw', 'cookie-val']
+    masked = to_string(mask_secrets(root))
+    assert not any(s in masked for s in ('vnc-pw', 'spice-pw', 'cookie-val'))
+    assert masked.count(SECRET_MASK) == 3 and "usage=\"t\"" in masked
+    assert 'vnc-pw' in to_string(root), 'the original is untouched'
+
+    class Module(object):
+        no_log_values = set()
+    assert register_secrets(Module, root, values=['typed']) == ['vnc-pw', 'spice-pw', 'cookie-val', 'typed']
+    assert Module.no_log_values == {'vnc-pw', 'spice-pw', 'cookie-val', 'typed'}
+    assert register_secrets(object(), root)   # a module without no_log_values: nothing to do
+    assert mask_secrets(None) is None and find_secrets(None) == []
+
+
+def test_secret_differences_and_diffs_are_masked():
+    wanted = parse("<d><graphics type='vnc' passwd='new-pw'/><cookie>c2</cookie></d>")
+    actual = parse("<d><graphics type='vnc' passwd='old-pw'/><cookie>c1</cookie></d>")
+    diffs = subset_differences(wanted, actual)
+    assert diffs == ["d/graphics/@passwd: '********' -> '********'", "d/cookie: '********' -> '********'"]
+    diff = make_diff(actual, wanted)
+    assert 'old-pw' not in str(diff) and 'new-pw' not in str(diff) and SECRET_MASK in diff['after']
+    assert 'c1' not in make_diff(to_string(actual), None)['before']
 
 
 def test_find_text():
