@@ -91,7 +91,9 @@ options:
         description: Initiator IQN for an V(iscsi) pool (an iSCSI name).
         type: str
   owner:
-    description: Owner (user name or uid) of the target directory. Names are resolved on the managed host. Changed on the directory itself, never through a symlink.
+    description:
+      - Owner (user name or uid) of the target directory. Names are resolved on the managed host.
+      - Changed on the directory itself, never through a symlink.
     type: str
   group:
     description: Group (name or gid) of the target directory. Names are resolved on the managed host.
