@@ -15,13 +15,19 @@ description:
   - C(ansible_host) is the first usable address found in the order of O(address_sources)
     (DHCP lease of a libvirt network, QEMU guest agent, host ARP table). A guest with no address
     (shut off, no network, no lease yet) gets no C(ansible_host).
-  - Host variables (prefix O(prefix)) - C(uri), C(hypervisor), C(name), C(uuid), C(state), C(active),
+  - Host variables (prefix O(prefix)) - C(uri), C(hypervisor), C(name), C(uuid), C(title), C(description),
+    C(state), C(active),
     C(persistent), C(autostart), C(vcpus), C(max_vcpus), C(memory_mib), C(max_memory_mib),
     C(networks), C(interfaces), C(addresses), C(address_source), C(address_errors), and with
     O(include_facts) the whole C(domain) entry of M(kvmops.kvm.kvm_info).
   - Groups - C(<prefix>guests) (all), C(<prefix>state_<state>), C(<prefix>hypervisor_<hostname>) and
     C(<prefix>network_<network>); names are made safe (C(kvmlab-host2) becomes C(kvmlab_host2)).
   - Uses a YAML configuration file whose name ends with C(libvirt.yml) or C(libvirt.yaml).
+  - Everything read from a hypervisor (guest names, titles, descriptions, metadata, guest agent, DHCP lease
+    and ARP data, the hypervisor's host name) is untrusted - anyone who can define a guest controls it. The
+    plugin marks every such value that Ansible could template (every string holding C({) or C(})) unsafe,
+    the inventory host names and the group names made from them included, so Ansible never templates it -
+    a guest named C({{ lookup('pipe', 'id') }}) is shown as that text and runs nothing.
 extends_documentation_fragment:
   - ansible.builtin.constructed
   - ansible.builtin.inventory_cache
@@ -38,9 +44,19 @@ options:
     description:
       - libvirt connection URIs of the hypervisors, for example V(qemu:///system) and V(qemu+ssh://root@hv02/system).
       - A hypervisor that cannot be reached is reported as a warning and skipped, unless O(strict_connections) is set.
+      - Only the V(qemu) and V(test) drivers over the local socket, V(unix), V(ssh), V(libssh), V(libssh2),
+        V(tls) or V(tcp) are accepted; any other URI fails the inventory before anything connects.
     type: list
     elements: str
     default: [qemu:///system]
+  uri_allow_ext:
+    description:
+      - Accept URIs in O(uris) that make libvirt run a program on the controller, the V(ext) transport
+        (V(qemu+ext:///system?command=/path)) and the C(command=) and C(netcat=) parameters.
+      - Off by default; turn it on only when whoever writes this file may run programs on the controller.
+        See SECURITY.md.
+    type: bool
+    default: false
   address_sources:
     description:
       - Where to look for a running guest's addresses, in this order; the first usable address found wins.
@@ -117,16 +133,49 @@ cache_timeout: 300
 # ansible-inventory -i inventory/kvm.libvirt.yml --graph
 '''
 
-from ansible.errors import AnsibleParserError
+import re
+from collections.abc import Mapping
+
+from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.inventory.group import to_safe_group_name
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+from ansible.utils.unsafe_proxy import AnsibleUnsafe, wrap_var
 
 try:
+    from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
     from ansible_collections.kvmops.kvm.plugins.module_utils._inventory import gather
+    from ansible_collections.kvmops.kvm.plugins.module_utils._validate import uri as valid_uri
     IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover
-    gather = None
+    gather = valid_uri = None
+    KvmError = Exception
     IMPORT_ERROR = exc
+
+_TEMPLATE_CHARS = re.compile(u'[{}]')
+_TEMPLATE_BYTES = re.compile(b'[{}]')
+
+
+def unsafe(value):
+    """``value`` with every string in it (dictionary keys too) that Ansible could template marked unsafe.
+
+    The model is community.general's ``make_unsafe``: containers are copied, a string holding ``{`` or
+    ``}`` (every Jinja delimiter has one) is wrapped with ``wrap_var``, ansible-core's own marking on
+    every version this collection supports (2.16 to 2.18); Ansible never templates a string without
+    them, so the rest stay plain and ``ansible-inventory --list`` (what AWX imports) shows them as they are.
+    """
+    if isinstance(value, AnsibleUnsafe):
+        return value
+    if isinstance(value, Mapping):
+        return dict((unsafe(key), unsafe(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return [unsafe(item) for item in value]
+    if isinstance(value, (set, frozenset)):
+        return set(unsafe(item) for item in value)
+    if isinstance(value, str):
+        return wrap_var(value) if _TEMPLATE_CHARS.search(value) else value
+    if isinstance(value, bytes):
+        return wrap_var(value) if _TEMPLATE_BYTES.search(value) else value
+    return value
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
@@ -141,7 +190,34 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         self._read_config_data(path)
         if gather is None:
             raise AnsibleParserError('kvmops.kvm.libvirt cannot load its libvirt layer: %s' % IMPORT_ERROR)
+        try:
+            self._load(path, cache, self._checked_options())
+        except AnsibleError:
+            raise
+        except Exception as exc:  # pylint: disable=broad-except
+            # Whatever a hypervisor or a stale cache sends, the inventory fails with a message, not a traceback.
+            raise AnsibleParserError('kvmops.kvm.libvirt: cannot build the inventory from %s: %s: %s'
+                                     % (path, type(exc).__name__, exc)) from None
 
+    # -------------------------------------------------------------- options
+    def _checked_options(self):
+        """The validated URIs; bad options fail here, before the cache is read or anything connects."""
+        uris = self.get_option('uris')
+        if not isinstance(uris, list) or not uris:
+            raise AnsibleParserError('kvmops.kvm.libvirt: uris must be a list naming at least one hypervisor')
+        allow_ext = self.get_option('uri_allow_ext')
+        for index, value in enumerate(uris):
+            try:
+                valid_uri('uris[%d]' % index, value, allow_ext=bool(allow_ext))
+            except KvmError as exc:
+                raise AnsibleParserError('kvmops.kvm.libvirt: %s' % exc) from None
+        for index, pattern in enumerate(self.get_option('names') or []):
+            if not isinstance(pattern, str):
+                raise AnsibleParserError('kvmops.kvm.libvirt: names[%d]: must be a string (a shell pattern), not %s'
+                                         % (index, type(pattern).__name__))
+        return uris
+
+    def _load(self, path, cache, uris):
         cache_key = self.get_cache_key(path)
         use_cache = self.get_option('cache')
         data = None
@@ -152,16 +228,16 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             except KeyError:
                 update_cache = True
         if data is None:
-            data = self._gather()
+            data = self._gather(uris)
         if update_cache:
             self._cache[cache_key] = data
+        if not isinstance(data, Mapping):
+            raise AnsibleParserError('kvmops.kvm.libvirt: the cached inventory is not a dictionary; '
+                                     'flush the cache (--flush-cache)')
         self._populate(data)
 
     # -------------------------------------------------------------- gather
-    def _gather(self):
-        uris = self.get_option('uris')
-        if not uris:
-            raise AnsibleParserError('kvmops.kvm.libvirt: uris must name at least one hypervisor')
+    def _gather(self, uris):
         data = gather(
             uris,
             names=self.get_option('names'),
@@ -176,7 +252,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     # ------------------------------------------------------------ populate
     def _group(self, name):
-        return self.inventory.add_group(to_safe_group_name(name, force=True, silent=True))
+        return self.inventory.add_group(unsafe(to_safe_group_name(name, force=True, silent=True)))
 
     def _host_names(self, data):
         """Inventory name of each (uri, uuid); with ``name`` the running copy wins."""
@@ -196,6 +272,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         return chosen
 
     def _populate(self, data):
+        # Everything below comes from hypervisors (or a cache of it): unsafe before Ansible sees any of it.
+        data = unsafe(data)
         for error in data.get('errors', []):
             self.display.warning('kvmops.kvm.libvirt: skipping %s: %s' % (error['uri'], error['msg']))
         prefix = self.get_option('prefix')
@@ -203,8 +281,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         include_facts = self.get_option('include_facts')
         all_group = self._group(prefix + 'guests')
         for host, guest in sorted(self._host_names(data).items()):
+            host = unsafe(host)  # built with '%s@%s' for name_hypervisor, which drops the marking
             self.inventory.add_host(host, group=all_group)
-            hostvars = dict((prefix + key, value) for key, value in guest.items() if key not in ('facts', 'address'))
+            hostvars = dict((prefix + str(key), value) for key, value in guest.items() if key not in ('facts', 'address'))
             if include_facts:
                 hostvars[prefix + 'domain'] = guest['facts']
             if guest['address']:

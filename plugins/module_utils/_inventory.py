@@ -10,6 +10,10 @@ describes every guest with the shared :func:`domain_facts` and every network
 with :func:`network_facts`, and looks up the guest's addresses from the
 sources the user chose, in the user's order. The result is plain data (lists
 and dicts of strings and numbers), so the inventory plugin can cache it.
+
+Everything in the result was read from a hypervisor and is untrusted: the
+plugin marks it unsafe (never templated) before it reaches Ansible. The URIs
+are checked by the plugin (``_validate.uri``) before :func:`gather` runs.
 """
 
 from __future__ import annotations
@@ -140,8 +144,20 @@ def _networks_by_bridge(client, conn):
     return networks
 
 
+def _metadata(dom, kind):
+    """The guest's title or description (``None`` when it has none)."""
+    try:
+        return dom.metadata(kind, None, 0)
+    except libvirt.libvirtError:
+        return None  # libvirt raises "metadata not found" when the element is absent
+
+
 def guest_record(client, dom, bridges, sources, family, hypervisor):
-    """One guest: the shared domain facts plus where it runs and its addresses."""
+    """One guest: the shared domain facts plus where it runs and its addresses.
+
+    Every string in it comes from the hypervisor (names, title, description, metadata, agent, lease
+    and ARP data): untrusted, the inventory plugin marks the whole record unsafe before Ansible sees it.
+    """
     facts = domain_facts(client, dom, details=False)
     by_source = {}
     unavailable = {}
@@ -180,6 +196,8 @@ def guest_record(client, dom, bridges, sources, family, hypervisor):
     return dict(
         name=facts['name'],
         uuid=facts['uuid'],
+        title=_metadata(dom, libvirt.VIR_DOMAIN_METADATA_TITLE),
+        description=_metadata(dom, libvirt.VIR_DOMAIN_METADATA_DESCRIPTION),
         uri=client.uri,
         hypervisor=hypervisor,
         state=facts['state'],

@@ -368,3 +368,115 @@ def test_two_hypervisors_local_and_lab(world, conn, lab_host, tmp_path):
     finally:
         for dom in lab_doms:
             remove_guest(lab_host, dom.name())
+
+
+# ------------------------------------------------------------- hostile guests
+# libvirt's test driver reads a node file with any guests we like: names, titles, descriptions and
+# metadata that are Jinja, each of which would create the marker file if Ansible templated it.
+HOSTILE_LOOKUP = "{{ lookup('pipe', 'touch $KVMOPS_MARKER') }}"
+HOSTILE_NODE = """<node>
+  <domain type='test'>
+    <name>%(lookup)s</name>
+    <title>%(lookup)s</title>
+    <description>{%% set x = lookup('pipe', 'touch $KVMOPS_MARKER') %%}described</description>
+    <metadata>
+      <libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'>
+        <libosinfo:os id='%(lookup)s'/>
+      </libosinfo:libosinfo>
+    </metadata>
+    <memory>65536</memory>
+    <vcpu>1</vcpu>
+    <os><type>hvm</type></os>
+  </domain>
+  <domain type='test'>
+    <name>plain-guest</name>
+    <description>%(lookup)s</description>
+    <memory>65536</memory>
+    <vcpu>1</vcpu>
+    <os><type>hvm</type></os>
+  </domain>
+</node>
+""" % dict(lookup=HOSTILE_LOOKUP.replace("'", '&apos;'))
+
+HOSTILE_PLAY = """
+- name: Use every hostile value the way a play would
+  hosts: libvirt_guests
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Show the values
+      ansible.builtin.debug:
+        msg: "{{ inventory_hostname }}|{{ libvirt_name }}|{{ libvirt_title }}|{{ libvirt_description }}"
+    - name: Copy one into a fact and use the fact
+      ansible.builtin.set_fact:
+        copied: "{{ libvirt_domain.os_variant }}"
+    - name: Write what the play sees
+      ansible.builtin.copy:
+        dest: "{{ out_dir }}/{{ libvirt_uuid }}.json"
+        content: "{{ dict(host=inventory_hostname, name=libvirt_name, title=libvirt_title,
+                          description=libvirt_description, os_variant=copied,
+                          groups=groups['libvirt_guests']) | to_json }}"
+        mode: '0600'
+      vars:
+        ansible_python_interpreter: "{{ ansible_playbook_python }}"
+
+- name: Prove that the lookup itself works here (so its absence above means something)
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Run the same lookup from the playbook author's own text
+      ansible.builtin.debug:
+        msg: "{{ lookup('pipe', 'touch $KVMOPS_MARKER.control') }}"
+"""
+
+
+def test_hostile_guest_values_are_never_templated(tmp_path):
+    """A guest name, title, description or metadata that is Jinja runs nothing and is shown as text."""
+    node = tmp_path / 'node.xml'
+    node.write_text(HOSTILE_NODE)
+    config = tmp_path / 'kvm.libvirt.yml'
+    config.write_text('plugin: kvmops.kvm.libvirt\nuris: [%s]\ninclude_facts: true\n'
+                      % json.dumps('test://' + str(node)))
+    play = tmp_path / 'play.yml'
+    play.write_text(HOSTILE_PLAY)
+    out_dir = tmp_path / 'out'
+    out_dir.mkdir()
+    marker = tmp_path / 'marker'
+    env = _env({'KVMOPS_MARKER': str(marker), 'ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED': 'true'})
+    proc = subprocess.run([os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), '-i', str(config), str(play),
+                           '-e', json.dumps({'out_dir': str(out_dir)})],
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert os.path.exists(str(marker) + '.control'), 'the pipe lookup does not work here: the test proves nothing'
+    assert not marker.exists(), 'a value read from libvirt was templated: the lookup ran'
+    seen = sorted((json.loads(path.read_text()) for path in out_dir.iterdir()), key=lambda item: item['name'])
+    assert [item['name'] for item in seen] == ['plain-guest', HOSTILE_LOOKUP]
+    plain, hostile = seen
+    assert hostile['host'] == hostile['name'] == hostile['title'] == hostile['os_variant'] == HOSTILE_LOOKUP
+    assert hostile['description'] == "{% set x = lookup('pipe', 'touch $KVMOPS_MARKER') %}described"
+    assert plain['host'] == 'plain-guest' and plain['description'] == HOSTILE_LOOKUP
+    assert sorted(plain['groups']) == sorted(['plain-guest', HOSTILE_LOOKUP])
+    # ansible-inventory shows the hostile values marked unsafe, the plain ones as they are.
+    proc, data = inventory(tmp_path, dict(uris=['test://' + str(node)]))
+    assert proc.returncode == 0, proc.stderr
+    assert hostvars(data, 'plain-guest')['libvirt_name'] == 'plain-guest'
+    assert hostvars(data, 'plain-guest')['libvirt_description'] == {'__ansible_unsafe': HOSTILE_LOOKUP}
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize('uris,expect', [
+    ([''], 'uris[0]: must be a libvirt URI'),
+    ([None], 'uris[0]: must be a libvirt URI'),
+    ([5], 'uris[0]: must be a libvirt URI'),
+    (['qemu:///system', 'qemu+ext:///system?command=/bin/true'], 'uris[1]: the ext transport'),
+    (['qemu+ssh://root@hv/system?netcat=/tmp/x'], 'uris[0]: the ext transport'),
+    (['xen:///system'], "uris[0]: driver 'xen' is not supported"),
+    (['qemu:///system extra'], 'uris[0]: must not contain whitespace'),
+])
+def test_bad_uris_fail_the_inventory_naming_the_entry(tmp_path, uris, expect):
+    proc, dummy = inventory(tmp_path, dict(uris=uris))
+    assert proc.returncode != 0
+    text = ' '.join(proc.stderr.split())
+    assert expect in text, text
+    assert 'Traceback' not in text
