@@ -28,6 +28,7 @@ options:
         the playbook author wrote the URI. See SECURITY.md.
     type: bool
     default: false
+    version_added: 0.2.0
 requirements:
   - libvirt-python (on the managed host)
   - lxml (on the managed host)

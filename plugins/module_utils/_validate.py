@@ -292,6 +292,8 @@ def uri(option, value, allow_ext=False):
         refuse(option, 'must be a libvirt URI such as qemu:///system', value)
     if has_control(value) or any(ch.isspace() for ch in value):
         refuse(option, 'must not contain whitespace or control characters', value)
+    if '{' in value or '}' in value:
+        refuse(option, 'must not contain { or } (template markers have no place in a URI)', value)
     match = re.match(r'^([a-z0-9]+)(?:\+([a-z0-9]+))?://', value)
     if not match:
         refuse(option, 'must be a libvirt URI such as qemu:///system or qemu+ssh://root@host/system', value)

@@ -132,7 +132,7 @@ def test_uri_accepts(value):
                                    'qemu+ssh://h/system?netcat=touch%20/tmp/x', 'qemu+ssh://h/system?Command=/x',
                                    'qemu:///system?command=/x', 'xen:///system', 'vbox:///session', 'lxc:///',
                                    '', 'qemu', 'qemu:///system\n', 'qemu:// /system', 'qemu+foo://h/system',
-                                   'qemu+tcp://h:99999/system', None, 'QEMU:///system', 'qemu+ssh://h/sys tem'])
+                                   'qemu+tcp://h:99999/system', None, 'QEMU:///system', 'qemu+ssh://h/sys tem', "qemu:///system?x={{lookup('pipe','id')}}"])
 def test_uri_refuses(value):
     refused(v.uri, 'uri', value)
 
