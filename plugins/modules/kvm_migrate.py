@@ -54,7 +54,7 @@ options:
       - Exactly one of O(dest_uri) and O(dest_candidates) is required.
       - Checked like O(uri) before anything connects (allowed drivers and transports; C(ext) transports and
         C(command=)/C(netcat=) parameters only with O(uri_allow_ext=true)).
-      - Refused when it names the source hypervisor: the URIs are compared once normalized (transport, user and
+      - Refused when it names the source hypervisor. The URIs are compared once normalized (transport, user and
         query left out; no host, C(localhost), loopback addresses and this machine's names are the same host; a
         missing qemu path is C(/system)), and after connecting the hypervisor hostnames and host UUIDs (from the
         capabilities, else the SMBIOS system UUID) are compared too.

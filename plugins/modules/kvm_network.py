@@ -45,7 +45,7 @@ options:
   name:
     description:
       - Name of the network. Required unless O(xml) contains C(<name>).
-      - Letters, digits and C(_ . + : @ -), not starting with C(.) or C(-), at most 200 characters.
+      - Letters, digits and C(_), C(.), C(+), C(:), C(@) and C(-), not starting with C(.) or C(-), at most 200 characters.
     type: str
   state:
     description:

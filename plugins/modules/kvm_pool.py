@@ -32,7 +32,7 @@ attributes:
     description: The run state and the pool definition before and after.
 options:
   name:
-    description: Name of the pool (letters, digits and C(_ . + : @ -), not starting with C(.) or C(-), at most 200 characters).
+    description: Name of the pool (letters, digits and C(_), C(.), C(+), C(:), C(@) and C(-), not starting with C(.) or C(-), at most 200 characters).
     type: str
     required: true
   state:

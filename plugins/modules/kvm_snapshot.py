@@ -32,7 +32,7 @@ attributes:
     description: The guest's snapshot list (name, location, state, parent, description; current marked) before and after.
 options:
   domain:
-    description: Name of the guest (letters, digits and C(_ . + : @ -), not starting with C(.) or C(-)).
+    description: Name of the guest (letters, digits and C(_), C(.), C(+), C(:), C(@) and C(-), not starting with C(.) or C(-)).
     type: str
     required: true
   name:

@@ -35,7 +35,7 @@ options:
     type: str
     required: true
   name:
-    description: Volume name (the file name in a directory pool); letters, digits and C(_ . + : @ -), not starting with C(.) or C(-).
+    description: Volume name (the file name in a directory pool); letters, digits and C(_), C(.), C(+), C(:), C(@) and C(-), not starting with C(.) or C(-).
     type: str
     required: true
   state:
