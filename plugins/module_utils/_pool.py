@@ -83,7 +83,7 @@ def normalize_mode(value, option='mode'):
     if isinstance(value, int):
         number = value
     else:
-        text = valid.text(option, str(value), max_length=8).strip().lower()
+        text = valid.text(option, str(value), max_length=16).strip().lower()
         if text.startswith('0o'):
             text = text[2:]
         if not text or any(ch not in '01234567' for ch in text):
