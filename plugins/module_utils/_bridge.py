@@ -26,14 +26,15 @@ import ipaddress
 import json
 import os
 import re
-import shutil
 import signal
 import socket
+import stat
 import struct
 import tempfile
 import time
 import traceback
 
+from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as V
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, one_line
 from ansible_collections.kvmops.kvm.plugins.module_utils._bridge_providers import (
     PROVIDERS,
@@ -62,8 +63,6 @@ ARGUMENT_SPEC = dict(
 
 REQUIRED_IF = [('ip', 'static', ['address'])]
 
-IFNAME = re.compile(r'^[^/:\s]{1,15}$')
-MAC = re.compile(r'^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$')
 UNMANAGED_PROTOCOLS = ('kernel', 'ra', 'redirect')
 
 
@@ -385,23 +384,57 @@ def facts(state, name, links):
 
 
 # ------------------------------------------------------------------ validation
-def _ip(value, what):
-    try:
-        return ipaddress.ip_address(value)
-    except ValueError:
-        raise KvmError('%s: %r is not an IP address' % (what, value))
+MTU_RANGE = (68, 65535)
+FORWARD_DELAY_RANGE = (0, 30)
+ROLLBACK_TIMEOUT_RANGE = (1, 3600)
+
+
+def validate_params(params):
+    """Every option checked with the shared rules (_validate) before the kernel or a file is touched.
+
+    Pure: no I/O. Returns the normalized values that the kernel-dependent checks of :func:`build_spec`
+    start from. Each refusal is a ValidationError whose message starts with the option's name. Every
+    value that reaches a generated file (names, addresses, MAC, MTU, STP delay) passes here first; the
+    providers then write it in their format's own quoting.
+    """
+    name = V.ifname('name', params['name'])
+    ports = list(params['ports'] or [])
+    for index, port in enumerate(ports):
+        V.ifname('ports[%d]' % index, port)
+    mac = params['mac']
+    if mac is not None:
+        mac = V.mac('mac', mac)
+        if mac == '00:00:00:00:00:00':
+            V.refuse('mac', 'the all-zero address is not usable', mac)
+    if params['mtu'] is not None:
+        V.count('mtu', params['mtu'], *MTU_RANGE)
+    V.count('forward_delay', params['forward_delay'], *FORWARD_DELAY_RANGE)
+    V.count('rollback_timeout', params['rollback_timeout'], *ROLLBACK_TIMEOUT_RANGE)
+    addresses = []
+    for index, value in enumerate(params['address'] or []):
+        option = 'address[%d]' % index
+        iface = V.ip_interface(option, value)
+        if iface.version == 4 and iface.network.prefixlen < 31 and iface.ip in (
+                iface.network.network_address, iface.network.broadcast_address):
+            V.refuse(option, 'is the network or broadcast address of %s' % iface.network, value)
+        addresses.append('%s/%s' % (iface.ip, iface.network.prefixlen))
+    gateway = V.ip_address('gateway', params['gateway']) if params['gateway'] is not None else None
+    dns = [V.ip_address('dns[%d]' % index, server) for index, server in enumerate(params['dns'] or [])]
+    probe = V.ip_address('probe', params['probe']) if params['probe'] is not None else None
+    config_root = V.abs_path('config_root', params['config_root'] or '/')
+    return dict(name=name, ports=ports, mac=mac, addresses=addresses, gateway=gateway, dns=dns, probe=probe,
+                config_root=config_root)
 
 
 def build_spec(params, links):
-    """Check every option against the kernel before anything changes; return the spec."""
-    name = params['name']
+    """Check every option, then against the kernel, before anything changes; return the spec."""
+    checked = validate_params(params)
+    name = checked['name']
     state = params['state']
-    if not IFNAME.match(name) or name in ('.', '..'):
-        raise KvmError('name %r: 1 to 15 characters, no "/", ":" or whitespace' % name)
     link = links.get(name)
     if link is not None and link['kind'] != 'bridge':
-        raise KvmError('name %s is taken by a link that is not a bridge (%s)' % (name, link['kind'] or 'a plain device'))
-    ports = list(params['ports'] or [])
+        raise KvmError('name: %s is taken by a link that is not a bridge (%s)' % (name, link['kind'] or 'a plain device'))
+    ports = checked['ports']
     if len(set(ports)) != len(ports):
         raise KvmError('ports: %s listed more than once' % ', '.join(sorted(set(p for p in ports if ports.count(p) > 1))))
     if state == 'absent' and not ports and link is not None:
@@ -410,69 +443,42 @@ def build_spec(params, links):
     for port in ports:
         plink = links.get(port)
         if port == name:
-            raise KvmError('port %s: a bridge cannot be its own port' % port)
+            raise KvmError('ports: %s: a bridge cannot be its own port' % port)
         if plink is None:
-            raise KvmError('port %s does not exist' % port)
+            raise KvmError('ports: %s does not exist' % port)
         if plink['loopback']:
-            raise KvmError('port %s is a loopback device' % port)
+            raise KvmError('ports: %s is a loopback device' % port)
         if plink['kind'] == 'bridge':
-            raise KvmError('port %s is itself a bridge; the kernel does not put a bridge in a bridge' % port)
+            raise KvmError('ports: %s is itself a bridge; the kernel does not put a bridge in a bridge' % port)
         master = plink['master']
         if state == 'present' and master and master != name:
             mlink = links.get(master) or {}
             if mlink.get('kind') == 'bridge':
-                raise KvmError('port %s is already in bridge %s' % (port, master))
-            raise KvmError('port %s is already enslaved to %s (%s)' % (port, master, mlink.get('kind') or 'device'))
-    mac = params['mac']
-    if mac is not None:
-        if not MAC.match(mac):
-            raise KvmError('mac %r is not a MAC address (xx:xx:xx:xx:xx:xx)' % mac)
-        if int(mac[:2], 16) & 1:
-            raise KvmError('mac %s is a multicast address' % mac)
-        if mac.replace(':', '') == '0' * 12:
-            raise KvmError('mac %s is not usable' % mac)
-        mac = mac.lower()
-    elif ports:
+                raise KvmError('ports: %s is already in bridge %s' % (port, master))
+            raise KvmError('ports: %s is already enslaved to %s (%s)' % (port, master, mlink.get('kind') or 'device'))
+    mac = checked['mac']
+    if mac is None and ports:
         mac = links[ports[0]]['mac']
-    if params['mtu'] is not None and not 68 <= params['mtu'] <= 65535:
-        raise KvmError('mtu %s is out of range 68-65535' % params['mtu'])
-    if not 0 <= params['forward_delay'] <= 30:
-        raise KvmError('forward_delay %s is out of range 0-30 seconds' % params['forward_delay'])
-    if not 1 <= params['rollback_timeout'] <= 3600:
-        raise KvmError('rollback_timeout %s is out of range 1-3600 seconds' % params['rollback_timeout'])
     ip_mode = params['ip']
-    addresses = []
-    for text in params['address'] or []:
-        if '/' not in text:
-            raise KvmError('address %s has no prefix: write it as address/prefix (e.g. %s/24)' % (text, text))
-        try:
-            iface = ipaddress.ip_interface(text)
-        except ValueError:
-            raise KvmError('address %r is not an IP address with a prefix' % text)
-        if iface.version == 4 and iface.network.prefixlen < 31 and iface.ip in (
-                iface.network.network_address, iface.network.broadcast_address):
-            raise KvmError('address %s is the network or broadcast address of %s' % (text, iface.network))
-        addresses.append('%s/%s' % (iface.ip, iface.network.prefixlen))
+    addresses = checked['addresses']
     if addresses and ip_mode != 'static':
-        raise KvmError('address is only used with ip=static (ip is %s)' % ip_mode)
-    gateway = params['gateway']
+        raise KvmError('address: only used with ip=static (ip is %s)' % ip_mode)
+    gateway = checked['gateway']
     if gateway is not None:
         if ip_mode != 'static':
-            raise KvmError('gateway is only used with ip=static (ip is %s)' % ip_mode)
-        gw = _ip(gateway, 'gateway')
+            raise KvmError('gateway: only used with ip=static (ip is %s)' % ip_mode)
+        gw = ipaddress.ip_address(gateway)
         nets = [ipaddress.ip_interface(a).network for a in addresses]
         if not any(gw.version == n.version and gw in n for n in nets):
-            raise KvmError('gateway %s is not inside any of the addresses (%s)' % (gateway, ', '.join(addresses)))
-        gateway = str(gw)
-    dns = [str(_ip(server, 'dns')) for server in params['dns'] or []]
+            raise KvmError('gateway: %s is not inside any of the addresses (%s)' % (gateway, ', '.join(addresses)))
+    dns = checked['dns']
     if dns and ip_mode not in ('static', 'dhcp'):
-        raise KvmError('dns is only used with ip=static or ip=dhcp; ip=inherit takes the DNS servers from the '
+        raise KvmError('dns: only used with ip=static or ip=dhcp; ip=inherit takes the DNS servers from the '
                        "port's configuration")
-    probe = str(_ip(params['probe'], 'probe')) if params['probe'] else None
     return dict(name=name, state=state, ports=ports, stp=params['stp'], forward_delay=params['forward_delay'],
                 mtu=params['mtu'], mac=mac, ip=ip_mode, addresses=addresses, gateway=gateway, dns=dns,
-                probe=probe, rollback_timeout=params['rollback_timeout'], provider=params['provider'],
-                config_root=params['config_root'] or '/')
+                probe=checked['probe'], rollback_timeout=params['rollback_timeout'], provider=params['provider'],
+                config_root=checked['config_root'])
 
 
 def check_port_addresses(spec, current):
@@ -480,7 +486,7 @@ def check_port_addresses(spec, current):
     for port in spec['ports'][1:]:
         addrs = current['addresses'].get(port) or []
         if addrs:
-            raise KvmError('port %s carries %s; only the first port (%s) gives its addresses to the bridge: remove '
+            raise KvmError('ports: %s carries %s; only the first port (%s) gives its addresses to the bridge: remove '
                            'them or list %s first' % (port, ', '.join(cidr(a) for a in addrs), spec['ports'][0], port))
 
 
@@ -589,42 +595,88 @@ def probe_until(pinger, address, timeout):
 
 
 # ------------------------------------------------------------------ files
+# Backups hold the old network configuration; nothing but an operator reads them: owner only.
+BACKUP_MODE = 0o600
+# Directories made for the files (interfaces.d and the like) are the distribution's 0755; the backup
+# directory of interfaces.d is owner only, like the backups in it.
+DIR_MODE = 0o755
+BACKUP_DIR_MODE = 0o700
+
+
+def _makedirs(directory, mode):
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=mode, exist_ok=True)
+
+
+def _create_exclusive(path, data, mode):
+    """Create ``path`` with ``data``; O_EXCL|O_NOFOLLOW: never opens an existing file or a planted symlink."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0), mode)
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def backup_file(path, backup_dir=None):
-    """Copy ``path`` the way AnsibleModule.backup_local names backups: <name>.<pid>.<time>~."""
+    """Back ``path`` up the way AnsibleModule.backup_local names backups (<name>.<pid>.<time>~), mode 0600.
+
+    The backup is a new file created exclusively (no following a symlink planted at the predictable name,
+    no overwriting an existing file: a clash gets a counter), so it cannot be redirected elsewhere.
+    """
     directory = backup_dir or os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
+    _makedirs(directory, BACKUP_DIR_MODE if backup_dir else DIR_MODE)
+    with open(path, 'rb') as handle:
+        data = handle.read()
     stamp = time.strftime('%Y-%m-%d@%H:%M:%S', time.localtime(time.time()))
-    dest = os.path.join(directory, '%s.%s.%s~' % (os.path.basename(path), os.getpid(), stamp))
-    shutil.copy2(path, dest)
-    return dest
+    base = os.path.join(directory, '%s.%s.%s' % (os.path.basename(path), os.getpid(), stamp))
+    for attempt in range(100):
+        dest = '%s%s~' % (base, '.%d' % attempt if attempt else '')
+        try:
+            _create_exclusive(dest, data, BACKUP_MODE)
+            return dest
+        except FileExistsError:
+            continue
+    raise KvmError('cannot back up %s: %s* all exist' % (path, base))
 
 
 def write_atomic(module, path, text, mode):
-    """Write through a temporary file in the same directory and rename it over the target."""
+    """Write through a random temporary file in the same directory and rename it over the target.
+
+    tempfile.mkstemp opens with O_CREAT|O_EXCL|O_NOFOLLOW and mode 0600, so the content is never
+    readable by others and never written through a symlink; os.replace then swaps the name atomically
+    (a symlink at ``path`` is replaced, not followed). An existing file keeps its mode and owner; a new
+    one gets ``mode`` (what the reader of that format needs, see the providers).
+    """
     directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
+    _makedirs(directory, DIR_MODE)
     existing = None
     try:
-        existing = os.stat(path)
+        existing = os.lstat(path)
     except FileNotFoundError:
         pass
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        existing = None
     fd, tmp = tempfile.mkstemp(dir=directory, prefix='.kvm_bridge.', suffix='~')
     try:
         with os.fdopen(fd, 'w', encoding='utf-8') as handle:
             handle.write(text)
             handle.flush()
+            if existing is not None:
+                os.fchmod(handle.fileno(), existing.st_mode & 0o7777)
+                os.fchown(handle.fileno(), existing.st_uid, existing.st_gid)
+            else:
+                os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
-        if existing is not None:
-            os.chmod(tmp, existing.st_mode & 0o7777)
-            os.chown(tmp, existing.st_uid, existing.st_gid)
-        else:
-            os.chmod(tmp, mode)
         if module.selinux_enabled():
             context = module.selinux_context(path) if existing is not None else module.selinux_default_context(path)
             module.set_context_if_different(tmp, context, False)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
         raise
 
@@ -723,6 +775,7 @@ def rollback(kernel, snapshot, name, ports):
 # ------------------------------------------------------------------ module
 def run_bridge(module):
     params = module.params
+    validate_params(params)   # refusals first: before iproute2 runs, before any file is read or written
     kernel = IpRoute(module)
     links = kernel.links()
     spec = build_spec(params, links)
@@ -787,13 +840,18 @@ def run_bridge(module):
 
 
 def main(module):
+    # fail_json is called outside the except blocks: inside one, AnsibleModule attaches the traceback of
+    # the exception being handled (at -vvv) even to a clean refusal.
+    failure = result = None
     try:
         result = run_bridge(module)
     except KvmError as exc:
-        module.fail_json(msg=exc.msg, **exc.facts)
+        failure = dict(exc.facts, msg=exc.msg)
     except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg='unexpected error (%s): %s' % (type(exc).__name__, one_line(exc)),
-                         exception=traceback.format_exc())
+        failure = dict(msg='unexpected error (%s): %s' % (type(exc).__name__, one_line(exc)),
+                       exception=traceback.format_exc())
+    if failure is not None:
+        module.fail_json(**failure)
     warnings = result.pop('warnings', [])
     for warning in warnings:
         module.warn(warning)

@@ -20,13 +20,14 @@ When the port has no addressing in the files, the blob is rendered from the kern
 
 from __future__ import annotations
 
-import configparser
 import glob
 import io
 import os
 import re
+import shlex
 import uuid
 
+from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as V
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
 
 HEADER = 'Managed by kvmops.kvm.kvm_bridge'
@@ -53,7 +54,13 @@ class Addressing(object):
 
 
 class FileChange(object):
-    """One persistent file: ``before``/``after`` are its text, None meaning 'does not exist'."""
+    """One persistent file: ``before``/``after`` are its text, None meaning 'does not exist'.
+
+    ``mode`` is for a new file (an existing one keeps its own). 0644 is what Debian and RHEL give
+    /etc/network/interfaces(.d) and ifcfg/route files: ifquery, ifup and network-scripts helpers read them
+    without root, and they hold no secrets. NetworkManager keyfiles are 0600 (NetworkManager ignores a
+    keyfile readable by others, as it may hold secrets). Backups are always 0600 (see _bridge.backup_file).
+    """
 
     def __init__(self, path, before, after, mode=0o644, backup_dir=None):
         self.path = path
@@ -126,28 +133,58 @@ IFCFG_ADDRESSING = re.compile(
 IFCFG_BRIDGE_KEYS = ('DEVICE', 'NAME', 'TYPE', 'ONBOOT', 'STP', 'DELAY', 'MACADDR', 'MTU')
 
 
+IFCFG_KEY = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
+# Characters a shell word may hold unquoted in an assignment (no expansion, no word splitting, no
+# tilde at the start): anything else is single-quoted.
+IFCFG_PLAIN = re.compile(r'[A-Za-z0-9_.,:/@%+=-]+')
+
+
 def parse_ifcfg(text):
-    """Ordered (key, value) pairs of a shell-style ifcfg file; comments and blanks dropped."""
+    """Ordered (key, value) pairs of a shell-style ifcfg file; comments and blanks dropped.
+
+    Values are read with POSIX shell quoting rules (shlex): single quotes, double quotes and
+    backslashes mean what they mean to the ``.`` that network-scripts use. Parameter expansions are
+    not performed: ``"$X"`` is read as the literal text ``$X`` (and written back single-quoted).
+    """
     pairs = []
-    for line in (text or '').splitlines():
+    for number, line in enumerate((text or '').splitlines(), 1):
         line = line.strip()
         if not line or line.startswith('#') or '=' not in line:
             continue
         key, value = line.split('=', 1)
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in '"\'':
-            value = value[1:-1]
-        pairs.append((key.strip(), value))
+        key = key.strip()
+        if not IFCFG_KEY.fullmatch(key):
+            continue
+        try:
+            words = shlex.split(value, comments=True, posix=True)
+        except ValueError as exc:
+            raise KvmError('cannot parse line %d of an ifcfg file (%s): %s' % (number, key, exc))
+        pairs.append((key, ' '.join(words)))
     return pairs
+
+
+def ifcfg_value(key, value):
+    """One value in shell syntax: plain when it needs no quoting, else single-quoted (shlex.quote).
+
+    Inside single quotes the shell expands nothing ($, backticks, backslashes are literal), so a value
+    can never run code when network-scripts source the file. Control characters (a newline would end
+    the assignment for line-based readers such as NetworkManager's ifcfg-rh) are refused.
+    """
+    if not IFCFG_KEY.fullmatch(key):
+        raise KvmError('ifcfg: refusing to write the key %s' % V.shown(key))
+    value = str(value)
+    if V.has_control(value):
+        raise KvmError('%s: refusing to write a value with control characters to an ifcfg file (got %s)'
+                       % (key, V.shown(value)))
+    if IFCFG_PLAIN.fullmatch(value):
+        return value
+    return shlex.quote(value)
 
 
 def render_ifcfg(pairs, header=True):
     out = ['# %s' % HEADER] if header else []
     for key, value in pairs:
-        value = str(value)
-        if re.search(r'[\s"\'$`\\;#]', value) or value == '':
-            value = '"%s"' % value.replace('\\', '\\\\').replace('"', '\\"')
-        out.append('%s=%s' % (key, value))
+        out.append('%s=%s' % (key, ifcfg_value(key, value)))
     return '\n'.join(out) + '\n'
 
 
@@ -299,12 +336,28 @@ def parse_interfaces(text):
     return blocks
 
 
+# A word of an interfaces(5) line: no blanks (they separate words), no '#' (a comment at a line's
+# start), no backslash (a trailing one continues the line), no control characters.
+IFUPDOWN_WORD = re.compile(r'[^\s#\\\x00-\x1f\x7f]+')
+
+
+def ifupdown_line(words, rest=''):
+    """One stanza line; refuses anything that could end the line early or continue, or comment it out."""
+    for word in words:
+        if not IFUPDOWN_WORD.fullmatch(word):
+            raise KvmError('ifupdown: refusing to write %s into an interfaces file (blanks, #, backslashes and '
+                           'control characters cannot be written there)' % V.shown(word))
+    if rest and (V.has_control(rest) or rest.endswith('\\')):
+        raise KvmError('%s: refusing to write %s into an interfaces file' % (words[-1], V.shown(rest)))
+    return ' '.join(words) + (' ' + rest if rest else '')
+
+
 def render_interfaces(blocks):
     out = []
     for block in blocks:
         if block['kind'] == 'iface' and block.get('rebuilt'):
-            out.append(' '.join(block['words']))
-            out.extend('    %s %s' % (key, rest) if rest else '    %s' % key for key, rest in block['options'])
+            out.append(ifupdown_line(block['words']))
+            out.extend('    ' + ifupdown_line([key], rest) for key, rest in block['options'])
             out.extend(block.get('extra', []))
         else:
             out.extend(block['lines'])
@@ -447,7 +500,9 @@ class IfupdownProvider(Provider):
             if spec.get('mtu'):
                 bridge_opts.append(('mtu', str(spec['mtu'])))
             blocks = [dict(kind='text', words=[], options=[], lines=['# %s' % HEADER]),
-                      dict(kind='auto', words=['auto', name], options=[], lines=['auto %s' % name])]
+                      dict(kind='auto', words=['auto', name], options=[], lines=[ifupdown_line(['auto', name])])]
+            for _word, value in bridge_opts:
+                ifupdown_line(value.split())   # every word of a bridge option is a plain token
             for family, method, opts in blob:
                 extra = bridge_opts if family == 'inet' else []
                 blocks.append(iface_block(name, family, method, list(opts) + extra))
@@ -480,34 +535,117 @@ class IfupdownProvider(Provider):
                 else:
                     path = os.path.join(self.directory, port)
                     blocks = [dict(kind='text', words=[], options=[], lines=['# %s' % HEADER]),
-                              dict(kind='auto', words=['auto', port], options=[], lines=['auto %s' % port])]
+                              dict(kind='auto', words=['auto', port], options=[], lines=[ifupdown_line(['auto', port])])]
                     blocks += [iface_block(port, family, method, opts) for family, method, opts in blob]
                     changes.append(FileChange(path, None, render_interfaces(blocks), backup_dir=self.backup_dir))
         return changes
 
 
 # ---------------------------------------------------------------- NetworkManager
+class KeyfileRaw(str):
+    """A keyfile value kept as written in a file (already in GLib's escaped form): written back as is."""
+
+
+_KEYFILE_UNESCAPE = {'s': ' ', 'n': '\n', 't': '\t', 'r': '\r', '\\': '\\'}
+_KEYFILE_KEY = re.compile(r'[A-Za-z0-9_.@-]+(\[[A-Za-z0-9_.@-]+\])?')   # key, or key[locale]
+_KEYFILE_GROUP = re.compile(r'[^\[\]\x00-\x1f\x7f]+')
+
+
+def keyfile_escape(value):
+    """GLib keyfile string escaping (g_key_file_set_string): a value stays on its line, whatever it holds."""
+    out = []
+    for index, char in enumerate(str(value)):
+        if char == '\\':
+            out.append('\\\\')
+        elif char == '\n':
+            out.append('\\n')
+        elif char == '\t':
+            out.append('\\t')
+        elif char == '\r':
+            out.append('\\r')
+        elif char == ' ' and index == 0:
+            out.append('\\s')
+        elif V.has_control(char):
+            raise KvmError('NetworkManager keyfile: refusing to write the control character %r' % char)
+        else:
+            out.append(char)
+    return ''.join(out)
+
+
+def keyfile_unescape(raw):
+    """GLib's reading of a string value (g_key_file_get_string); unknown escapes are kept as written."""
+    out = []
+    chars = iter(raw)
+    for char in chars:
+        if char != '\\':
+            out.append(char)
+            continue
+        nxt = next(chars, '')
+        out.append(_KEYFILE_UNESCAPE.get(nxt, '\\' + nxt))
+    return ''.join(out)
+
+
+class KeyFile(object):
+    """A NetworkManager keyfile read the way GLib reads it (line based: no continuation lines).
+
+    ``items`` gives the values as written (escaped, for copying to another file); ``get`` unescapes.
+    """
+
+    def __init__(self):
+        self.groups = {}
+
+    def has_section(self, group):
+        return group in self.groups
+
+    def items(self, group):
+        return [(key, KeyfileRaw(value)) for key, value in self.groups[group].items()]
+
+    def get(self, group, key, fallback=None):
+        if key not in self.groups.get(group, {}):
+            return fallback
+        return keyfile_unescape(self.groups[group][key])
+
+
 def parse_keyfile(text):
-    parser = configparser.RawConfigParser(strict=False, interpolation=None, delimiters=('=',),
-                                          comment_prefixes=('#',))
-    parser.optionxform = str
-    try:
-        parser.read_string(text or '')
-    except configparser.Error as exc:
-        raise KvmError('cannot parse NetworkManager keyfile: %s' % str(exc).splitlines()[0])
-    return parser
+    keyfile = KeyFile()
+    group = None
+    for number, line in enumerate((text or '').splitlines(), 1):
+        line = line.lstrip()
+        if not line or line.startswith('#'):
+            continue
+        if line.startswith('['):
+            if not line.rstrip().endswith(']'):
+                raise KvmError('cannot parse NetworkManager keyfile: line %d is not a [group]' % number)
+            group = line.rstrip()[1:-1]
+            keyfile.groups.setdefault(group, {})
+            continue
+        if group is None or '=' not in line:
+            raise KvmError('cannot parse NetworkManager keyfile: line %d is not key=value in a group' % number)
+        key, value = line.split('=', 1)
+        keyfile.groups[group][key.rstrip()] = value.lstrip()
+    return keyfile
 
 
 def render_keyfile(sections):
+    """Sections [(group, [(key, value)])] in GLib keyfile syntax: every value escaped unless already raw."""
     out = io.StringIO()
     out.write('# %s\n' % HEADER)
     first = True
     for section, items in sections:
+        if not _KEYFILE_GROUP.fullmatch(section):
+            raise KvmError('NetworkManager keyfile: refusing to write the group %s' % V.shown(section))
         if not first:
             out.write('\n')
         first = False
         out.write('[%s]\n' % section)
         for key, value in items:
+            if not _KEYFILE_KEY.fullmatch(key):
+                raise KvmError('NetworkManager keyfile: refusing to write the key %s' % V.shown(key))
+            if isinstance(value, KeyfileRaw):
+                if V.has_control(value):
+                    raise KvmError('%s: refusing to write a value with control characters' % key)
+            else:
+                value = keyfile_escape(value)
             out.write('%s=%s\n' % (key, value))
     return out.getvalue()
 
@@ -541,7 +679,10 @@ class NetworkManagerProvider(Provider):
         for path in sorted(glob.glob(os.path.join(self.path(self.directory), '*'))):
             if path in exclude or path.endswith('~') or not os.path.isfile(path):
                 continue
-            parser = parse_keyfile(read_text(path))
+            try:
+                parser = parse_keyfile(read_text(path))
+            except KvmError:
+                continue   # NetworkManager does not load a keyfile GLib cannot parse either
             if parser.has_section('connection') and parser.get('connection', 'interface-name', fallback=None) == device:
                 found.append((path, parser))
         return found

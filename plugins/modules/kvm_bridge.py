@@ -37,7 +37,11 @@ attributes:
     description: One diff for the kernel state (bridge, ports, addresses, routes) and one per file.
 options:
   name:
-    description: Bridge name (1 to 15 characters), for example C(br1).
+    description:
+      - Bridge name, for example C(br1) - 1 to 15 letters, digits, C(_), C(.) and C(-), not starting with C(.) or C(-).
+      - The same rule holds for O(ports). Names are written into shell-sourced ifcfg files, interfaces(5) stanzas and
+        keyfiles, so anything else (blanks, quotes, C($), backticks, C(;), C(#), C(/), newlines, non-ASCII) is refused
+        before anything is read from the kernel or written.
     type: str
     required: true
   ports:
@@ -125,6 +129,14 @@ options:
     default: /
 notes:
   - Needs root on the managed host (netlink changes and raw ICMP sockets) and iproute2 4.13 or later.
+  - Every option is checked (interface names, addresses with prefix, gateway, DNS servers, probe, MAC, MTU, delays,
+    O(config_root)) before the kernel is read or anything is written; a refusal names the option. Each file is then
+    written in its format's own quoting (shell single quotes for ifcfg, plain validated words for interfaces(5), GLib
+    escaping for keyfiles).
+  - Files are written through a random temporary file in the target directory (never through a symlink) and renamed
+    into place. New ifcfg, route and interfaces(5) files are mode 0644, as the distributions ship them (ifquery and the
+    network-scripts helpers read them without root); NetworkManager keyfiles are 0600; an existing file keeps its
+    mode. Backups are 0600.
   - Only addresses, the default gateway and DNS are written to the files; other static routes are moved in the
     kernel only.
 '''

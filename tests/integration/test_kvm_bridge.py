@@ -479,14 +479,16 @@ def test_networkmanager_static_addressing(lab):
 
 
 @pytest.mark.parametrize('args, message', [
-    (dict(ports=['eth9']), 'port eth9 does not exist'),
-    (dict(ports=['plain1']), 'port plain1 is already in bridge brother'),
-    (dict(name='plain0', ports=['eth0']), 'name plain0 is taken by a link that is not a bridge (veth)'),
-    (dict(ports=['eth0'], ip='static', address=['{net}.2']), 'address {net}.2 has no prefix'),
+    (dict(ports=['eth9']), 'ports: eth9 does not exist'),
+    (dict(ports=['plain1']), 'ports: plain1 is already in bridge brother'),
+    (dict(name='plain0', ports=['eth0']), 'name: plain0 is taken by a link that is not a bridge (veth)'),
+    (dict(ports=['eth0'], ip='static', address=['{net}.2']), 'address[0]: not an address with a prefix'),
     (dict(ports=['eth0'], ip='static', address=['{net}.2/24'], gateway='10.9.9.9'),
-     'gateway 10.9.9.9 is not inside any of the addresses'),
-    (dict(ports=['plain0', 'eth0']), 'port eth0 carries {net}.2/24'),
-    (dict(ports=['eth0'], forward_delay=31), 'forward_delay 31 is out of range 0-30 seconds'),
+     'gateway: 10.9.9.9 is not inside any of the addresses'),
+    (dict(ports=['plain0', 'eth0']), 'ports: eth0 carries {net}.2/24'),
+    (dict(ports=['eth0'], forward_delay=31), 'forward_delay: must be at most 30'),
+    (dict(name='br$(touch x)', ports=['eth0']), 'name: invalid interface name'),
+    (dict(ports=['eth0'], ip='static', address=['{net}.2/24'], dns=['{net}.1`touch x`']), 'dns[0]: not an IP address'),
 ])
 def test_bad_input_changes_nothing(lab, args, message):
     args = dict(args)

@@ -38,38 +38,47 @@ def params(**overrides):
 
 # ---------------------------------------------------------------- validation
 @pytest.mark.parametrize('overrides, message', [
-    (dict(name='a' * 16), "name 'aaaaaaaaaaaaaaaa': 1 to 15 characters"),
-    (dict(name='br/0'), '1 to 15 characters'),
-    (dict(name='bond0'), 'name bond0 is taken by a link that is not a bridge (bond)'),
-    (dict(name='ens34'), 'name ens34 is taken by a link that is not a bridge (a plain device)'),
-    (dict(ports=['nope0']), 'port nope0 does not exist'),
+    (dict(name='a' * 16), "name: invalid interface name"),
+    (dict(name='br/0'), 'name: invalid interface name'),
+    (dict(name='br$(id>x)'), 'name: invalid interface name'),
+    (dict(name='br`id`'), 'name: invalid interface name'),
+    (dict(name='br0\n'), 'name: invalid interface name'),
+    (dict(name='..'), 'name: invalid interface name'),
+    (dict(name='bond0'), 'name: bond0 is taken by a link that is not a bridge (bond)'),
+    (dict(name='ens34'), 'name: ens34 is taken by a link that is not a bridge (a plain device)'),
+    (dict(ports=['nope0']), 'ports: nope0 does not exist'),
+    (dict(ports=['ens33', 'e;th0']), 'ports[1]: invalid interface name'),
     (dict(ports=['ens33', 'ens33']), 'ports: ens33 listed more than once'),
-    (dict(ports=['eth5']), 'port eth5 is already in bridge br9'),
-    (dict(ports=['eth6']), 'port eth6 is already enslaved to bond0 (bond)'),
-    (dict(ports=['br9']), 'port br9 is itself a bridge'),
-    (dict(ports=['lo']), 'port lo is a loopback device'),
-    (dict(ports=['br0']), 'port br0: a bridge cannot be its own port'),
-    (dict(mac='52:54:00:aa:bb'), "mac '52:54:00:aa:bb' is not a MAC address"),
-    (dict(mac='01:00:5e:00:00:01'), 'mac 01:00:5e:00:00:01 is a multicast address'),
-    (dict(mtu=40), 'mtu 40 is out of range 68-65535'),
-    (dict(forward_delay=-1), 'forward_delay -1 is out of range 0-30 seconds'),
-    (dict(rollback_timeout=0), 'rollback_timeout 0 is out of range 1-3600 seconds'),
-    (dict(ip='static', address=['192.0.2.10']), 'address 192.0.2.10 has no prefix: write it as address/prefix'),
-    (dict(ip='static', address=['192.0.2.300/24']), "address '192.0.2.300/24' is not an IP address with a prefix"),
-    (dict(ip='static', address=['192.0.2.0/24']), 'is the network or broadcast address of 192.0.2.0/24'),
-    (dict(address=['192.0.2.10/24']), 'address is only used with ip=static (ip is inherit)'),
-    (dict(ip='dhcp', gateway='192.0.2.1'), 'gateway is only used with ip=static (ip is dhcp)'),
+    (dict(ports=['eth5']), 'ports: eth5 is already in bridge br9'),
+    (dict(ports=['eth6']), 'ports: eth6 is already enslaved to bond0 (bond)'),
+    (dict(ports=['br9']), 'ports: br9 is itself a bridge'),
+    (dict(ports=['lo']), 'ports: lo is a loopback device'),
+    (dict(ports=['br0']), 'ports: br0: a bridge cannot be its own port'),
+    (dict(mac='52:54:00:aa:bb'), "mac: invalid MAC address"),
+    (dict(mac='52:54:00:aa:bb:cc\nX=1'), "mac: invalid MAC address"),
+    (dict(mac='01:00:5e:00:00:01'), 'mac: 01:00:5e:00:00:01 is a multicast address'),
+    (dict(mac='00:00:00:00:00:00'), 'mac: the all-zero address is not usable'),
+    (dict(mtu=40), 'mtu: must be at least 68'),
+    (dict(mtu=65536), 'mtu: must be at most 65535'),
+    (dict(forward_delay=-1), 'forward_delay: must be at least 0'),
+    (dict(rollback_timeout=0), 'rollback_timeout: must be at least 1'),
+    (dict(ip='static', address=['192.0.2.10']), 'address[0]: not an address with a prefix'),
+    (dict(ip='static', address=['192.0.2.10/24', '192.0.2.300/24']), "address[1]: not an address with a prefix"),
+    (dict(ip='static', address=['192.0.2.0/24']), 'address[0]: is the network or broadcast address of 192.0.2.0/24'),
+    (dict(address=['192.0.2.10/24']), 'address: only used with ip=static (ip is inherit)'),
+    (dict(ip='dhcp', gateway='192.0.2.1'), 'gateway: only used with ip=static (ip is dhcp)'),
     (dict(ip='static', address=['192.0.2.10/24'], gateway='198.51.100.1'),
-     'gateway 198.51.100.1 is not inside any of the addresses (192.0.2.10/24)'),
-    (dict(ip='static', address=['192.0.2.10/24'], gateway='nope'), "gateway: 'nope' is not an IP address"),
-    (dict(dns=['192.0.2.53']), 'dns is only used with ip=static or ip=dhcp'),
-    (dict(ip='dhcp', dns=['one']), "dns: 'one' is not an IP address"),
-    (dict(probe='gw.example'), "probe: 'gw.example' is not an IP address"),
+     'gateway: 198.51.100.1 is not inside any of the addresses (192.0.2.10/24)'),
+    (dict(ip='static', address=['192.0.2.10/24'], gateway='nope'), "gateway: not an IP address (got 'nope')"),
+    (dict(dns=['192.0.2.53']), 'dns: only used with ip=static or ip=dhcp'),
+    (dict(ip='dhcp', dns=['one']), "dns[0]: not an IP address (got 'one')"),
+    (dict(probe='gw.example'), "probe: not an IP address (got 'gw.example')"),
+    (dict(config_root='/tmp/../etc'), "config_root: must not contain '..' components"),
 ])
 def test_bad_input(overrides, message):
     with pytest.raises(KvmError) as err:
         B.build_spec(params(**overrides), LINKS)
-    assert message in err.value.msg
+    assert err.value.msg.startswith(message), err.value.msg
 
 
 def test_spec_defaults_mac_to_first_port_and_normalizes():
@@ -92,7 +101,7 @@ def test_other_ports_must_not_carry_addresses():
     current = state(ports={'ens33': None, 'ens34': None}, addresses={'ens34': [A4]})
     with pytest.raises(KvmError) as err:
         B.check_port_addresses(spec, current)
-    assert err.value.msg.startswith('port ens34 carries 192.0.2.10/24; only the first port (ens33)')
+    assert err.value.msg.startswith('ports: ens34 carries 192.0.2.10/24; only the first port (ens33)')
 
 
 # ---------------------------------------------------------------- plan
@@ -292,3 +301,56 @@ def test_transaction_success_keeps_backups(tmp_path):
     assert old.read_text() == 'NEW\n' and (old.stat().st_mode & 0o777) == 0o640
     assert len(backups) == 1 and open(backups[0]).read() == 'OLD\n' and backups[0].endswith('~')
     assert warnings == []
+
+
+# ---------------------------------------------------------------- files: atomic, no symlinks, narrow modes
+def test_backups_are_owner_only_and_never_follow_a_planted_symlink(tmp_path):
+    old = tmp_path / 'ifcfg-ens33'
+    old.write_text('OLD\n')
+    victim = tmp_path / 'victim'
+    victim.write_text('precious\n')
+    victim.chmod(0o600)
+    first = B.backup_file(str(old))
+    assert (os.stat(first).st_mode & 0o777) == 0o600 and open(first).read() == 'OLD\n'
+    # a symlink planted at the next predictable names is neither followed nor replaced
+    os.unlink(first)
+    os.symlink(str(victim), first)
+    second = B.backup_file(str(old))
+    assert second != first and os.path.islink(first)
+    assert victim.read_text() == 'precious\n' and (victim.stat().st_mode & 0o777) == 0o600
+    assert open(second).read() == 'OLD\n' and (os.stat(second).st_mode & 0o777) == 0o600
+
+
+def test_backup_dir_is_owner_only(tmp_path):
+    old = tmp_path / 'br1'
+    old.write_text('OLD\n')
+    backup = B.backup_file(str(old), str(tmp_path / 'interfaces.d.kvm_bridge-backup'))
+    assert (os.stat(os.path.dirname(backup)).st_mode & 0o777) == 0o700
+
+
+def test_write_atomic_new_file_mode_and_symlink_replaced_not_followed(tmp_path):
+    victim = tmp_path / 'victim'
+    victim.write_text('precious\n')
+    victim.chmod(0o600)
+    target = tmp_path / 'sub' / 'ifcfg-br1'
+    B.write_atomic(FakeModule(), str(target), 'NEW\n', 0o644)
+    assert target.read_text() == 'NEW\n' and (target.stat().st_mode & 0o777) == 0o644
+    link = tmp_path / 'br1.nmconnection'
+    os.symlink(str(victim), str(link))
+    B.write_atomic(FakeModule(), str(link), 'KEYFILE\n', 0o600)
+    assert not link.is_symlink() and link.read_text() == 'KEYFILE\n' and (link.stat().st_mode & 0o777) == 0o600
+    assert victim.read_text() == 'precious\n' and (victim.stat().st_mode & 0o777) == 0o600
+    assert sorted(os.listdir(str(tmp_path / 'sub'))) == ['ifcfg-br1']   # no temporary file left behind
+
+
+def test_validation_happens_before_iproute2_runs():
+    hostile = params(name='br$(id>x)')
+
+    class NoIp(object):
+        params = hostile
+
+        def get_bin_path(self, name):
+            raise AssertionError('iproute2 looked up before the options were checked')
+    with pytest.raises(KvmError) as err:
+        B.run_bridge(NoIp())
+    assert err.value.msg.startswith('name: invalid interface name')

@@ -114,7 +114,7 @@ def test_ifcfg_render_addressing(addressing, expected):
 
 def test_ifcfg_quoting_round_trip():
     text = P.render_ifcfg([('NAME', 'System eth0'), ('IPV6ADDR_SECONDARIES', 'a b'), ('EMPTY', '')])
-    assert 'NAME="System eth0"' in text and 'EMPTY=""' in text
+    assert "NAME='System eth0'" in text and "EMPTY=''" in text
     assert P.parse_ifcfg(text) == [('NAME', 'System eth0'), ('IPV6ADDR_SECONDARIES', 'a b'), ('EMPTY', '')]
 
 
