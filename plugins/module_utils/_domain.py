@@ -35,12 +35,21 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import (
     AGENT_CHANNEL,
     disk_view,
     has_agent_channel,
-    mask_secrets,
     nic_view,
 )
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import domain_facts, domain_xml_facts
-from ansible_collections.kvmops.kvm.plugins.module_utils._units import to_bytes, to_kib
-from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, make_diff, parse, to_string
+from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
+from ansible_collections.kvmops.kvm.plugins.module_utils._qemu_img import create_image, refuse_link, write_private_file
+from ansible_collections.kvmops.kvm.plugins.module_utils._units import to_bytes
+from ansible_collections.kvmops.kvm.plugins.module_utils._xml import (
+    etree,
+    find_secrets,
+    make_diff,
+    mask_secrets,
+    parse,
+    register_secrets,
+    to_string,
+)
 
 STATES = ['present', 'running', 'shutdown', 'destroyed', 'paused', 'absent']
 
@@ -80,9 +89,9 @@ GRAPHICS_SPEC = dict(
 )
 
 CLOUD_INIT_SPEC = dict(
-    user_data=dict(type='raw'),
-    meta_data=dict(type='raw'),
-    network_config=dict(type='raw'),
+    user_data=dict(type='raw', no_log=True),
+    meta_data=dict(type='raw', no_log=True),
+    network_config=dict(type='raw', no_log=True),
     directory=dict(type='path', default='/var/lib/libvirt/images'),
 )
 
@@ -115,13 +124,10 @@ ARGUMENT_SPEC = dict(
     graphics=dict(type='dict', options=GRAPHICS_SPEC),
     cloud_init=dict(type='dict', options=CLOUD_INIT_SPEC),
     guest_agent=dict(type='bool'),
-    xml=dict(type='str'),
+    xml=dict(type='str', no_log=True),
 )
 
-NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.+:@-]{0,199}$')
-UUID_RE = re.compile(r'^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$')
-MAC_RE = re.compile(r'^([0-9a-f]{2}:){5}[0-9a-f]{2}$')
-TARGET_RE = re.compile(r'^(vd|sd|hd|xvd)[a-z]{1,3}$')
+TARGET_RE = re.compile(r'(vd|sd|hd|xvd)[a-z]{1,3}')
 BUS_PREFIX = dict(virtio='vd', sata='sd', scsi='sd', usb='sd', ide='hd')
 PREFIX_BUS = dict(vd='virtio', sd='sata', hd='ide', xvd='xen')
 BALLOON_WAIT = 30
@@ -129,14 +135,27 @@ AGENT_WAIT = 15
 DETACH_WAIT = 10
 SHUTDOWN_RETRY = 10   # seconds between graceful shutdown requests while waiting
 LIVE = 1   # VIR_DOMAIN_AFFECT_LIVE
+MAX_BOOT_ORDER = 65535
+MAX_PASSWORD = 255
+# Host paths in a user's domain XML, checked like the typed path options.
+XML_PATHS = ('os/kernel', 'os/initrd', 'os/dtb', 'os/loader', 'os/nvram', 'devices/emulator',
+             'devices/disk/source/@file', 'devices/disk/backingStore/source/@file')
 
 
 # ---------------------------------------------------------------- validation (no I/O)
-def _size_kib(option, value):
+def _size_bytes(option, value, default_unit, maximum, minimum=1):
+    """A size option in bytes, within bounds; the refusal names the option (never a traceback)."""
     try:
-        return to_kib(value, 'MiB')
+        size = to_bytes(value, default_unit)
     except KvmError as exc:
-        raise KvmError('%s: %s' % (option, exc.msg))
+        valid.refuse(option, exc.msg)
+    except (OverflowError, ValueError):
+        valid.refuse(option, 'is not a usable size', value)
+    return valid.size_bytes(option, size, maximum, minimum)
+
+
+def _size_kib(option, value, default_unit='MiB'):
+    return (_size_bytes(option, value, default_unit, valid.MAX_MEMORY_BYTES, valid.KIB) + 1023) // 1024
 
 
 def _auto_targets(disks):
@@ -153,33 +172,74 @@ def _auto_targets(disks):
                 break
 
 
-def validate(params):
-    """The normalized spec, or a KvmError naming the option. Pure: no I/O."""
-    name = params['name']
-    if not NAME_RE.match(name or ''):
-        raise KvmError('name: invalid guest name %r (letters, digits and _ . + : @ -; at most 200 characters)' % name)
-    if params.get('uuid') and not UUID_RE.match(params['uuid']):
-        raise KvmError('uuid: invalid UUID %r' % params['uuid'])
-    if params.get('shutdown_timeout') is not None and params['shutdown_timeout'] < 0:
-        raise KvmError('shutdown_timeout: must be >= 0')
+def _user_xml(text, name, hide):
+    """The ``xml`` option parsed, its secrets handed to ``hide`` first, its values checked."""
+    try:
+        xml = parse(text, 'domain XML')
+    except KvmError as exc:
+        valid.refuse('xml', exc.msg)
+    if hide is not None:
+        hide(find_secrets(xml))
+    if xml.tag != 'domain':
+        valid.refuse('xml', 'the root element must be <domain>, not <%s>' % xml.tag)
+    xml_name = xml.findtext('name')
+    if xml_name is not None and xml_name != name:
+        valid.refuse('xml', '<name> does not match name %s' % name, xml_name)
+    if xml_name is None:
+        node = etree.Element('name')
+        node.text = name
+        xml.insert(0, node)
+    for path in XML_PATHS:
+        for index, value in enumerate(xml.xpath(path)):
+            value = str(value) if isinstance(value, str) else (value.text or '')
+            if value.strip():
+                valid.abs_path('xml (%s[%d])' % (path, index + 1), value)
+    for tag in ('memory', 'currentMemory', 'maxMemory'):
+        node = xml.find(tag)
+        if node is not None and (node.text or '').strip():
+            _size_bytes('xml (<%s>)' % tag, node.text.strip(), node.get('unit') or 'KiB', valid.MAX_MEMORY_BYTES)
+    vcpu = xml.find('vcpu')
+    for what, value in (('<vcpu>', vcpu.text), ('<vcpu current>', vcpu.get('current'))) if vcpu is not None else ():
+        if value is not None and not (re.fullmatch(r'\s*[0-9]{1,9}\s*', value) and 1 <= int(value) <= valid.MAX_VCPUS):
+            valid.refuse('xml (%s)' % what, 'must be a number of vCPUs from 1 to %d' % valid.MAX_VCPUS, value)
+    return xml
+
+
+def validate(params, hide=None):
+    """The normalized spec, or a ValidationError naming the option. Pure: no I/O.
+
+    ``hide`` (optional) is called with the secrets found in ``xml`` as soon as it is parsed, before any
+    other check can fail, so the module can mask them in whatever it prints.
+    """
+    name = valid.object_name('name', params['name'], 'guest name')
+    xml = _user_xml(params['xml'], name, hide) if params.get('xml') else None
+    uuid = valid.uuid('uuid', params['uuid']) if params.get('uuid') else None
+    if params.get('shutdown_timeout') is not None:
+        valid.count('shutdown_timeout', params['shutdown_timeout'], minimum=0)
     options = {}
     for key in ('memory', 'max_memory'):
         if params.get(key) is not None:
             options[key] = _size_kib(key, params[key])
-            if options[key] <= 0:
-                raise KvmError('%s: must be greater than 0' % key)
     if 'memory' in options and 'max_memory' in options and options['memory'] > options['max_memory']:
-        raise KvmError('memory (%d KiB) must not exceed max_memory (%d KiB)' % (options['memory'], options['max_memory']))
+        raise valid.ValidationError('memory (%d KiB) must not exceed max_memory (%d KiB)'
+                                    % (options['memory'], options['max_memory']))
     for key in ('vcpus', 'max_vcpus', 'sockets', 'cores', 'threads'):
         if params.get(key) is not None:
-            if params[key] < 1:
-                raise KvmError('%s: must be at least 1' % key)
-            options[key] = params[key]
+            options[key] = valid.count(key, params[key], minimum=1, maximum=valid.MAX_VCPUS)
     if 'vcpus' in options and 'max_vcpus' in options and options['vcpus'] > options['max_vcpus']:
-        raise KvmError('vcpus (%d) must not exceed max_vcpus (%d)' % (options['vcpus'], options['max_vcpus']))
-    for key in ('cpu_mode', 'machine', 'firmware', 'virt_type', 'os_variant', 'kernel', 'initrd', 'cmdline'):
+        raise valid.ValidationError('vcpus (%d) must not exceed max_vcpus (%d)' % (options['vcpus'], options['max_vcpus']))
+    for key in ('cpu_mode', 'firmware', 'virt_type'):   # choices
         if params.get(key) is not None:
             options[key] = params[key]
+    if params.get('machine') is not None:
+        options['machine'] = valid.token('machine', params['machine'])
+    if params.get('os_variant') is not None:
+        options['os_variant'] = valid.osinfo_id('os_variant', params['os_variant']) if params['os_variant'] else ''
+    for key in ('kernel', 'initrd'):
+        if params.get(key) is not None:
+            options[key] = valid.abs_path(key, params[key]) if params[key] else ''
+    if params.get('cmdline') is not None:
+        options['cmdline'] = valid.text('cmdline', params['cmdline'], allow_empty=True)
 
     disks = None
     if params.get('disks') is not None:
@@ -190,7 +250,8 @@ def validate(params):
         seen = {}
         for index, disk in enumerate(disks):
             if disk['target'] in seen:
-                raise KvmError('disks: duplicate target %s (disks[%d] and disks[%d])' % (disk['target'], seen[disk['target']], index))
+                raise valid.ValidationError('disks: duplicate target %s (disks[%d] and disks[%d])'
+                                            % (disk['target'], seen[disk['target']], index))
             seen[disk['target']] = index
 
     nics = None
@@ -198,90 +259,113 @@ def validate(params):
         nics = []
         macs = set()
         for index, raw in enumerate(params['interfaces']):
-            nic = dict(raw)
-            if nic.get('mac'):
-                mac = nic['mac'].strip().lower().replace('-', ':')
-                if not MAC_RE.match(mac):
-                    raise KvmError('interfaces[%d].mac: invalid MAC address %r' % (index, raw['mac']))
-                if int(mac[:2], 16) & 1:
-                    raise KvmError('interfaces[%d].mac: %s is a multicast address' % (index, mac))
-                if mac in macs:
-                    raise KvmError('interfaces[%d].mac: duplicate MAC %s' % (index, mac))
-                macs.add(mac)
-                nic['mac'] = mac
-            if not nic.get('source'):
-                raise KvmError('interfaces[%d].source: required' % index)
-            if nic['type'] != 'direct':
-                nic['mode'] = None
-            nics.append(nic)
+            nics.append(_validate_nic(index, raw, macs))
 
     graphics = None
     if params.get('graphics') is not None:
-        graphics = dict(params['graphics'])
-        port = graphics.get('port')
-        if port is not None and port != -1 and not 5900 <= port <= 65535:
-            raise KvmError('graphics.port: %d is outside 5900-65535' % port)
-        if port == -1:
-            graphics['port'] = None
-
-    xml = None
-    if params.get('xml'):
-        xml = parse(params['xml'], 'domain XML in option xml')
-        if xml.tag != 'domain':
-            raise KvmError('xml: the root element must be <domain>, not <%s>' % xml.tag)
-        xml_name = xml.findtext('name')
-        if xml_name and xml_name != name:
-            raise KvmError('xml: <name>%s</name> does not match name %s' % (xml_name, name))
-        if xml_name is None:
-            node = etree.Element('name')
-            node.text = name
-            xml.insert(0, node)
+        graphics = _validate_graphics(params['graphics'])
 
     cloud_init = None
     if params.get('cloud_init') is not None:
-        ci = params['cloud_init']
-        # imported where used: every run pays the compile of what it imports (AnsiballZ ships no bytecode)
-        from ansible_collections.kvmops.kvm.plugins.module_utils._cloudinit import seed_image
-        file_name, image = seed_image(name, ci.get('user_data'), ci.get('meta_data'), ci.get('network_config'))
-        path = os.path.join(ci['directory'], file_name)
-        used = set(d['target'] for d in disks or [])
-        target = next('sd' + c for c in 'zyxwvutsrqponmlkjihgfedcba' if 'sd' + c not in used)
-        cloud_init = dict(path=path, image=image, directory=ci['directory'],
-                          disk=dict(device='cdrom', source=path, format='raw', target=target, bus='sata',
-                                    readonly=True))
-    return dict(name=name, uuid=params.get('uuid'), options=options, disks=disks, interfaces=nics,
+        cloud_init = _validate_cloud_init(name, params['cloud_init'], disks)
+    return dict(name=name, uuid=uuid, options=options, disks=disks, interfaces=nics,
                 graphics=graphics, cloud_init=cloud_init, xml=xml, guest_agent=params.get('guest_agent'))
+
+
+def _validate_nic(index, raw, macs):
+    label = 'interfaces[%d]' % index
+    nic = dict(raw)
+    if nic.get('mac'):
+        mac = valid.mac(label + '.mac', nic['mac'])
+        if mac in macs:
+            raise valid.ValidationError('%s.mac: duplicate MAC %s' % (label, mac))
+        macs.add(mac)
+        nic['mac'] = mac
+    if not nic.get('source'):
+        raise valid.ValidationError('%s.source: required' % label)
+    if nic['type'] == 'network':
+        valid.object_name(label + '.source', nic['source'], 'network name')
+    else:
+        valid.ifname(label + '.source', nic['source'])
+    if nic['type'] != 'direct':
+        nic['mode'] = None
+    return nic
+
+
+def _validate_graphics(raw):
+    graphics = dict(raw)
+    if graphics['type'] == 'none':
+        return graphics
+    port = graphics.get('port')
+    if port is not None and port != -1 and not 5900 <= port <= 65535:
+        raise valid.ValidationError('graphics.port: %d is outside 5900-65535' % port)
+    if port == -1:
+        graphics['port'] = None
+    graphics['listen'] = valid.ip_address('graphics.listen', graphics.get('listen'))
+    if graphics.get('keymap') is not None:
+        graphics['keymap'] = valid.token('graphics.keymap', graphics['keymap'])
+    password = graphics.get('password')
+    if password is not None:   # never shown: it is a secret
+        if valid.has_control(password) or len(password) > MAX_PASSWORD:
+            valid.refuse('graphics.password', 'must be at most %d characters without control characters' % MAX_PASSWORD,
+                         show_value=False)
+    return graphics
+
+
+def _validate_cloud_init(name, raw, disks):
+    directory = valid.abs_path('cloud_init.directory', raw.get('directory'))
+    for key in ('user_data', 'meta_data', 'network_config'):
+        if raw.get(key) is not None and not isinstance(raw[key], (str, dict, list)):
+            valid.refuse('cloud_init.%s' % key, 'must be text or a dictionary, not %s' % type(raw[key]).__name__,
+                         show_value=False)
+    # imported where used: every run pays the compile of what it imports (AnsiballZ ships no bytecode)
+    from ansible_collections.kvmops.kvm.plugins.module_utils._cloudinit import seed_image
+    try:
+        file_name, image = seed_image(name, raw.get('user_data'), raw.get('meta_data'), raw.get('network_config'))
+    except (TypeError, ValueError) as exc:
+        valid.refuse('cloud_init', 'cannot build the seed: %s' % type(exc).__name__, show_value=False)
+    path = os.path.join(directory, file_name)
+    used = set(d['target'] for d in disks or [])
+    target = next('sd' + c for c in 'zyxwvutsrqponmlkjihgfedcba' if 'sd' + c not in used)
+    return dict(path=path, image=image, directory=directory,
+                disk=dict(device='cdrom', source=path, format='raw', target=target, bus='sata', readonly=True))
 
 
 def _validate_disk(index, raw):
     label = 'disks[%d]' % index
     disk = dict(raw)
     if disk.get('path') and (disk.get('pool') or disk.get('volume')):
-        raise KvmError('%s: give either path or pool and volume, not both' % label)
+        raise valid.ValidationError('%s: give either path or pool and volume, not both' % label)
     if bool(disk.get('pool')) != bool(disk.get('volume')):
-        raise KvmError('%s: pool and volume go together' % label)
+        raise valid.ValidationError('%s: pool and volume go together' % label)
     if disk['device'] == 'disk' and not disk.get('path') and not disk.get('pool'):
-        raise KvmError('%s: path (or pool and volume) is required for a disk' % label)
-    if disk.get('target') and not TARGET_RE.match(disk['target']):
-        raise KvmError('%s.target: invalid target %r (vda, sdb, hdc, ...)' % (label, disk['target']))
+        raise valid.ValidationError('%s: path (or pool and volume) is required for a disk' % label)
+    if disk.get('path'):
+        disk['path'] = valid.abs_path(label + '.path', disk['path'])
+    if disk.get('pool'):
+        valid.object_name(label + '.pool', disk['pool'], 'pool name')
+        valid.object_name(label + '.volume', disk['volume'], 'volume name')
+    if disk.get('backing'):
+        disk['backing'] = valid.abs_path(label + '.backing', disk['backing'])
+    if disk.get('target') and not TARGET_RE.fullmatch(disk['target']):
+        valid.refuse(label + '.target', 'invalid target (vda, sdb, hdc, ...)', disk['target'])
+    if disk.get('boot_order') is not None:
+        valid.count(label + '.boot_order', disk['boot_order'], minimum=1, maximum=MAX_BOOT_ORDER)
     if not disk.get('bus'):
         prefix = re.match(r'^(vd|sd|hd|xvd)', disk['target']).group(1) if disk.get('target') else None
         disk['bus'] = PREFIX_BUS.get(prefix) if prefix else ('sata' if disk['device'] == 'cdrom' else 'virtio')
     if disk['bus'] == 'xen':
-        raise KvmError('%s.target: xvd targets are for Xen guests' % label)
+        raise valid.ValidationError('%s.target: xvd targets are for Xen guests' % label)
     if disk['device'] == 'cdrom':
         if disk['bus'] == 'virtio':
-            raise KvmError('%s.bus: a cdrom cannot be on the virtio bus (use sata, scsi or ide)' % label)
+            raise valid.ValidationError('%s.bus: a cdrom cannot be on the virtio bus (use sata, scsi or ide)' % label)
         disk.setdefault('format', None)
         disk['format'] = disk['format'] or 'raw'
         disk['readonly'] = True
     if disk.get('size') is not None:
-        try:
-            disk['size_bytes'] = to_bytes(disk['size'], 'GiB')
-        except KvmError as exc:
-            raise KvmError('%s.size: %s' % (label, exc.msg))
+        disk['size_bytes'] = _size_bytes(label + '.size', disk['size'], 'GiB', valid.MAX_VOLUME_BYTES)
     if disk.get('backing') and disk.get('format') == 'raw':
-        raise KvmError('%s.backing: an overlay of a backing image must be qcow2' % label)
+        raise valid.ValidationError('%s.backing: an overlay of a backing image must be qcow2' % label)
     disk['source'] = disk.pop('path', None) or ('' if disk['device'] == 'cdrom' and not disk.get('pool') else None)
     disk['label'] = label
     return disk
@@ -319,7 +403,13 @@ class Manager(object):
         flags = libvirt.VIR_DOMAIN_XML_SECURE
         if inactive:
             flags |= libvirt.VIR_DOMAIN_XML_INACTIVE
-        return parse(self.client.call('domain %s' % dom.name(), dom.XMLDesc, flags), 'domain XML')
+        root = parse(self.client.call('domain %s' % dom.name(), dom.XMLDesc, flags), 'domain XML')
+        register_secrets(self.module, root)   # read with VIR_DOMAIN_XML_SECURE: never printed
+        return root
+
+    def hide(self, values):
+        """Mask ``values`` (secrets) in everything the module prints."""
+        register_secrets(self.module, values=values)
 
     def write(self, what, func, *args):
         """Every libvirt write goes through here: never in check mode."""
@@ -363,6 +453,7 @@ class Manager(object):
             ci = spec['cloud_init']
             if not os.path.isdir(ci['directory']):
                 raise KvmError('cloud_init.directory: %s does not exist' % ci['directory'])
+            refuse_link('cloud_init.directory', ci['path'])
             if not os.path.exists(ci['path']):
                 self.storage.append(('iso', ci))
         elif spec['cloud_init'] is not None:
@@ -407,6 +498,9 @@ class Manager(object):
             if not disk.get('format'):
                 disk['format'] = image_format(path)
             return
+        if os.path.islink(path):
+            raise KvmError('%s.path: %s is a dangling symbolic link; refusing to create an image through it'
+                           % (label, path))
         if disk['device'] == 'cdrom':
             raise KvmError('%s.path: %s does not exist' % (label, path))
         if path in existing and disk.get('size_bytes') is None:
@@ -424,45 +518,26 @@ class Manager(object):
 
     # -- storage -------------------------------------------------------
     def create_storage(self):
+        """Disk images and the seed ISO: created atomically, mode 0600, never through a symbolic link."""
         for kind, data in self.storage:
             if kind == 'iso':
                 self.changes.append(change('config', 'cloud_init', 'create_image', after=data['path']))
                 if not self.check:
-                    tmp = data['path'] + '.tmp'
-                    try:
-                        with open(tmp, 'wb') as handle:
-                            handle.write(data['image'])
-                        os.chmod(tmp, 0o644)
-                        os.rename(tmp, data['path'])
-                    except (IOError, OSError) as exc:
-                        raise KvmError('cloud_init: cannot write %s: %s' % (data['path'], exc))
+                    write_private_file('cloud_init', data['path'], data['image'])
             elif kind == 'file':
                 self.changes.append(change('config', data['label'], 'create_image', after=dict(
                     path=data['source'], format=data['format'], size=data.get('size'), backing=data.get('backing'))))
                 if not self.check:
-                    self._qemu_img_create(data)
+                    full = data['format'] == 'raw' and data.get('allocation') == 'full'
+                    create_image(self.module, data['label'], data['source'], data['format'],
+                                 size_bytes=data.get('size_bytes'), backing=data.get('backing'),
+                                 backing_format=data.get('backing_format'), preallocation='full' if full else None)
             else:
                 disk = data['disk']
                 self.changes.append(change('config', disk['label'], 'create_volume', after=dict(
                     pool=disk['pool'], volume=disk['volume'], format=disk['format'], size=disk.get('size'))))
                 if not self.check:
                     self.client.call('pool %s' % disk['pool'], data['pool'].createXML, self._volume_xml(disk), 0)
-
-    def _qemu_img_create(self, disk):
-        qemu_img = self.module.get_bin_path('qemu-img')
-        if not qemu_img:
-            raise KvmError('%s: qemu-img is needed to create %s and was not found' % (disk['label'], disk['source']))
-        cmd = [qemu_img, 'create', '-q', '-f', disk['format']]
-        if disk.get('backing'):
-            cmd += ['-b', disk['backing'], '-F', disk['backing_format']]
-        if disk['format'] == 'raw' and disk.get('allocation') == 'full':
-            cmd += ['-o', 'preallocation=full']
-        cmd.append(disk['source'])
-        if disk.get('size_bytes') is not None:
-            cmd.append(str(disk['size_bytes']))
-        rc, _out, err = self.module.run_command(cmd)
-        if rc != 0:
-            raise KvmError('%s: qemu-img create %s failed: %s' % (disk['label'], disk['source'], ' '.join(err.split())))
 
     @staticmethod
     def _volume_xml(disk):
@@ -474,6 +549,7 @@ class Manager(object):
         etree.SubElement(vol, 'allocation', unit='bytes').text = str(allocation)
         target = etree.SubElement(vol, 'target')
         etree.SubElement(target, 'format', type=disk['format'])
+        etree.SubElement(etree.SubElement(target, 'permissions'), 'mode').text = '0600'
         if disk.get('backing'):
             backing = etree.SubElement(vol, 'backingStore')
             etree.SubElement(backing, 'path').text = disk['backing']
@@ -739,7 +815,7 @@ class Manager(object):
     # -- main ------------------------------------------------------------
     def run(self):
         params = self.params
-        spec = validate(params)
+        spec = validate(params, hide=self.hide)
         name = spec['name']
         dom = self.client.find_domain(name)
         if params['state'] == 'absent':
@@ -827,8 +903,17 @@ class Manager(object):
 
 def main(module):
     def converge(client):
-        result = Manager(client, module).run()
-        for warning in result.pop('warnings', []):
-            module.warn(warning)
-        return result
+        try:
+            result = Manager(client, module).run()
+        except KvmError as exc:
+            failure = exc
+        else:
+            for warning in result.pop('warnings', []):
+                module.warn(warning)
+            return result
+        # Failed outside the except clause: at -vvv Ansible attaches the traceback of an exception being
+        # handled to fail_json, and a refusal is a message, not a crash.
+        client.close()
+        module.fail_json(msg=failure.msg, **failure.facts)
+        return None
     run(module, converge)

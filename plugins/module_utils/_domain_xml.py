@@ -26,10 +26,10 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._facts import (
     interface_facts,
     memory_kib,
 )
-from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, find_text
+from ansible_collections.kvmops.kvm.plugins.module_utils._xml import SECRET_MASK, etree, find_text
 
 LIBOSINFO_NS = 'http://libosinfo.org/xmlns/libvirt/domain/1.0'
-GRAPHICS_PASSWORD_MASK = '********'
+GRAPHICS_PASSWORD_MASK = SECRET_MASK
 
 
 # ---------------------------------------------------------------- helpers
@@ -474,14 +474,3 @@ def set_agent_channel(root, wanted):
             remove(node)
         return True
     return False
-
-
-def mask_secrets(root):
-    """A copy of ``root`` whose graphics passwords are masked (diff output)."""
-    if root is None:
-        return None
-    masked = copy.deepcopy(root)
-    for node in masked.iter('graphics'):
-        if node.get('passwd') is not None:
-            node.set('passwd', GRAPHICS_PASSWORD_MASK)
-    return masked

@@ -31,8 +31,8 @@ attributes:
   diff_mode:
     support: full
     description:
-      - The persistent definition before and after (graphics passwords masked), preceded by the live changes
-        of a running guest.
+      - The persistent definition before and after (graphics passwords and other secrets masked as C(********)),
+        preceded by the live changes of a running guest.
 options:
   name:
     description:
@@ -41,7 +41,7 @@ options:
     required: true
   uuid:
     description:
-      - UUID for a new guest. On an existing guest it must match (a UUID cannot change).
+      - UUID for a new guest (with or without dashes). On an existing guest it must match (a UUID cannot change).
     type: str
   state:
     description:
@@ -86,7 +86,7 @@ options:
   memory:
     description:
       - Current memory (C(<currentMemory>), the balloon target). A number with libvirt's units - V(512MiB), V(1G),
-        V(1GiB), V(1000MB), V(524288KiB); a bare number is MiB. Required to create a guest.
+        V(1GiB), V(1000MB), V(524288KiB); a bare number is MiB. Required to create a guest. At most 64 TiB.
       - On a running guest it is applied live through the virtio balloon, up to the guest's maximum.
       - Defaults to and must not exceed O(max_memory).
     type: str
@@ -99,6 +99,7 @@ options:
     description:
       - Current (online) vCPUs. On a running guest, raised live (hot-plug) up to the running maximum; lowering
         vCPUs waits for a restart (hot-unplug is not used).
+      - O(vcpus), O(max_vcpus), O(sockets), O(cores) and O(threads) are each between 1 and 4096.
     type: int
   max_vcpus:
     description:
@@ -121,7 +122,7 @@ options:
   machine:
     description:
       - Machine type, for example V(pc), V(q35) or V(pc-q35-7.2). An alias such as V(q35) matches the
-        versioned type libvirt expands it to.
+        versioned type libvirt expands it to. Letters, digits and C(_ . + -).
     type: str
   firmware:
     description: V(bios) (SeaBIOS) or V(efi) (OVMF, chosen by libvirt's firmware auto-selection).
@@ -136,16 +137,20 @@ options:
     choices: [auto, kvm, qemu]
   os_variant:
     description:
-      - libosinfo id stored in the guest metadata (for example V(http://debian.org/debian/12)). Informational.
+      - libosinfo id stored in the guest metadata (for example V(http://debian.org/debian/12), or a short id such as
+        V(debian12)). Informational. An empty string removes it.
     type: str
   kernel:
-    description: Host path of a kernel for direct kernel boot (C(<os><kernel>)). An empty string removes it.
+    description:
+      - Host path of a kernel for direct kernel boot (C(<os><kernel>)). An empty string removes it.
+      - Paths (here, O(initrd), O(disks[].path), O(disks[].backing), O(cloud_init.directory)) must be absolute,
+        without C(..) components and without control characters.
     type: path
   initrd:
     description: Host path of an initrd for direct kernel boot. An empty string removes it.
     type: path
   cmdline:
-    description: Kernel command line for direct kernel boot. An empty string removes it.
+    description: Kernel command line for direct kernel boot, one line without control characters. An empty string removes it.
     type: str
   disks:
     description:
@@ -154,6 +159,9 @@ options:
       - Disks are matched by O(disks[].target). A missing image is created with O(disks[].size) and
         O(disks[].format), or as a thin qcow2 overlay of O(disks[].backing). Existing images are never resized
         or overwritten.
+      - A created image file is made under a random temporary name beside it, with mode 0600 (libvirt's dynamic
+        ownership lets QEMU open it), and then put in place; a symbolic link where the image is to be created is
+        refused, never followed. A created pool volume gets mode 0600.
       - On a running guest, virtio, scsi and usb disks are attached and detached live; a cdrom's medium is
         changed live. Other changes wait for a restart.
     type: list
@@ -163,13 +171,13 @@ options:
         description: Image file (absolute path) or cdrom ISO. For a cdrom, omit it for an empty drive.
         type: path
       pool:
-        description: Storage pool of the volume (instead of O(disks[].path)).
+        description: Storage pool of the volume (instead of O(disks[].path)). A libvirt object name.
         type: str
       volume:
-        description: Volume name in O(disks[].pool).
+        description: Volume name in O(disks[].pool). A libvirt object name (no C(/)).
         type: str
       size:
-        description: Size of an image to create, with units (V(8G), V(8GiB), V(500MiB)); a bare number is GiB.
+        description: Size of an image to create, with units (V(8G), V(8GiB), V(500MiB)); a bare number is GiB. At most 64 PiB.
         type: str
       format:
         description:
@@ -233,7 +241,10 @@ options:
         choices: [network, bridge, direct]
         default: network
       source:
-        description: Network, bridge or host interface name. Must exist.
+        description:
+          - Network, bridge or host interface name. Must exist.
+          - A network is a libvirt object name; a bridge or host interface a Linux interface name (letters, digits
+            and C(_ . -), at most 15 characters).
         type: str
         required: true
       model:
@@ -264,7 +275,9 @@ options:
         choices: [vnc, spice, none]
         default: vnc
       listen:
-        description: Listen address. The default keeps the console on the host; V(0.0.0.0) exposes it to the network.
+        description:
+          - Listen address, an IPv4 or IPv6 address. The default keeps the console on the host; V(0.0.0.0) exposes it
+            to the network.
         type: str
         default: 127.0.0.1
       port:
@@ -274,24 +287,32 @@ options:
         description: Keymap, for example V(en-us).
         type: str
       password:
-        description: Console password.
+        description:
+          - Console password (at most 255 characters, no control characters). Never shown - masked as C(********)
+            in RV(changes) and the diff.
         type: str
   cloud_init:
     description:
       - A cloud-init NoCloud seed - an ISO9660 image with volume id C(cidata) built in Python (no genisoimage),
         named C(<name>-cidata-<hash>.iso) after a hash of its content, written to O(cloud_init.directory) and
         attached as a read-only sata cdrom. Changing the content writes a new ISO and swaps the medium.
+      - The ISO holds secrets (passwords, keys), so it is written with mode 0600 under a random temporary name in
+        O(cloud_init.directory) and then put in place; a symbolic link at its name is refused, never followed.
+        libvirt's dynamic ownership lets QEMU read it while the guest runs.
+      - O(cloud_init.user_data), O(cloud_init.meta_data) and O(cloud_init.network_config) are C(no_log) - Ansible
+        masks every value in them in all its output. Given as a dictionary, each of its values (a user name, a
+        number) is masked wherever it appears in the task's output; give them as text to mask only the whole text.
       - When not given, an existing seed cdrom is left as it is (O(disks) never removes it).
     type: dict
     suboptions:
       user_data:
-        description: user-data text (for example starting with C(#cloud-config)), or a dict written as cloud-config.
+        description: user-data text (for example starting with C(#cloud-config)), or a dict written as cloud-config. Never logged.
         type: raw
       meta_data:
-        description: meta-data text or dict. Default - C(instance-id) and C(local-hostname) set to O(name).
+        description: meta-data text or dict. Default - C(instance-id) and C(local-hostname) set to O(name). Never logged.
         type: raw
       network_config:
-        description: network-config text or dict (omitted when not given).
+        description: network-config text or dict (omitted when not given). Never logged.
         type: raw
       directory:
         description: Directory for the ISO on the hypervisor host.
@@ -314,6 +335,11 @@ options:
         would - the domain type (O(virt_type), or what C(auto) picks), C(<os><type>hvm</type></os>), ACPI and APIC
         features, the devices element, a pty serial console and a virtio balloon; C(<memory>) (or O(memory)) is
         required.
+      - C(no_log) - never shown. Secrets inside it (graphics C(passwd) of VNC or SPICE, C(<cookie>) and other
+        secret values), and those of the guest's current definition, are masked in every output of the task
+        (C(********) in RV(changes) and the diff), at any verbosity and in failure messages.
+      - Parsed with DTDs, entities and network access off - a C(DOCTYPE) or an entity is refused. Host paths in it
+        (disk sources, kernel, initrd, loader, NVRAM) follow the rules of the typed path options.
     type: str
 notes:
   - The balloon is set live when the definition's O(memory) changes. libvirt reports only the balloon's actual
@@ -323,6 +349,7 @@ notes:
     when the guest does not respond, it warns and lists the item in RV(pending_restart).
   - File disks and the cloud-init ISO are created on the host the module runs on; for a remote O(uri) use pool
     volumes.
+  - Every option is checked before anything is written; a refusal names the option.
 seealso:
   - module: kvmops.kvm.kvm_info
 '''

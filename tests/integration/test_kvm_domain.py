@@ -10,18 +10,26 @@ not changed, not changed) and then asserts on what libvirt itself reports.
 * ``test_walkthrough_linux_guest``: a real Debian guest (tests/lab/image.sh) under the
   host's preferred domain type for a full OS, for what needs the guest OS: balloon,
   vCPU online, hot-unplug of a disk and a NIC, a graceful shutdown without force.
+* ``test_created_files_are_private_and_never_follow_links``: planted symlinks at the seed ISO's
+  name (and its old predictable temporary name) and at a disk image's name are refused; the seed
+  and the disk are made 0600 and the guest still starts with QEMU holding both open.
+* ``test_secrets_never_appear``: a graphics passwd in ``xml`` and a password in cloud-init
+  user-data, at -vvv with --diff, in check mode and for real: never printed, ``********`` in
+  ``changes``.
 """
 
 import json
 import os
 import shutil
+import stat
 import subprocess
 import textwrap
 import time
+import uuid
 
 import pytest
 
-from conftest import ROOT, one_task_play, remove_guest
+from conftest import ROOT, _env, one_task_play, osless_virt_type, remove_guest
 
 TEST_ROOT = '/var/lib/kvmops-test'
 IMAGE_SH = os.path.join(ROOT, 'tests', 'lab', 'image.sh')
@@ -246,8 +254,9 @@ def test_xml_option_redefines_in_place(conn, guest, playbook, tmp_path):
 
 def test_cloud_init_seed_is_idempotent(conn, guest, playbook, tmp_path):
     name, directory = guest['name'], guest['dir']
+    # user_data is no_log: every value of a dict is masked wherever it appears (the guest's name would be)
     args = dict(name=name, virt_type='qemu', memory='128MiB',
-                cloud_init=dict(user_data={'hostname': name}, directory=directory))
+                cloud_init=dict(user_data={'hostname': 'seeded-host'}, directory=directory))
     first, last = four_step(playbook, tmp_path, args)
     isos = [f for f in os.listdir(directory) if f.endswith('.iso')]
     assert len(isos) == 1 and isos[0].startswith(name + '-cidata-')
@@ -478,3 +487,138 @@ def test_direct_macvtap_nic_on_a_running_guest(conn, guest, playbook, tmp_path):
     finally:
         run_domain(playbook, tmp_path, dict(name=guest['name'], state='absent'))
         subprocess.run(['ip', 'link', 'del', lower], check=False)
+
+
+# ---------------------------------------------------------------- files the module creates
+def _mode(path):
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def _open_by_qemu(name):
+    """Paths the guest's QEMU process holds open (its fds), from libvirt's pid file."""
+    with open('/run/libvirt/qemu/%s.pid' % name) as handle:
+        pid = handle.read().strip()
+    fd_dir = '/proc/%s/fd' % pid
+    paths = set()
+    for fd in os.listdir(fd_dir):
+        try:
+            paths.add(os.readlink(os.path.join(fd_dir, fd)))
+        except OSError:
+            pass
+    return paths
+
+
+def test_created_files_are_private_and_never_follow_links(conn, guest, playbook, tmp_path):
+    name, directory = guest['name'], guest['dir']
+    victim = os.path.join(directory, 'victim')
+    with open(victim, 'w') as handle:
+        handle.write('precious\n')
+    os.chmod(victim, 0o600)
+    disk = os.path.join(directory, 'root.qcow2')
+    args = dict(name=name, virt_type=osless_virt_type(conn), memory='64MiB', vcpus=1, graphics=dict(type='none'),
+                disks=[dict(path=disk, size='64MiB', format='qcow2')], state='running',
+                cloud_init=dict(directory=directory, user_data='#cloud-config\nhostname: seeded\n'))
+    plan, _raw = run_domain(playbook, tmp_path, args, check=True)
+    [seed] = [c['after'] for c in plan['changes'] if c['option'] == 'cloud_init' and c['action'] == 'create_image']
+    assert not os.path.lexists(seed) and not os.path.exists(disk), 'check mode writes nothing'
+
+    def victim_untouched():
+        with open(victim) as handle:
+            assert handle.read() == 'precious\n'
+        assert _mode(victim) == 0o600 and os.stat(victim).st_uid == 0
+
+    # A symlink at the seed's name and at the old predictable temporary name: refused, nothing written.
+    os.symlink(victim, seed)
+    os.symlink(victim, seed + '.tmp')
+    task, result = run_domain(playbook, tmp_path, args)
+    assert task.get('failed') and task['msg'].startswith('cloud_init.directory: ') and 'symbolic link' in task['msg']
+    assert 'Traceback' not in result.stdout
+    victim_untouched()
+    assert os.path.islink(seed) and not os.path.lexists(disk)
+    with pytest.raises(_libvirt().libvirtError):
+        conn.lookupByName(name)
+    # A dangling symlink where the disk image would be created: refused, nothing written through it.
+    os.unlink(seed)
+    target = os.path.join(directory, 'made-through-link')
+    os.symlink(target, disk)
+    task, _raw = run_domain(playbook, tmp_path, args)
+    assert task.get('failed') and task['msg'].startswith('disks[0].path: ') and 'dangling symbolic link' in task['msg']
+    assert not os.path.lexists(target) and not os.path.lexists(seed)
+    os.unlink(disk)
+
+    # Without the links: the seed and the disk are created 0600 and the guest starts with them.
+    made, _raw = run_domain(playbook, tmp_path, args)
+    assert not made.get('failed'), made.get('msg')
+    assert _mode(seed) == 0o600 and _mode(disk) == 0o600
+    victim_untouched()
+    assert os.readlink(seed + '.tmp') == victim, 'the old temporary name is not used'
+    assert sorted(os.listdir(directory)) == sorted(['victim', os.path.basename(seed), os.path.basename(seed) + '.tmp',
+                                                    'root.qcow2']), 'no temporary file left'
+    dom = conn.lookupByName(name)
+    assert dom.isActive()
+    held = _open_by_qemu(name)
+    assert seed in held and disk in held, 'QEMU opened the 0600 seed and disk (libvirt dynamic ownership): %s' % held
+    time.sleep(2)
+    assert dom.isActive() and dom.state()[0] == _libvirt().VIR_DOMAIN_RUNNING
+    # A second run finds both and changes nothing.
+    again, _raw = run_domain(playbook, tmp_path, args)
+    assert again['changed'] is False, again['changes']
+
+
+# ---------------------------------------------------------------- secrets
+SECRET_XML = """<domain type='{virt_type}'>
+  <name>{name}</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64'>hvm</type></os>
+  <devices><graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1' passwd='{passwd}'/></devices>
+</domain>"""
+
+
+def _run_vvv(tmp_path, task, check=False):
+    """One kvm_domain task at -vvv with --diff (default stdout callback): (registered result, whole output)."""
+    result_file = tmp_path / ('result-%s.json' % uuid.uuid4().hex[:8])
+    play = [dict(hosts='localhost', gather_facts=False, tasks=[
+        {'name': 'domain', 'kvmops.kvm.kvm_domain': task, 'register': 'r'},
+        {'name': 'keep the result', 'delegate_to': 'localhost', 'check_mode': False, 'diff': False,
+         'ansible.builtin.copy': {'content': '{{ r | to_json }}', 'dest': str(result_file), 'mode': '0600'}}])]
+    path = tmp_path / ('play-%s.yml' % uuid.uuid4().hex[:8])
+    path.write_text(json.dumps(play))
+    cmd = [os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), str(path), '-vvv', '--diff',
+           '-i', os.path.join(ROOT, 'inventory', 'localhost.yml')] + (['--check'] if check else [])
+    proc = subprocess.run(cmd, env=_env(dict(ANSIBLE_STDOUT_CALLBACK='default')), capture_output=True, text=True,
+                          timeout=600, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    return json.loads(result_file.read_text()), output
+
+
+def test_secrets_never_appear(conn, guest, tmp_path):
+    name, directory = guest['name'], guest['dir']
+    old_pw, new_pw, cloud_pw = 'Kv7xQ2pZ', 'Nw3rT8yL', 'CloudPw-5u9Hq2'
+    secrets = (old_pw, new_pw, cloud_pw)
+    virt_type = osless_virt_type(conn)
+    cloud_init = dict(directory=directory, user_data='#cloud-config\npassword: %s\nchpasswd: {expire: false}\n' % cloud_pw)
+    create = dict(name=name, xml=SECRET_XML.format(virt_type=virt_type, name=name, passwd=old_pw), cloud_init=cloud_init)
+    change = dict(create, xml=SECRET_XML.format(virt_type=virt_type, name=name, passwd=new_pw))
+    outcomes = []
+    for task, check in ((create, True), (create, False), (change, True), (change, False), (change, False)):
+        result, output = _run_vvv(tmp_path, task, check=check)
+        assert 'Traceback' not in output and not result.get('failed'), output[-4000:]
+        for secret in secrets:
+            assert secret not in output, 'secret %r in the -vvv --diff%s output' % (secret, ' --check' if check else '')
+        assert "'module_args'" in output or '"module_args"' in output, 'the invocation is printed at -vvv'
+        outcomes.append(result)
+    assert [r['changed'] for r in outcomes] == [True, True, True, True, False]
+    for result in outcomes[2:4]:
+        [entry] = [c for c in result['changes'] if c['option'] == 'xml']
+        assert entry['after'] == ["domain/devices/graphics/@passwd: '********' -> '********'"], entry
+        assert "passwd=\"********\"" in result['diff']['before'] and "passwd=\"********\"" in result['diff']['after']
+    # The secrets did reach libvirt and the seed, which only root can read.
+    dom = conn.lookupByName(name)
+    assert "passwd='%s'" % new_pw in dom.XMLDesc(_libvirt().VIR_DOMAIN_XML_SECURE).replace('"', "'")
+    [seed] = [f for f in os.listdir(directory) if f.endswith('.iso')]
+    seed = os.path.join(directory, seed)
+    assert _mode(seed) == 0o600
+    with open(seed, 'rb') as handle:
+        assert cloud_pw.encode() in handle.read()

@@ -253,11 +253,53 @@ def test_cdrom_media_change_is_live():
     (dict(disks=[dict(size='1G')]), r'^disks\[0\]: path .* is required'),
     (dict(disks=[dict(path='/a.qcow2', size='big')]), r'^disks\[0\]\.size: invalid size'),
     (dict(disks=[dict(path='/a.iso', device='cdrom', bus='virtio')]), r'^disks\[0\]\.bus: a cdrom'),
-    (dict(xml='<domain><name>x</name'), '^malformed domain XML in option xml'),
+    (dict(xml='<domain><name>x</name'), '^xml: malformed domain XML'),
     (dict(xml='<network/>'), '^xml: the root element must be <domain>'),
-    (dict(xml='<domain><name>other</name></domain>'), '^xml: <name>other</name> does not match'),
+    (dict(xml='<domain><name>other</name></domain>'), "^xml: <name> does not match name vm01 \\(got 'other'\\)"),
+    (dict(xml='<!DOCTYPE d [<!ENTITY e SYSTEM "file:///etc/passwd">]><domain>&e;</domain>'), '^xml: .*DOCTYPE'),
+    (dict(xml="<domain><memory unit='TiB'>100</memory></domain>"), r'^xml \(<memory>\): must be at most 64 TiB'),
+    (dict(xml="<domain><vcpu>100000</vcpu></domain>"), r'^xml \(<vcpu>\): must be a number of vCPUs'),
+    (dict(xml="<domain><vcpu current='\u00b2'>2</vcpu></domain>"), r'^xml \(<vcpu current>\): must be a number'),
+    (dict(xml="<domain><devices><disk><source file='/a/../etc/shadow'/></disk></devices></domain>"),
+     r"^xml \(devices/disk/source/@file\[1\]\): must not contain '\.\.'"),
+    (dict(xml="<domain><os><kernel>/boot/vmlinuz\n</kernel></os></domain>"), r'^xml \(os/kernel\[1\]\): must not contain control'),
     (dict(graphics=dict(type='vnc', port=22)), r'^graphics\.port: 22 is outside'),
+    (dict(graphics=dict(type='vnc', listen='0.0.0.0; rm')), r'^graphics\.listen: not an IP address'),
+    (dict(graphics=dict(type='vnc', listen='localhost')), r'^graphics\.listen: not an IP address'),
+    (dict(graphics=dict(type='vnc', keymap="en-us'")), r'^graphics\.keymap: invalid value'),
+    (dict(graphics=dict(type='vnc', password='pa\nss')), r'^graphics\.password: must be at most 255 characters'),
     (dict(shutdown_timeout=-1), '^shutdown_timeout'),
+    (dict(name='vm01\n'), '^name: invalid guest name'),
+    (dict(name='-vm01'), '^name: invalid guest name'),
+    (dict(name='a' * 201), '^name: invalid guest name'),
+    (dict(uuid='0123456789abcdef0123456789abcdef\n'), '^uuid: invalid UUID'),
+    (dict(memory='100000TiB'), '^memory: must be at most 64 TiB'),
+    (dict(memory='9' * 400), '^memory: '),
+    (dict(memory='0'), '^memory: must be at least 1 KiB'),
+    (dict(max_memory='1EiB'), '^max_memory: must be at most 64 TiB'),
+    (dict(vcpus=5000), '^vcpus: must be at most 4096'),
+    (dict(max_vcpus=10 ** 9), '^max_vcpus: must be at most 4096'),
+    (dict(sockets=0), '^sockets: must be at least 1'),
+    (dict(machine="pc'q35"), '^machine: invalid value'),
+    (dict(machine='pc q35'), '^machine: invalid value'),
+    (dict(os_variant='http://debian.org/"debian"/12'), '^os_variant: invalid libosinfo id'),
+    (dict(kernel='/boot/../etc/shadow'), "^kernel: must not contain '..'"),
+    (dict(kernel='boot/vmlinuz'), '^kernel: must be an absolute path'),
+    (dict(initrd='/boot/initrd\x00'), '^initrd: must not contain control'),
+    (dict(cmdline='console=ttyS0\nroot=/dev/vda'), '^cmdline: must not contain control'),
+    (dict(disks=[dict(path='/var/lib/libvirt/images/../../../etc/x.qcow2', size='1G')]), r"^disks\[0\]\.path: must not contain '\.\.'"),
+    (dict(disks=[dict(path='/var/lib/libvirt/images/x\n.qcow2', size='1G')]), r'^disks\[0\]\.path: must not contain control'),
+    (dict(disks=[dict(path='/a.qcow2', backing='/b/../c.qcow2')]), r"^disks\[0\]\.backing: must not contain '\.\.'"),
+    (dict(disks=[dict(path='/a.qcow2', size='1000PiB')]), r'^disks\[0\]\.size: must be at most 64 PiB'),
+    (dict(disks=[dict(pool='de fault', volume='v.qcow2', size='1G')]), r'^disks\[0\]\.pool: invalid pool name'),
+    (dict(disks=[dict(pool='default', volume='../v.qcow2', size='1G')]), r'^disks\[0\]\.volume: invalid volume name'),
+    (dict(disks=[dict(path='/a.qcow2', target='vda\n')]), r'^disks\[0\]\.target: invalid target'),
+    (dict(disks=[dict(path='/a.qcow2', boot_order=0)]), r'^disks\[0\]\.boot_order: must be at least 1'),
+    (dict(interfaces=[dict(source='default\n')]), r'^interfaces\[0\]\.source: invalid network name'),
+    (dict(interfaces=[dict(type='bridge', source='br$(id>x)')]), r'^interfaces\[0\]\.source: invalid interface name'),
+    (dict(interfaces=[dict(type='direct', source='eth0;reboot')]), r'^interfaces\[0\]\.source: invalid interface name'),
+    (dict(cloud_init=dict(directory='/var/lib/../../tmp')), r"^cloud_init\.directory: must not contain '\.\.'"),
+    (dict(cloud_init=dict(user_data=42)), r'^cloud_init\.user_data: must be text or a dictionary'),
 ])
 def test_bad_input_names_the_option(bad, message):
     wanted = dict(name='vm01')
@@ -298,6 +340,7 @@ def test_iso_layout_is_iso9660():
 # ---------------------------------------------------------------- manager on libvirt's test driver
 class FakeModule(object):
     def __init__(self, check_mode=False, diff=False, **kw):
+        self.no_log_values = set()
         self.params = params(**kw)
         self.params['uri'] = 'test:///default'
         self.check_mode = check_mode
@@ -521,3 +564,106 @@ def test_shutdown_first_request_error_is_reported(monkeypatch):
     with pytest.raises(KvmError, match='guest agent error'):
         _shutdown(dom, monkeypatch, shutdown_timeout=5)
     assert dom.requests == 1
+
+
+# ---------------------------------------------------------------- secrets
+SECRET_GUEST_XML = """<domain type='qemu'><name>kvmops-unit-secret</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>
+  <os><type arch='x86_64'>hvm</type></os>
+  <devices><graphics type='vnc' port='-1' autoport='yes' passwd='%s' listen='127.0.0.1'/></devices></domain>"""
+
+
+def test_xml_secrets_are_registered_masked_in_changes_and_diff(test_client):
+    name = 'kvmops-unit-secret'
+    try:
+        module = FakeModule(name=name, xml=SECRET_GUEST_XML % 'old-pw-1', diff=True)
+        test_client.module = module
+        made = Manager(test_client, module).run()
+        assert 'old-pw-1' in module.no_log_values and 'old-pw-1' not in str(made)
+        module = FakeModule(name=name, xml=SECRET_GUEST_XML % 'new-pw-2', diff=True, check_mode=True)
+        test_client.module = module
+        result = Manager(test_client, module).run()
+        assert {'old-pw-1', 'new-pw-2'} <= module.no_log_values, 'the current definition and the user XML'
+        [entry] = result['changes']
+        assert entry['option'] == 'xml' and entry['after'] == ["domain/devices/graphics/@passwd: '********' -> '********'"]
+        assert 'old-pw-1' not in str(result) and 'new-pw-2' not in str(result)
+    finally:
+        _converge(test_client, dict(name=name, state='absent'))
+
+
+def test_xml_secret_is_registered_before_another_refusal():
+    hidden = []
+    with pytest.raises(KvmError, match='^memory: must be at most'):
+        validate(params(name='vm01', memory='1000TiB', xml=SECRET_GUEST_XML.replace('kvmops-unit-secret', 'vm01')
+                        % 'pw-3'), hide=hidden.extend)
+    assert hidden == ['pw-3']
+
+
+# ---------------------------------------------------------------- files the module creates
+def test_private_file_is_atomic_0600_and_never_follows_a_link(tmp_path):
+    from ansible_collections.kvmops.kvm.plugins.module_utils._qemu_img import write_private_file
+    victim = tmp_path / 'victim'
+    victim.write_bytes(b'precious')
+    victim.chmod(0o600)
+    final = tmp_path / 'seed.iso'
+    (tmp_path / 'seed.iso.tmp').symlink_to(victim)      # the old predictable temporary name
+    final.symlink_to(victim)
+    with pytest.raises(KvmError, match='^cloud_init: .* is a symbolic link'):
+        write_private_file('cloud_init', str(final), b'data')
+    final.unlink()
+    write_private_file('cloud_init', str(final), b'data')
+    assert final.read_bytes() == b'data' and (final.stat().st_mode & 0o777) == 0o600
+    assert victim.read_bytes() == b'precious' and (victim.stat().st_mode & 0o777) == 0o600
+    with pytest.raises(KvmError, match='^cloud_init: .* appeared while'):
+        write_private_file('cloud_init', str(final), b'other')
+    assert final.read_bytes() == b'data'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['seed.iso', 'seed.iso.tmp', 'victim'], 'no temporary left'
+
+
+class CommandModule(object):
+    def get_bin_path(self, name):
+        import shutil
+        return shutil.which(name)
+
+    def run_command(self, cmd):
+        import subprocess
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_qemu_img_image_is_0600_and_never_follows_a_link(tmp_path):
+    import shutil
+    from ansible_collections.kvmops.kvm.plugins.module_utils._qemu_img import create_image
+    if not shutil.which('qemu-img'):
+        pytest.skip('qemu-img is not installed')
+    victim = tmp_path / 'victim'
+    victim.write_bytes(b'precious')
+    final = tmp_path / 'disk.qcow2'
+    final.symlink_to(victim)
+    with pytest.raises(KvmError, match=r'^disks\[0\]: .* is a symbolic link'):
+        create_image(CommandModule(), 'disks[0]', str(final), 'qcow2', size_bytes=1024 ** 2)
+    final.unlink()
+    create_image(CommandModule(), 'disks[0]', str(final), 'qcow2', size_bytes=1024 ** 2)
+    assert (final.stat().st_mode & 0o777) == 0o600 and final.read_bytes()[:4] == b'QFI\xfb'
+    assert victim.read_bytes() == b'precious'
+    with pytest.raises(KvmError, match=r'^disks\[0\]: .* appeared while'):
+        create_image(CommandModule(), 'disks[0]', str(final), 'qcow2', size_bytes=1024 ** 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['disk.qcow2', 'victim'], 'no temporary left'
+
+
+def test_manager_refuses_a_link_at_the_seed_or_a_new_disk_before_any_write(test_client, tmp_path):
+    victim = tmp_path / 'victim'
+    victim.write_bytes(b'precious')
+    args = dict(name='kvmops-unit-seed', memory='128MiB', virt_type='qemu',
+                cloud_init=dict(user_data={'a': 1}, directory=str(tmp_path)))
+    spec = validate(params(**args))
+    seed = spec['cloud_init']['path']
+    os.symlink(str(victim), seed)
+    with pytest.raises(KvmError, match=r'^cloud_init\.directory: .* is a symbolic link'):
+        _converge(test_client, args)
+    os.unlink(seed)
+    disk = tmp_path / 'disk.qcow2'
+    disk.symlink_to(tmp_path / 'nowhere')
+    with pytest.raises(KvmError, match=r'^disks\[0\]\.path: .* dangling symbolic link'):
+        _converge(test_client, dict(args, disks=[dict(path=str(disk), size='1G')]))
+    assert test_client.write_log == [] and victim.read_bytes() == b'precious'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['disk.qcow2', 'victim']
