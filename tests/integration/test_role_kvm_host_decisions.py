@@ -67,3 +67,35 @@ def test_bad_input_is_rejected(playbook, tmp_path):
     assert result.rc != 0
     # The argument spec catches it first; the role's own assert is the second line of defence.
     assert 'kvm_host_nested' in result.stdout and 'sometimes' in result.stdout
+
+
+DEBIAN = dict(os_family='Debian', distribution_major_version='12', service_mgr='systemd', processor=[])
+
+
+@pytest.mark.parametrize('extra, name', [
+    ({'kvm_host_migration_listen_address': '0.0.0.0"\nauth_tls = "none'}, 'kvm_host_migration_listen_address'),
+    ({'kvm_host_migration_listen_address': '192.0.2.1\n'}, 'kvm_host_migration_listen_address'),
+    ({'kvm_host_tls_key_file': '/etc/pki/key.pem"; auth_tls = "none'}, 'kvm_host_tls_key_file'),
+    ({'kvm_host_tls_cert_file': '/etc/pki/../../etc/shadow'}, 'kvm_host_tls_cert_file'),
+    ({'kvm_host_tls_ca_file': 'cacert.pem'}, 'kvm_host_tls_ca_file'),
+    ({'kvm_host_extra_packages': ['https://example.invalid/evil.rpm']}, 'kvm_host_extra_packages'),
+    ({'kvm_host_extra_packages': ['-oAPT::Update::Pre-Invoke::=id']}, 'kvm_host_extra_packages'),
+    ({'kvm_host_libvirt_users': ['bob;id']}, 'kvm_host_libvirt_users'),
+    ({'kvm_host_default_pool_path': '/var/lib/libvirt/../../etc'}, 'kvm_host_default_pool_path'),
+], ids=['listen-quote', 'listen-newline', 'key-quote', 'cert-dotdot', 'ca-relative', 'package-url', 'package-option',
+        'user-shell', 'pool-dotdot'])
+def test_values_reaching_files_are_checked(playbook, tmp_path, extra, name):
+    result = _decide(playbook, tmp_path, DEBIAN, extra)
+    assert result.rc != 0
+    assert name + ' must be' in result.stdout
+
+
+@pytest.mark.parametrize('extra', [
+    {'kvm_host_migration_listen_address': '192.0.2.10'},
+    {'kvm_host_migration_listen_address': '2001:db8::10'},
+    {'kvm_host_migration_listen_address': 'hv01.example.com'},
+    {'kvm_host_extra_packages': ['htop', 'qemu-guest-agent=1:7.2+dfsg-7'], 'kvm_host_libvirt_users': ['alice', 'svc_ops']},
+])
+def test_plain_values_are_accepted(playbook, tmp_path, extra):
+    result = _decide(playbook, tmp_path, DEBIAN, extra)
+    assert result.rc == 0, result.stdout[-2000:]

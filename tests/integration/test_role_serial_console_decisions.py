@@ -7,7 +7,7 @@ result and that a second run changes nothing. Nothing outside the temporary dire
 
 import pytest
 
-from role_decisions import decide_play
+from role_decisions import decide_play, source_shell
 
 APPLY = """
     - name: point the plan at the test file
@@ -23,6 +23,7 @@ APPLY = """
 ROLE = 'kvmops.kvm.serial_console : '
 CONSOLE = ['console=tty0', 'console=ttyS0,115200n8']
 SERIAL_COMMAND = 'serial --speed=115200 --unit=0 --word=8 --parity=no --stop=1'
+NAMES = ('GRUB_CMDLINE_LINUX', 'GRUB_TERMINAL', 'GRUB_SERIAL_COMMAND')
 
 
 def _facts(family, version, distribution):
@@ -101,11 +102,45 @@ def test_other_port_and_speed(playbook, tmp_path):
     assert plan['getty'] == 'serial-getty@ttyS1.service'
 
 
-@pytest.mark.parametrize('extra', [{'serial_console_port': '/dev/ttyS0'}, {'serial_console_speed': 1234}])
-def test_bad_input_is_rejected(playbook, tmp_path, extra):
+@pytest.mark.parametrize('extra, name', [
+    ({'serial_console_port': '/dev/ttyS0'}, 'serial_console_port'),
+    ({'serial_console_port': 'ttyS0$(id)'}, 'serial_console_port'),
+    ({'serial_console_speed': 1234}, 'serial_console_speed'),
+    ({'serial_console_grub_terminal': 'console"; id; "'}, 'serial_console_grub_terminal'),
+    ({'serial_console_extra_args': ['quiet;reboot']}, 'serial_console_extra_args[0]'),
+    ({'serial_console_parity': 'mark'}, 'serial_console_parity'),
+])
+def test_bad_input_is_rejected(playbook, tmp_path, extra, name):
     result = _run(playbook, tmp_path, decide_play('serial_console', _facts('Debian', '12', 'Debian')), extra)
     assert result.rc != 0
-    assert 'serial_console' in result.stdout
+    assert name in result.stdout
+
+
+def test_line_settings_and_extra_args(playbook, tmp_path):
+    dropin = tmp_path / 'grub.d' / '90-kvmops-serial-console.cfg'
+    text = decide_play('serial_console', _facts('Debian', '12', 'Debian'), APPLY.format(tasks='grub_dropin'))
+    extra = {'grub_file': str(dropin), 'serial_console_firmware': 'bios', 'marker': str(tmp_path / 'regenerated'),
+             'serial_console_port': 'ttyS1', 'serial_console_speed': 57600, 'serial_console_parity': 'even',
+             'serial_console_word': 7, 'serial_console_stop': 2, 'serial_console_extra_args': ['quiet', 'mitigations=auto']}
+    result = _run(playbook, tmp_path, text, extra)
+    assert result.rc == 0, result.stdout[-3000:]
+    assert source_shell(dropin, NAMES, before='GRUB_CMDLINE_LINUX=rhgb;', cwd=str(tmp_path)) == {
+        'GRUB_CMDLINE_LINUX': 'rhgb console=tty0 console=ttyS1,57600e7 quiet mitigations=auto',
+        'GRUB_TERMINAL': 'console serial',
+        'GRUB_SERIAL_COMMAND': 'serial --speed=57600 --unit=1 --word=7 --parity=even --stop=2'}
+
+
+def test_rhel_current_value_with_expansion_is_not_rewritten(playbook, tmp_path):
+    grub = tmp_path / 'grub'
+    grub.write_text(RHEL_GRUB.replace('rhgb quiet"', 'rhgb quiet $(touch pwned)"'))
+    before = grub.read_text()
+    text = decide_play('serial_console', _facts('RedHat', '9', 'RedHat'), APPLY.format(tasks='grub_default'))
+    result = _run(playbook, tmp_path, text, {'grub_file': str(grub), 'serial_console_firmware': 'bios',
+                                             'marker': str(tmp_path / 'regenerated')})
+    assert result.rc != 0
+    assert 'GRUB_CMDLINE_LINUX: ' in result.stdout and 'edit it by hand' in result.stdout
+    assert grub.read_text() == before
+    assert not (tmp_path / 'pwned').exists()
 
 
 RHEL_GRUB = '''GRUB_TIMEOUT=5
@@ -134,6 +169,10 @@ def test_rhel_default_grub_edit(playbook, tmp_path):
     assert 'GRUB_TERMINAL="console serial"' in lines
     assert 'GRUB_SERIAL_COMMAND="%s"' % SERIAL_COMMAND in lines
     assert 'GRUB_ENABLE_BLSCFG=true' in lines
+    # What grub-mkconfig reads: the file sourced by a clean shell.
+    assert source_shell(grub, NAMES, cwd=str(tmp_path)) == {
+        'GRUB_CMDLINE_LINUX': 'crashkernel=1G-4G:192M rd.lvm.lv=rhel/root rhgb quiet console=tty0 console=ttyS0,115200n8',
+        'GRUB_TERMINAL': 'console serial', 'GRUB_SERIAL_COMMAND': SERIAL_COMMAND}
     assert first.task(ROLE + 'Kernel arguments for future kernels (GRUB_CMDLINE_LINUX)')['changed'] is True
     assert marker.exists()  # the handler regenerated grub.cfg
     marker.unlink()
@@ -159,6 +198,10 @@ def test_debian_dropin(playbook, tmp_path):
     assert 'GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX console=tty0 console=ttyS0,115200n8"' in lines
     assert 'GRUB_TERMINAL="console serial"' in lines
     assert 'GRUB_SERIAL_COMMAND="%s"' % SERIAL_COMMAND in lines
+    # Sourced after /etc/default/grub (its GRUB_CMDLINE_LINUX set first), as update-grub does.
+    assert source_shell(dropin, NAMES, before='GRUB_CMDLINE_LINUX="quiet";', cwd=str(tmp_path)) == {
+        'GRUB_CMDLINE_LINUX': 'quiet console=tty0 console=ttyS0,115200n8',
+        'GRUB_TERMINAL': 'console serial', 'GRUB_SERIAL_COMMAND': SERIAL_COMMAND}
     second = _run(playbook, tmp_path, text, extra)
     assert second.rc == 0
     assert second.task(ROLE + 'The serial console drop-in')['changed'] is False
