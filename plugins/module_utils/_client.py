@@ -90,10 +90,13 @@ def kvm_module(argument_spec=None, need_libvirt=True, need_lxml=None, **kwargs):
     if need_lxml and LXML_IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib('lxml'), exception=LXML_IMPORT_ERROR)
     if need_libvirt:
+        refusal = None
         try:
             check_uri(module)
         except KvmError as exc:
-            module.fail_json(msg=exc.msg)
+            refusal = exc.msg
+        if refusal is not None:
+            module.fail_json(msg=refusal)
     return module
 
 
@@ -212,19 +215,25 @@ class Recorder(object):
 
 
 def run(module, func):
-    """Run ``func(client)`` and exit: its dict result, or one clear failure."""
+    """Run ``func(client)`` and exit: its dict result, or one clear failure.
+
+    ``fail_json`` is called outside the ``except`` blocks: inside one, ansible-core attaches the
+    traceback at -vvv even to a clean refusal. Only an unexpected error carries its traceback.
+    """
+    failure = None
     result = None
     client = LibvirtClient(module)
     try:
         result = func(client)
     except KvmError as exc:
-        client.close()
-        module.fail_json(msg=exc.msg, **exc.facts)
+        failure = dict(msg=exc.msg, **exc.facts)
     except Exception as exc:  # pylint: disable=broad-except
-        client.close()
         if libvirt is not None and isinstance(exc, libvirt.libvirtError):
-            module.fail_json(msg=client.describe_error(exc))
-        module.fail_json(msg='unexpected error (%s): %s' % (type(exc).__name__, one_line(exc)),
-                         exception=traceback.format_exc())
+            failure = dict(msg=client.describe_error(exc))
+        else:
+            failure = dict(msg='unexpected error (%s): %s' % (type(exc).__name__, one_line(exc)),
+                           exception=traceback.format_exc())
     client.close()
+    if failure is not None:
+        module.fail_json(**failure)
     module.exit_json(**result)
