@@ -903,17 +903,8 @@ class Manager(object):
 
 def main(module):
     def converge(client):
-        try:
-            result = Manager(client, module).run()
-        except KvmError as exc:
-            failure = exc
-        else:
-            for warning in result.pop('warnings', []):
-                module.warn(warning)
-            return result
-        # Failed outside the except clause: at -vvv Ansible attaches the traceback of an exception being
-        # handled to fail_json, and a refusal is a message, not a crash.
-        client.close()
-        module.fail_json(msg=failure.msg, **failure.facts)
-        return None
+        result = Manager(client, module).run()
+        for warning in result.pop('warnings', []):
+            module.warn(warning)
+        return result
     run(module, converge)
