@@ -17,8 +17,10 @@ Every module builds its AnsibleModule with :func:`kvm_module`, connects with
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import sys
 import traceback
 from contextlib import contextmanager
 
@@ -72,6 +74,47 @@ def kvm_argument_spec(spec=None):
     return merged
 
 
+def _infinite_options(spec, params, prefix=''):
+    """Names of int options whose raw value is an infinite number (``inf``, ``Infinity``, ``1e999``)."""
+    found = []
+    if not isinstance(params, dict):
+        return found
+    for key, option in (spec or {}).items():
+        value = params.get(key)
+        name = prefix + key
+        if option.get('type') == 'int' and isinstance(value, (str, float)):
+            try:
+                if abs(float(value)) == float('inf'):
+                    found.append(name)
+            except (TypeError, ValueError):
+                pass
+        elif option.get('options') and isinstance(value, list):
+            for index, item in enumerate(value):
+                found.extend(_infinite_options(option['options'], item, '%s[%d].' % (name, index)))
+        elif option.get('options'):
+            found.extend(_infinite_options(option['options'], value, name + '.'))
+    return found
+
+
+def new_module(argument_spec, **kwargs):
+    """``AnsibleModule(...)``, but an infinite number in an int option is a message, not a traceback.
+
+    ansible-core's int conversion raises OverflowError for ``inf``/``Infinity`` instead of its usual
+    type error (seen on 2.18); the module then fails the way AnsibleModule would, naming the option.
+    """
+    overflow = False
+    try:
+        return AnsibleModule(argument_spec=argument_spec, **kwargs)
+    except OverflowError:
+        overflow = True
+    if overflow:
+        from ansible.module_utils.basic import _load_params
+        names = _infinite_options(argument_spec, _load_params()) or ['an integer option']
+        print(json.dumps(dict(failed=True, msg='%s: must be a finite integer (got an infinite number)' % names[0])))
+        sys.exit(1)
+    return None
+
+
 def kvm_module(argument_spec=None, need_libvirt=True, need_lxml=None, **kwargs):
     """Create the AnsibleModule with the shared options and dependency checks.
 
@@ -80,7 +123,7 @@ def kvm_module(argument_spec=None, need_libvirt=True, need_lxml=None, **kwargs):
     ``need_lxml`` defaults to whatever ``need_libvirt`` decided.
     """
     kwargs.setdefault('supports_check_mode', True)
-    module = AnsibleModule(argument_spec=kvm_argument_spec(argument_spec), **kwargs)
+    module = new_module(kvm_argument_spec(argument_spec), **kwargs)
     if callable(need_libvirt):
         need_libvirt = need_libvirt(module.params)
     if need_lxml is None:

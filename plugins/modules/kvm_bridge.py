@@ -254,13 +254,13 @@ rolled_back:
   returned: on failure
 '''
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvmops.kvm.plugins.module_utils._bridge import ARGUMENT_SPEC, REQUIRED_IF, main as run_bridge
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import new_module
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True)
+    module = new_module(ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True)
     run_bridge(module)
 
 
