@@ -14,7 +14,19 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 from ansible.utils.unsafe_proxy import wrap_var
 
-from ansible_collections.kvmops.kvm.plugins.module_utils._validate import ValidationError, abs_path, object_name, uri
+from ansible_collections.kvmops.kvm.plugins.module_utils._validate import (
+    ValidationError,
+    abs_path,
+    count,
+    dns_name,
+    ifname,
+    ip_address,
+    ip_interface,
+    ip_network,
+    mac,
+    object_name,
+    uri,
+)
 
 
 def _name(name):
@@ -50,21 +62,27 @@ def absolute_path(value, name='value'):
     return _checked(abs_path, name, value)
 
 
-RULES = dict(uri=uri, name=object_name, path=abs_path)
+RULES = dict(uri=uri, name=object_name, path=abs_path, ifname=ifname, dns=dns_name, mac=mac, ip=ip_address,
+             cidr=ip_interface, network=ip_network, count=count)
+# The options each rule takes, and their types.
+RULE_OPTIONS = dict(uri=dict(allow_ext=bool), name=dict(kind=str), count=dict(minimum=int, maximum=int))
 
 
 def refusal(value, rule, name='value', **options):
-    """The refusal message of ``value`` under ``rule`` (uri, name or path), or '' when it passes.
+    """The refusal message of ``value`` under ``rule``, or '' when it passes.
 
-    For checks that collect every bad answer into one message (an assert's fail_msg) instead of
-    stopping at the first; ``options`` go to the rule (``allow_ext`` for uri, ``kind`` for name).
+    ``rule`` is one of the shared rules (uri, name, path, ifname, dns, mac, ip, cidr, network, count), so
+    roles check their variables with the very rules the modules apply. For checks that collect every bad
+    answer into one message (an assert's fail_msg) instead of stopping at the first; ``options`` go to
+    the rule (``allow_ext`` for uri, ``kind`` for name, ``minimum``/``maximum`` for count).
     """
-    if rule not in RULES:
+    if not isinstance(rule, str) or rule not in RULES:
         raise AnsibleFilterError('%s: rule must be one of %s, not %r' % (_name(name), ', '.join(sorted(RULES)), rule))
-    if not set(options) <= {'allow_ext', 'kind'} or not isinstance(options.get('allow_ext', False), bool) \
-            or not isinstance(options.get('kind', ''), str):
-        raise AnsibleFilterError('%s: the options of the refusal filter are allow_ext (a bool) and kind (a string)'
-                                 % _name(name))
+    allowed = RULE_OPTIONS.get(rule, {})
+    for key, option in options.items():
+        if key not in allowed or isinstance(option, bool) != (allowed[key] is bool) or not isinstance(option, allowed[key]):
+            raise AnsibleFilterError('%s: the %s rule takes the options %s' % (
+                _name(name), rule, ', '.join('%s (%s)' % (k, t.__name__) for k, t in sorted(allowed.items())) or 'none'))
     try:
         RULES[rule](_name(name), value, **options)
     except ValidationError as exc:

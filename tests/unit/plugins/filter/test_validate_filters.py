@@ -78,15 +78,36 @@ def test_refusal_returns_the_message_or_nothing():
 
 
 @pytest.mark.parametrize('args,kwargs,words', [
-    (('shell', 'guest_name'), {}, 'guest_name: rule must be one of name, path, uri'),
-    (('uri', 'guest_uri'), {'command': '/bin/id'}, 'guest_uri: the options of the refusal filter'),
-    (('uri', 'guest_uri'), {'allow_ext': 'yes'}, 'guest_uri: the options of the refusal filter'),
+    (('shell', 'guest_name'), {}, 'guest_name: rule must be one of cidr, count, dns, ifname, ip, mac, name, network, path, uri'),
+    (('uri', 'guest_uri'), {'command': '/bin/id'}, 'guest_uri: the uri rule takes the options allow_ext (bool)'),
+    (('uri', 'guest_uri'), {'allow_ext': 'yes'}, 'guest_uri: the uri rule takes the options allow_ext (bool)'),
+    (('count', 'mtu'), {'minimum': True}, 'mtu: the count rule takes the options maximum (int), minimum (int)'),
+    (('ip', 'gateway'), {'kind': 'x'}, 'gateway: the ip rule takes the options none'),
     (('uri', 5), {}, 'the name argument of the kvmops.kvm checking filters must be a string'),
 ])
 def test_refusal_fails_only_on_a_bad_call(args, kwargs, words):
     with pytest.raises(AnsibleFilterError) as err:
         refusal('x', *args, **kwargs)
     assert str(err.value).startswith(words)
+
+
+@pytest.mark.parametrize('value,rule,kwargs,words', [
+    ('br$(id)', 'ifname', {}, 'x: invalid interface name'),
+    ('01:00:5e:00:00:01', 'mac', {}, 'x: 01:00:5e:00:00:01 is a multicast address'),
+    (70000, 'count', {'minimum': 68, 'maximum': 65535}, 'x: must be at most 65535'),
+    ('10.0.0.1', 'cidr', {}, 'x: not an address with a prefix'),
+    ('a..b', 'dns', {}, 'x: invalid DNS name'),
+])
+def test_refusal_applies_the_shared_rules(value, rule, kwargs, words):
+    assert words in refusal(value, rule, 'x', **kwargs)
+
+
+@pytest.mark.parametrize('value,rule,kwargs', [
+    ('br0', 'ifname', {}), ('52:54:00:aa:bb:cc', 'mac', {}), (1500, 'count', {'minimum': 68, 'maximum': 65535}),
+    ('10.0.0.1/24', 'cidr', {}), ('10.0.0.0/24', 'network', {}), ('::1', 'ip', {}), ('host.example', 'dns', {}),
+])
+def test_refusal_passes_good_values(value, rule, kwargs):
+    assert refusal(value, rule, 'x', **kwargs) == ''
 
 
 @settings(max_examples=300, deadline=None)
