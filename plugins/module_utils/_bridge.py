@@ -28,14 +28,13 @@ import os
 import re
 import signal
 import socket
-import stat
 import struct
-import tempfile
 import time
 import traceback
 
 from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as V
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, one_line
+from ansible_collections.kvmops.kvm.plugins.module_utils._files import backup_file, replace_file
 from ansible_collections.kvmops.kvm.plugins.module_utils._bridge_providers import (
     PROVIDERS,
     Addressing,
@@ -594,100 +593,13 @@ def probe_until(pinger, address, timeout):
         time.sleep(max(0.0, 0.2 - (time.time() - started)))
 
 
-# ------------------------------------------------------------------ files
-# Backups hold the old network configuration; nothing but an operator reads them: owner only.
-BACKUP_MODE = 0o600
-# Directories made for the files (interfaces.d and the like) are the distribution's 0755; the backup
-# directory of interfaces.d is owner only, like the backups in it.
-DIR_MODE = 0o755
-BACKUP_DIR_MODE = 0o700
-
-
-def _makedirs(directory, mode):
-    if not os.path.isdir(directory):
-        os.makedirs(directory, mode=mode, exist_ok=True)
-
-
-def _create_exclusive(path, data, mode):
-    """Create ``path`` with ``data``; O_EXCL|O_NOFOLLOW: never opens an existing file or a planted symlink."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0), mode)
-    try:
-        os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def backup_file(path, backup_dir=None):
-    """Back ``path`` up the way AnsibleModule.backup_local names backups (<name>.<pid>.<time>~), mode 0600.
-
-    The backup is a new file created exclusively (no following a symlink planted at the predictable name,
-    no overwriting an existing file: a clash gets a counter), so it cannot be redirected elsewhere.
-    """
-    directory = backup_dir or os.path.dirname(path)
-    _makedirs(directory, BACKUP_DIR_MODE if backup_dir else DIR_MODE)
-    with open(path, 'rb') as handle:
-        data = handle.read()
-    stamp = time.strftime('%Y-%m-%d@%H:%M:%S', time.localtime(time.time()))
-    base = os.path.join(directory, '%s.%s.%s' % (os.path.basename(path), os.getpid(), stamp))
-    for attempt in range(100):
-        dest = '%s%s~' % (base, '.%d' % attempt if attempt else '')
-        try:
-            _create_exclusive(dest, data, BACKUP_MODE)
-            return dest
-        except FileExistsError:
-            continue
-    raise KvmError('cannot back up %s: %s* all exist' % (path, base))
-
-
-def write_atomic(module, path, text, mode):
-    """Write through a random temporary file in the same directory and rename it over the target.
-
-    tempfile.mkstemp opens with O_CREAT|O_EXCL|O_NOFOLLOW and mode 0600, so the content is never
-    readable by others and never written through a symlink; os.replace then swaps the name atomically
-    (a symlink at ``path`` is replaced, not followed). An existing file keeps its mode and owner; a new
-    one gets ``mode`` (what the reader of that format needs, see the providers).
-    """
-    directory = os.path.dirname(path)
-    _makedirs(directory, DIR_MODE)
-    existing = None
-    try:
-        existing = os.lstat(path)
-    except FileNotFoundError:
-        pass
-    if existing is not None and not stat.S_ISREG(existing.st_mode):
-        existing = None
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.kvm_bridge.', suffix='~')
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
-            handle.write(text)
-            handle.flush()
-            if existing is not None:
-                os.fchmod(handle.fileno(), existing.st_mode & 0o7777)
-                os.fchown(handle.fileno(), existing.st_uid, existing.st_gid)
-            else:
-                os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        if module.selinux_enabled():
-            context = module.selinux_context(path) if existing is not None else module.selinux_default_context(path)
-            module.set_context_if_different(tmp, context, False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def apply_file(module, change, backups):
     if change.before is not None:
         backups.append(backup_file(change.path, change.backup_dir))
     if change.after is None:
         os.unlink(change.path)
     else:
-        write_atomic(module, change.path, change.after, change.mode)
+        replace_file(module, change.path, change.after, change.mode)
 
 
 def restore_files(module, applied, backups):
@@ -698,7 +610,7 @@ def restore_files(module, applied, backups):
                 if os.path.exists(change.path):
                     os.unlink(change.path)
             else:
-                write_atomic(module, change.path, change.before, change.mode)
+                replace_file(module, change.path, change.before, change.mode)
             if backup and os.path.exists(backup):
                 os.unlink(backup)
                 backups.remove(backup)

@@ -39,7 +39,8 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import (
 )
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import domain_facts, domain_xml_facts
 from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
-from ansible_collections.kvmops.kvm.plugins.module_utils._qemu_img import create_image, refuse_link, write_private_file
+from ansible_collections.kvmops.kvm.plugins.module_utils._files import refuse_link, write_private_file
+from ansible_collections.kvmops.kvm.plugins.module_utils._qemu_img import create_image
 from ansible_collections.kvmops.kvm.plugins.module_utils._units import to_bytes
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import (
     etree,

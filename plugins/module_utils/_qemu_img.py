@@ -1,8 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) kvmops.kvm contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""``qemu-img`` helpers any module may use (image format, size, backing chain), and the safe creation
-of the files a module makes on the host (images, seed ISOs).
+"""``qemu-img`` helpers any module may use (image format, size, backing chain, creation).
 
 Private module (leading underscore): free to change between releases.
 
@@ -10,22 +9,20 @@ Only for images on the machine the module runs on (a local libvirt URI):
 ``qemu-img`` is always run as an argument list, never through a shell, and
 with ``-U`` (force-share) so that images open by a running guest can be read.
 
-Every file a module creates is made under a random name in the target directory (``mkstemp``, or a
-private 0700 ``mkdtemp`` directory for ``qemu-img``, which opens its output by name), with mode 0600,
-and then put in place with ``link`` (which never replaces nor follows anything at the final path) and
-the temporary name removed. A symbolic link at the final path is refused, never followed. Mode 0600 is
-enough for QEMU: libvirt's dynamic ownership gives the file to the QEMU user while the guest runs.
+Images are created the way _files creates every new file: ``qemu-img`` writes into a private 0700
+``mkdtemp`` directory beside the target (it opens its output by name), the image is given mode 0600 and
+put in place by ``_files.place_new``, which never replaces nor follows anything at the final path.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
 import tempfile
 
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, one_line
+from ansible_collections.kvmops.kvm.plugins.module_utils._files import PRIVATE_MODE, place_new, refuse_link
 
 
 def _qemu_img(module):
@@ -79,56 +76,6 @@ def image_check(module, path, fmt):
                        % (path, fmt, rc, one_line(out or err)[:400]))
 
 
-PRIVATE_MODE = 0o600
-
-
-def refuse_link(option, path):
-    """A symbolic link where a module is to create a file is refused, never followed."""
-    if os.path.islink(path):
-        raise KvmError('%s: %s is a symbolic link; refusing to create a file through it' % (option, path))
-
-
-def _place(option, tmp, path):
-    """Give the finished temporary file ``tmp`` its final name ``path``, which must not exist."""
-    refuse_link(option, path)
-    try:
-        os.link(tmp, path)
-    except OSError as exc:
-        if exc.errno == errno.EEXIST:
-            raise KvmError('%s: %s appeared while it was being created; left as it is' % (option, path))
-        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.EXDEV):
-            raise
-        # a filesystem without hard links: rename, after checking again that nothing is there
-        if os.path.lexists(path):
-            raise KvmError('%s: %s appeared while it was being created; left as it is' % (option, path))
-        os.rename(tmp, path)
-        return
-    os.unlink(tmp)
-
-
-def write_private_file(option, path, data):
-    """Create ``path`` holding ``data`` (bytes): atomic, mode 0600, never through a symbolic link.
-
-    A KvmError naming ``option`` when ``path`` exists, is a symbolic link or cannot be written.
-    """
-    refuse_link(option, path)
-    directory = os.path.dirname(path) or '.'
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix='.kvmops-', suffix='.tmp', dir=directory)
-        with os.fdopen(fd, 'wb') as handle:
-            os.fchmod(handle.fileno(), PRIVATE_MODE)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _place(option, tmp, path)
-    except (IOError, OSError) as exc:
-        raise KvmError('%s: cannot write %s: %s' % (option, path, exc))
-    finally:
-        if tmp is not None and os.path.lexists(tmp):
-            os.unlink(tmp)
-
-
 def create_image(module, option, path, fmt, size_bytes=None, backing=None, backing_format=None,
                  preallocation=None):
     """``qemu-img create`` of a new image at ``path``: made in a private temporary directory beside it,
@@ -153,7 +100,7 @@ def create_image(module, option, path, fmt, size_bytes=None, backing=None, backi
         if rc != 0:
             raise KvmError('%s: qemu-img create %s failed: %s' % (option, path, one_line(err)))
         os.chmod(tmp, PRIVATE_MODE)
-        _place(option, tmp, path)
+        place_new(option, tmp, path)
     except (IOError, OSError) as exc:
         raise KvmError('%s: cannot create %s: %s' % (option, path, exc))
     finally:

@@ -5,6 +5,7 @@ import os
 import pytest
 
 from ansible_collections.kvmops.kvm.plugins.module_utils import _bridge as B
+from ansible_collections.kvmops.kvm.plugins.module_utils import _files as F
 from ansible_collections.kvmops.kvm.plugins.module_utils._bridge_providers import FileChange, RuntimeProvider
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
 
@@ -310,12 +311,12 @@ def test_backups_are_owner_only_and_never_follow_a_planted_symlink(tmp_path):
     victim = tmp_path / 'victim'
     victim.write_text('precious\n')
     victim.chmod(0o600)
-    first = B.backup_file(str(old))
+    first = F.backup_file(str(old))
     assert (os.stat(first).st_mode & 0o777) == 0o600 and open(first).read() == 'OLD\n'
     # a symlink planted at the next predictable names is neither followed nor replaced
     os.unlink(first)
     os.symlink(str(victim), first)
-    second = B.backup_file(str(old))
+    second = F.backup_file(str(old))
     assert second != first and os.path.islink(first)
     assert victim.read_text() == 'precious\n' and (victim.stat().st_mode & 0o777) == 0o600
     assert open(second).read() == 'OLD\n' and (os.stat(second).st_mode & 0o777) == 0o600
@@ -324,20 +325,20 @@ def test_backups_are_owner_only_and_never_follow_a_planted_symlink(tmp_path):
 def test_backup_dir_is_owner_only(tmp_path):
     old = tmp_path / 'br1'
     old.write_text('OLD\n')
-    backup = B.backup_file(str(old), str(tmp_path / 'interfaces.d.kvm_bridge-backup'))
+    backup = F.backup_file(str(old), str(tmp_path / 'interfaces.d.kvm_bridge-backup'))
     assert (os.stat(os.path.dirname(backup)).st_mode & 0o777) == 0o700
 
 
-def test_write_atomic_new_file_mode_and_symlink_replaced_not_followed(tmp_path):
+def test_replace_file_new_file_mode_and_symlink_replaced_not_followed(tmp_path):
     victim = tmp_path / 'victim'
     victim.write_text('precious\n')
     victim.chmod(0o600)
     target = tmp_path / 'sub' / 'ifcfg-br1'
-    B.write_atomic(FakeModule(), str(target), 'NEW\n', 0o644)
+    F.replace_file(FakeModule(), str(target), 'NEW\n', 0o644)
     assert target.read_text() == 'NEW\n' and (target.stat().st_mode & 0o777) == 0o644
     link = tmp_path / 'br1.nmconnection'
     os.symlink(str(victim), str(link))
-    B.write_atomic(FakeModule(), str(link), 'KEYFILE\n', 0o600)
+    F.replace_file(FakeModule(), str(link), 'KEYFILE\n', 0o600)
     assert not link.is_symlink() and link.read_text() == 'KEYFILE\n' and (link.stat().st_mode & 0o777) == 0o600
     assert victim.read_text() == 'precious\n' and (victim.stat().st_mode & 0o777) == 0o600
     assert sorted(os.listdir(str(tmp_path / 'sub'))) == ['ifcfg-br1']   # no temporary file left behind

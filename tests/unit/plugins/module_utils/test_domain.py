@@ -600,7 +600,7 @@ def test_xml_secret_is_registered_before_another_refusal():
 
 # ---------------------------------------------------------------- files the module creates
 def test_private_file_is_atomic_0600_and_never_follows_a_link(tmp_path):
-    from ansible_collections.kvmops.kvm.plugins.module_utils._qemu_img import write_private_file
+    from ansible_collections.kvmops.kvm.plugins.module_utils._files import write_private_file
     victim = tmp_path / 'victim'
     victim.write_bytes(b'precious')
     victim.chmod(0o600)
