@@ -17,10 +17,8 @@ Every module builds its AnsibleModule with :func:`kvm_module`, connects with
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import sys
 import traceback
 from contextlib import contextmanager
 
@@ -96,11 +94,25 @@ def _infinite_options(spec, params, prefix=''):
     return found
 
 
+def _untyped(spec):
+    """``spec`` with no conversions left: leaves raw, containers with their suboptions, aliases and no_log kept."""
+    out = {}
+    for key, option in spec.items():
+        new = dict(aliases=option.get('aliases', []), no_log=option.get('no_log', False), type='raw')
+        if option.get('options'):
+            new.update(type=option.get('type', 'dict'), options=_untyped(option['options']))
+            if option.get('elements'):
+                new['elements'] = option['elements']
+        out[key] = new
+    return out
+
+
 def new_module(argument_spec, **kwargs):
     """``AnsibleModule(...)``, but an infinite number in an int option is a message, not a traceback.
 
     ansible-core's int conversion raises OverflowError for ``inf``/``Infinity`` instead of its usual
-    type error (seen on 2.18); the module then fails the way AnsibleModule would, naming the option.
+    type error (seen on 2.18). The module is then made again with every option untyped (aliases and
+    no_log kept, so secrets stay masked) only to fail, naming the option.
     """
     overflow = False
     try:
@@ -108,10 +120,9 @@ def new_module(argument_spec, **kwargs):
     except OverflowError:
         overflow = True
     if overflow:
-        from ansible.module_utils.basic import _load_params
-        names = _infinite_options(argument_spec, _load_params()) or ['an integer option']
-        print(json.dumps(dict(failed=True, msg='%s: must be a finite integer (got an infinite number)' % names[0])))
-        sys.exit(1)
+        module = AnsibleModule(argument_spec=_untyped(argument_spec), supports_check_mode=True)
+        names = _infinite_options(argument_spec, module.params) or ['an integer option']
+        module.fail_json(msg='%s: must be a finite integer (got an infinite number)' % names[0])
     return None
 
 
