@@ -56,4 +56,4 @@ def test_module_defaults_for_the_group_reach_every_member(playbook, tmp_path):
         task = result.task(member)
         # whatever the module decides about the test driver's objects, it never refuses the group's options
         assert 'Unsupported parameters' not in str(task.get('msg', '')), (member, task.get('msg'))
-        assert 'uri' not in str(task.get('msg', '')).split(':')[0], (member, task.get('msg'))
+        assert 'uri' not in str(task.get('msg', '')).split(':', maxsplit=1)[0], (member, task.get('msg'))
