@@ -20,7 +20,7 @@ demo: setup
 
 # Every tier. pytest runs last so the run ends with its summary line.
 test: setup lint sanity build changelog docs image
-	python -m pytest -p no:cacheprovider $(ROOT)/tests/unit $(ROOT)/tests/integration -ra
+	HYPOTHESIS_PROFILE=ci python -m pytest -p no:cacheprovider $(ROOT)/tests/unit $(ROOT)/tests/integration -ra
 
 unit: setup
 	python -m pytest -p no:cacheprovider $(ROOT)/tests/unit -ra
