@@ -1,5 +1,7 @@
 """Stand-ins for AnsibleModule for the storage managers (kvm_pool, kvm_volume, kvm_snapshot) on the test driver."""
 
+from fakes import FakeModule
+
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import LibvirtClient
 
 TEST_URI = 'test:///default'
@@ -10,14 +12,9 @@ def module_class(argument_spec, uri=TEST_URI):
     defaults = dict((k, v.get('default')) for k, v in argument_spec.items())
     defaults['uri'] = uri
 
-    class Module(object):
+    class Module(FakeModule):
         def __init__(self, check_mode=False, diff=True, **params):
-            self.params = dict(defaults, **params)
-            self.check_mode = check_mode
-            self._diff = diff
-
-        def get_bin_path(self, name):
-            return None
+            super().__init__(dict(defaults, **params), check_mode=check_mode, diff=diff)
 
     return Module
 

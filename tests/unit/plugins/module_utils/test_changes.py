@@ -2,14 +2,9 @@
 
 import pytest
 
+from fakes import FakeModule
+
 from ansible_collections.kvmops.kvm.plugins.module_utils._changes import ChangeSet, entry
-
-
-class Module(object):
-    def __init__(self, check_mode=False, diff=False):
-        self.check_mode = check_mode
-        self._diff = diff
-        self.no_log_values = set()
 
 
 class Client(object):
@@ -23,7 +18,7 @@ class Client(object):
 
 def test_check_mode_writes_nothing():
     written = []
-    changes = ChangeSet(Module(check_mode=True), Client())
+    changes = ChangeSet(FakeModule(check_mode=True), Client())
     changes.record('config', 'memory', before=1, after=2)
     assert changes.write('domain vm', written.append, 'x') is None
     assert changes.host(written.append, 'y') is None
@@ -33,14 +28,14 @@ def test_check_mode_writes_nothing():
 
 def test_writes_go_through_the_client_and_name_the_object():
     written = []
-    changes = ChangeSet(Module(), Client())
+    changes = ChangeSet(FakeModule(), Client())
     changes.write('domain vm', written.append, 'x')
     changes.host(written.append, 'y')
     assert written == ['x', 'y'] and changes.client.calls == ['domain vm']
 
 
 def test_result_keys_are_the_same_for_every_module():
-    changes = ChangeSet(Module(diff=True))
+    changes = ChangeSet(FakeModule(diff=True))
     kept = changes.record('live', 'vcpus', before=1, after=2)
     dropped = changes.record('config', 'title', before='a', after='a')
     changes.drop(dropped)
@@ -55,13 +50,13 @@ def test_result_keys_are_the_same_for_every_module():
 
 
 def test_nothing_recorded_is_unchanged_and_no_diff_outside_diff_mode():
-    changes = ChangeSet(Module())
+    changes = ChangeSet(FakeModule())
     changes.add_diff('a', 'a')
     assert changes.result() == dict(changed=False, changes=[], pending_restart=[])
 
 
 def test_secrets_are_registered_for_masking():
-    module = Module()
+    module = FakeModule()
     ChangeSet(module).secret('s3cret', '', None)
     assert module.no_log_values == {'s3cret'}
 
