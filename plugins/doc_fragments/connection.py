@@ -28,7 +28,7 @@ options:
         the playbook author wrote the URI. See SECURITY.md.
     type: bool
     default: false
-    version_added: 0.2.0
+    version_added: 1.0.0
 requirements:
   - libvirt-python (on the managed host)
   - lxml (on the managed host)

@@ -57,7 +57,7 @@ options:
         See SECURITY.md.
     type: bool
     default: false
-    version_added: 0.2.0
+    version_added: 1.0.0
   address_sources:
     description:
       - Where to look for a running guest's addresses, in this order; the first usable address found wins.
