@@ -110,6 +110,16 @@ options:
     description: Fail the inventory when a hypervisor cannot be reached, instead of warning and skipping it.
     type: bool
     default: false
+  timeout:
+    description:
+      - Seconds one hypervisor may take to connect and answer every query of the inventory.
+      - The hypervisors in O(uris) are asked concurrently, each on its own connection, so the inventory
+        takes about as long as the slowest one, and a hypervisor that does not answer in time (down,
+        or behind a firewall that drops packets) is skipped with a warning (an error with
+        O(strict_connections)) instead of stalling the inventory.
+    type: float
+    default: 30
+    version_added: 1.0.0
 '''
 
 EXAMPLES = r'''
@@ -216,6 +226,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             if not isinstance(pattern, str):
                 raise AnsibleParserError('kvmops.kvm.libvirt: names[%d]: must be a string (a shell pattern), not %s'
                                          % (index, type(pattern).__name__))
+        timeout = self.get_option('timeout')
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 3600:
+            raise AnsibleParserError('kvmops.kvm.libvirt: timeout must be a number of seconds above 0 and at most 3600')
         return uris
 
     def _load(self, path, cache, uris):
@@ -241,6 +254,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _gather(self, uris):
         data = gather(
             uris,
+            timeout=self.get_option('timeout'),
             names=self.get_option('names'),
             sources=self.get_option('address_sources'),
             family=self.get_option('address_family'),

@@ -19,6 +19,8 @@ are checked by the plugin (``_validate.uri``) before :func:`gather` runs.
 from __future__ import annotations
 
 import fnmatch
+import threading
+import time
 
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, LibvirtClient, is_local_uri, libvirt, one_line
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import domain_facts, network_facts
@@ -252,13 +254,38 @@ def gather_uri(uri, names=(), sources=ADDRESS_SOURCES, family='ipv4', read_only=
         client.close()
 
 
-def gather(uris, **kwargs):
-    """Records of every URI; an unreachable URI is reported in ``errors``."""
+def gather(uris, timeout=None, **kwargs):
+    """Records of every URI, asked concurrently; an unreachable or silent URI is reported in ``errors``.
+
+    Each URI is read in its own daemon thread (its own connection), so one black-holed hypervisor costs
+    at most ``timeout`` seconds (connection and reads together) and never stalls the others; a thread
+    still waiting after that is abandoned (daemon threads do not keep the process alive). Results keep
+    the order of ``uris``.
+    """
+    results = [None] * len(uris)
+
+    def read(index, uri):
+        try:
+            results[index] = ('ok', gather_uri(uri, **kwargs))
+        except KvmError as exc:
+            results[index] = ('error', exc.msg)
+        except Exception as exc:  # pylint: disable=broad-except
+            results[index] = ('error', 'unexpected error (%s): %s' % (type(exc).__name__, exc))
+
+    threads = [threading.Thread(target=read, args=(index, uri), name='kvmops-inventory-%d' % index, daemon=True)
+               for index, uri in enumerate(uris)]
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
     hosts = []
     errors = []
-    for uri in uris:
-        try:
-            hosts.append(gather_uri(uri, **kwargs))
-        except KvmError as exc:
-            errors.append(dict(uri=uri, msg=exc.msg))
+    for uri, outcome in zip(uris, results):
+        if outcome is None:
+            errors.append(dict(uri=uri, msg='no answer from libvirt at %s within %g seconds (timeout)' % (uri, timeout)))
+        elif outcome[0] == 'ok':
+            hosts.append(outcome[1])
+        else:
+            errors.append(dict(uri=uri, msg=outcome[1]))
     return dict(hypervisors=hosts, errors=errors)

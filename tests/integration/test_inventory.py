@@ -337,6 +337,63 @@ def test_unreachable_uri_is_a_warning_unless_strict(world, tmp_path):
     assert 'cannot connect to libvirt at %s' % UNREACHABLE_URI in ' '.join(proc.stderr.split())
 
 
+@pytest.fixture
+def black_hole():
+    """A libvirt URI whose host drops every packet: a veth into a namespace we create, and a permanent
+    neighbour entry for a MAC nobody has, so TCP SYNs leave and nothing ever answers or refuses."""
+    tag = uuid.uuid4().hex[:6]
+    netns, here, there = 'kvmops-bh-' + tag, 'kbh%sa' % tag, 'kbh%sb' % tag
+    octet = random.randint(1, 250)
+    far = '10.254.%d.2' % octet
+
+    def ip(*args, check=True):
+        return subprocess.run(['ip'] + list(args), check=check, capture_output=True, text=True)
+
+    try:
+        ip('netns', 'add', netns)
+        ip('link', 'add', here, 'type', 'veth', 'peer', 'name', there, 'netns', netns)
+        ip('addr', 'add', '10.254.%d.1/30' % octet, 'dev', here)
+        ip('link', 'set', here, 'up')
+        ip('-n', netns, 'link', 'set', there, 'up')
+        ip('neigh', 'replace', far, 'lladdr', '02:00:5e:10:00:01', 'dev', here, 'nud', 'permanent')
+        yield far
+    finally:
+        ip('link', 'del', here, check=False)
+        ip('netns', 'del', netns, check=False)
+
+
+def test_a_black_holed_hypervisor_costs_its_timeout_not_the_inventory(world, black_hole, tmp_path):
+    import socket
+    probe = socket.socket()
+    probe.settimeout(2)
+    try:
+        with pytest.raises(socket.timeout):   # the URI really is black-holed: no answer, no refusal
+            probe.connect((black_hole, 16509))
+    finally:
+        probe.close()
+    silent = 'qemu+tcp://%s/system' % black_hole
+    config = dict(uris=[silent, 'qemu:///system'], names=[world['name'] + '-*'], timeout=3)
+    started = time.monotonic()
+    proc, data = inventory(tmp_path, config)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    stderr = ' '.join(proc.stderr.split())
+    assert 'skipping %s: no answer from libvirt at %s within 3 seconds' % (silent, silent) in stderr, stderr
+    assert world['name'] + '-run' in data['_meta']['hostvars'], 'the reachable hypervisor is still listed'
+    # TCP alone would keep retrying the SYN for about two minutes; the default timeout is 30 s
+    assert elapsed < 25, 'the inventory waited %.1f s for a black-holed hypervisor with timeout 3' % elapsed
+    config['strict_connections'] = True
+    proc, dummy = inventory(tmp_path, config)
+    assert proc.returncode != 0 and 'within 3 seconds' in ' '.join(proc.stderr.split())
+
+
+@pytest.mark.parametrize('timeout', [0, -1, 3601, 'soon', 'inf', 'nan'])
+def test_bad_timeout_fails_the_inventory(tmp_path, timeout):
+    proc, dummy = inventory(tmp_path, dict(uris=['test:///default'], timeout=timeout))
+    assert proc.returncode != 0
+    assert 'timeout' in ' '.join(proc.stderr.split()), proc.stderr
+
+
 def test_two_hypervisors_local_and_lab(world, conn, lab_host, tmp_path):
     kind = osless_virt_type(lab_host)
     lab_only = world['name'] + '-lab'
