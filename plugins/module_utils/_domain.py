@@ -14,7 +14,8 @@ for a running guest), validates the request completely before any write, then:
    the persistent side was written in step 2), reads it back, and lists what
    needs a restart in ``pending_restart`` (``restart: if_needed`` does it).
 
-Every write is guarded by ``check_mode``; a second identical run reads only.
+Every write goes through the run's :class:`~._changes.ChangeSet` (``write`` for libvirt, ``host`` for files
+on the hypervisor), which does nothing in check mode; a second identical run reads only.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import os
 import re
 import time
 
+from ansible_collections.kvmops.kvm.plugins.module_utils._changes import ChangeSet
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, is_local_uri, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._domain_plan import (
-    change,
     is_cidata,
     plan_config,
     plan_live,
@@ -389,10 +390,9 @@ class Manager(object):
         self.client = client
         self.module = module
         self.params = module.params
-        self.check = module.check_mode
+        self.changes = ChangeSet(module, client)
+        self.check = self.changes.check
         self.local = is_local_uri(client.uri)
-        self.changes = []
-        self.pending = []
         self.warnings = []
         self.storage = []      # disk images / ISO to create: (kind, data)
 
@@ -411,12 +411,6 @@ class Manager(object):
     def hide(self, values):
         """Mask ``values`` (secrets) in everything the module prints."""
         register_secrets(self.module, values=values)
-
-    def write(self, what, func, *args):
-        """Every libvirt write goes through here: never in check mode."""
-        if self.check:
-            return None
-        return self.client.call(what, func, *args)
 
     # -- context ---------------------------------------------------------
     def context(self, spec, current):
@@ -522,23 +516,20 @@ class Manager(object):
         """Disk images and the seed ISO: created atomically, mode 0600, never through a symbolic link."""
         for kind, data in self.storage:
             if kind == 'iso':
-                self.changes.append(change('config', 'cloud_init', 'create_image', after=data['path']))
-                if not self.check:
-                    write_private_file('cloud_init', data['path'], data['image'])
+                self.changes.record('host', 'cloud_init', 'create_image', after=data['path'])
+                self.changes.host(write_private_file, 'cloud_init', data['path'], data['image'])
             elif kind == 'file':
-                self.changes.append(change('config', data['label'], 'create_image', after=dict(
-                    path=data['source'], format=data['format'], size=data.get('size'), backing=data.get('backing'))))
-                if not self.check:
-                    full = data['format'] == 'raw' and data.get('allocation') == 'full'
-                    create_image(self.module, data['label'], data['source'], data['format'],
-                                 size_bytes=data.get('size_bytes'), backing=data.get('backing'),
-                                 backing_format=data.get('backing_format'), preallocation='full' if full else None)
+                self.changes.record('host', data['label'], 'create_image', after=dict(
+                    path=data['source'], format=data['format'], size=data.get('size'), backing=data.get('backing')))
+                full = data['format'] == 'raw' and data.get('allocation') == 'full'
+                self.changes.host(create_image, self.module, data['label'], data['source'], data['format'],
+                                  size_bytes=data.get('size_bytes'), backing=data.get('backing'),
+                                  backing_format=data.get('backing_format'), preallocation='full' if full else None)
             else:
                 disk = data['disk']
-                self.changes.append(change('config', disk['label'], 'create_volume', after=dict(
-                    pool=disk['pool'], volume=disk['volume'], format=disk['format'], size=disk.get('size'))))
-                if not self.check:
-                    self.client.call('pool %s' % disk['pool'], data['pool'].createXML, self._volume_xml(disk), 0)
+                self.changes.record('config', disk['label'], 'create_volume', after=dict(
+                    pool=disk['pool'], volume=disk['volume'], format=disk['format'], size=disk.get('size')))
+                self.changes.write('pool %s' % disk['pool'], data['pool'].createXML, self._volume_xml(disk), 0)
 
     @staticmethod
     def _volume_xml(disk):
@@ -565,8 +556,8 @@ class Manager(object):
         return {1: 'running', 2: 'running', 3: 'paused', 7: 'paused'}.get(state, 'shutoff')
 
     def start(self, dom):
-        self.changes.append(change('live', 'state', 'start', before='shutoff', after='running'))
-        self.write('start %s' % dom.name(), dom.create)
+        self.changes.record('live', 'state', 'start', before='shutoff', after='running')
+        self.changes.write('start %s' % dom.name(), dom.create)
 
     def shutdown(self, dom, why='shutdown'):
         """Graceful shutdown, waiting shutdown_timeout; then force, or a clear failure.
@@ -576,11 +567,13 @@ class Manager(object):
         shutdown`` users do): a button press that arrives before the guest OS handles it (still booting,
         systemd-logind not up yet) is lost, not queued.
         """
+        self.changes.record('live', 'state', why, before='running', after='shutoff')
+        self.changes.write('shutdown %s' % dom.name(), self._shut_down, dom)
+
+    def _shut_down(self, dom):
+        """The requests and the wait of :meth:`shutdown` (a write: only through the change set)."""
         name = dom.name()
         timeout = self.params['shutdown_timeout']
-        self.changes.append(change('live', 'state', why, before='running', after='shutoff'))
-        if self.check:
-            return
         if self.state_of(dom) == 'paused':
             self.client.call('resume %s' % name, dom.resume)
         method = 'the guest agent, else the ACPI power button' if self._agent_connected(dom) \
@@ -609,9 +602,9 @@ class Manager(object):
                            'request(s) through %s (a Linux guest needs systemd-logind, which needs D-Bus, or a '
                            'running qemu-guest-agent); set force: true to power it off'
                            % (name, timeout, requests, method), changed=True)
-        self.changes.append(change('live', 'state', 'destroy', before='running', after='shutoff',
-                                   detail='forced after %d s' % timeout))
-        self.client.call('destroy %s' % name, dom.destroy)
+        self.changes.record('live', 'state', 'destroy', before='running', after='shutoff',
+                            detail='forced after %d s' % timeout)
+        self.changes.write('destroy %s' % name, dom.destroy)
 
     def _agent_connected(self, dom):
         """The guest agent's channel is present and the agent in the guest has opened it."""
@@ -628,46 +621,48 @@ class Manager(object):
             if have == 'shutoff':
                 self.start(dom)
             elif have == 'paused':
-                self.changes.append(change('live', 'state', 'resume', before='paused', after='running'))
-                self.write('resume %s' % name, dom.resume)
+                self.changes.record('live', 'state', 'resume', before='paused', after='running')
+                self.changes.write('resume %s' % name, dom.resume)
         elif wanted == 'paused':
             if have == 'shutoff':
                 self.start(dom)
             if have != 'paused':
-                self.changes.append(change('live', 'state', 'suspend', before='running', after='paused'))
-                self.write('suspend %s' % name, dom.suspend)
+                self.changes.record('live', 'state', 'suspend', before='running', after='paused')
+                self.changes.write('suspend %s' % name, dom.suspend)
         elif wanted == 'shutdown' and have != 'shutoff':
             self.shutdown(dom)
         elif wanted == 'destroyed' and have != 'shutoff':
-            self.changes.append(change('live', 'state', 'destroy', before=have, after='shutoff'))
-            self.write('destroy %s' % name, dom.destroy)
+            self.changes.record('live', 'state', 'destroy', before=have, after='shutoff')
+            self.changes.write('destroy %s' % name, dom.destroy)
 
     # -- live ------------------------------------------------------------
     def apply_live(self, dom, actions):
-        name = dom.name()
         for action in actions:
             kind = action['kind']
-            entry = change('live', action['option'], kind if kind in ('attach', 'detach', 'update') else 'set',
-                           before=action.get('before'), after=action.get('after'))
-            self.changes.append(entry)
-            if self.check:
-                continue
-            if kind == 'vcpus':
-                self.client.call('setVcpusFlags %s' % name, dom.setVcpusFlags, action['after'], LIVE)
-                entry['read_back'] = self.client.call('domain %s' % name, dom.info)[3]
-                self._online_vcpus(dom, action['after'], entry)
-            elif kind == 'memory':
-                self.client.call('setMemoryFlags %s' % name, dom.setMemoryFlags, action['after'], LIVE)
-                entry['read_back'] = self._wait_balloon(dom, action['after'])
-                if entry['read_back'] != action['after']:
-                    self.warnings.append('memory: the balloon of %s reads %s KiB, not the %s KiB asked for '
-                                         '(is the guest virtio-balloon driver loaded?)' % (name, entry['read_back'], action['after']))
-            elif kind == 'attach':
-                self._attach(dom, action['xml'])
-            elif kind == 'update':
-                self.client.call('updateDeviceFlags %s' % name, dom.updateDeviceFlags, to_string(action['xml']), LIVE)
-            elif kind == 'detach':
-                self._detach(dom, action, entry)
+            entry = self.changes.record('live', action['option'], kind if kind in ('attach', 'detach', 'update') else 'set',
+                                        before=action.get('before'), after=action.get('after'))
+            self.changes.write('%s %s on %s' % (kind, action['option'], dom.name()), self._apply, dom, action, entry)
+
+    def _apply(self, dom, action, entry):
+        """One live action, read back into ``entry`` (a write: only through the change set)."""
+        name = dom.name()
+        kind = action['kind']
+        if kind == 'vcpus':
+            self.client.call('setVcpusFlags %s' % name, dom.setVcpusFlags, action['after'], LIVE)
+            entry['read_back'] = self.client.call('domain %s' % name, dom.info)[3]
+            self._online_vcpus(dom, action['after'], entry)
+        elif kind == 'memory':
+            self.client.call('setMemoryFlags %s' % name, dom.setMemoryFlags, action['after'], LIVE)
+            entry['read_back'] = self._wait_balloon(dom, action['after'])
+            if entry['read_back'] != action['after']:
+                self.warnings.append('memory: the balloon of %s reads %s KiB, not the %s KiB asked for '
+                                     '(is the guest virtio-balloon driver loaded?)' % (name, entry['read_back'], action['after']))
+        elif kind == 'attach':
+            self._attach(dom, action['xml'])
+        elif kind == 'update':
+            self.client.call('updateDeviceFlags %s' % name, dom.updateDeviceFlags, to_string(action['xml']), LIVE)
+        elif kind == 'detach':
+            self._detach(dom, action, entry)
 
     def _online_vcpus(self, dom, count, entry):
         """Bring hot-added vCPUs online in the guest through the QEMU guest agent, when it has one."""
@@ -724,15 +719,15 @@ class Manager(object):
             msg = exc.get_error_message() or str(exc)
             if 'already in the process of unplug' not in msg:
                 raise KvmError(self.client.describe_error(exc, 'detach %s from %s' % (action['option'], name)))
-            self.changes.remove(entry)
-            self.pending.append(action['option'])
+            self.changes.drop(entry)
+            self.changes.restart_needed(action['option'])
             return
         deadline = time.time() + DETACH_WAIT
         while time.time() < deadline and self._present_live(dom, action['key']):
             time.sleep(0.5)
         if self._present_live(dom, action['key']):
             entry['read_back'] = 'detach requested, not yet released by the guest'
-            self.pending.append(action['option'])
+            self.changes.restart_needed(action['option'])
             self.warnings.append('%s: %s has not released the device yet (hot-unplug needs the guest OS); '
                                  'it is gone from the definition and leaves at the next restart at the latest'
                                  % (action['option'], name))
@@ -741,7 +736,7 @@ class Manager(object):
     def absent(self, dom):
         name = self.params['name']
         if dom is None:
-            return dict(changed=False, domain=dict(name=name, state='absent'), changes=[], pending_restart=[])
+            return self.changes.result(domain=dict(name=name, state='absent'))
         before = self.xml(dom, inactive=True)
         files = []
         volumes = []
@@ -755,27 +750,20 @@ class Manager(object):
                 elif view['source'] and disk.get('type') == 'file':
                     files.append(view['source'])
         if self.client.call('domain %s' % name, dom.isActive):
-            self.changes.append(change('live', 'state', 'destroy', before='running', after='shutoff'))
-            self.write('destroy %s' % name, dom.destroy)
+            self.changes.record('live', 'state', 'destroy', before='running', after='shutoff')
+            self.changes.write('destroy %s' % name, dom.destroy)
         flags = self._undefine_flags(dom, before)
-        self.changes.append(change('config', 'definition', 'undefine', before=name))
-        self.write('undefine %s' % name, dom.undefineFlags, flags)
+        self.changes.record('config', 'definition', 'undefine', before=name)
+        self.changes.write('undefine %s' % name, dom.undefineFlags, flags)
         for pool_name, vol_name in volumes:
-            self.changes.append(change('config', 'storage', 'delete_volume', before='%s/%s' % (pool_name, vol_name)))
-            if not self.check:
-                pool = self.client.find_pool(pool_name)
-                if pool is not None:
-                    vol = self.client.call('pool %s' % pool_name, pool.storageVolLookupByName, vol_name)
-                    self.client.call('volume %s' % vol_name, vol.delete, 0)
+            self.changes.record('config', 'storage', 'delete_volume', before='%s/%s' % (pool_name, vol_name))
+            self.changes.write('volume %s/%s' % (pool_name, vol_name), self._delete_volume, pool_name, vol_name)
         for path in files:
-            self.changes.append(change('config', 'storage', 'delete_file', before=path))
-            if not self.check:
-                self._delete_file(path)
-        result = dict(changed=True, domain=dict(name=name, state='absent'), changes=self.changes, pending_restart=[])
-        if self.module._diff:
-            result['diff'] = make_diff(mask_secrets(before), None, before_header='%s (persistent definition)' % name,
-                                       after_header='%s (absent)' % name)
-        return result
+            self.changes.record('host', 'storage', 'delete_file', before=path)
+            self.changes.host(self._delete_file, path)
+        self.changes.add_diff(**make_diff(before, None, before_header='%s (persistent definition)' % name,
+                                          after_header='%s (absent)' % name))
+        return self.changes.result(domain=dict(name=name, state='absent'))
 
     def _undefine_flags(self, dom, before):
         """Managed save, snapshot and checkpoint metadata and NVRAM go with the definition.
@@ -794,6 +782,12 @@ class Manager(object):
             except (libvirt.libvirtError, AttributeError):
                 pass
         return flags
+
+    def _delete_volume(self, pool_name, vol_name):
+        pool = self.client.find_pool(pool_name)
+        if pool is not None:
+            vol = self.client.call('pool %s' % pool_name, pool.storageVolLookupByName, vol_name)
+            self.client.call('volume %s' % vol_name, vol.delete, 0)
 
     def _delete_file(self, path):
         try:
@@ -835,60 +829,57 @@ class Manager(object):
 
         self.create_storage()
         if config_changes:
-            self.changes.extend(config_changes)
+            self.changes.entries.extend(config_changes)
             text = to_string(desired)
             flags = getattr(libvirt, 'VIR_DOMAIN_DEFINE_VALIDATE', 0)
-            defined = self.write('define %s' % name, self.conn().defineXMLFlags, text, flags)
+            defined = self.changes.write('define %s' % name, self.conn().defineXMLFlags, text, flags)
             if defined is not None:
                 dom = defined
         if params['autostart'] is not None:
             have = bool(self.client.call('domain %s' % name, dom.autostart)) if dom is not None else False
             if have != params['autostart']:
-                self.changes.append(change('config', 'autostart', 'set', before=have, after=params['autostart']))
+                self.changes.record('config', 'autostart', 'set', before=have, after=params['autostart'])
                 if dom is not None:
-                    self.write('autostart %s' % name, dom.setAutostart, 1 if params['autostart'] else 0)
+                    self.changes.write('autostart %s' % name, dom.setAutostart, 1 if params['autostart'] else 0)
 
         state = params['state']
-        live_root = None
         if dom is not None:
             running = self.state_of(dom) in ('running', 'paused')
             if running and state in ('present', 'running', 'paused'):
-                live_root = self.xml(dom, inactive=False)
-                wanted = desired if self.check else self.xml(dom, inactive=True)
-                actions, pending = plan_live(spec, options, wanted, live_root, ctx, before=current)
+                wanted = desired if self.check else self.xml(dom, inactive=True)   # check mode: what would be defined
+                actions, pending = plan_live(spec, options, wanted, self.xml(dom, inactive=False), ctx, before=current)
                 self.apply_live(dom, actions)
-                self.pending.extend(p for p in pending if p not in self.pending)
-            if self.pending and params['restart'] == 'if_needed' and running and state in ('present', 'running', 'paused'):
+                self.changes.restart_needed(*pending)
+            pending = self.changes.pending
+            if pending and params['restart'] == 'if_needed' and running and state in ('present', 'running', 'paused'):
                 self.shutdown(dom, why='restart')
-                self.changes.append(change('live', 'state', 'start', before='shutoff', after='running',
-                                           detail='restart for %s' % ', '.join(self.pending)))
-                self.write('start %s' % name, dom.create)
-                self.pending = []
+                self.changes.record('live', 'state', 'start', before='shutoff', after='running',
+                                    detail='restart for %s' % ', '.join(sorted(pending)))
+                self.changes.write('start %s' % name, dom.create)
+                del pending[:]   # the restart applied them
             self.converge_state(dom, state)
         elif state in ('running', 'paused'):
-            self.changes.append(change('live', 'state', 'start', before='absent', after='running'))
+            self.changes.record('live', 'state', 'start', before='absent', after='running')
             if state == 'paused':
-                self.changes.append(change('live', 'state', 'suspend', before='running', after='paused'))
+                self.changes.record('live', 'state', 'suspend', before='running', after='paused')
 
-        result = dict(changed=bool(self.changes), changes=self.changes, pending_restart=self.pending)
         if dom is not None:
-            result['domain'] = domain_facts(self.client, dom)
+            facts = domain_facts(self.client, dom)
         else:
             facts = domain_xml_facts(desired)
             facts.update(id=None, state='shutoff', state_reason='unknown', active=False, persistent=True,
                          autostart=bool(params['autostart']), vcpu_info=[], balloon={})
-            result['domain'] = facts
-        if self.module._diff:
-            result['diff'] = self.diff(name, current, desired if config_changes else current, live_root)
+        self.changes.add_diff(**self.diff(name, current, desired if config_changes else current))
+        result = self.changes.result(domain=facts)
         if self.warnings:
             result['warnings'] = self.warnings
         return result
 
-    def diff(self, name, before, after, live_root):
+    def diff(self, name, before, after):
         def render(root):
             return to_string(mask_secrets(root)) if root is not None else ''
         before_text, after_text = render(before), render(after)
-        live = [c for c in self.changes if c['scope'] == 'live']
+        live = [c for c in self.changes.entries if c['scope'] == 'live']
         if live:
             lines_before = ['# live (running guest)']
             lines_after = ['# live (running guest)']
@@ -897,7 +888,6 @@ class Manager(object):
                 lines_after.append('%s: %s' % (entry['option'], json.dumps(entry.get('after'), sort_keys=True)))
             before_text = '\n'.join(lines_before) + '\n\n' + before_text
             after_text = '\n'.join(lines_after) + '\n\n' + after_text
-        del live_root
         return make_diff(before_text, after_text, before_header='%s (persistent definition)' % name,
                          after_header='%s (persistent definition)' % name)
 

@@ -20,6 +20,7 @@ import copy
 import fnmatch
 import os
 
+from ansible_collections.kvmops.kvm.plugins.module_utils._changes import entry
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
 from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import (
     OPTIONS,
@@ -55,12 +56,6 @@ def is_cidata(elem, name):
     """The cloud-init seed cdrom kvm_domain attached (``<name>-cidata-<hash>.iso``)."""
     source = disk_view(elem).get('source') or ''
     return elem.get('device') == 'cdrom' and fnmatch.fnmatchcase(os.path.basename(source), '%s-cidata-*.iso' % name)
-
-
-def change(scope, option, action='set', before=None, after=None, **extra):
-    entry = dict(scope=scope, option=option, action=action, before=before, after=after)
-    entry.update(extra)
-    return entry
 
 
 # ---------------------------------------------------------------- implied values
@@ -165,16 +160,16 @@ def _plan_disks(spec, base, changes):
         elem = by_target.pop(wanted['target'], None)
         if elem is None:
             _insert_device(devices, build_disk(wanted))
-            changes.append(change('config', label, 'add', after=_disk_summary(wanted)))
+            changes.append(entry('config', label, 'add', after=_disk_summary(wanted)))
             continue
         diffs = disk_differences(wanted, elem)
         if diffs:
             _replace(elem, update_disk(elem, wanted))
-            changes.append(change('config', label, 'update', before=dict((f, b) for f, b, _a in diffs),
-                                  after=dict((f, a) for f, _b, a in diffs)))
+            changes.append(entry('config', label, 'update', before=dict((f, b) for f, b, _a in diffs),
+                                 after=dict((f, a) for f, _b, a in diffs)))
     for target, elem in sorted(by_target.items()):
         devices.remove(elem)
-        changes.append(change('config', 'disks[%s]' % target, 'remove', before=_disk_summary(disk_view(elem))))
+        changes.append(entry('config', 'disks[%s]' % target, 'remove', before=_disk_summary(disk_view(elem))))
 
 
 def _plan_cidata(spec, base, changes):
@@ -183,14 +178,14 @@ def _plan_cidata(spec, base, changes):
     found = [d for d in devices.findall('disk') if is_cidata(d, spec['name'])]
     if not found:
         _insert_device(devices, build_disk(wanted))
-        changes.append(change('config', 'cloud_init', 'add', after=wanted['source']))
+        changes.append(entry('config', 'cloud_init', 'add', after=wanted['source']))
         return
     elem = found[0]
     have = disk_view(elem)
     wanted['target'], wanted['bus'] = have['target'], have['bus']
     if have['source'] != wanted['source']:
         _replace(elem, update_disk(elem, wanted))
-        changes.append(change('config', 'cloud_init', 'update', before=have['source'], after=wanted['source']))
+        changes.append(entry('config', 'cloud_init', 'update', before=have['source'], after=wanted['source']))
 
 
 def _disk_summary(view):
@@ -227,19 +222,19 @@ def _plan_nics(spec, base, changes):
         label = 'interfaces[%d]' % index
         if elem is None:
             _insert_device(devices, build_nic(wanted))
-            changes.append(change('config', label, 'add', after=dict(
+            changes.append(entry('config', label, 'add', after=dict(
                 (k, wanted.get(k)) for k in ('type', 'source', 'model', 'mac') if wanted.get(k))))
             continue
         diffs = nic_differences(wanted, elem)
         if diffs:
             _replace(elem, update_nic(elem, wanted))
-            changes.append(change('config', label, 'update', before=dict((f, b) for f, b, _a in diffs),
-                                  after=dict((f, a) for f, _b, a in diffs), mac=nic_view(elem)['mac']))
+            changes.append(entry('config', label, 'update', before=dict((f, b) for f, b, _a in diffs),
+                                 after=dict((f, a) for f, _b, a in diffs), mac=nic_view(elem)['mac']))
     for elem in leftovers:
         view = nic_view(elem)
         devices.remove(elem)
-        changes.append(change('config', 'interfaces[mac=%s]' % view['mac'], 'remove',
-                              before=dict((k, view[k]) for k in ('type', 'source', 'model', 'mac'))))
+        changes.append(entry('config', 'interfaces[mac=%s]' % view['mac'], 'remove',
+                             before=dict((k, view[k]) for k in ('type', 'source', 'model', 'mac'))))
 
 
 def _plan_graphics(spec, base, changes):
@@ -250,7 +245,7 @@ def _plan_graphics(spec, base, changes):
         for elem in existing:
             devices.remove(elem)
         if existing:
-            changes.append(change('config', 'graphics', 'remove', before=graphics_view(existing[0])['type']))
+            changes.append(entry('config', 'graphics', 'remove', before=graphics_view(existing[0])['type']))
         return
     first = existing[0] if existing else None
     diffs = graphics_differences(wanted, first)
@@ -258,8 +253,8 @@ def _plan_graphics(spec, base, changes):
         for elem in existing:
             devices.remove(elem)
         _insert_device(devices, build_graphics(wanted))
-        changes.append(change('config', 'graphics', 'update' if existing else 'add',
-                              before=dict((f, b) for f, b, _a in diffs), after=dict((f, a) for f, _b, a in diffs)))
+        changes.append(entry('config', 'graphics', 'update' if existing else 'add',
+                             before=dict((f, b) for f, b, _a in diffs), after=dict((f, a) for f, _b, a in diffs)))
 
 
 def plan_config(spec, current, ctx=None):
@@ -277,7 +272,7 @@ def plan_config(spec, current, ctx=None):
             base = complete_new_xml(user_xml, spec['options'].get('virt_type'))
         else:
             base = skeleton(spec['name'], spec['options'].get('virt_type') or 'kvm', spec.get('uuid'))
-        changes.append(change('config', 'definition', 'define', after=spec['name']))
+        changes.append(entry('config', 'definition', 'define', after=spec['name']))
     normalized = _normalize_user_xml(user_xml) if user_xml is not None else None
     # Implied values (max_vcpus follows vcpus, ...) are relative to what the options amend.
     options = resolve_options(spec['options'], normalized if normalized is not None else current)
@@ -298,7 +293,7 @@ def plan_config(spec, current, ctx=None):
             diffs = subset_differences(wanted, amended, ignore=('address', 'alias', 'uuid', 'mac'))
             if diffs:
                 base = _adopt_identity(normalized, current)
-                changes.append(change('config', 'xml', 'update', before=None, after=diffs))
+                changes.append(entry('config', 'xml', 'update', before=None, after=diffs))
     for option in OPTIONS:
         if option.name not in options:
             continue
@@ -306,7 +301,7 @@ def plan_config(spec, current, ctx=None):
         have = option.read(current) if current is not None else None
         option.write(base, wanted)
         if not creating and not option.compare(wanted, have, ctx):
-            changes.append(change('config', option.name, 'set', before=have, after=wanted))
+            changes.append(entry('config', option.name, 'set', before=have, after=wanted))
     if spec.get('disks') is not None:
         _plan_disks(spec, base, changes if not creating else [])
     if spec.get('cloud_init') is not None:
@@ -317,13 +312,13 @@ def plan_config(spec, current, ctx=None):
         _plan_graphics(spec, base, changes if not creating else [])
     if spec.get('guest_agent') is not None and set_agent_channel(base, spec['guest_agent']) and not creating:
         if has_agent_channel(current) != spec['guest_agent']:
-            changes.append(change('config', 'guest_agent', 'set', before=not spec['guest_agent'],
-                                  after=spec['guest_agent']))
+            changes.append(entry('config', 'guest_agent', 'set', before=not spec['guest_agent'],
+                                 after=spec['guest_agent']))
     added = ensure_console_and_balloon(base)
     if not creating:
         had = dict((label, current.find('devices/' + tag) is not None)
                    for tag, label in (('serial', 'serial console'), ('memballoon', 'memballoon')))
-        changes.extend(change('config', what, 'add') for what in added if not had[what])
+        changes.extend(entry('config', what, 'add') for what in added if not had[what])
     set_default_boot(base)
     return base, changes, options
 

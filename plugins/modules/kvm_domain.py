@@ -475,8 +475,10 @@ domain:
     balloon: {description: Balloon statistics of a running guest (KiB)., type: dict, returned: success}
 changes:
   description:
-    - What was changed (or, in check mode, would be). Each entry is tagged with its C(scope) - V(config) (the
-      persistent definition, disk images, autostart) or V(live) (the running guest, including lifecycle).
+    - What was changed (or, in check mode, would be), one entry per change - C(scope), C(option), C(action),
+      C(before) and C(after), as every module of the collection returns them.
+    - C(scope) is V(config) (the persistent definition, pool volumes, autostart), V(live) (the running guest,
+      including lifecycle) or V(host) (image files and the cloud-init ISO created or deleted on the hypervisor).
     - C(action) is one of define, undefine, set, add, update, remove, attach, detach, create_image,
       create_volume, delete_file, delete_volume, start, shutdown, destroy, restart, suspend, resume.
     - Live changes carry C(read_back), the value libvirt reports after the call, where one applies, and a vCPU
@@ -492,7 +494,8 @@ pending_restart:
   description:
     - Options of a running guest whose new value is in the definition but only applies at the next boot
       (for example V(max_vcpus), V(max_memory), V(machine), V(firmware), V(disks[sda]), V(graphics)), and
-      hot-unplugs the guest has not completed. Empty after O(restart=if_needed) restarted the guest.
+      hot-unplugs the guest has not completed, sorted. Always a list; empty after O(restart=if_needed)
+      restarted the guest.
   returned: always
   type: list
   elements: str

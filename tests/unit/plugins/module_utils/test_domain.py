@@ -4,6 +4,7 @@ import copy
 import os
 
 import pytest
+from fakes import FakeModule
 
 libvirt = pytest.importorskip('libvirt')
 
@@ -27,7 +28,6 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import read
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import domain_xml_facts  # noqa: E402
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import parse, to_string  # noqa: E402
 
-FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'unit', 'fixtures')
 VM01 = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'fixtures', 'domain_vm01_inactive.xml')
 
 
@@ -35,7 +35,7 @@ def params(**kw):
     """Module params as AnsibleModule would fill them (defaults included)."""
     out = dict((k, v.get('default')) for k, v in ARGUMENT_SPEC.items())
     out.update(kw)
-    for key, sub in (('disks', 'disk'), ('interfaces', 'nic'), ('graphics', 'g'), ('cloud_init', 'ci')):
+    for key in ('disks', 'interfaces', 'graphics', 'cloud_init'):
         spec = ARGUMENT_SPEC[key]['options']
         if out.get(key) is None:
             continue
@@ -46,7 +46,6 @@ def params(**kw):
             full.update(item)
             filled.append(full)
         out[key] = filled if isinstance(out[key], list) else filled[0]
-        del sub
     return out
 
 
@@ -338,23 +337,9 @@ def test_iso_layout_is_iso9660():
 
 
 # ---------------------------------------------------------------- manager on libvirt's test driver
-class FakeModule(object):
-    def __init__(self, check_mode=False, diff=False, **kw):
-        self.no_log_values = set()
-        self.params = params(**kw)
-        self.params['uri'] = 'test:///default'
-        self.check_mode = check_mode
-        self._diff = diff
-        self.warnings = []
-
-    def warn(self, msg):
-        self.warnings.append(msg)
-
-    def get_bin_path(self, _name):
-        return None
-
-    def run_command(self, *_a, **_k):
-        raise AssertionError('no command expected')
+def guest_module(check_mode=False, diff=False, **kw):
+    """The shared FakeModule with kvm_domain's parameters (defaults filled) on libvirt's test driver."""
+    return FakeModule(dict(params(**kw), uri='test:///default'), check_mode=check_mode, diff=diff)
 
 
 class CountingConn(object):
@@ -376,14 +361,14 @@ class CountingConn(object):
 
 
 def _converge(client, args, check=False, diff=False):
-    module = FakeModule(check_mode=check, diff=diff, **args)
+    module = guest_module(check_mode=check, diff=diff, **args)
     client.module = module
     return Manager(client, module).run()
 
 
 @pytest.fixture
 def test_client():
-    module = FakeModule(name='x')
+    module = guest_module(name='x')
     client = LibvirtClient(module, uri='test:///default')
     log = []
     client._conn = CountingConn(client.conn, log)
@@ -416,6 +401,7 @@ def test_manager_check_then_real_then_noop(test_client):
     assert [c['option'] for c in change['changes']] == ['vcpus']
     assert change['domain']['uuid'] == uuid and change['domain']['interfaces'][0]['mac'] == mac
     assert "current=\"1\"" in change['diff']['before'] and "current=\"1\"" not in change['diff']['after']
+    assert change['pending_restart'] == [] and sorted(change) == ['changed', 'changes', 'diff', 'domain', 'pending_restart']
     gone = _converge(test_client, dict(name='kvmops-unit', state='absent'))
     assert gone['changed'] is True and test_client.find_domain('kvmops-unit') is None
     assert _converge(test_client, dict(name='kvmops-unit', state='absent'))['changed'] is False
@@ -531,7 +517,7 @@ class ShutdownDom(object):
 def _shutdown(dom, monkeypatch, **kw):
     import ansible_collections.kvmops.kvm.plugins.module_utils._domain as domain_mod
     monkeypatch.setattr(domain_mod, 'SHUTDOWN_RETRY', 0.2)
-    module = FakeModule(name='g', state='shutdown', **kw)
+    module = guest_module(name='g', state='shutdown', **kw)
     manager = Manager(FakeClient(), module)
     manager.shutdown(dom)
     return manager
@@ -541,7 +527,7 @@ def test_shutdown_request_is_repeated_until_the_guest_acts(monkeypatch):
     dom = ShutdownDom(acts_on=3)
     manager = _shutdown(dom, monkeypatch, shutdown_timeout=10)
     assert dom.requests == 3 and not dom.destroyed
-    assert [c['action'] for c in manager.changes] == ['shutdown']
+    assert [c['action'] for c in manager.changes.entries] == ['shutdown']
 
 
 def test_shutdown_timeout_without_force_fails_clearly(monkeypatch):
@@ -556,7 +542,15 @@ def test_shutdown_timeout_without_force_fails_clearly(monkeypatch):
 def test_shutdown_timeout_with_force_powers_off(monkeypatch):
     dom = ShutdownDom(agent='disconnected')
     manager = _shutdown(dom, monkeypatch, shutdown_timeout=1, force=True)
-    assert dom.destroyed and [c['action'] for c in manager.changes] == ['shutdown', 'destroy']
+    assert dom.destroyed and [c['action'] for c in manager.changes.entries] == ['shutdown', 'destroy']
+
+
+def test_shutdown_in_check_mode_only_records(monkeypatch):
+    dom = ShutdownDom(acts_on=1)
+    manager = _shutdown(dom, monkeypatch, check_mode=True)
+    assert dom.requests == 0 and dom.active and not dom.destroyed
+    assert manager.changes.result()['changes'] == [
+        dict(scope='live', option='state', action='shutdown', before='running', after='shutoff')]
 
 
 def test_shutdown_first_request_error_is_reported(monkeypatch):
@@ -575,11 +569,11 @@ SECRET_GUEST_XML = """<domain type='qemu'><name>kvmops-unit-secret</name><memory
 def test_xml_secrets_are_registered_masked_in_changes_and_diff(test_client):
     name = 'kvmops-unit-secret'
     try:
-        module = FakeModule(name=name, xml=SECRET_GUEST_XML % 'old-pw-1', diff=True)
+        module = guest_module(name=name, xml=SECRET_GUEST_XML % 'old-pw-1', diff=True)
         test_client.module = module
         made = Manager(test_client, module).run()
         assert 'old-pw-1' in module.no_log_values and 'old-pw-1' not in str(made)
-        module = FakeModule(name=name, xml=SECRET_GUEST_XML % 'new-pw-2', diff=True, check_mode=True)
+        module = guest_module(name=name, xml=SECRET_GUEST_XML % 'new-pw-2', diff=True, check_mode=True)
         test_client.module = module
         result = Manager(test_client, module).run()
         assert {'old-pw-1', 'new-pw-2'} <= module.no_log_values, 'the current definition and the user XML'
@@ -619,17 +613,6 @@ def test_private_file_is_atomic_0600_and_never_follows_a_link(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ['seed.iso', 'seed.iso.tmp', 'victim'], 'no temporary left'
 
 
-class CommandModule(object):
-    def get_bin_path(self, name):
-        import shutil
-        return shutil.which(name)
-
-    def run_command(self, cmd):
-        import subprocess
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        return proc.returncode, proc.stdout, proc.stderr
-
-
 def test_qemu_img_image_is_0600_and_never_follows_a_link(tmp_path):
     import shutil
     from ansible_collections.kvmops.kvm.plugins.module_utils._qemu_img import create_image
@@ -640,13 +623,13 @@ def test_qemu_img_image_is_0600_and_never_follows_a_link(tmp_path):
     final = tmp_path / 'disk.qcow2'
     final.symlink_to(victim)
     with pytest.raises(KvmError, match=r'^disks\[0\]: .* is a symbolic link'):
-        create_image(CommandModule(), 'disks[0]', str(final), 'qcow2', size_bytes=1024 ** 2)
+        create_image(FakeModule(commands='real'), 'disks[0]', str(final), 'qcow2', size_bytes=1024 ** 2)
     final.unlink()
-    create_image(CommandModule(), 'disks[0]', str(final), 'qcow2', size_bytes=1024 ** 2)
+    create_image(FakeModule(commands='real'), 'disks[0]', str(final), 'qcow2', size_bytes=1024 ** 2)
     assert (final.stat().st_mode & 0o777) == 0o600 and final.read_bytes()[:4] == b'QFI\xfb'
     assert victim.read_bytes() == b'precious'
     with pytest.raises(KvmError, match=r'^disks\[0\]: .* appeared while'):
-        create_image(CommandModule(), 'disks[0]', str(final), 'qcow2', size_bytes=1024 ** 2)
+        create_image(FakeModule(commands='real'), 'disks[0]', str(final), 'qcow2', size_bytes=1024 ** 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['disk.qcow2', 'victim'], 'no temporary left'
 
 
