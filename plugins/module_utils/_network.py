@@ -26,6 +26,7 @@ import os
 import re
 
 from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
+from ansible_collections.kvmops.kvm.plugins.module_utils._changes import ChangeSet
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, is_local_uri, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import network_facts, network_xml_facts
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import (
@@ -91,6 +92,10 @@ STRUCTURED_OPTIONS = ('forward', 'forward_dev', 'nat_ports', 'bridge', 'domain',
 
 # Keys of the model that virNetworkUpdate changes without a restart.
 LIVE_KEYS = ('ipv4.dhcp_hosts', 'ipv6.dhcp_hosts', 'dns_hosts')
+
+# The option (as the user spells it) of each scalar key of the model.
+OPTION_OF = dict(forward='forward', forward_dev='forward_dev', nat_ports='nat_ports', bridge_name='bridge.name',
+                 stp='bridge.stp', delay='bridge.delay', mtu='bridge.mtu', mac='bridge.mac', domain='domain')
 
 _LEASE_RE = re.compile(r'^\s*(\d+)\s*([smh]?)\s*$')
 _LEASE_UNITS = {'': 60, 's': 1, 'm': 60, 'h': 3600}
@@ -372,66 +377,58 @@ def _dns_key(entry):
     return (entry.get('ip') or '', tuple(entry.get('hostnames') or ()))
 
 
-def _describe_host(host):
-    return ' '.join('%s=%s' % (k, host[k]) for k in ('mac', 'id', 'name', 'ip') if host.get(k))
+def _item(value):
+    """A list entry as it is returned (no empty keys)."""
+    return dict((k, v) for k, v in value.items() if v is not None)
 
 
-def _describe_dns(entry):
-    return '%s %s' % (entry['ip'], ','.join(entry['hostnames']))
-
-
-def _list_change(key, have, want, keyfunc, describe):
+def _list_change(key, have, want, keyfunc):
     have_keys = set(keyfunc(x) for x in have)
     want_keys = set(keyfunc(x) for x in want)
     out = []
     for item in have:
         if keyfunc(item) not in want_keys:
-            out.append('%s: remove %s' % (key, describe(item)))
+            out.append(dict(option=key, action='remove', before=_item(item), after=None))
     for item in want:
         if keyfunc(item) not in have_keys:
-            out.append('%s: add %s' % (key, describe(item)))
+            out.append(dict(option=key, action='add', before=None, after=_item(item)))
     return out
 
 
+def _address(block):
+    return None if block is None else '%s/%s' % (block['address'], block['prefix'])
+
+
 def differences(spec, current):
-    """``(live_updatable, needs_redefine)`` lists of readable differences.
+    """``(live_updatable, needs_redefine)`` lists of changes (dicts: option, action, before, after).
 
     Only what ``spec`` specifies counts; ``current`` is :func:`model` output
     (None for a network that does not exist).
     """
     live, other = [], []
     if current is None:
-        return live, ['network is not defined']
+        return live, [dict(option='state', action='define', before='absent', after='present')]
     for key in ('forward', 'forward_dev', 'nat_ports', 'bridge_name', 'stp', 'delay', 'mtu', 'mac', 'domain'):
         if key in spec and spec[key] != current.get(key):
-            other.append('%s: %r -> %r' % (key, current.get(key), spec[key]))
+            other.append(dict(option=OPTION_OF[key], action='set', before=current.get(key), after=spec[key]))
     for family in ('ipv4', 'ipv6'):
         if family not in spec:
             continue
         want, have = spec[family], current.get(family)
         if have is None:
-            other.append('%s: add %s/%s' % (family, want['address'], want['prefix']))
+            other.append(dict(option='%s.address' % family, action='set', before=None, after=_address(want)))
             continue
         if (want['address'], want['prefix']) != (have['address'], have['prefix']):
-            other.append('%s: %s/%s -> %s/%s' % (family, have['address'], have['prefix'],
-                                                 want['address'], want['prefix']))
+            other.append(dict(option='%s.address' % family, action='set', before=_address(have), after=_address(want)))
         if 'dhcp_ranges' in want:
             if sorted(map(_range_key, want['dhcp_ranges'])) != sorted(map(_range_key, have['dhcp_ranges'])):
                 other.extend(_list_change('%s.dhcp_ranges' % family, have['dhcp_ranges'], want['dhcp_ranges'],
-                                          _range_key, _describe_range))
+                                          _range_key))
         if 'dhcp_hosts' in want:
-            live.extend(_list_change('%s.dhcp_hosts' % family, have['dhcp_hosts'], want['dhcp_hosts'],
-                                     _host_key, _describe_host))
+            live.extend(_list_change('%s.dhcp_hosts' % family, have['dhcp_hosts'], want['dhcp_hosts'], _host_key))
     if 'dns_hosts' in spec:
-        live.extend(_list_change('dns_hosts', current['dns_hosts'], spec['dns_hosts'], _dns_key, _describe_dns))
+        live.extend(_list_change('dns_hosts', current['dns_hosts'], spec['dns_hosts'], _dns_key))
     return live, other
-
-
-def _describe_range(rng):
-    lease = ''
-    if rng.get('lease') is not None:
-        lease = ' lease=%s' % ('infinite' if rng['lease'] == 0 else '%ss' % rng['lease'])
-    return '%s-%s%s' % (rng['start'], rng['end'], lease)
 
 
 # ---------------------------------------------------------------- spec -> XML
@@ -832,7 +829,8 @@ UPDATE_SECTIONS = {
 def update_operations(have_root, want_root):
     """virNetworkUpdate calls that turn ``have_root``'s host lists into ``want_root``'s.
 
-    Returns [(command, section_name, parent_index, xml, description)], deletions first.
+    Returns [(command, section_name, parent_index, xml, change)], deletions first; ``change`` is the
+    change (option, action, before, after) the call makes.
     """
     have, want = model(have_root), model(want_root)
     ops = []
@@ -842,80 +840,60 @@ def update_operations(have_root, want_root):
         if (have[family]['address'], have[family]['prefix']) != (want[family]['address'], want[family]['prefix']):
             continue  # a different subnet: the hosts apply when the network restarts
         index = [_ip_family(ip) for ip in have_root.findall('ip')].index(family)
-        want_keys = set(map(_host_key, want[family]['dhcp_hosts']))
-        have_keys = set(map(_host_key, have[family]['dhcp_hosts']))
-        for host in have[family]['dhcp_hosts']:
-            if _host_key(host) not in want_keys:
-                ops.append(('delete', 'ipv4.dhcp_hosts' if family == 'ipv4' else 'ipv6.dhcp_hosts', index,
-                            etree.tostring(host_element(family, host), encoding='unicode'),
-                            '%s.dhcp_hosts: remove %s' % (family, _describe_host(host))))
-        for host in want[family]['dhcp_hosts']:
-            if _host_key(host) not in have_keys:
-                ops.append(('add', '%s.dhcp_hosts' % family, index,
-                            etree.tostring(host_element(family, host), encoding='unicode'),
-                            '%s.dhcp_hosts: add %s' % (family, _describe_host(host))))
-    want_keys = set(map(_dns_key, want['dns_hosts']))
-    have_keys = set(map(_dns_key, have['dns_hosts']))
-    for entry in have['dns_hosts']:
-        if _dns_key(entry) not in want_keys:
-            ops.append(('delete', 'dns_hosts', -1, etree.tostring(dns_host_element(entry), encoding='unicode'),
-                        'dns_hosts: remove %s' % _describe_dns(entry)))
-    for entry in want['dns_hosts']:
-        if _dns_key(entry) not in have_keys:
-            ops.append(('add', 'dns_hosts', -1, etree.tostring(dns_host_element(entry), encoding='unicode'),
-                        'dns_hosts: add %s' % _describe_dns(entry)))
+        for change in _list_change('%s.dhcp_hosts' % family, have[family]['dhcp_hosts'], want[family]['dhcp_hosts'],
+                                   _host_key):
+            host = change['before'] or change['after']
+            ops.append(('delete' if change['action'] == 'remove' else 'add', change['option'], index,
+                        etree.tostring(host_element(family, host), encoding='unicode'), change))
+    for change in _list_change('dns_hosts', have['dns_hosts'], want['dns_hosts'], _dns_key):
+        entry = change['before'] or change['after']
+        ops.append(('delete' if change['action'] == 'remove' else 'add', 'dns_hosts', -1,
+                    etree.tostring(dns_host_element(entry), encoding='unicode'), change))
     ops.sort(key=lambda op: 0 if op[0] == 'delete' else 1)
     return ops
 
 
 def _restart_differences(live, wanted):
-    """What differs between the running network and its definition, apart from host lists."""
+    """The options whose running value differs from the definition, apart from host lists."""
     diffs = []
     for key in ('forward', 'forward_dev', 'nat_ports', 'bridge_name', 'stp', 'delay', 'mtu', 'mac', 'domain'):
         if live.get(key) != wanted.get(key):
-            diffs.append('%s: %r -> %r' % (key, live.get(key), wanted.get(key)))
+            diffs.append(OPTION_OF[key])
     for family in ('ipv4', 'ipv6'):
         have, want = live.get(family), wanted.get(family)
-        if (have is None) != (want is None):
-            diffs.append('%s: %s -> %s' % (family, 'none' if have is None else '%s/%s' % (have['address'], have['prefix']),
-                                           'none' if want is None else '%s/%s' % (want['address'], want['prefix'])))
+        if _address(have) != _address(want):
+            diffs.append('%s.address' % family)
+        if have is None or want is None:
             continue
-        if have is None:
-            continue
-        if (have['address'], have['prefix']) != (want['address'], want['prefix']):
-            diffs.append('%s: %s/%s -> %s/%s' % (family, have['address'], have['prefix'], want['address'], want['prefix']))
         if sorted(map(_range_key, have['dhcp_ranges'])) != sorted(map(_range_key, want['dhcp_ranges'])):
-            diffs.append('%s.dhcp_ranges: %s -> %s' % (
-                family, ', '.join(map(_describe_range, have['dhcp_ranges'])) or 'none',
-                ', '.join(map(_describe_range, want['dhcp_ranges'])) or 'none'))
+            diffs.append('%s.dhcp_ranges' % family)
     return diffs
 
 
+def _xml_changes(texts):
+    """Differences in the parts of the xml option the options do not model, as changes."""
+    return [dict(option='xml', action='set', before=None, after=None, detail=text) for text in texts]
+
+
 class NetworkManager(object):
-    """Read the network, decide, and write only outside check mode."""
+    """Read the network, decide, and write (through the change set: never in check mode)."""
 
     def __init__(self, module, client):
         self.module = module
         self.client = client
         self.params = module.params
-        self.check_mode = module.check_mode
-        self.changes = []
-        self.changed = False
-        self.pending_restart = []
+        self.changes = ChangeSet(module, client)
         self.replugged = []
         self.restarted = False
+        self.name = None
 
     # -- small helpers -------------------------------------------------
-    def _write(self, what, func, *args):
-        """Every libvirt write goes through here (and never runs in check mode)."""
-        self.changed = True
-        if self.check_mode:
-            return None
-        return self.client.call(what, func, *args)
+    def _what(self, detail=None):
+        return 'network %s%s' % (self.name, ': %s' % detail if detail else '')
 
-    def _note(self, text):
-        self.changes.append(text)
-        self.changed = True
+    def _record(self, scope, change):
+        extra = dict((k, v) for k, v in change.items() if k not in ('option', 'action', 'before', 'after'))
+        return self.changes.record(scope, change['option'], change['action'], change['before'], change['after'], **extra)
 
     def _host_checks(self):
         """True: local host checks; False: libvirt's interface list only; None: none (test driver)."""
@@ -928,7 +906,7 @@ class NetworkManager(object):
         return parse(config_xml(self.client, net), 'network XML')
 
     def _live_root(self, net):
-        return parse(self.client.call('network %s' % self.name, net.XMLDesc, 0), 'network XML')
+        return parse(self.client.call(self._what(), net.XMLDesc, 0), 'network XML')
 
     # -- entry ---------------------------------------------------------
     def run(self):
@@ -952,30 +930,30 @@ class NetworkManager(object):
         return self.present(net, spec, user_root)
 
     def result(self, net, before, after, predicted=None):
-        result = dict(changed=self.changed, changes=self.changes, pending_restart=self.pending_restart,
-                      restarted=self.restarted, replugged=self.replugged, uri=self.client.uri)
-        if net is not None and not (self.check_mode and predicted is not None):
-            result['network'] = network_facts(self.client, net)
-        elif predicted is not None:
-            result['network'] = predicted
+        if predicted is not None:
+            facts = predicted
+        elif net is not None:
+            facts = network_facts(self.client, net)
         else:
-            result['network'] = None
+            facts = None
         if self.module._diff:
-            result['diff'] = make_diff(before, after, before_header='%s (defined)' % self.name,
-                                       after_header='%s (wanted)' % self.name)
-        return result
+            diff = make_diff(before, after, before_header='%s (defined)' % self.name,
+                             after_header='%s (wanted)' % self.name)
+            self.changes.add_diff(diff['before'], diff['after'], diff.get('before_header'), diff.get('after_header'))
+        return self.changes.result(network=facts, restarted=self.restarted, replugged=self.replugged,
+                                   uri=self.client.uri)
 
     # -- absent ----------------------------------------------------------
     def absent(self, net):
         if net is None:
             return self.result(None, None, None)
         before = self._config_root(net)
-        if self.client.call('network %s' % self.name, net.isActive):
-            self._note('stop network %s' % self.name)
-            self._write('network %s' % self.name, net.destroy)
-        if self.client.call('network %s' % self.name, net.isPersistent):
-            self._note('undefine network %s' % self.name)
-            self._write('network %s' % self.name, net.undefine)
+        if self.client.call(self._what(), net.isActive):
+            self.changes.record('live', 'state', 'stop', 'active', 'inactive')
+            self.changes.write(self._what(), net.destroy)
+        if self.client.call(self._what(), net.isPersistent):
+            self.changes.record('config', 'state', 'undefine', 'present', 'absent')
+            self.changes.write(self._what(), net.undefine)
         return self.result(None, before, None)
 
     # -- present / active / inactive -------------------------------------
@@ -983,8 +961,8 @@ class NetworkManager(object):
         params = self.params
         state = params['state']
         before = self._config_root(net) if net is not None else None
-        active = bool(net is not None and self.client.call('network %s' % self.name, net.isActive))
-        persistent = bool(net is not None and self.client.call('network %s' % self.name, net.isPersistent))
+        active = bool(net is not None and self.client.call(self._what(), net.isActive))
+        persistent = bool(net is not None and self.client.call(self._what(), net.isPersistent))
         current = model(before) if before is not None else None
         mode = spec.get('forward', current['forward'] if current else 'isolated')
         check_spec_against_mode(spec, mode, from_xml=user_root is not None)
@@ -994,22 +972,21 @@ class NetworkManager(object):
                            '(state=absent) or give its full definition in xml' % self.name)
 
         # The wanted persistent definition.
+        live_diffs, other_diffs = differences(spec, current)
         if user_root is not None:
             wanted_root = xml_definition(user_root, before)
-            live_diffs, other_diffs = differences(spec, current)
             if current is not None:
-                other_diffs += xml_other_differences(user_root, before)
+                other_diffs += _xml_changes(xml_other_differences(user_root, before))
                 for family in ('ipv4', 'ipv6'):
                     if family not in spec and current[family] is not None:
-                        other_diffs.append('%s: remove %s/%s' % (family, current[family]['address'], current[family]['prefix']))
+                        other_diffs.append(dict(option='%s.address' % family, action='remove',
+                                                before=_address(current[family]), after=None))
         else:
             wanted_root = apply_spec(before, spec, self.name)
-            live_diffs, other_diffs = differences(spec, current)
         wanted = model(wanted_root)
-        if mode != 'bridge' and mode == 'nat' and wanted['ipv4'] is None and current is None:
+        if mode == 'nat' and wanted['ipv4'] is None and current is None:
             raise KvmError('forward=nat needs an ipv4 address for the network')
 
-        config_changes = live_diffs + other_diffs if current is not None else ['define network %s' % self.name]
         will_start = state == 'active' and not active
         if other_diffs or current is None or will_start:
             preflight(self.client, self.name, wanted, model(self._live_root(net)) if active else None,
@@ -1017,10 +994,11 @@ class NetworkManager(object):
 
         # 1. the persistent definition
         if current is None or not persistent or other_diffs:
-            self.changes.extend(config_changes if current is not None else ['define network %s' % self.name])
+            for change in (live_diffs + other_diffs if current is not None else other_diffs):
+                self._record('config', change)
             if current is not None and not persistent:
-                self.changes.append('make transient network %s persistent' % self.name)
-            defined = self._write('network %s' % self.name, define_network, self.client, self.name, to_string(wanted_root))
+                self.changes.record('config', 'state', 'define', 'transient', 'persistent')
+            defined = self.changes.write(self._what(), define_network, self.client, self.name, to_string(wanted_root))
             if defined is not None:
                 net = defined
         elif live_diffs:
@@ -1030,54 +1008,50 @@ class NetworkManager(object):
         if active and state != 'inactive':
             live_root = self._live_root(net)
             restart = _restart_differences(model(live_root), wanted)
-            if user_root is not None:
-                restart += xml_other_differences(wanted_root, live_root)
+            if user_root is not None and xml_other_differences(wanted_root, live_root):
+                restart.append('xml')
             if restart and params['restart'] == 'if_needed':
-                self.changes.append('restart network %s (%s)' % (self.name, '; '.join(restart)))
+                self.changes.record('live', 'state', 'restart', 'active', 'active', options=restart)
                 self.restart(net, wanted)
             else:
                 if update_operations(live_root, wanted_root):
                     self._update(net, live_root, wanted_root, libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE, 'live')
-                if restart:
-                    self.pending_restart.append(self.name)
+                self.changes.restart_needed(*restart)
         elif state == 'active' and not active:
-            self._note('start network %s' % self.name)
+            self.changes.record('live', 'state', 'start', 'inactive', 'active')
             if net is not None:
-                self._write('network %s' % self.name, net.create)
+                self.changes.write(self._what(), net.create)
         elif state == 'inactive' and active:
-            self._note('stop network %s' % self.name)
-            self._write('network %s' % self.name, net.destroy)
+            self.changes.record('live', 'state', 'stop', 'active', 'inactive')
+            self.changes.write(self._what(), net.destroy)
 
         # 3. autostart
         if params.get('autostart') is not None:
-            have = bool(persistent and self.client.call('network %s' % self.name, net.autostart)) if net is not None else False
+            have = bool(persistent and self.client.call(self._what(), net.autostart)) if net is not None else False
             if have != params['autostart']:
-                self._note('autostart: %s -> %s' % (have, params['autostart']))
+                self.changes.record('config', 'autostart', 'set', have, params['autostart'])
                 if net is not None:
-                    self._write('network %s' % self.name, net.setAutostart, 1 if params['autostart'] else 0)
+                    self.changes.write(self._what(), net.setAutostart, 1 if params['autostart'] else 0)
 
         predicted = None
-        if self.check_mode and self.changed:
+        if self.changes.check and self.changes.changed:
             predicted = network_xml_facts(wanted_root)
             predicted.update(
                 active=(state == 'active') or (active and state != 'inactive'),
                 persistent=True,
                 autostart=params['autostart'] if params.get('autostart') is not None
-                else bool(net is not None and persistent and self.client.call('network', net.autostart)),
+                else bool(net is not None and persistent and self.client.call(self._what(), net.autostart)),
             )
         after = wanted_root if (current is None or other_diffs or live_diffs or not persistent) else before
         return self.result(net, before, after, predicted)
 
-    def _update(self, net, have_root, want_root, flags, where):
-        for command, section, index, xml, text in update_operations(have_root, want_root):
-            if where == 'config':
-                self.changes.append(text)
-            else:
-                self.changes.append('%s (live)' % text)
+    def _update(self, net, have_root, want_root, flags, scope):
+        for command, section, index, xml, change in update_operations(have_root, want_root):
+            self._record(scope, change)
             cmd = libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE if command == 'delete' \
                 else libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST
-            self._write('network %s: %s' % (self.name, text), net.update, cmd,
-                        getattr(libvirt, UPDATE_SECTIONS[section]), index, xml, flags)
+            self.changes.write(self._what('%s %s' % (change['option'], change['action'])), net.update, cmd,
+                               getattr(libvirt, UPDATE_SECTIONS[section]), index, xml, flags)
 
     # -- restart and re-plug ---------------------------------------------
     def _attached_guests(self):
@@ -1097,24 +1071,26 @@ class NetworkManager(object):
 
     def restart(self, net, wanted):
         guests = self._attached_guests()
-        self._write('network %s' % self.name, net.destroy)
-        self._write('network %s' % self.name, net.create)
+        self.changes.write(self._what(), net.destroy)
+        self.changes.write(self._what(), net.create)
         self.restarted = True
         bridge = wanted['bridge_name']
-        if not self.check_mode:
+        if not self.changes.check:  # a read: the bridge name libvirt gave the restarted network
             bridge = model(self._live_root(net))['bridge_name']
         local = self._host_checks()
         for dom, mac, tap in guests:
             entry = dict(domain=dom, mac=mac, interface=tap, bridge=bridge, replugged=False)
-            if not self.check_mode and local and tap and bridge:
-                rc, _out, err = self.module.run_command(['ip', 'link', 'set', 'dev', tap, 'master', bridge])
-                if rc != 0:
-                    raise KvmError('network %s restarted, but re-plugging %s (%s of guest %s) into bridge %s failed: %s'
-                                   % (self.name, tap, mac, dom, bridge, err.strip()), replugged=self.replugged)
-                entry['replugged'] = True
+            if local and tap and bridge:
+                done = self.changes.host(self.module.run_command, ['ip', 'link', 'set', 'dev', tap, 'master', bridge])
+                if done is not None:
+                    rc, _out, err = done
+                    if rc != 0:
+                        raise KvmError('network %s restarted, but re-plugging %s (%s of guest %s) into bridge %s failed: %s'
+                                       % (self.name, tap, mac, dom, bridge, err.strip()), replugged=self.replugged)
+                    entry['replugged'] = True
             self.replugged.append(entry)
         stranded = [e for e in self.replugged if not e['replugged']]
-        if stranded and not self.check_mode:
+        if stranded and not self.changes.check:
             # a remote URI (or a guest without a tap name): libvirt has no call that re-attaches a tap
             self.module.warn('network %s was restarted on %s; these guest interfaces are off its bridge %s until '
                              're-plugged on that host (ip link set dev TAP master %s): %s'

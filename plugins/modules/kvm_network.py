@@ -364,18 +364,61 @@ network:
           dhcp_ranges: [{start: 192.168.111.2, end: 192.168.111.254}]
           dhcp_hosts: [{mac: "52:54:00:a3:19:8b", name: vm01, ip: 192.168.111.10}]
 changes:
-  description: What was (or in check mode would be) changed, one readable line each.
+  description:
+    - What was (or in check mode would be) changed, one entry per change, in the shape every kvmops.kvm module returns.
+    - Changed in 1.0.0; before, one readable line per change.
   returned: always
   type: list
-  elements: str
-  sample: ["ipv4.dhcp_hosts: add mac=52:54:00:a3:19:8b name=vm01 ip=192.168.111.10"]
+  elements: dict
+  contains:
+    scope:
+      description:
+        - V(config) the persistent definition; V(live) the running network (libvirt's network update call, a start,
+          stop or restart); V(host) the hypervisor.
+      type: str
+      returned: always
+      choices: [config, live, host]
+    option:
+      description:
+        - The option as you spell it (V(bridge.stp), V(ipv4.address), V(ipv4.dhcp_hosts), V(dns_hosts), V(autostart));
+          V(state) for define, undefine, start, stop and restart; V(xml) for a part of O(xml) the options do not model.
+      type: str
+      returned: always
+    action:
+      description:
+        - V(set) a value; V(add) or V(remove) an entry of a list option; V(define), V(undefine), V(start), V(stop) or
+          V(restart) for O(state).
+      type: str
+      returned: always
+    before:
+      description: The value before (for V(remove), the entry removed); null when there was none.
+      type: raw
+      returned: always
+    after:
+      description: The value after (for V(add), the entry added); null when there is none.
+      type: raw
+      returned: always
+    options:
+      description: For a restart, the options whose new values it applies.
+      type: list
+      elements: str
+      returned: when action is restart
+    detail:
+      description: For O(xml), the part of the definition that differs.
+      type: str
+      returned: when option is xml
+  sample:
+    - {scope: config, option: ipv4.dhcp_hosts, action: add, before: null, after: {mac: "52:54:00:a3:19:8b", name: vm01, ip: 192.168.111.10}}
+    - {scope: live, option: ipv4.dhcp_hosts, action: add, before: null, after: {mac: "52:54:00:a3:19:8b", name: vm01, ip: 192.168.111.10}}
 pending_restart:
   description:
-    - Names of the networks (this one or none) that run with settings other than their definition and apply it
-      only after a restart (O(restart=if_needed) does it).
+    - The options whose new value the running network does not have yet and gets only when it is restarted
+      (O(restart=if_needed) does it); sorted. Empty when the network runs as defined or is not running.
+    - Changed in 1.0.0; before, it held the network's name.
   returned: always
   type: list
   elements: str
+  sample: [bridge.stp, ipv4.address]
 restarted:
   description: Whether the network was (or would be) restarted.
   returned: always

@@ -304,7 +304,7 @@ def test_subnet_change_restart_if_needed_replugs_guest(names, guest, playbook, t
     # a change that needs a restart, restart=never: redefined, listed in pending_restart, still running the old one
     ranged = dict(base, ipv4=dict(base['ipv4'], dhcp_ranges=[dict(start='10.254.%d.20' % a, end='10.254.%d.29' % a)]))
     results = four_steps(playbook, tmp_path, ranged)
-    assert [r['pending_restart'] for r in results] == [[name]] * 4
+    assert [r['pending_restart'] for r in results] == [['ipv4.dhcp_ranges']] * 4
     assert 'dhcp-range=10.254.%d.10,10.254.%d.99' % (a, a) in dnsmasq_conf(name)
     assert master_of(tap) == br
 

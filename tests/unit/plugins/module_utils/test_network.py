@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+from fakes import FakeModule
+
 from ansible_collections.kvmops.kvm.plugins.module_utils import _network as N
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, LibvirtClient, libvirt
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import parse
@@ -35,21 +37,6 @@ def bridge(**kwargs):
     out = dict(name=None, stp=None, delay=None, mtu=None, mac=None)
     out.update(kwargs)
     return out
-
-
-class FakeModule(object):
-    def __init__(self, prm, check_mode=False, diff=True):
-        self.params = prm
-        self.check_mode = check_mode
-        self._diff = diff
-        self.commands = []
-
-    def run_command(self, args, **_kwargs):
-        self.commands.append(args)
-        return 0, '', ''
-
-    def warn(self, text):
-        self.warnings = getattr(self, 'warnings', []) + [text]
 
 
 WRITES = [
@@ -183,6 +170,10 @@ def test_model_normalizes_libvirt_defaults_and_forms():
     assert live['ipv4']['dhcp_ranges'] == [dict(start='192.168.111.2', end='192.168.111.254', lease=43200)]
 
 
+def change(option, before, after, action='set'):
+    return dict(option=option, action=action, before=before, after=after)
+
+
 WALKTHROUGH = dict(forward='nat', bridge=bridge(name='virbr1', stp=True, delay=0),
                    ipv4=ipv4('192.168.111.1', netmask='255.255.255.0',
                              ranges=[dict(start='192.168.111.2', end='192.168.111.254', lease='12h')]))
@@ -191,15 +182,17 @@ WALKTHROUGH = dict(forward='nat', bridge=bridge(name='virbr1', stp=True, delay=0
 @pytest.mark.parametrize('overrides, live, other', [
     (dict(), [], []),
     (dict(ipv4=ipv4('192.168.111.1/24', ranges=[dict(start='192.168.111.2', end='192.168.111.254', lease='720')])), [], []),
-    (dict(bridge=bridge(stp=False)), [], ["stp: True -> False"]),
+    (dict(bridge=bridge(stp=False)), [], [change('bridge.stp', True, False)]),
     (dict(nat_ports=dict(start=1024, end=65535)), [], []),
-    (dict(nat_ports=dict(start=2000, end=3000)), [], ["nat_ports: {'start': 1024, 'end': 65535} -> {'start': 2000, 'end': 3000}"]),
-    (dict(forward='route'), [], ["forward: 'nat' -> 'route'"]),
-    (dict(ipv4=ipv4('192.168.112.1/24')), [], ['ipv4: 192.168.111.1/24 -> 192.168.112.1/24']),
+    (dict(nat_ports=dict(start=2000, end=3000)), [],
+     [change('nat_ports', dict(start=1024, end=65535), dict(start=2000, end=3000))]),
+    (dict(forward='route'), [], [change('forward', 'nat', 'route')]),
+    (dict(ipv4=ipv4('192.168.112.1/24')), [], [change('ipv4.address', '192.168.111.1/24', '192.168.112.1/24')]),
     (dict(ipv4=ipv4('192.168.111.1/24', hosts=[dict(mac='52:54:00:00:00:01', ip='192.168.111.9')])),
-     ['ipv4.dhcp_hosts: add mac=52:54:00:00:00:01 ip=192.168.111.9'], []),
-    (dict(dns_hosts=[dict(ip='192.168.111.5', hostnames=['nfs'])]), ['dns_hosts: add 192.168.111.5 nfs'], []),
-    (dict(domain='lab'), [], ["domain: None -> 'lab'"]),
+     [change('ipv4.dhcp_hosts', None, dict(mac='52:54:00:00:00:01', ip='192.168.111.9'), 'add')], []),
+    (dict(dns_hosts=[dict(ip='192.168.111.5', hostnames=['nfs'])]),
+     [change('dns_hosts', None, dict(ip='192.168.111.5', hostnames=['nfs']), 'add')], []),
+    (dict(domain='lab'), [], [change('domain', None, 'lab')]),
 ])
 def test_differences_only_what_is_specified(overrides, live, other):
     current = N.model(parse(fixture('network_nat_live.xml')))
@@ -293,6 +286,11 @@ def four_steps(client, writes, prm):
 def test_create_start_autostart(client, writes):
     results = four_steps(client, writes, params(state='active', autostart=True, **NEW))
     assert writes == ['networkDefineXMLFlags', 'create', 'setAutostart']
+    assert results[1]['changes'] == [
+        dict(scope='config', option='state', action='define', before='absent', after='present'),
+        dict(scope='live', option='state', action='start', before='inactive', after='active'),
+        dict(scope='config', option='autostart', action='set', before=False, after=True)]
+    assert results[1]['pending_restart'] == []
     net = results[-1]['network']
     assert net['active'] and net['autostart'] and net['persistent']
     assert net['bridge'] == 'kvunit0' and net['forward_mode'] == 'nat'
@@ -316,6 +314,9 @@ def test_dhcp_host_in_place_then_removed(client, writes):
     results = four_steps(client, writes, add)
     assert set(writes) == {'update'}, writes  # no redefine, no restart
     assert results[1]['pending_restart'] == [] and results[1]['restarted'] is False
+    added = dict(mac='52:54:00:00:00:01', name='vm1', ip='10.97.0.5')
+    assert results[1]['changes'] == [dict(scope=scope, option='ipv4.dhcp_hosts', action='add', before=None, after=added)
+                                     for scope in ('config', 'live')]
     assert results[-1]['network']['addresses'][0]['dhcp_hosts'] == [dict(mac='52:54:00:00:00:01', name='vm1', ip='10.97.0.5')]
     # unrelated option left out: the ranges are kept
     assert results[-1]['network']['addresses'][0]['dhcp_ranges'] == [dict(start='10.97.0.10', end='10.97.0.20')]
@@ -425,6 +426,17 @@ def test_state_inactive_and_absent(client, writes):
     assert client.find_network('kvmops-unit') is None
 
 
+def test_pending_restart_names_the_options(client, writes):
+    run(client, params(state='active', **NEW))
+    del writes[:]
+    moved = params(**dict(with_ipv4(ipv4('10.97.0.1/25')), bridge=bridge(name='kvunit0', stp=False)))
+    for check in (True, False, True):
+        result = run(client, moved, check_mode=check)
+        assert result['pending_restart'] == ['bridge.stp', 'ipv4.address'], result
+        assert result['restarted'] is False
+    assert writes == ['networkDefineXMLFlags']
+
+
 def test_absent_on_missing_is_unchanged(client, writes):
     result = run(client, params(name='kvmops-none', state='absent'))
     assert result['changed'] is False and result['network'] is None and writes == []
@@ -441,6 +453,9 @@ def test_restart_on_a_remote_uri_reports_and_warns_about_guests_it_cannot_replug
                                    **with_ipv4(ipv4('10.97.0.1/25', ranges=[dict(start='10.97.0.10', end='10.97.0.20')]))))
         result = N.NetworkManager(module, client).run()
         assert result['restarted'] is True and module.commands == []
+        assert result['changes'][-1] == dict(scope='live', option='state', action='restart', before='active',
+                                             after='active', options=['ipv4.address'])
+        assert result['pending_restart'] == []
         tap = parse(dom.XMLDesc(0)).find('devices/interface/target').get('dev')     # named by libvirt
         assert result['replugged'] == [dict(domain='kvmops-unit-g', mac='52:54:00:00:00:42', interface=tap,
                                             bridge='kvunit0', replugged=False)]
