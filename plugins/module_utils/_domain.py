@@ -98,7 +98,7 @@ CLOUD_INIT_SPEC = dict(
 )
 
 ARGUMENT_SPEC = dict(
-    name=dict(type='str', required=True),
+    name=dict(type='str', required=True, aliases=['guest']),
     uuid=dict(type='str'),
     state=dict(type='str', choices=STATES, default='present'),
     autostart=dict(type='bool'),

@@ -37,8 +37,10 @@ options:
   name:
     description:
       - "Guest name: letters, digits and C(_ . + : @ -), starting with a letter, digit or C(_); at most 200 characters."
+      - The alias O(guest) (community.libvirt's spelling) was added in version 1.0.0.
     type: str
     required: true
+    aliases: [guest]
   uuid:
     description:
       - UUID for a new guest (with or without dashes). On an existing guest it must match (a UUID cannot change).

@@ -239,7 +239,7 @@ def test_xml_option_redefines_in_place(conn, guest, playbook, tmp_path):
           <devices><graphics type='vnc' listen='127.0.0.1'/></devices>
         </domain>
     """).format(name=name)
-    first, last = four_step(playbook, tmp_path, dict(name=name, xml=xml))
+    first, last = four_step(playbook, tmp_path, dict(guest=name, xml=xml))   # guest: the alias of name
     dom = conn.lookupByName(name)
     uuid = dom.UUIDString()
     assert dom.info()[1] == 128 * 1024

@@ -232,6 +232,12 @@ def test_cdrom_media_change_is_live():
 
 
 # ---------------------------------------------------------------- validation
+def test_guest_is_an_alias_of_name():
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+    checked = ArgumentSpecValidator(ARGUMENT_SPEC).validate(dict(guest='vm01'))
+    assert not checked.error_messages and checked.validated_parameters['name'] == 'vm01'
+
+
 @pytest.mark.parametrize('bad, message', [
     (dict(name='bad/name'), '^name: invalid guest name'),
     (dict(name=''), '^name: invalid'),
