@@ -63,7 +63,7 @@ def _ip_spec():
 
 
 ARGUMENT_SPEC = dict(
-    name=dict(type='str'),
+    name=dict(type='str', aliases=['network']),
     state=dict(type='str', default='present', choices=['present', 'active', 'inactive', 'absent']),
     autostart=dict(type='bool'),
     forward=dict(type='str', choices=FORWARD_MODES),

@@ -46,7 +46,9 @@ options:
     description:
       - Name of the network. Required unless O(xml) contains C(<name>).
       - Letters, digits and C(_), C(.), C(+), C(:), C(@) and C(-), not starting with C(.) or C(-), at most 200 characters.
+      - The alias O(network) (the alias C(community.libvirt.virt_net) has) is new in 1.0.0.
     type: str
+    aliases: [network]
   state:
     description:
       - V(present) the network is defined; whether it runs is left as it is.

@@ -351,7 +351,7 @@ def test_isolated_then_routed(names, playbook, tmp_path, conn):
     addn = open('/var/lib/libvirt/dnsmasq/%s.addnhosts' % name).read()
     assert 'db' in addn and 'nfs' not in addn
 
-    four_steps(playbook, tmp_path, dict(name=name, state='absent'))
+    four_steps(playbook, tmp_path, dict(network=name, state='absent'))       # the alias of name
     assert not os.path.exists('/sys/class/net/%s' % br) and firewall_rules(subnet) == []
 
 

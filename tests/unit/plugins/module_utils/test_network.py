@@ -437,6 +437,11 @@ def test_pending_restart_names_the_options(client, writes):
     assert writes == ['networkDefineXMLFlags']
 
 
+def test_vocabulary():
+    assert N.ARGUMENT_SPEC['name']['aliases'] == ['network']
+    assert N.ARGUMENT_SPEC['state']['default'] == 'present'
+
+
 def test_absent_on_missing_is_unchanged(client, writes):
     result = run(client, params(name='kvmops-none', state='absent'))
     assert result['changed'] is False and result['network'] is None and writes == []
