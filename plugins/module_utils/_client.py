@@ -246,28 +246,6 @@ class LibvirtClient(object):
         return self._lookup(self.conn.storagePoolLookupByName, libvirt.VIR_ERR_NO_STORAGE_POOL, name)
 
 
-class Recorder(object):
-    """What the storage managers share: the module, its parameters, check mode, and the actions taken.
-
-    ``act`` records an action and, outside check mode, calls ``func(*args)`` through the client, so a
-    libvirt error names ``what`` (the object) and the action.
-    """
-
-    def __init__(self, module, client, what):
-        self.module = module
-        self.client = client
-        self.params = module.params
-        self.check = module.check_mode
-        self.actions = []
-        self.what = what
-
-    def act(self, action, func=None, *args):
-        self.actions.append(action)
-        if not self.check and func is not None:
-            return self.client.call('%s: %s' % (self.what, action), func, *args)
-        return None
-
-
 def run(module, func):
     """Run ``func(client)`` and exit: its dict result, or one clear failure.
 

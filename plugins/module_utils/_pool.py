@@ -18,10 +18,11 @@ import os
 import pwd
 
 from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, Recorder, is_local_uri, libvirt, run
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, is_local_uri, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import pool_facts
+from ansible_collections.kvmops.kvm.plugins.module_utils._storage import StorageManager
 from ansible_collections.kvmops.kvm.plugins.module_utils._volume import disk_users, set_permissions
-from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, find_text, make_diff, parse, subset_differences, to_string
+from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, find_text, parse, subset_differences, to_string
 
 POOL_TYPES = ['dir', 'fs', 'netfs', 'logical', 'iscsi']
 
@@ -311,7 +312,29 @@ def predicted_facts(root, active, autostart):
 
 
 # ------------------------------------------------------------------ manager
-class PoolManager(Recorder):
+def restart_options(diffs):
+    """The options behind differences of the running pool's XML (``pool/target/path: ...`` -> ``path``)."""
+    options = []
+    for line in diffs:
+        parts = line.split(':', 1)[0].split('/')[1:]
+        if not parts:
+            continue
+        if parts[0] == 'target':
+            option = 'path'
+        elif parts[0] == 'source' and len(parts) > 1:
+            sub = parts[1].split('[', 1)[0]
+            sub = dict(device='devices').get(sub, sub)
+            if sub == 'host' and parts[-1] == '@port':
+                sub = 'port'
+            option = 'source.%s' % sub
+        else:
+            option = parts[0]
+        if option not in options:
+            options.append(option)
+    return options
+
+
+class PoolManager(StorageManager):
 
     def __init__(self, module, client):
         super(PoolManager, self).__init__(module, client, 'pool %s' % module.params['name'])
@@ -360,14 +383,13 @@ class PoolManager(Recorder):
         wanted = wanted_xml(params, pool_type)
         local = is_local_uri(self.client.uri)
 
+        defined_here = pool is None
         if pool is None:
             before_text = ''
             was_active, was_autostart = False, False
             after_root = wanted
-            self.act('define')
-            if not self.check:
-                pool = self.client.call('pool %s: define' % self.name, self.client.conn.storagePoolDefineXML,
-                                        etree.tostring(wanted, encoding='unicode'), 0)
+            self.record('config', 'definition', 'define', 'define', after=self.name, type=pool_type)
+            pool = self.write('define', self.client.conn.storagePoolDefineXML, etree.tostring(wanted, encoding='unicode'), 0)
             if params['build']:
                 self._build(pool, pool_type, rollback=True)
             active = False
@@ -378,58 +400,57 @@ class PoolManager(Recorder):
             active = was_active
             before_text = describe(before_root, was_active, was_autostart)
             after_root = before_root
-            if subset_differences(wanted, before_root):
+            diffs = subset_differences(wanted, before_root)
+            if diffs:
                 after_root = merge(wanted, before_root)
-                self.act('redefine', self.client.conn.storagePoolDefineXML,
-                         etree.tostring(after_root, encoding='unicode'), 0)
+                self.record('config', 'definition', 'redefine', 'redefine', after=diffs)
+                self.write('redefine', self.client.conn.storagePoolDefineXML, etree.tostring(after_root, encoding='unicode'), 0)
             self._fix_permissions(pool, after_root, active, local)
 
-        pending_restart = False
-        if pool is not None and 'define' not in self.actions:
+        if not defined_here:
             target_path = find_text(after_root, 'target/path')
             if state == 'active' and not active:
                 self._maybe_build(pool, pool_type, target_path, local)
                 self._start(pool)
                 active = True
             elif state == 'inactive' and active:
-                self.act('stop', pool.destroy)
+                self._stop(pool)
                 active = False
             elif active:
                 # The running pool keeps its old definition until restarted (permissions apply at once).
                 live_diffs = subset_differences(_without_permissions(wanted), self.live_xml(pool))
                 if live_diffs and state == 'active' and params['restart'] == 'if_needed':
-                    self.act('stop', pool.destroy)
+                    self._stop(pool)
                     self._maybe_build(pool, pool_type, target_path, local)
                     self._start(pool)
                 elif live_diffs:
-                    pending_restart = True
+                    self.changes.restart_needed(*restart_options(live_diffs))
         elif state == 'active':
             self._start(pool)
             active = True
 
         autostart = was_autostart
         if params['autostart'] is not None and params['autostart'] != was_autostart:
-            self.act('autostart' if params['autostart'] else 'no autostart',
-                     pool.setAutostart if pool is not None else None, 1 if params['autostart'] else 0)
+            self.record('config', 'autostart', 'set', 'autostart' if params['autostart'] else 'no autostart',
+                        before=was_autostart, after=params['autostart'])
+            self.write('autostart', lambda: pool.setAutostart(1 if params['autostart'] else 0))
             autostart = params['autostart']
 
-        changed = bool(self.actions)
-        if params['refresh'] and active and not self.check and 'start' not in self.actions:
-            # A rescan of the volumes: it changes nothing and is not reported as a change.
-            self.client.call('pool %s: refresh' % self.name, pool.refresh, 0)
+        if params['refresh'] and active and 'start' not in self.actions:
+            # A rescan of the volumes: it changes nothing and is not reported as a change (skipped in check mode).
+            self.write('refresh', lambda: pool.refresh(0))
 
-        if pool is not None and not (self.check and self.actions and 'define' in self.actions):
+        if pool is not None:
             facts = pool_facts(self.client, pool)
             if not self.check:
                 after_root = self.inactive_xml(pool)
         else:
             facts = predicted_facts(after_root, active, autostart)
-        facts['active'] = active if self.check else facts['active']
-        facts['autostart'] = autostart if self.check else facts['autostart']
-        result = dict(changed=changed, actions=self.actions, pool=facts, pending_restart=pending_restart)
-        if getattr(self.module, '_diff', False):
-            result['diff'] = make_diff(before_text, describe(after_root, active, autostart))
-        return result
+        if self.check:
+            facts['active'] = active
+            facts['autostart'] = autostart
+        self.diff(before_text, describe(after_root, active, autostart))
+        return self.result(pool=facts)
 
     def _maybe_build(self, pool, pool_type, target_path, local):
         """build: true on an existing pool creates a missing target directory (local URI)."""
@@ -452,33 +473,32 @@ class PoolManager(Recorder):
         wrong = [k for k in ('mode', 'owner', 'group') if wanted[k] and wanted[k] != have[k]]
         if not wrong:
             return
-        self.actions.append('set %s' % ', '.join(wrong))
-        if self.check:
-            return
+        for index, key in enumerate(wrong):
+            self.record('host', key, 'set', 'set %s' % ', '.join(wrong) if index == 0 else None,
+                        before=have[key], after=wanted[key], path=path)
         try:
-            set_permissions(path, wanted['mode'] if 'mode' in wrong else None,
-                            wanted['owner'] if 'owner' in wrong else None,
-                            wanted['group'] if 'group' in wrong else None)
+            self.changes.host(set_permissions, path, wanted['mode'] if 'mode' in wrong else None,
+                              wanted['owner'] if 'owner' in wrong else None,
+                              wanted['group'] if 'group' in wrong else None)
         except OSError as exc:
             raise KvmError('pool %s: cannot set %s on %s: %s' % (self.name, ', '.join(wrong), path, exc.strerror))
         if active:
-            self.client.call('pool %s: refresh' % self.name, pool.refresh, 0)
+            self.write('refresh', pool.refresh, 0)
 
     def _build(self, pool, pool_type, rollback):
         flags = 0
         if pool_type in TYPE_BUILD_FORMATS:
             flags = (libvirt.VIR_STORAGE_POOL_BUILD_OVERWRITE if self.params['overwrite']
                      else libvirt.VIR_STORAGE_POOL_BUILD_NO_OVERWRITE)
-        self.actions.append('build')
-        if self.check:
-            return
+        self.record('host', 'build', 'build', 'build', after=self.params.get('path') or pool_type,
+                    overwrite=bool(flags & libvirt.VIR_STORAGE_POOL_BUILD_OVERWRITE))
         try:
-            self.client.call('pool %s: build' % self.name, pool.build, flags)
+            self.write('build', lambda: pool.build(flags))
         except KvmError as exc:
             if rollback:
                 try:
-                    pool.undefine()
-                except libvirt.libvirtError:
+                    self.write('undefine after a failed build', pool.undefine)
+                except KvmError:
                     pass
             hint = ''
             if pool_type in TYPE_BUILD_FORMATS and not self.params['overwrite']:
@@ -486,21 +506,23 @@ class PoolManager(Recorder):
             raise KvmError('%s%s' % (exc.msg, hint))
 
     def _start(self, pool):
-        self.actions.append('start')
-        if self.check:
-            return
+        self.record('live', 'state', 'start', 'start', before='inactive', after='active')
         try:
-            self.client.call('pool %s: start' % self.name, pool.create, 0)
+            self.write('start', lambda: pool.create(0))
         except KvmError as exc:
             hint = '' if self.params['build'] else ' (set build: true to create the target/filesystem/volume group)'
             raise KvmError('%s%s' % (exc.msg, hint))
+
+    def _stop(self, pool):
+        self.record('live', 'state', 'stop', 'stop', before='active', after='inactive')
+        self.write('stop', pool.destroy)
 
     # -- absent -----------------------------------------------------------
     def absent(self, pool):
         params = self.params
         if pool is None:
-            return dict(changed=False, actions=[], pool={}, pending_restart=False,
-                        **({'diff': make_diff('', '')} if getattr(self.module, '_diff', False) else {}))
+            self.diff('', '')
+            return self.result(pool={})
         root = self.inactive_xml(pool)
         with self.client.errors(self.what):
             active = bool(pool.isActive())
@@ -529,23 +551,23 @@ class PoolManager(Recorder):
                     if who:
                         busy.append('%s (used by %s)' % (vname, ', '.join(sorted(who))))
                 if busy:
-                    if started_here and not self.check:
-                        self.client.call('pool %s: stop' % self.name, pool.destroy)
+                    if started_here:
+                        self.write('stop', pool.destroy)
                     raise KvmError('pool %s: refusing delete_data, volumes are used by defined guests: %s; '
                                    'set force: true to delete them anyway' % (self.name, '; '.join(busy)))
-            for vname, _vpath, vol in volumes:
+            for vname, vpath, vol in volumes:
                 deleted_volumes.append(vname)
-                self.act('delete volume %s' % vname, vol.delete, 0)
-            self.act('stop', pool.destroy)
-            self.act('delete data', pool.delete, 0)
+                self.record('config', 'volumes', 'delete', 'delete volume %s' % vname, before=vpath)
+                self.write('delete volume %s' % vname, vol.delete, 0)
+            self._stop(pool)
+            self.record('host', 'delete_data', 'delete', 'delete data', before=find_text(root, 'target/path'))
+            self.write('delete data', pool.delete, 0)
         elif active:
-            self.act('stop', pool.destroy)
-        self.act('undefine', pool.undefine)
-        result = dict(changed=True, actions=self.actions, pool=facts, pending_restart=False,
-                      deleted_volumes=deleted_volumes)
-        if getattr(self.module, '_diff', False):
-            result['diff'] = make_diff(before_text, '')
-        return result
+            self._stop(pool)
+        self.record('config', 'definition', 'undefine', 'undefine', before=self.name)
+        self.write('undefine', pool.undefine)
+        self.diff(before_text, '')
+        return self.result(pool=facts, deleted_volumes=deleted_volumes)
 
 
 def ensure(module, client):

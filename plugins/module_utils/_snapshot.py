@@ -14,9 +14,10 @@ import os
 import time
 
 from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, Recorder, libvirt, run
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import DOMAIN_STATES, STATE_REASONS
-from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, find_text, make_diff, parse
+from ansible_collections.kvmops.kvm.plugins.module_utils._storage import StorageManager
+from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, find_text, parse
 
 ARGUMENT_SPEC = dict(
     domain=dict(type='str', required=True),
@@ -83,7 +84,7 @@ def _render(snapshots):
 
 
 # ------------------------------------------------------------------ manager
-class SnapshotManager(Recorder):
+class SnapshotManager(StorageManager):
 
     def __init__(self, module, client):
         super(SnapshotManager, self).__init__(
@@ -120,14 +121,10 @@ class SnapshotManager(Recorder):
         if self.check:
             after = self.predict(before)
         mine = [s for s in after if s['name'] == self.params['name']]
-        result = dict(changed=bool(self.actions), actions=self.actions, snapshots=after,
-                      snapshot=mine[0] if mine else {})
-        result.update(self.extra)
         with self.client.errors('domain %s' % dom.name()):
-            result['domain_state'] = DOMAIN_STATES.get(dom.state()[0], 'unknown')
-        if getattr(self.module, '_diff', False):
-            result['diff'] = make_diff(_render(before), _render(after))
-        return result
+            domain_state = DOMAIN_STATES.get(dom.state()[0], 'unknown')
+        self.diff(_render(before), _render(after))
+        return self.result(snapshots=after, snapshot=mine[0] if mine else {}, domain_state=domain_state, **self.extra)
 
     def find(self, dom):
         try:
@@ -182,7 +179,9 @@ class SnapshotManager(Recorder):
                 flags = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE
                 if snap.isCurrent(0):
                     flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT
-                self.act('set description', dom.snapshotCreateXML, etree.tostring(root, encoding='unicode'), flags)
+                self.record('config', 'description', 'set', 'set description', before=facts['description'],
+                            after=p['description'])
+                self.write('set description', dom.snapshotCreateXML, etree.tostring(root, encoding='unicode'), flags)
             return
         with self.client.errors('domain %s' % dom.name()):
             running = bool(dom.isActive())
@@ -201,7 +200,9 @@ class SnapshotManager(Recorder):
                 if not dom_root.xpath("devices/channel/target[@name='%s']" % AGENT_CHANNEL):
                     raise KvmError('quiesce needs a guest agent: domain %s has no %s channel' % (dom.name(), AGENT_CHANNEL))
                 flags |= libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_QUIESCE
-            self.act('create disk-only', dom.snapshotCreateXML, etree.tostring(root, encoding='unicode'), flags)
+            self.record('config', 'snapshot', 'create', 'create disk-only', after=p['name'], location='external',
+                        memory=False)
+            self.write('create disk-only', dom.snapshotCreateXML, etree.tostring(root, encoding='unicode'), flags)
             return
         if running and p['memory'] is False:
             raise KvmError('an internal snapshot of running guest %s always includes its memory; '
@@ -215,8 +216,9 @@ class SnapshotManager(Recorder):
             if fmt and fmt != 'qcow2':
                 raise KvmError('an internal snapshot needs qcow2 disks; disk %s of %s is %s (use disk_only: true)'
                                % (find_text(disk, 'target/@dev'), dom.name(), fmt))
-        self.act('create with memory' if running else 'create', dom.snapshotCreateXML,
-                 etree.tostring(root, encoding='unicode'), flags)
+        self.record('config', 'snapshot', 'create', 'create with memory' if running else 'create', after=p['name'],
+                    location='internal', memory=running)
+        self.write('create', dom.snapshotCreateXML, etree.tostring(root, encoding='unicode'), flags)
 
     # -- current -------------------------------------------------------------
     def current(self, dom, snap):
@@ -235,7 +237,8 @@ class SnapshotManager(Recorder):
             raise KvmError('reverting %s to snapshot %s discards its current %s state; set force: true to revert anyway'
                            % (dom.name(), self.params['name'], state_name))
         flags = libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_FORCE if self.params['force'] else 0
-        self.act('revert', dom.revertToSnapshot, snap, flags)
+        self.record('live', 'state', 'revert', 'revert', before=state_name, after=self.params['name'])
+        self.write('revert', dom.revertToSnapshot, snap, flags)
 
     # -- absent --------------------------------------------------------------
     def absent(self, dom, snap, snapshots):
@@ -243,7 +246,8 @@ class SnapshotManager(Recorder):
             return
         facts = [s for s in snapshots if s['name'] == self.params['name']][0]
         if facts['location'] == 'internal':
-            self.act('delete', snap.delete, 0)
+            self.record('config', 'snapshot', 'delete', 'delete', before=self.params['name'])
+            self.write('delete', snap.delete, 0)
             return
         self.delete_external(dom, snap, facts, snapshots)
 
@@ -271,22 +275,31 @@ class SnapshotManager(Recorder):
             commits.append(disk)
         progress = []
         for disk in commits:
-            self.actions.append('commit %s' % disk['target'])
-            if self.check:
-                continue
-            progress.append(self.block_commit(dom, disk['target'], disk['file']))
-        self.act('delete', snap.delete, libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
+            self.record('live', 'disks', 'commit', 'commit %s' % disk['target'], before=disk['file'], target=disk['target'])
+            done = self.write('commit %s' % disk['target'], self.block_commit, dom, disk['target'], disk['file'])
+            if done is not None:
+                progress.append(done)
+        self.record('config', 'snapshot', 'delete', 'delete', before=self.params['name'])
+        self.write('delete', snap.delete, libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
         removed = []
-        if not self.check:
-            for disk in commits:
-                if disk['file'] and os.path.isfile(disk['file']):
-                    try:
-                        vol = self.client.conn.storageVolLookupByPath(disk['file'])
-                        vol.delete(0)
-                    except libvirt.libvirtError:
-                        os.unlink(disk['file'])
+        for disk in commits:
+            if disk['file'] and os.path.isfile(disk['file']):
+                self.record('host', 'disks', 'delete_overlay', before=disk['file'], target=disk['target'])
+                if self.changes.host(self._remove_overlay, disk['file']):
                     removed.append(disk['file'])
         self.extra = dict(commit=progress, removed_overlays=removed)
+
+    def _remove_overlay(self, path):
+        """Delete a committed overlay: through libvirt when a pool holds it, else the file itself."""
+        try:
+            vol = self.client.conn.storageVolLookupByPath(path)
+            vol.delete(0)
+        except libvirt.libvirtError:
+            try:
+                os.unlink(path)
+            except OSError as exc:
+                raise KvmError('%s: cannot remove the committed overlay %s: %s' % (self.what, path, exc.strerror))
+        return True
 
     def block_commit(self, dom, target, top):
         flags = libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE

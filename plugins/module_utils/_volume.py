@@ -17,11 +17,12 @@ import errno
 import os
 
 from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, Recorder, is_local_uri, libvirt, run
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, is_local_uri, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import volume_facts
 from ansible_collections.kvmops.kvm.plugins.module_utils._qemu_img import chain_summary, image_check, image_info
+from ansible_collections.kvmops.kvm.plugins.module_utils._storage import StorageManager
 from ansible_collections.kvmops.kvm.plugins.module_utils._units import to_bytes
-from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, find_text, make_diff, parse
+from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, find_text, parse
 
 FORMATS = ['raw', 'qcow2']
 
@@ -168,7 +169,7 @@ def set_permissions(path, mode, owner, group):
 
 
 # ------------------------------------------------------------------ manager
-class VolumeManager(Recorder):
+class VolumeManager(StorageManager):
 
     def __init__(self, module, client):
         super(VolumeManager, self).__init__(
@@ -263,7 +264,7 @@ class VolumeManager(Recorder):
             return self.create(pool)
         return self.update(pool, vol)
 
-    def result(self, vol, before, after):
+    def summary(self, vol, before, after):
         """The module result; ``after`` is the predicted summary (check mode, or no volume yet)."""
         facts = volume_facts(self.client, vol) if vol is not None else after
         chain = []
@@ -272,10 +273,8 @@ class VolumeManager(Recorder):
             chain = chain_summary(image_info(self.module, facts['path'], chain=True))
         elif vol is None:
             chain = [dict(path=b['path'], format=b['format'], virtual_size=None) for b in after.get('backing', [])]
-        result = dict(changed=bool(self.actions), actions=self.actions, volume=facts, backing_chain=chain)
-        if getattr(self.module, '_diff', False):
-            result['diff'] = make_diff(_render(before), _render(after if after is not None else _summary(facts)))
-        return result
+        self.diff(_render(before), _render(after if after is not None else _summary(facts)))
+        return self.result(volume=facts, backing_chain=chain)
 
     # -- create --------------------------------------------------------------
     def create(self, pool):
@@ -348,34 +347,31 @@ class VolumeManager(Recorder):
         after = dict(name=p['name'], path=os.path.join(target_dir, p['name']) if target_dir else None, key=None,
                      type='file', format=fmt, capacity=capacity, allocation=capacity if full else None,
                      backing=[dict(path=backing['path'], format=backing['format'])] if backing else [])
-        vol = None
         if clone:
-            self.actions.append('clone from %s' % clone['path'])
-            if not self.check:
-                vol = self.client.call('%s: clone' % self.what, pool.createXMLFrom, xml, clone['vol'], flags)
+            self.record('config', 'clone_from', 'clone', 'clone from %s' % clone['path'], before=clone['path'], after=after)
+            vol = self.write('clone', pool.createXMLFrom, xml, clone['vol'], flags)
         else:
-            self.actions.append('create')
-            if not self.check:
-                vol = self.client.call('%s: create' % self.what, pool.createXML, xml, flags)
+            self.record('config', 'volume', 'create', 'create', after=after)
+            vol = self.write('create', pool.createXML, xml, flags)
         if imported:
-            self.actions.append('import %s' % p['import_from'])
-            if not self.check:
-                try:
-                    upload(self.client, vol, p['import_from'])
-                except KvmError:
-                    self._rollback(vol)
-                    raise
-        if not self.check and vol is not None:
+            self.record('config', 'import_from', 'import', 'import %s' % p['import_from'], before=p['import_from'])
+            try:
+                self.write('import', upload, self.client, vol, p['import_from'])
+            except KvmError:
+                self._rollback(vol)
+                raise
+        if vol is not None:
             with self.client.errors(self.what):
                 have = vol.info()[1]
             if have < capacity:
-                self.act('resize to %d' % capacity, vol.resize, capacity, 0)
-        return self.result(vol, None, after if vol is None else None)
+                self.record('config', 'capacity', 'resize', 'resize to %d' % capacity, before=have, after=capacity)
+                self.write('resize', vol.resize, capacity, 0)
+        return self.summary(vol, None, after if vol is None else None)
 
     def _rollback(self, vol):
         try:
-            vol.delete(0)
-        except libvirt.libvirtError:
+            self.write('delete after a failed import', vol.delete, 0)
+        except KvmError:
             pass
 
     def inspect_import(self, path):
@@ -416,7 +412,7 @@ class VolumeManager(Recorder):
                 self.resize(vol, facts, wanted, have)
                 after['capacity'] = wanted
         self.fix_permissions(vol, facts)
-        return self.result(vol, before, after if self.check else None)
+        return self.summary(vol, before, after if self.check else None)
 
     def resize(self, vol, facts, wanted, have):
         p = self.params
@@ -429,12 +425,15 @@ class VolumeManager(Recorder):
             if dom is not None:
                 raise KvmError('%s is in use by running guest %s; it cannot be shrunk while running' % (self.what, dom.name()))
         if dom is not None:
-            self.act('resize to %d' % wanted, dom.blockResize, dev, wanted, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+            self.record('live', 'capacity', 'resize', 'resize to %d' % wanted, before=have, after=wanted,
+                        guest=dom.name(), target=dev)
+            self.write('resize', dom.blockResize, dev, wanted, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
             return
         flags = libvirt.VIR_STORAGE_VOL_RESIZE_SHRINK if wanted < have else 0
         if wanted > have and p['allocation'] == 'full':
             flags |= libvirt.VIR_STORAGE_VOL_RESIZE_ALLOCATE
-        self.act('resize to %d' % wanted, vol.resize, wanted, flags)
+        self.record('config', 'capacity', 'resize', 'resize to %d' % wanted, before=have, after=wanted)
+        self.write('resize', vol.resize, wanted, flags)
 
     def fix_permissions(self, vol, facts):
         if not any(self.perms.values()):
@@ -450,23 +449,21 @@ class VolumeManager(Recorder):
             raise KvmError('%s: %s differs (%s) and libvirt cannot change it on an existing volume; '
                            'this module changes it only for files on a local URI'
                            % (self.what, ', '.join(wrong), ', '.join('%s=%s' % (k, have[k]) for k in wrong)))
-        self.actions.append('set %s' % ', '.join(wrong))
-        if self.check:
-            return
+        for index, key in enumerate(wrong):
+            self.record('host', key, 'set', 'set %s' % ', '.join(wrong) if index == 0 else None,
+                        before=have[key], after=self.perms[key], path=facts['path'])
         try:
-            set_permissions(facts['path'], self.perms['mode'] if 'mode' in wrong else None,
-                            self.perms['owner'] if 'owner' in wrong else None,
-                            self.perms['group'] if 'group' in wrong else None)
+            self.changes.host(set_permissions, facts['path'], self.perms['mode'] if 'mode' in wrong else None,
+                              self.perms['owner'] if 'owner' in wrong else None,
+                              self.perms['group'] if 'group' in wrong else None)
         except OSError as exc:
             raise KvmError('%s: cannot set %s on %s: %s' % (self.what, ', '.join(wrong), facts['path'], exc.strerror))
 
     # -- absent ------------------------------------------------------------------
     def absent(self, pool, vol):
         if vol is None:
-            result = dict(changed=False, actions=[], volume={}, backing_chain=[])
-            if getattr(self.module, '_diff', False):
-                result['diff'] = make_diff('', '')
-            return result
+            self.diff('', '')
+            return self.result(volume={}, backing_chain=[])
         facts = volume_facts(self.client, vol)
         if not self.params['force']:
             users = disk_users(self.client)
@@ -478,11 +475,10 @@ class VolumeManager(Recorder):
             if overlays:
                 raise KvmError('%s is the backing file of %s; deleting it would break them; set force: true to delete it anyway'
                                % (self.what, ', '.join(overlays)))
-        self.act('delete', vol.delete, 0)
-        result = dict(changed=True, actions=self.actions, volume=facts, backing_chain=[])
-        if getattr(self.module, '_diff', False):
-            result['diff'] = make_diff(_render(_summary(facts)), '')
-        return result
+        self.record('config', 'volume', 'delete', 'delete', before=facts['path'])
+        self.write('delete', vol.delete, 0)
+        self.diff(_render(_summary(facts)), '')
+        return self.result(volume=facts, backing_chain=[])
 
     def overlays_of(self, pool, path):
         out = []

@@ -16,7 +16,7 @@ description:
     C(pool-delete) and C(pool-undefine).
   - Only what is specified is compared with libvirt's definition; libvirt's own defaults never count as a change.
     A changed definition of an existing pool is redefined (its UUID kept). An active pool keeps running with its old
-    definition until it is restarted (RV(pending_restart)), or restarted at once with O(restart=if_needed).
+    definition until it is restarted (RV(pending_restart) names the options), or restarted at once with O(restart=if_needed).
   - Nothing is deleted unless asked. O(state=absent) stops and undefines the pool and keeps its data;
     the volumes and the pool's directory, filesystem or volume group are deleted only with O(delete_data=true).
 author:
@@ -224,16 +224,42 @@ pool:
     available: 245497323520
     target_path: /var/lib/libvirt/images
     volumes: []
+changes:
+  description:
+    - What was changed (or would be in check mode), in order, one entry per change.
+    - C(scope) is V(config) (a persistent definition), V(live) (a running object) or V(host) (files and
+      directories on the hypervisor); C(option) names what changed, C(action) how; C(before) and C(after)
+      are the values around it.
+      Actions - V(define), V(redefine), V(undefine) (config); V(start), V(stop) (live); V(build), V(set) of
+      O(mode), O(owner), O(group), V(delete) of the pool data (host); V(delete) of a volume (config).
+  returned: always
+  type: list
+  elements: dict
+  version_added: 1.0.0
+  contains:
+    scope: {description: "config, live or host.", type: str, returned: always}
+    option: {description: The option or object the change is about., type: str, returned: always}
+    action: {description: What was done., type: str, returned: always}
+    before: {description: The value before (null when none)., type: raw, returned: always}
+    after: {description: The value after (null when none)., type: raw, returned: always}
+  sample: [{scope: config, option: definition, action: define, before: null, after: null}]
 actions:
-  description: What was done (or would be in check mode), in order.
+  description:
+    - What was done (or would be in check mode), in order, one line each.
+    - "Deprecated: use RV(changes); removed in 2.0.0."
   returned: always
   type: list
   elements: str
   sample: [define, build, start, autostart]
 pending_restart:
-  description: The definition changed while the pool was active; it takes effect when the pool is restarted.
+  description:
+    - The options whose changed definition waits for a restart of the active pool (for example V(path) or
+      V(source.host)); empty when none.
+    - Before 1.0.0 this was a boolean.
   returned: always
-  type: bool
+  type: list
+  elements: str
+  sample: [path]
 deleted_volumes:
   description: Names of the volumes deleted with O(delete_data=true).
   returned: when O(state=absent) and the pool existed

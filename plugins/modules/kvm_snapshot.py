@@ -149,12 +149,40 @@ domain_state:
   description: State of the guest afterwards (running, shutoff, ...).
   returned: always
   type: str
+changes:
+  description:
+    - What was changed (or would be in check mode), in order, one entry per change.
+    - C(scope) is V(config) (a persistent definition), V(live) (a running object) or V(host) (files and
+      directories on the hypervisor); C(option) names what changed, C(action) how; C(before) and C(after)
+      are the values around it.
+      Actions - V(create), V(delete) of the snapshot and V(set) of its O(description) (config); V(revert) and
+      V(commit) of a disk (live); V(delete_overlay) of a committed overlay file (host).
+  returned: always
+  type: list
+  elements: dict
+  version_added: 1.0.0
+  contains:
+    scope: {description: "config, live or host.", type: str, returned: always}
+    option: {description: The option or object the change is about., type: str, returned: always}
+    action: {description: What was done., type: str, returned: always}
+    before: {description: The value before (null when none)., type: raw, returned: always}
+    after: {description: The value after (null when none)., type: raw, returned: always}
+  sample: [{scope: config, option: snapshot, action: create, before: null, after: null}]
 actions:
-  description: What was done (or would be in check mode), in order.
+  description:
+    - What was done (or would be in check mode), in order, one line each.
+    - "Deprecated: use RV(changes); removed in 2.0.0."
   returned: always
   type: list
   elements: str
   sample: [create with memory]
+pending_restart:
+  description: Always empty (a snapshot needs no restart); the same key as every changing module of the collection.
+  returned: always
+  type: list
+  elements: str
+  version_added: 1.0.0
+  sample: []
 commit:
   description: Per disk, the finished block commit of a deleted external snapshot (target, top, base, bytes, done).
   returned: when an external snapshot was deleted

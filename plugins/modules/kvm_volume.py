@@ -186,12 +186,40 @@ backing_chain:
   type: list
   elements: dict
   sample: [{path: /var/lib/libvirt/images/centos7-golden.qcow2, format: qcow2, virtual_size: 10737418240}]
+changes:
+  description:
+    - What was changed (or would be in check mode), in order, one entry per change.
+    - C(scope) is V(config) (a persistent definition), V(live) (a running object) or V(host) (files and
+      directories on the hypervisor); C(option) names what changed, C(action) how; C(before) and C(after)
+      are the values around it.
+      Actions - V(create) of the volume, V(clone) (O(clone_from)), V(import) (O(import_from)), V(resize) of
+      O(capacity) (live through a running guest), V(delete) (config); V(set) of O(mode), O(owner), O(group) (host).
+  returned: always
+  type: list
+  elements: dict
+  version_added: 1.0.0
+  contains:
+    scope: {description: "config, live or host.", type: str, returned: always}
+    option: {description: The option or object the change is about., type: str, returned: always}
+    action: {description: What was done., type: str, returned: always}
+    before: {description: The value before (null when none)., type: raw, returned: always}
+    after: {description: The value after (null when none)., type: raw, returned: always}
+  sample: [{scope: config, option: volume, action: create, before: null, after: null}]
 actions:
-  description: What was done (or would be in check mode), in order.
+  description:
+    - What was done (or would be in check mode), in order, one line each.
+    - "Deprecated: use RV(changes); removed in 2.0.0."
   returned: always
   type: list
   elements: str
   sample: [create]
+pending_restart:
+  description: Always empty (a volume needs no restart); the same key as every changing module of the collection.
+  returned: always
+  type: list
+  elements: str
+  version_added: 1.0.0
+  sample: []
 '''
 
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import kvm_module

@@ -1,7 +1,8 @@
 """Playbook helpers shared by the storage tests (kvm_pool, kvm_volume, kvm_snapshot).
 
-The storage modules return ``actions`` (what they did, or would do in check
-mode); these helpers build a one-task play and run the four-step proof on it.
+The storage modules return ``changes`` (structured entries: what they did, or would do in check
+mode) and the deprecated one-line ``actions``; these helpers build a one-task play and run the
+four-step proof on it.
 """
 
 import textwrap
@@ -26,7 +27,11 @@ def four_step(playbook, path, extra, task='t', same_actions=True):
     assert [r['changed'] for r in results] == [True, True, False, False], [r.get('actions') for r in results]
     if same_actions:
         assert results[0]['actions'] == results[1]['actions'], 'check mode predicted other actions'
+        assert ([(c['scope'], c['option'], c['action']) for c in results[0]['changes']]
+                == [(c['scope'], c['option'], c['action']) for c in results[1]['changes']]), 'check mode predicted other changes'
     assert results[2]['actions'] == [] and results[3]['actions'] == []
+    assert results[2]['changes'] == [] and results[3]['changes'] == []
+    assert all(isinstance(r['pending_restart'], list) for r in results)
     return results
 
 

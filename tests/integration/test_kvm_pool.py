@@ -97,7 +97,8 @@ def test_changed_permissions_apply_at_once(playbook, tmp_path, unique, conn, cle
     uuid = conn.storagePoolLookupByName(unique).UUIDString()
 
     changed = four_step(playbook, play, dict(name=unique, path=path, mode='0755'))
-    assert changed[1]['actions'] == ['redefine', 'set mode'] and changed[1]['pending_restart'] is False
+    assert changed[1]['actions'] == ['redefine', 'set mode'] and changed[1]['pending_restart'] == []
+    assert [(c['scope'], c['option']) for c in changed[1]['changes']] == [('config', 'definition'), ('host', 'mode')]
     assert '<mode>0750</mode>' in changed[0]['diff']['before'] and '<mode>0755</mode>' in changed[0]['diff']['after']
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o755
     pool = conn.storagePoolLookupByName(unique)
@@ -117,14 +118,14 @@ def test_changed_definition_pending_then_restart(playbook, tmp_path, unique, con
 
     pending = four_step(playbook, play, dict(name=unique, path=moved))
     assert pending[1]['actions'] == ['redefine']
-    assert [r['pending_restart'] for r in pending] == [True, True, True, True]
+    assert [r['pending_restart'] for r in pending] == [['path']] * 4
     pool = conn.storagePoolLookupByName(unique)
     assert '<path>%s</path>' % moved in pool.XMLDesc(libvirt.VIR_STORAGE_XML_INACTIVE)
     assert '<path>%s</path>' % path in pool.XMLDesc(0), 'the running pool keeps its definition until restarted'
 
     restarted = four_step(playbook, play, dict(name=unique, path=moved, restart='if_needed'))
     assert restarted[1]['actions'] == ['stop', 'build', 'start']
-    assert [r['pending_restart'] for r in restarted] == [False, False, False, False]
+    assert [r['pending_restart'] for r in restarted] == [[]] * 4
     assert '<path>%s</path>' % moved in conn.storagePoolLookupByName(unique).XMLDesc(0)
     assert stat.S_IMODE(os.stat(moved).st_mode) == 0o750
 

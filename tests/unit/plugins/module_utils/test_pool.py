@@ -179,8 +179,33 @@ def test_stop_then_absent_keeps_data(test_client):
 def test_pending_restart_reported_for_a_changed_running_pool(test_client):
     ensure(test_client, name='kvmops-unit3', type='dir', path='/nonexistent/a')
     moved = ensure(test_client, name='kvmops-unit3', path='/nonexistent/b')
-    assert moved['actions'] == ['redefine'] and moved['pending_restart'] is True
+    assert moved['actions'] == ['redefine'] and moved['pending_restart'] == ['path']
+    assert [(c['scope'], c['option'], c['action']) for c in moved['changes']] == [('config', 'definition', 'redefine')]
     restarted = ensure(test_client, name='kvmops-unit3', path='/nonexistent/b', restart='if_needed')
     # The test driver shows no separate persistent definition, so it redefines once more here.
-    assert restarted['actions'][-2:] == ['stop', 'start'] and restarted['pending_restart'] is False
+    assert restarted['actions'][-2:] == ['stop', 'start'] and restarted['pending_restart'] == []
+    assert [(c['scope'], c['option'], c['action']) for c in restarted['changes']][-2:] == [
+        ('live', 'state', 'stop'), ('live', 'state', 'start')]
     # (Whether the restart applies the new definition is libvirtd's part: see tests/integration/test_kvm_pool.py.)
+
+
+@pytest.mark.parametrize('diffs, expected', [
+    (['pool/target/path: \'/a\' -> \'/b\''], ['path']),
+    (["pool/source/host/@name: 'a' -> 'b'", "pool/source/host/@port: '1' -> '2'", "pool/source/dir/@path: 'x' -> 'y'"],
+     ['source.host', 'source.port', 'source.dir']),
+    (["pool/source/device[2]: missing", "pool/source/device/@path: 'a' -> 'b'"], ['source.devices']),
+])
+def test_restart_options_name_the_options(diffs, expected):
+    assert _pool.restart_options(diffs) == expected
+
+
+def test_changes_entries_and_deprecated_actions(test_client):
+    params = dict(name='kvmops-unit4', type='dir', path='/nonexistent/u4', autostart=True, state='active')
+    check = ensure(test_client, check_mode=True, **params)
+    assert [(c['scope'], c['option'], c['action']) for c in check['changes']] == [
+        ('config', 'definition', 'define'), ('live', 'state', 'start'), ('config', 'autostart', 'set')]
+    assert check['pending_restart'] == [] and test_client.find_pool('kvmops-unit4') is None
+    real = ensure(test_client, **params)
+    assert real['changes'] == check['changes'] and real['actions'] == check['actions']
+    gone = ensure(test_client, name='kvmops-unit4', state='absent')
+    assert [(c['scope'], c['action']) for c in gone['changes']] == [('live', 'stop'), ('config', 'undefine')]

@@ -67,6 +67,9 @@ def test_validate_rejects(params, fragment):
 def test_create_check_real_idempotent_revert_delete(test_client):
     first = ensure(test_client, check_mode=True, name='s1', description='one')
     assert first['changed'] and first['actions'] == ['create with memory']
+    assert [(c['scope'], c['option'], c['action'], c['after']) for c in first['changes']] == [
+        ('config', 'snapshot', 'create', 's1')]
+    assert first['pending_restart'] == []
     assert first['snapshot']['name'] == 's1' and first['snapshot']['creation_time'] is None
     dom = test_client.find_domain('test')
     assert dom.listAllSnapshots() == []
@@ -82,6 +85,7 @@ def test_create_check_real_idempotent_revert_delete(test_client):
         ensure(test_client, name='s1', state='current')
     check = ensure(test_client, check_mode=True, name='s1', state='current', force=True)
     assert check['actions'] == ['revert'] and [s['current'] for s in check['snapshots']] == [True, False]
+    assert [(c['scope'], c['action']) for c in check['changes']] == [('live', 'revert')]
     assert dom.snapshotCurrent().getName() == 's2', 'check mode reverted'
 
     gone = ensure(test_client, name='s2', state='absent')

@@ -112,13 +112,17 @@ def test_create_check_then_real_then_idempotent(test_client):
     assert first['diff']['before'] == '' and 'capacity: 1073741824' in first['diff']['after']
     pool = test_client.find_pool('default-pool')
     assert 'kvmops-unit.qcow2' not in pool.listVolumes()
+    assert [(c['scope'], c['option'], c['action']) for c in first['changes']] == [('config', 'volume', 'create')]
+    assert first['changes'][0]['after']['capacity'] == 1024 ** 3 and first['pending_restart'] == []
     second = ensure(test_client, name='kvmops-unit.qcow2', capacity='1GiB')
     assert second['actions'] == ['create'] and 'kvmops-unit.qcow2' in pool.listVolumes()
+    assert second['changes'] == first['changes']
     for check in (True, False):
         again = ensure(test_client, check_mode=check, name='kvmops-unit.qcow2', capacity='1GiB')
         assert again['changed'] is False and again['diff']['before'] == again['diff']['after']
     grown = ensure(test_client, check_mode=True, name='kvmops-unit.qcow2', capacity='2GiB')
     assert grown['actions'] == ['resize to %d' % (2 * 1024 ** 3)] and 'capacity: 2147483648' in grown['diff']['after']
+    assert grown['changes'] == [dict(scope='config', option='capacity', action='resize', before=1024 ** 3, after=2 * 1024 ** 3)]
     with pytest.raises(KvmError, match='shrink: true'):
         ensure(test_client, name='kvmops-unit.qcow2', capacity='512MiB')
     gone = ensure(test_client, name='kvmops-unit.qcow2', state='absent')
