@@ -34,6 +34,7 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._domain_plan import (
 )
 from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import (
     AGENT_CHANNEL,
+    OPTIONS,
     disk_view,
     has_agent_channel,
     nic_view,
@@ -97,6 +98,7 @@ CLOUD_INIT_SPEC = dict(
     directory=dict(type='path', default='/var/lib/libvirt/images'),
 )
 
+# The options that are no line of the XML option table (_domain_xml.OPTIONS): the run, the devices, the XML.
 ARGUMENT_SPEC = dict(
     name=dict(type='str', required=True, aliases=['guest']),
     uuid=dict(type='str'),
@@ -106,21 +108,6 @@ ARGUMENT_SPEC = dict(
     shutdown_timeout=dict(type='int', default=120),
     restart=dict(type='str', choices=['never', 'if_needed'], default='never'),
     remove_storage=dict(type='bool', default=False),
-    memory=dict(type='str'),
-    max_memory=dict(type='str'),
-    vcpus=dict(type='int'),
-    max_vcpus=dict(type='int'),
-    sockets=dict(type='int'),
-    cores=dict(type='int'),
-    threads=dict(type='int'),
-    cpu_mode=dict(type='str', choices=['host-passthrough', 'host-model', 'maximum']),
-    machine=dict(type='str'),
-    firmware=dict(type='str', choices=['bios', 'efi']),
-    virt_type=dict(type='str', choices=['auto', 'kvm', 'qemu']),
-    os_variant=dict(type='str'),
-    kernel=dict(type='path'),
-    initrd=dict(type='path'),
-    cmdline=dict(type='str'),
     disks=dict(type='list', elements='dict', options=DISK_SPEC),
     interfaces=dict(type='list', elements='dict', options=NIC_SPEC),
     graphics=dict(type='dict', options=GRAPHICS_SPEC),
@@ -158,6 +145,29 @@ def _size_bytes(option, value, default_unit, maximum, minimum=1):
 
 def _size_kib(option, value, default_unit='MiB'):
     return (_size_bytes(option, value, default_unit, valid.MAX_MEMORY_BYTES, valid.KIB) + 1023) // 1024
+
+
+# The kinds of the XML option table's lines: the argument-spec type and the check (option name, value -> value).
+KINDS = dict(
+    memory=('str', _size_kib),
+    vcpus=('int', lambda option, value: valid.count(option, value, minimum=1, maximum=valid.MAX_VCPUS)),
+    choice=('str', lambda _option, value: value),   # Ansible checks the choices
+    token=('str', valid.token),
+    osinfo=('str', lambda option, value: valid.osinfo_id(option, value) if value else ''),
+    path=('path', lambda option, value: valid.abs_path(option, value) if value else ''),   # '' removes it
+    text=('str', lambda option, value: valid.text(option, value, allow_empty=True)),
+)
+
+
+def _argument_spec(option):
+    """The argument-spec entry of a line of the XML option table."""
+    spec = dict(type=KINDS[option.kind][0])
+    if option.choices:
+        spec['choices'] = list(option.choices)
+    return spec
+
+
+ARGUMENT_SPEC.update((option.name, _argument_spec(option)) for option in OPTIONS)
 
 
 def _auto_targets(disks):
@@ -218,30 +228,13 @@ def validate(params, hide=None):
     uuid = valid.uuid('uuid', params['uuid']) if params.get('uuid') else None
     if params.get('shutdown_timeout') is not None:
         valid.count('shutdown_timeout', params['shutdown_timeout'], minimum=0)
-    options = {}
-    for key in ('memory', 'max_memory'):
-        if params.get(key) is not None:
-            options[key] = _size_kib(key, params[key])
+    options = dict((option.name, KINDS[option.kind][1](option.name, params[option.name]))
+                   for option in OPTIONS if params.get(option.name) is not None)
     if 'memory' in options and 'max_memory' in options and options['memory'] > options['max_memory']:
         raise valid.ValidationError('memory (%d KiB) must not exceed max_memory (%d KiB)'
                                     % (options['memory'], options['max_memory']))
-    for key in ('vcpus', 'max_vcpus', 'sockets', 'cores', 'threads'):
-        if params.get(key) is not None:
-            options[key] = valid.count(key, params[key], minimum=1, maximum=valid.MAX_VCPUS)
     if 'vcpus' in options and 'max_vcpus' in options and options['vcpus'] > options['max_vcpus']:
         raise valid.ValidationError('vcpus (%d) must not exceed max_vcpus (%d)' % (options['vcpus'], options['max_vcpus']))
-    for key in ('cpu_mode', 'firmware', 'virt_type'):   # choices
-        if params.get(key) is not None:
-            options[key] = params[key]
-    if params.get('machine') is not None:
-        options['machine'] = valid.token('machine', params['machine'])
-    if params.get('os_variant') is not None:
-        options['os_variant'] = valid.osinfo_id('os_variant', params['os_variant']) if params['os_variant'] else ''
-    for key in ('kernel', 'initrd'):
-        if params.get(key) is not None:
-            options[key] = valid.abs_path(key, params[key]) if params[key] else ''
-    if params.get('cmdline') is not None:
-        options['cmdline'] = valid.text('cmdline', params['cmdline'], allow_empty=True)
 
     disks = None
     if params.get('disks') is not None:

@@ -3,9 +3,11 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The XML model of kvm_domain: a declarative option table over libvirt's domain XML.
 
-Each scalar option declares where it lives in the domain XML (``read`` gives the
-normalized value libvirt reports, ``write`` sets it), how to compare it, and how
-it reaches a running guest (``live``):
+:data:`OPTIONS` is the one place a scalar option of kvm_domain is declared. Each line gives its
+``kind`` (what the user writes: its argument-spec type and the check ``_domain.validate`` makes,
+see ``_domain.KINDS``) and its ``choices``, where it lives in the domain XML (``read`` gives the
+normalized value libvirt reports, ``write`` sets it), how to compare it, and how it reaches a
+running guest (``live``):
 
 * ``'balloon'`` / ``'vcpus'`` — applied live by an API call (setMemoryFlags, setVcpusFlags);
 * ``'none'``   — nothing to do on the running guest (metadata);
@@ -29,7 +31,6 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._facts import (
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import SECRET_MASK, etree, find_text
 
 LIBOSINFO_NS = 'http://libosinfo.org/xmlns/libvirt/domain/1.0'
-GRAPHICS_PASSWORD_MASK = SECRET_MASK
 
 
 # ---------------------------------------------------------------- helpers
@@ -68,18 +69,16 @@ def _int(value):
 
 # ---------------------------------------------------------------- scalar option table
 class Option(object):
-    """One typed option of kvm_domain mapped onto the domain XML."""
+    """One typed option of kvm_domain: its kind and choices, and where it lives in the domain XML."""
 
-    def __init__(self, name, read, write, live=None, compare=None, label=None):
+    def __init__(self, name, kind, read, write, live=None, compare=None, choices=None):
         self.name = name
+        self.kind = kind
+        self.choices = choices
         self.read = read
         self.write = write
         self.live = live
         self.compare = compare or (lambda wanted, have, ctx: wanted == have)
-        self.label = label or name
-
-    def differs(self, wanted, root, ctx=None):
-        return not self.compare(wanted, self.read(root), ctx or {})
 
 
 def _read_memory(root):
@@ -215,29 +214,25 @@ _virt_read, _virt_write = _attr('.', 'type')
 _machine_read, _machine_write = _attr('os/type', 'machine')
 _cpu_read, _cpu_write = _attr('cpu', 'mode')
 
+# One line per option, in the order they are validated and written (max_vcpus before vcpus).
 OPTIONS = [
-    Option('virt_type', _virt_read, _virt_write),
-    Option('memory', _read_memory, _write_kib('currentMemory'), live='balloon', label='memory (KiB)'),
-    Option('max_memory', lambda r: memory_kib(r, 'memory'), _write_kib('memory'), label='max_memory (KiB)'),
-    Option('max_vcpus', _read_max_vcpus, _write_max_vcpus),
-    Option('vcpus', _read_vcpus, _write_vcpus, live='vcpus'),
-    Option('sockets', _read_topology('sockets'), _write_topology('sockets')),
-    Option('cores', _read_topology('cores'), _write_topology('cores')),
-    Option('threads', _read_topology('threads'), _write_topology('threads')),
-    Option('cpu_mode', _cpu_read, _cpu_write),
-    Option('machine', _machine_read, _machine_write, compare=_compare_machine),
-    Option('firmware', _read_firmware, _write_firmware),
-    Option('kernel', *_text('os/kernel'), compare=_compare_text),
-    Option('initrd', *_text('os/initrd'), compare=_compare_text),
-    Option('cmdline', *_text('os/cmdline'), compare=_compare_text),
-    Option('os_variant', _read_os_variant, _write_os_variant, live='none'),
+    Option('virt_type', 'choice', _virt_read, _virt_write, choices=['auto', 'kvm', 'qemu']),
+    Option('memory', 'memory', _read_memory, _write_kib('currentMemory'), live='balloon'),
+    Option('max_memory', 'memory', lambda r: memory_kib(r, 'memory'), _write_kib('memory')),
+    Option('max_vcpus', 'vcpus', _read_max_vcpus, _write_max_vcpus),
+    Option('vcpus', 'vcpus', _read_vcpus, _write_vcpus, live='vcpus'),
+    Option('sockets', 'vcpus', _read_topology('sockets'), _write_topology('sockets')),
+    Option('cores', 'vcpus', _read_topology('cores'), _write_topology('cores')),
+    Option('threads', 'vcpus', _read_topology('threads'), _write_topology('threads')),
+    Option('cpu_mode', 'choice', _cpu_read, _cpu_write, choices=['host-passthrough', 'host-model', 'maximum']),
+    Option('machine', 'token', _machine_read, _machine_write, compare=_compare_machine),
+    Option('firmware', 'choice', _read_firmware, _write_firmware, choices=['bios', 'efi']),
+    Option('kernel', 'path', *_text('os/kernel'), compare=_compare_text),
+    Option('initrd', 'path', *_text('os/initrd'), compare=_compare_text),
+    Option('cmdline', 'text', *_text('os/cmdline'), compare=_compare_text),
+    Option('os_variant', 'osinfo', _read_os_variant, _write_os_variant, live='none'),
 ]
 OPTIONS_BY_NAME = dict((o.name, o) for o in OPTIONS)
-
-
-def read_options(root):
-    """Every table option as libvirt reports it (for diffs and unit tests)."""
-    return dict((o.name, o.read(root)) for o in OPTIONS)
 
 
 # ---------------------------------------------------------------- skeleton
@@ -427,7 +422,7 @@ def graphics_differences(spec, elem):
     diffs = []
     for field in ('type', 'listen', 'keymap', 'password'):
         if spec.get(field) is not None and spec[field] != have.get(field):
-            shown = (lambda v: None if v is None else GRAPHICS_PASSWORD_MASK) if field == 'password' else (lambda v: v)
+            shown = (lambda v: None if v is None else SECRET_MASK) if field == 'password' else (lambda v: v)
             diffs.append((field, shown(have.get(field)), shown(spec[field])))
     if spec.get('port') is not None:
         if have.get('autoport') or have.get('port') != spec['port']:
