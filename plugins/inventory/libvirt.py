@@ -120,6 +120,17 @@ options:
     type: float
     default: 30
     version_added: 1.0.0
+  agent_connection:
+    description:
+      - Reach the guests through their QEMU guest agent - every guest gets the host variables
+        C(ansible_connection=kvmops.kvm.qemu_agent), C(ansible_libvirt_uri) (the URI of its hypervisor) and
+        C(ansible_libvirt_guest) (its libvirt name), which the P(kvmops.kvm.qemu_agent#connection)
+        connection plugin reads; C(ansible_host) keeps the guest's address.
+      - Guests need the agent channel and a running agent; see the connection plugin.
+      - Variables set by O(compose) win over these.
+    type: bool
+    default: false
+    version_added: 1.0.0
 '''
 
 EXAMPLES = r'''
@@ -294,6 +305,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         prefix = self.get_option('prefix')
         strict = self.get_option('strict')
         include_facts = self.get_option('include_facts')
+        agent_connection = self.get_option('agent_connection')
         all_group = self._group(prefix + 'guests')
         for host, guest in sorted(self._host_names(data).items()):
             host = unsafe(host)  # built with '%s@%s' for name_hypervisor, which drops the marking
@@ -303,6 +315,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 hostvars[prefix + 'domain'] = guest['facts']
             if guest['address']:
                 hostvars['ansible_host'] = guest['address']
+            if agent_connection:
+                hostvars.update(ansible_connection='kvmops.kvm.qemu_agent', ansible_libvirt_uri=guest['uri'],
+                                ansible_libvirt_guest=guest['name'])
             for key, value in hostvars.items():
                 self.inventory.set_variable(host, key, value)
             self.inventory.add_child(self._group('%sstate_%s' % (prefix, guest['state'])), host)

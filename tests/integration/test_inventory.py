@@ -537,3 +537,23 @@ def test_bad_uris_fail_the_inventory_naming_the_entry(tmp_path, uris, expect):
     text = ' '.join(proc.stderr.split())
     assert expect in text, text
     assert 'Traceback' not in text
+
+
+def test_agent_connection_sets_the_qemu_agent_connection(tmp_path):
+    """agent_connection: the guests' connection is kvmops.kvm.qemu_agent, with their URI and libvirt name; a
+    hostile name stays marked unsafe. A play through it on a real guest: tests/integration/test_qemu_agent.py."""
+    node = tmp_path / 'node.xml'
+    node.write_text(HOSTILE_NODE)
+    uri = 'test://' + str(node)
+    proc, data = inventory(tmp_path, dict(uris=[uri], agent_connection=True))
+    assert proc.returncode == 0, proc.stderr
+    plain = hostvars(data, 'plain-guest')
+    assert plain['ansible_connection'] == 'kvmops.kvm.qemu_agent'
+    assert plain['ansible_libvirt_uri'] == uri and plain['ansible_libvirt_guest'] == 'plain-guest'
+    assert hostvars(data, HOSTILE_LOOKUP)['ansible_libvirt_guest'] == {'__ansible_unsafe': HOSTILE_LOOKUP}
+    proc, data = inventory(tmp_path, dict(uris=[uri], hostname='uuid', agent_connection=True))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(hostvars(data, host)['ansible_libvirt_guest'] for host in members(data, 'libvirt_guests')
+                  if hostvars(data, host)['libvirt_name'] == 'plain-guest') == ['plain-guest']
+    proc, data = inventory(tmp_path, dict(uris=[uri]))
+    assert 'ansible_connection' not in hostvars(data, 'plain-guest')
