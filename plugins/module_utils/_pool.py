@@ -37,8 +37,8 @@ SOURCE_OPTIONS = dict(
 )
 
 ARGUMENT_SPEC = dict(
-    name=dict(type='str', required=True),
-    state=dict(type='str', default='active', choices=['present', 'active', 'inactive', 'absent']),
+    name=dict(type='str', required=True, aliases=['pool']),
+    state=dict(type='str', default='present', choices=['present', 'active', 'inactive', 'absent']),
     type=dict(type='str', choices=POOL_TYPES),
     path=dict(type='path'),
     source=dict(type='dict', options=SOURCE_OPTIONS),

@@ -20,7 +20,8 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._storage import Storage
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, find_text, parse
 
 ARGUMENT_SPEC = dict(
-    domain=dict(type='str', required=True),
+    guest=dict(type='str', required=True, aliases=['domain'],
+               deprecated_aliases=[dict(name='domain', version='2.0.0', collection_name='kvmops.kvm')]),
     name=dict(type='str', required=True),
     description=dict(type='str'),
     state=dict(type='str', default='present', choices=['present', 'absent', 'current']),
@@ -88,7 +89,7 @@ class SnapshotManager(StorageManager):
 
     def __init__(self, module, client):
         super(SnapshotManager, self).__init__(
-            module, client, 'snapshot %s of %s' % (module.params['name'], module.params['domain']))
+            module, client, 'snapshot %s of %s' % (module.params['name'], module.params['guest']))
         self.extra = {}
 
     def validate(self):
@@ -97,17 +98,21 @@ class SnapshotManager(StorageManager):
             raise KvmError('quiesce needs disk_only: true (only external disk-only snapshots can be quiesced)')
         if p['memory'] and p['disk_only']:
             raise KvmError('memory: true and disk_only: true exclude each other')
-        valid.object_name('domain', p['domain'], 'guest name')
+        valid.object_name(self.guest_option(), p['guest'], 'guest name')
         valid.object_name('name', p['name'], 'snapshot name')
         if p.get('description') is not None:
             valid.text('description', p['description'], max_length=MAX_DESCRIPTION, allow_empty=True)
         valid.count('commit_timeout', p['commit_timeout'], 1, MAX_COMMIT_TIMEOUT)
 
+    def guest_option(self):
+        """The name the user gave the guest option (``domain`` is its deprecated alias), for messages."""
+        return 'domain' if self.params.get('domain') is not None else 'guest'
+
     def run(self):
         self.validate()
-        dom = self.client.find_domain(self.params['domain'])
+        dom = self.client.find_domain(self.params['guest'])
         if dom is None:
-            raise KvmError('domain %s does not exist' % self.params['domain'])
+            raise KvmError('%s: domain %s does not exist' % (self.guest_option(), self.params['guest']))
         before = snapshot_list(self.client, dom)
         snap = self.find(dom)
         state = self.params['state']

@@ -28,7 +28,7 @@ FORMATS = ['raw', 'qcow2']
 
 ARGUMENT_SPEC = dict(
     pool=dict(type='str', required=True),
-    name=dict(type='str', required=True),
+    name=dict(type='str', required=True, aliases=['volume']),
     state=dict(type='str', default='present', choices=['present', 'absent']),
     capacity=dict(type='str'),
     format=dict(type='str', choices=FORMATS),

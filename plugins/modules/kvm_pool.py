@@ -32,17 +32,23 @@ attributes:
     description: The run state and the pool definition before and after.
 options:
   name:
-    description: Name of the pool (letters, digits and C(_), C(.), C(+), C(:), C(@) and C(-), not starting with C(.) or C(-), at most 200 characters).
+    description:
+      - Name of the pool (letters, digits and C(_), C(.), C(+), C(:), C(@) and C(-), not starting with C(.) or C(-), at
+        most 200 characters).
+      - The alias O(pool) is new in 1.0.0.
     type: str
     required: true
+    aliases: [pool]
   state:
     description:
       - V(present) defines the pool and leaves its run state alone (a new pool stays stopped).
       - V(active) defines and starts it; V(inactive) defines and stops it.
       - V(absent) stops and undefines it, keeping its data unless O(delete_data=true).
+      - The default was V(active) before 1.0.0; it is V(present) now, as for M(kvmops.kvm.kvm_network) and
+        M(kvmops.kvm.kvm_domain).
     type: str
     choices: [present, active, inactive, absent]
-    default: active
+    default: present
   type:
     description:
       - Pool type. Required to define a new pool; an existing pool's type cannot be changed.
@@ -153,6 +159,7 @@ EXAMPLES = r'''
     path: /var/lib/libvirt/images
     mode: '0711'
     build: true
+    state: active
     autostart: true
 
 - name: NFS shared storage for migration, mounted by libvirt
@@ -164,6 +171,7 @@ EXAMPLES = r'''
       dir: /exports/vms
     path: /var/lib/libvirt/shared
     build: true
+    state: active
     autostart: true
 
 - name: An LVM volume group on a spare disk (refuses a disk that holds data)
@@ -173,6 +181,7 @@ EXAMPLES = r'''
     source:
       devices: [/dev/sdb]
     build: true
+    state: active
 
 - name: Remove a pool but keep its images
   kvmops.kvm.kvm_pool:

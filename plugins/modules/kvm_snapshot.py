@@ -31,10 +31,14 @@ attributes:
     support: full
     description: The guest's snapshot list (name, location, state, parent, description; current marked) before and after.
 options:
-  domain:
-    description: Name of the guest (letters, digits and C(_), C(.), C(+), C(:), C(@) and C(-), not starting with C(.) or C(-)).
+  guest:
+    description:
+      - Name of the guest (letters, digits and C(_), C(.), C(+), C(:), C(@) and C(-), not starting with C(.) or C(-)).
+      - Called O(domain) before 1.0.0; the alias O(domain) is deprecated and will be removed in 2.0.0.
     type: str
     required: true
+    aliases: [domain]
+    version_added: 1.0.0
   name:
     description: Name of the snapshot (the same characters as a guest name, at most 200).
     type: str
@@ -87,20 +91,20 @@ notes:
 EXAMPLES = r'''
 - name: Snapshot a running guest with its memory before an upgrade
   kvmops.kvm.kvm_snapshot:
-    domain: vm01-centos7
+    guest: vm01-centos7
     name: before-upgrade
     description: before yum update
 
 - name: The upgrade failed - go back (the guest runs, so force)
   kvmops.kvm.kvm_snapshot:
-    domain: vm01-centos7
+    guest: vm01-centos7
     name: before-upgrade
     state: current
     force: true
 
 - name: Consistent external disk-only snapshot for a backup
   kvmops.kvm.kvm_snapshot:
-    domain: db01
+    guest: db01
     name: backup
     disk_only: true
     quiesce: true
@@ -108,7 +112,7 @@ EXAMPLES = r'''
 
 - name: Merge it back when the backup is done
   kvmops.kvm.kvm_snapshot:
-    domain: db01
+    guest: db01
     name: backup
     state: absent
 '''

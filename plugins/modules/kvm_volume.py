@@ -35,9 +35,13 @@ options:
     type: str
     required: true
   name:
-    description: Volume name (the file name in a directory pool); letters, digits and C(_), C(.), C(+), C(:), C(@) and C(-), not starting with C(.) or C(-).
+    description:
+      - Volume name (the file name in a directory pool); letters, digits and C(_), C(.), C(+), C(:), C(@) and C(-), not
+        starting with C(.) or C(-).
+      - The alias O(volume) is new in 1.0.0.
     type: str
     required: true
+    aliases: [volume]
   state:
     description: V(present) creates or updates the volume; V(absent) deletes it.
     type: str

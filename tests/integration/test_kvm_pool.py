@@ -280,6 +280,7 @@ FS = """
       format: ext4
     path: "{{ path }}"
     build: true
+    state: active
 """
 
 

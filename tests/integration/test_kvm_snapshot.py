@@ -54,7 +54,7 @@ def guest(conn, unique):
 SNAP = """
 - name: t
   kvmops.kvm.kvm_snapshot:
-    domain: "{{ domain }}"
+    guest: "{{ domain }}"
     name: "{{ name }}"
     state: "{{ state | default('present') }}"
     description: "{{ description | default(omit) }}"
@@ -137,7 +137,7 @@ def test_external_disk_only_snapshot_merged_back_on_delete(playbook, tmp_path, g
     (dict(name='s', memory=False), 'always includes its memory'),
     (dict(name='s', disk_only=True, quiesce=True), 'quiesce needs a guest agent'),
     (dict(name='missing', state='current'), 'does not exist; nothing to revert to'),
-    (dict(name='s', domain='kvmops-no-such-domain'), 'domain kvmops-no-such-domain does not exist'),
+    (dict(name='s', domain='kvmops-no-such-domain'), 'guest: domain kvmops-no-such-domain does not exist'),
 ])
 def test_bad_input_rejected_before_any_write(playbook, tmp_path, guest, extra, fragment):
     params = dict(domain=guest['name'])
@@ -145,3 +145,20 @@ def test_bad_input_rejected_before_any_write(playbook, tmp_path, guest, extra, f
     msg = expect_failure(playbook, write_play(tmp_path, SNAP), params)
     assert fragment in msg
     assert guest['dom'].listAllSnapshots() == []
+
+
+ALIAS = """
+- name: t
+  kvmops.kvm.kvm_snapshot:
+    domain: "{{ domain }}"
+    name: "{{ name }}"
+    state: absent
+"""
+
+
+def test_domain_still_names_the_guest_with_a_deprecation(playbook, tmp_path, guest):
+    result = playbook(write_play(tmp_path, ALIAS), extra_vars=dict(domain=guest['name'], name='never-made'))
+    assert result.rc == 0, (result.stdout + result.stderr)[-4000:]
+    out = result.task('t')
+    assert out['changed'] is False and out['changes'] == [] and out['pending_restart'] == []
+    assert "'domain' is deprecated" in str(out.get('deprecations')) + result.stdout + result.stderr

@@ -135,7 +135,7 @@ def test_merge_keeps_libvirt_fields_and_replaces_device_list():
 
 # ------------------------------------------------------------------ manager on test:///default
 def test_define_check_mode_writes_nothing_then_real_then_idempotent(test_client):
-    params = dict(name='kvmops-unit', type='dir', path='/nonexistent/kvmops-unit', autostart=True)
+    params = dict(name='kvmops-unit', type='dir', path='/nonexistent/kvmops-unit', autostart=True, state='active')
     first = ensure(test_client, check_mode=True, **params)
     assert first['changed'] and first['actions'] == ['define', 'start', 'autostart']
     assert first['pool']['uuid'] is None and first['pool']['active'] is True
@@ -165,7 +165,7 @@ def test_missing_pool_needs_type(test_client):
 
 
 def test_stop_then_absent_keeps_data(test_client):
-    ensure(test_client, name='kvmops-unit2', type='dir', path='/nonexistent/u2')
+    ensure(test_client, name='kvmops-unit2', type='dir', path='/nonexistent/u2', state='active')
     stopped = ensure(test_client, name='kvmops-unit2', state='inactive')
     assert stopped['actions'] == ['stop'] and not test_client.find_pool('kvmops-unit2').isActive()
     check = ensure(test_client, check_mode=True, name='kvmops-unit2', state='absent')
@@ -177,11 +177,11 @@ def test_stop_then_absent_keeps_data(test_client):
 
 
 def test_pending_restart_reported_for_a_changed_running_pool(test_client):
-    ensure(test_client, name='kvmops-unit3', type='dir', path='/nonexistent/a')
-    moved = ensure(test_client, name='kvmops-unit3', path='/nonexistent/b')
+    ensure(test_client, name='kvmops-unit3', type='dir', path='/nonexistent/a', state='active')
+    moved = ensure(test_client, name='kvmops-unit3', path='/nonexistent/b', state='active')
     assert moved['actions'] == ['redefine'] and moved['pending_restart'] == ['path']
     assert [(c['scope'], c['option'], c['action']) for c in moved['changes']] == [('config', 'definition', 'redefine')]
-    restarted = ensure(test_client, name='kvmops-unit3', path='/nonexistent/b', restart='if_needed')
+    restarted = ensure(test_client, name='kvmops-unit3', path='/nonexistent/b', restart='if_needed', state='active')
     # The test driver shows no separate persistent definition, so it redefines once more here.
     assert restarted['actions'][-2:] == ['stop', 'start'] and restarted['pending_restart'] == []
     assert [(c['scope'], c['option'], c['action']) for c in restarted['changes']][-2:] == [
@@ -209,3 +209,17 @@ def test_changes_entries_and_deprecated_actions(test_client):
     assert real['changes'] == check['changes'] and real['actions'] == check['actions']
     gone = ensure(test_client, name='kvmops-unit4', state='absent')
     assert [(c['scope'], c['action']) for c in gone['changes']] == [('live', 'stop'), ('config', 'undefine')]
+
+
+def test_vocabulary_pool_alias_and_present_default():
+    from ansible.module_utils.common.arg_spec import ModuleArgumentSpecValidator
+    result = ModuleArgumentSpecValidator(_pool.ARGUMENT_SPEC).validate(dict(pool='images'))
+    assert result.error_messages == [] and result.validated_parameters['name'] == 'images'
+    assert result.validated_parameters['state'] == 'present'
+
+
+def test_present_defines_and_leaves_a_new_pool_stopped(test_client):
+    params = dict(name='kvmops-unit5', type='dir', path='/nonexistent/u5')
+    defined = ensure(test_client, **params)
+    assert defined['actions'] == ['define'] and not test_client.find_pool('kvmops-unit5').isActive()
+    ensure(test_client, name='kvmops-unit5', state='absent')

@@ -12,13 +12,13 @@ Module = module_class(_snapshot.ARGUMENT_SPEC)
 
 @pytest.fixture
 def test_client():
-    cli = driver_client(Module, domain='test', name='x')
+    cli = driver_client(Module, guest='test', name='x')
     yield cli
     cli.close()
 
 
 def ensure(client, check_mode=False, **params):
-    params.setdefault('domain', 'test')
+    params.setdefault('guest', 'test')
     return _snapshot.ensure(Module(check_mode=check_mode, **params), client)
 
 
@@ -50,13 +50,15 @@ def test_snapshot_xml_facts(xml, expected):
     (dict(name='a/b'), 'name: invalid snapshot name'),
     (dict(name='s\n1'), 'name: invalid snapshot name'),
     (dict(name='$(id)'), 'name: invalid snapshot name'),
-    (dict(domain='d\n'), 'domain: invalid guest name'),
-    (dict(domain="d'x"), 'domain: invalid guest name'),
+    (dict(guest='d\n'), 'guest: invalid guest name'),
+    (dict(guest="d'x"), 'guest: invalid guest name'),
+    # the deprecated alias: ansible-core keeps it in params beside guest, and the message names it
+    (dict(guest='d\n', domain='d\n'), 'domain: invalid guest name'),
     (dict(description='one\ntwo'), 'description: must not contain control characters'),
     (dict(description='x' * 5000), 'description: is longer than 4096'),
 ])
 def test_validate_rejects(params, fragment):
-    merged = dict(domain='d', name='s')
+    merged = dict(guest='d', name='s')
     merged.update(params)
     manager = _snapshot.SnapshotManager(Module(**merged), driver_client(Module))
     with pytest.raises(KvmError) as err:
@@ -95,7 +97,14 @@ def test_create_check_real_idempotent_revert_delete(test_client):
 
 
 def test_missing_domain_and_snapshot(test_client):
-    with pytest.raises(KvmError, match='domain nope does not exist'):
-        ensure(test_client, domain='nope', name='s')
+    with pytest.raises(KvmError, match='^guest: domain nope does not exist'):
+        ensure(test_client, guest='nope', name='s')
     with pytest.raises(KvmError, match='nothing to revert to'):
         ensure(test_client, name='never', state='current')
+
+
+def test_domain_is_a_deprecated_alias_of_guest():
+    from ansible.module_utils.common.arg_spec import ModuleArgumentSpecValidator
+    result = ModuleArgumentSpecValidator(_snapshot.ARGUMENT_SPEC).validate(dict(domain='vm01', name='s1'))
+    assert result.error_messages == [] and result.validated_parameters['guest'] == 'vm01'
+    assert [(d['version'], d['collection_name']) for d in result._deprecations] == [('2.0.0', 'kvmops.kvm')]

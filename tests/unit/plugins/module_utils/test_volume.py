@@ -149,3 +149,9 @@ def test_missing_capacity_and_existing_format_mismatch(test_client):
     with pytest.raises(KvmError, match='exists with format raw, not qcow2'):
         ensure(test_client, name='kvmops-unit2.raw', format='qcow2')
     ensure(test_client, name='kvmops-unit2.raw', state='absent')
+
+
+def test_volume_is_an_alias_of_name():
+    from ansible.module_utils.common.arg_spec import ModuleArgumentSpecValidator
+    result = ModuleArgumentSpecValidator(_volume.ARGUMENT_SPEC).validate(dict(pool='images', volume='v.qcow2'))
+    assert result.error_messages == [] and result.validated_parameters['name'] == 'v.qcow2'
