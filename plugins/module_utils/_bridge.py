@@ -33,6 +33,7 @@ import time
 import traceback
 
 from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as V
+from ansible_collections.kvmops.kvm.plugins.module_utils._changes import ChangeSet
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, one_line
 from ansible_collections.kvmops.kvm.plugins.module_utils._files import backup_file, replace_file
 from ansible_collections.kvmops.kvm.plugins.module_utils._bridge_providers import (
@@ -346,6 +347,71 @@ def plan(current, wanted, name):
     return actions + adds + route_adds
 
 
+def kernel_entry(args, current, name):
+    """The change-set entry (scope ``live``) of one planned ``ip`` command: what it changes, from what to what.
+
+    ``option`` is the kvm_bridge option the change comes from (``name`` for the bridge itself, ``ports``
+    for membership, ``ip`` for addresses and routes); ``device`` is the link changed, ``command`` the
+    ``ip`` command line.
+    """
+    extra = dict(command='ip ' + ' '.join(args))
+    bridge = current['bridge'] or {}
+    if args[0] == 'addr':
+        dev = args[args.index('dev') + 1]
+        verb = 'add' if args[1] == 'add' else 'remove'
+        return dict(option='ip', action='%s address' % verb, before=None if verb == 'add' else args[2],
+                    after=args[2] if verb == 'add' else None, device=dev, **extra)
+    if args[1] == 'route':
+        dev = args[args.index('dev') + 1]
+        key = (('inet6' if args[0] == '-6' else 'inet'), args[3])
+        text = next((route_text(r) for r in current['routes'].get(dev, []) if (r['family'], r['dst']) == key), args[3])
+        verb = 'remove' if args[2] == 'del' else 'add'
+        if verb == 'add':
+            text = args[3] + (' via %s' % args[args.index('via') + 1] if 'via' in args else '') + (
+                ' metric %s' % args[args.index('metric') + 1] if 'metric' in args else '')
+        return dict(option='ip', action='%s route' % verb, before=None if verb == 'add' else text,
+                    after=text if verb == 'add' else None, device=dev, **extra)
+    if args[1] == 'add':
+        return dict(option='name', action='create', before=None, after=name, device=name, **extra)
+    if args[1] == 'del':
+        return dict(option='name', action='delete', before=name, after=None, device=name, **extra)
+    dev = args[3]
+    port = current['ports'].get(dev)
+    rest = args[4:]
+    if rest[:2] == ['type', 'bridge']:
+        key, value = rest[2], rest[3]
+        if key == 'stp_state':
+            return dict(option='stp', action='set', before=bridge.get('stp'), after=value == '1', device=dev, **extra)
+        before = bridge.get('forward_delay')
+        return dict(option='forward_delay', action='set', before=None if before is None else before // 100,
+                    after=int(value) // 100, device=dev, **extra)
+    if rest[0] == 'address':
+        return dict(option='mac', action='set', before=bridge.get('mac'), after=rest[1], device=dev, **extra)
+    if rest[0] == 'mtu':
+        return dict(option='mtu', action='set', before=bridge.get('mtu'), after=int(rest[1]), device=dev, **extra)
+    if rest[0] == 'master':
+        return dict(option='ports', action='add port', before=(port or {}).get('master'), after=rest[1],
+                    device=dev, **extra)
+    if rest[0] == 'nomaster':
+        return dict(option='ports', action='remove port', before=(port or {}).get('master'), after=None,
+                    device=dev, **extra)
+    was = (port if port is not None else bridge).get('up')
+    return dict(option='ports' if port is not None else 'name', action='set %s' % rest[0], before=was,
+                after=rest[0] == 'up', device=dev, **extra)
+
+
+def file_entry(provider_name, change):
+    """The change-set entry (scope ``host``) of one persistent file: created, updated or removed."""
+    if change.before is None:
+        action = 'create'
+    elif change.after is None:
+        action = 'remove'
+    else:
+        action = 'update'
+    return dict(option='provider', action='%s file' % action, before=None, after=None, path=change.path,
+                provider=provider_name)
+
+
 def render_state(state, name, ports):
     """Readable text of a state, for diff mode."""
     lines = []
@@ -626,8 +692,12 @@ class ProbeFailed(Exception):
     pass
 
 
-def transaction(module, kernel, spec, snapshot, actions, changes, provider, pinger):
-    """Files, then kernel, then probe; any failure puts files and kernel back and fails."""
+def transaction(module, kernel, spec, snapshot, actions, changes, pinger):
+    """Files, then kernel, then probe; any failure puts files and kernel back and fails. Returns the backups.
+
+    One host write as a whole: :func:`run_bridge` calls it through ``ChangeSet.host``, so check mode
+    never gets here.
+    """
     name, ports = spec['name'], spec['ports']
     applied, backups = [], []
     previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -657,12 +727,16 @@ def transaction(module, kernel, spec, snapshot, actions, changes, provider, ping
                            rolled_back=True, commands=kernel.ran)
     finally:
         signal.signal(signal.SIGHUP, previous)
-    warnings = []
+    return backups
+
+
+def activate(module, provider, changes):
+    """Tell the network service about the files written; a failure is a warning (the files are in place)."""
     try:
         provider.activate(module, changes)
     except KvmError as exc:
-        warnings.append('files written, but %s' % exc.msg)
-    return backups, warnings
+        return ['files written, but %s' % exc.msg]
+    return []
 
 
 def rollback(kernel, snapshot, name, ports):
@@ -724,31 +798,34 @@ def run_bridge(module):
     changes = [c for c in provider.changes(spec, addressing_for(spec, wanted)) if c.changed]
     actions = plan(current, wanted, name)
 
-    result = dict(changed=bool(actions or changes), name=name, state=spec['state'], provider=provider_name,
-                  ports=ports, probe=spec['probe'] if actions else None,
-                  commands=['ip ' + ' '.join(a) for a in actions],
-                  files=[c.path for c in changes], backups=[])
-    if module._diff:
-        diffs = []
-        if actions:
-            diffs.append(dict(before_header='kernel', after_header='kernel',
-                              before=render_state(current, name, ports), after=render_state(wanted, name, ports)))
-        for change in changes:
-            diffs.append(dict(before_header=change.path, after_header=change.path,
-                              before=change.before or '', after=change.after or ''))
-        result['diff'] = diffs
-    if module.check_mode or not result['changed']:
-        result['bridge'] = facts(current, name, links)
-        result['warnings'] = warnings
-        return result
+    record = ChangeSet(module)
+    for args in actions:
+        item = kernel_entry(args, current, name)
+        record.record('live', item.pop('option'), item.pop('action'), item.pop('before'), item.pop('after'), **item)
+    for change in changes:
+        item = file_entry(provider_name, change)
+        record.record('host', item.pop('option'), item.pop('action'), item.pop('before'), item.pop('after'), **item)
+    if actions:
+        record.add_diff(render_state(current, name, ports), render_state(wanted, name, ports), 'kernel', 'kernel')
+    for change in changes:
+        record.add_diff(change.before or '', change.after or '', change.path, change.path)
 
-    pinger = make_pinger(module) if (actions and spec['probe']) else None
-    backups, more = transaction(module, kernel, spec, current, actions, changes, provider, pinger)
-    warnings += more
-    links = kernel.links()
-    after = read_state(kernel, links, name, [p for p in ports if p in links])
-    result.update(backups=backups, bridge=facts(after, name, links), warnings=warnings)
-    return result
+    def run_transaction():
+        pinger = make_pinger(module) if (actions and spec['probe']) else None
+        return transaction(module, kernel, spec, current, actions, changes, pinger)
+
+    backups = record.host(run_transaction) if record.changed else None
+    if changes:
+        warnings += record.host(activate, module, provider, changes) or []
+    after = current
+    if backups is not None:
+        # the change ran: report the kernel as it is now (in check mode and without a change: as it was)
+        links = kernel.links()
+        after = read_state(kernel, links, name, [p for p in ports if p in links])
+    return record.result(name=name, state=spec['state'], provider=provider_name, ports=ports,
+                         probe=spec['probe'] if actions else None, commands=['ip ' + ' '.join(a) for a in actions],
+                         files=[c.path for c in changes], backups=backups or [], bridge=facts(after, name, links),
+                         warnings=warnings)
 
 
 def main(module):

@@ -31,10 +31,12 @@ author:
 attributes:
   check_mode:
     support: full
-    description: Reports the commands and file changes it would make; changes nothing.
+    description: Reports the changes, commands and files it would make (RV(changes), RV(commands), RV(files)); changes
+      nothing, not even a backup.
   diff_mode:
     support: full
-    description: One diff for the kernel state (bridge, ports, addresses, routes) and one per file.
+    description: One diff for the kernel state (bridge, ports, addresses, routes) and one per file (a list when there
+      is more than one).
 options:
   name:
     description:
@@ -195,13 +197,72 @@ probe:
   description: The address probed after the change (null when nothing changed in the kernel or nothing to probe).
   type: str
   returned: always
+changes:
+  description:
+    - Every change made (in check mode, that would be made), in order, one entry each; empty when nothing changed.
+    - Scope V(live) is the running kernel (the bridge link, port membership, addresses and routes, one entry per
+      C(ip) command); scope V(host) is a persistent file of the O(provider).
+  type: list
+  elements: dict
+  returned: always
+  version_added: 1.0.0
+  contains:
+    scope:
+      description: V(live) (kernel) or V(host) (a file).
+      type: str
+      sample: live
+    option:
+      description:
+        - The option the change comes from. V(name) the bridge link itself (created, deleted, set up), V(stp),
+          V(forward_delay), V(mac), V(mtu), V(ports) (a port joins or leaves, or is set up or down), V(ip)
+          (an address or a route), V(provider) (a file).
+      type: str
+      sample: ports
+    action:
+      description:
+        - V(create), V(delete), V(set), V(set up), V(set down), V(add port), V(remove port), V(add address),
+          V(remove address), V(add route), V(remove route), V(create file), V(update file), V(remove file).
+      type: str
+      sample: add port
+    before:
+      description: The value before (an address with prefix, a route, a flag, a number), null for a file.
+      type: raw
+    after:
+      description: The value after, null for a file.
+      type: raw
+    device:
+      description: The link changed (scope V(live)).
+      type: str
+      sample: ens33
+    command:
+      description: The C(ip) command line (scope V(live)).
+      type: str
+      sample: ip link set dev ens33 master br1
+    path:
+      description: The file (scope V(host)).
+      type: str
+      sample: /etc/sysconfig/network-scripts/ifcfg-br1
+    provider:
+      description: The provider that writes the file (scope V(host)).
+      type: str
+      sample: ifcfg
+pending_restart:
+  description: Options whose new value waits for a restart. Always empty here (every change applies at once); kept
+    so that every kvmops.kvm module returns the same keys.
+  type: list
+  elements: str
+  returned: always
+  version_added: 1.0.0
+  sample: []
 commands:
-  description: The C(ip) commands run (or, in check mode, that would run).
+  description:
+    - Detail of RV(changes) for scope V(live). The C(ip) commands run (or, in check mode, that would run), in order.
   type: list
   elements: str
   returned: always
 files:
-  description: The files written or removed (or that would be).
+  description:
+    - Detail of RV(changes) for scope V(host). The files written or removed (or that would be).
   type: list
   elements: str
   returned: always

@@ -228,10 +228,18 @@ def test_ifcfg_inherit_four_step_then_absent(lab):
     assert 'bridge %s: absent' % bridge in kernel_diff['before']
     assert '%s address %s.2/24' % (bridge, lab.net) in kernel_diff['after']
     assert lab.snapshot() == original and lab.tree() == original_files
+    # the common result keys: one live entry per ip command, one host entry per file
+    assert res['pending_restart'] == [] and res['backups'] == []
+    assert [c['command'] for c in res['changes'] if c['scope'] == 'live'] == res['commands']
+    assert [c['path'] for c in res['changes'] if c['scope'] == 'host'] == res['files']
+    assert dict(scope='live', option='ports', action='add port', before=None, after=bridge, device='eth0',
+                command='ip link set dev eth0 master %s' % bridge) in res['changes']
+    checked = res['changes']
 
     # 2. real
     res = lab.run(args)
     assert res['changed'] is True and not res.get('failed'), res
+    assert res['changes'] == checked and res['pending_restart'] == []
     assert res['probe'] == '%s.1' % lab.net
     link = lab.link(bridge)
     info = link['linkinfo']['info_data']
@@ -265,6 +273,7 @@ def test_ifcfg_inherit_four_step_then_absent(lab):
     assert res['changed'] is False, res
     res = lab.run(args, diff=True)
     assert res['changed'] is False and res['commands'] == [] and res['files'] == [], res
+    assert res['changes'] == [] and res['pending_restart'] == [] and 'diff' not in res, res
     assert lab.snapshot() == after and lab.tree() == files
 
     # absent: check, real, check, real

@@ -1,8 +1,11 @@
 """kvm_bridge's logic layer: validation, the kernel plan, state rendering and the transaction (no kernel)."""
 
+import json
 import os
 
 import pytest
+
+from fakes import FakeModule
 
 from ansible_collections.kvmops.kvm.plugins.module_utils import _bridge as B
 from ansible_collections.kvmops.kvm.plugins.module_utils import _files as F
@@ -242,12 +245,11 @@ class FakeKernel(object):
         return self.after['routes'].get(dev, [])
 
 
-class FakeModule(object):
-    params = {}
-
-    @staticmethod
-    def selinux_enabled():
-        return False
+def file_module():
+    """The shared FakeModule, on a host without SELinux (what _files.replace_file asks)."""
+    module = FakeModule()
+    module.selinux_enabled = lambda: False
+    return module
 
 
 def test_transaction_failure_restores_files_and_kernel(tmp_path):
@@ -259,7 +261,7 @@ def test_transaction_failure_restores_files_and_kernel(tmp_path):
     spec = dict(spec_for(), probe=None)
     actions = B.plan(ORIGINAL, B.wanted_present(spec, ORIGINAL), 'br0')
     with pytest.raises(KvmError) as err:
-        B.transaction(FakeModule(), kernel, spec, ORIGINAL, actions, changes, RuntimeProvider(), None)
+        B.transaction(file_module(), kernel, spec, ORIGINAL, actions, changes, None)
     assert err.value.msg == ('bridge br0: ip addr add 192.0.2.10/24 broadcast 192.0.2.255 dev br0 failed: RTNETLINK '
                              'answers: Operation not permitted; the previous kernel state and files were restored')
     assert err.value.facts['rolled_back'] is True
@@ -274,7 +276,7 @@ def test_transaction_incomplete_rollback_says_so(tmp_path):
     spec = dict(spec_for(), probe=None)
     actions = B.plan(ORIGINAL, B.wanted_present(spec, ORIGINAL), 'br0')
     with pytest.raises(KvmError) as err:
-        B.transaction(FakeModule(), kernel, spec, ORIGINAL, actions, [], RuntimeProvider(), None)
+        B.transaction(file_module(), kernel, spec, ORIGINAL, actions, [], None)
     assert '; the roll-back was incomplete: ip addr add 192.0.2.10/24 broadcast 192.0.2.255 dev ens33 failed' \
         in err.value.msg
     assert err.value.facts['rolled_back'] is False
@@ -285,7 +287,7 @@ def test_transaction_probe_failure(tmp_path):
     spec = dict(spec_for(), probe='192.0.2.1', rollback_timeout=1)
     actions = B.plan(ORIGINAL, B.wanted_present(spec, ORIGINAL), 'br0')
     with pytest.raises(KvmError) as err:
-        B.transaction(FakeModule(), kernel, spec, ORIGINAL, actions, [], RuntimeProvider(), lambda a, t: False)
+        B.transaction(file_module(), kernel, spec, ORIGINAL, actions, [], lambda a, t: False)
     assert 'probe 192.0.2.1 did not answer within 1s after the change' in err.value.msg
     assert kernel.ran[len(actions)] == 'link del dev br0'
 
@@ -296,12 +298,11 @@ def test_transaction_success_keeps_backups(tmp_path):
     old.chmod(0o640)
     kernel = FakeKernel(after=BRIDGED)
     spec = dict(spec_for(), probe='192.0.2.1')
-    backups, warnings = B.transaction(FakeModule(), kernel, spec, ORIGINAL, [['link', 'set', 'dev', 'br0', 'up']],
-                                      [FileChange(str(old), 'OLD\n', 'NEW\n')], RuntimeProvider(),
-                                      lambda a, t: True)
+    backups = B.transaction(file_module(), kernel, spec, ORIGINAL, [['link', 'set', 'dev', 'br0', 'up']],
+                            [FileChange(str(old), 'OLD\n', 'NEW\n')], lambda a, t: True)
     assert old.read_text() == 'NEW\n' and (old.stat().st_mode & 0o777) == 0o640
     assert len(backups) == 1 and open(backups[0]).read() == 'OLD\n' and backups[0].endswith('~')
-    assert warnings == []
+    assert B.activate(file_module(), RuntimeProvider(), []) == []
 
 
 # ---------------------------------------------------------------- files: atomic, no symlinks, narrow modes
@@ -334,24 +335,103 @@ def test_replace_file_new_file_mode_and_symlink_replaced_not_followed(tmp_path):
     victim.write_text('precious\n')
     victim.chmod(0o600)
     target = tmp_path / 'sub' / 'ifcfg-br1'
-    F.replace_file(FakeModule(), str(target), 'NEW\n', 0o644)
+    F.replace_file(file_module(), str(target), 'NEW\n', 0o644)
     assert target.read_text() == 'NEW\n' and (target.stat().st_mode & 0o777) == 0o644
     link = tmp_path / 'br1.nmconnection'
     os.symlink(str(victim), str(link))
-    F.replace_file(FakeModule(), str(link), 'KEYFILE\n', 0o600)
+    F.replace_file(file_module(), str(link), 'KEYFILE\n', 0o600)
     assert not link.is_symlink() and link.read_text() == 'KEYFILE\n' and (link.stat().st_mode & 0o777) == 0o600
     assert victim.read_text() == 'precious\n' and (victim.stat().st_mode & 0o777) == 0o600
     assert sorted(os.listdir(str(tmp_path / 'sub'))) == ['ifcfg-br1']   # no temporary file left behind
 
 
 def test_validation_happens_before_iproute2_runs():
-    hostile = params(name='br$(id>x)')
-
-    class NoIp(object):
-        params = hostile
-
-        def get_bin_path(self, name):
-            raise AssertionError('iproute2 looked up before the options were checked')
+    def no_lookup(name):
+        raise AssertionError('%s looked up before the options were checked' % name)
     with pytest.raises(KvmError) as err:
-        B.run_bridge(NoIp())
+        B.run_bridge(FakeModule(params(name='br$(id>x)'), bin_path=no_lookup))
     assert err.value.msg.startswith('name: invalid interface name')
+
+
+# ---------------------------------------------------------------- the change set: entries, check mode, result keys
+class FakeIp(object):
+    """``ip`` for FakeModule's run_command: answers the reads from ORIGINAL-like JSON, records the changes."""
+
+    LINKS = [dict(ifname='lo', ifindex=1, flags=['LOOPBACK', 'UP'], mtu=65536, address='00:00:00:00:00:00'),
+             dict(ifname='ens33', ifindex=2, flags=['UP'], mtu=1500, address=MAC)]
+    ADDRS = {'ens33': [dict(family='inet', local='192.0.2.10', prefixlen=24, scope='global', broadcast='192.0.2.255')]}
+    ROUTES = {('-4', 'ens33'): [dict(dst='default', gateway='192.0.2.1', protocol='static')]}
+
+    def __init__(self):
+        self.changes = []
+
+    def __call__(self, argv):
+        args = argv[1:]
+        if args[:1] == ['-j']:
+            args = args[1:]
+            if args == ['-d', 'link', 'show']:
+                out = self.LINKS
+            elif args[:2] == ['addr', 'show']:
+                out = [dict(addr_info=self.ADDRS.get(args[-1], []))]
+            else:
+                out = self.ROUTES.get((args[0], args[-1]), [])
+            return 0, json.dumps(out), ''
+        self.changes.append(' '.join(args))
+        return 0, '', ''
+
+
+def bridge_module(tmp_path, check_mode, ip=None):
+    os.makedirs(str(tmp_path / 'etc/sysconfig/network-scripts'))
+    (tmp_path / 'etc/sysconfig/network-scripts/ifcfg-ens33').write_text(
+        'DEVICE=ens33\nBOOTPROTO=none\nIPADDR=192.0.2.10\nPREFIX=24\nGATEWAY=192.0.2.1\n')
+    module = FakeModule(params(provider='ifcfg', config_root=str(tmp_path)), check_mode=check_mode, diff=True,
+                        commands=ip or FakeIp(), bin_path=lambda name: '/usr/sbin/' + name)
+    module.selinux_enabled = lambda: False
+    return module
+
+
+def test_check_mode_records_every_change_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(B, 'make_pinger', lambda module: pytest.fail('check mode probed'))
+    ip = FakeIp()
+    module = bridge_module(tmp_path, True, ip)
+    port_file = tmp_path / 'etc/sysconfig/network-scripts/ifcfg-ens33'
+    original = port_file.read_text()
+    result = B.run_bridge(module)
+    assert ip.changes == [] and port_file.read_text() == original
+    assert sorted(os.listdir(str(tmp_path / 'etc/sysconfig/network-scripts'))) == ['ifcfg-ens33']
+    assert result['changed'] is True and result['pending_restart'] == [] and result['backups'] == []
+    live = [c for c in result['changes'] if c['scope'] == 'live']
+    host = [c for c in result['changes'] if c['scope'] == 'host']
+    assert [c['command'] for c in live] == result['commands'] and len(live) == 8
+    assert live[0] == dict(scope='live', option='name', action='create', before=None, after='br0', device='br0',
+                           command=result['commands'][0])
+    assert dict(scope='live', option='ports', action='add port', before=None, after='br0', device='ens33',
+                command='ip link set dev ens33 master br0') in live
+    assert dict(scope='live', option='ip', action='remove address', before='192.0.2.10/24', after=None,
+                device='ens33', command='ip addr del 192.0.2.10/24 dev ens33') in live
+    assert dict(scope='live', option='ip', action='add route', before=None, after='default via 192.0.2.1',
+                device='br0', command='ip -4 route replace default via 192.0.2.1 dev br0 proto static') in live
+    assert [(c['option'], c['action'], os.path.basename(c['path']), c['provider']) for c in host] == [
+        ('provider', 'create file', 'ifcfg-br0', 'ifcfg'), ('provider', 'update file', 'ifcfg-ens33', 'ifcfg')]
+    assert [os.path.basename(p) for p in result['files']] == ['ifcfg-br0', 'ifcfg-ens33']
+    assert [d['before_header'] for d in result['diff']] == ['kernel'] + result['files']
+    assert result['bridge'] == dict(name='br0', exists=False)
+
+
+def test_apply_goes_through_the_transaction_and_returns_the_same_keys(tmp_path, monkeypatch):
+    monkeypatch.setattr(B, 'make_pinger', lambda module: lambda address, timeout: True)
+    ip = FakeIp()
+    result = B.run_bridge(bridge_module(tmp_path, False, ip))
+    assert ['ip ' + c for c in ip.changes] == result['commands'] and result['probe'] == '192.0.2.1'
+    assert (tmp_path / 'etc/sysconfig/network-scripts/ifcfg-br0').exists()
+    assert len(result['backups']) == 1 and os.path.basename(result['backups'][0]).startswith('ifcfg-ens33.')
+    assert len(result['changes']) == 10 and result['pending_restart'] == []
+
+
+def test_nothing_to_do_is_no_change(tmp_path):
+    module = FakeModule(params(name='br0', ports=[], state='absent', provider='runtime'), diff=True,
+                        commands=FakeIp(), bin_path=lambda name: '/usr/sbin/' + name)
+    result = B.run_bridge(module)
+    assert result == dict(changed=False, changes=[], pending_restart=[], name='br0', state='absent',
+                          provider='runtime', ports=[], probe=None, commands=[], files=[], backups=[],
+                          bridge=dict(name='br0', exists=False), warnings=[])
