@@ -3,28 +3,27 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """kvm_volume: volumes (raw/qcow2 images) in a libvirt storage pool.
 
-The volume XML model: a new volume is described by a ``<volume>`` document
-(format, capacity, allocation, backing store, permissions) and created by
-libvirt (``createXML``, ``createXMLFrom`` for clones, an upload stream for
-imports). An existing volume is compared on format, virtual size, backing
+A new volume is checked, described and created by the shared storage layer
+(:mod:`._storage`: ``image_plan``, ``volume_xml``, ``create_in_pool`` - libvirt's
+``createXML``, ``createXMLFrom`` for clones, an upload stream for imports), the
+same layer kvm_domain's disks can use. An existing volume is compared on format, virtual size, backing
 chain and permissions as libvirt (and qemu-img, for local images) reports
 them; it is never overwritten.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 
-from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
+from ansible_collections.kvmops.kvm.plugins.module_utils import _storage, _validate as valid
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, is_local_uri, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import volume_facts
-from ansible_collections.kvmops.kvm.plugins.module_utils._qemu_img import chain_summary, image_check, image_info
-from ansible_collections.kvmops.kvm.plugins.module_utils._storage import StorageManager
+from ansible_collections.kvmops.kvm.plugins.module_utils._qemu_img import chain_summary, image_info
+from ansible_collections.kvmops.kvm.plugins.module_utils._storage import StorageManager, round_up
 from ansible_collections.kvmops.kvm.plugins.module_utils._units import to_bytes
-from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, find_text, parse
+from ansible_collections.kvmops.kvm.plugins.module_utils._xml import find_text, parse
 
-FORMATS = ['raw', 'qcow2']
+FORMATS = list(_storage.FORMATS)
 
 ARGUMENT_SPEC = dict(
     pool=dict(type='str', required=True),
@@ -43,8 +42,6 @@ ARGUMENT_SPEC = dict(
     group=dict(type='str'),
     mode=dict(type='raw'),
 )
-
-SECTOR = 512
 
 
 # ------------------------------------------------------------------ shared helpers
@@ -90,63 +87,6 @@ def running_disk_target(client, path):
             if src is not None and path in (src.get('file'), src.get('dev')):
                 return dom, find_text(disk, 'target/@dev')
     return None, None
-
-
-def round_up(size, unit=SECTOR):
-    return ((size + unit - 1) // unit) * unit
-
-
-# ------------------------------------------------------------------ sparse upload
-def _send(_stream, nbytes, fd):
-    return os.read(fd, nbytes)
-
-
-def _in_data(_stream, fd):
-    """For libvirt's sparse stream: [in_data, bytes until the next data/hole boundary]."""
-    cur = os.lseek(fd, 0, os.SEEK_CUR)
-    end = os.fstat(fd).st_size
-    if cur >= end:
-        return [False, 0]
-    try:
-        data = os.lseek(fd, cur, os.SEEK_DATA)
-    except OSError as exc:
-        if exc.errno != errno.ENXIO:
-            raise
-        data = end
-    if data > cur:
-        result = [False, data - cur]
-    else:
-        hole = os.lseek(fd, cur, os.SEEK_HOLE)
-        result = [True, hole - cur]
-    os.lseek(fd, cur, os.SEEK_SET)
-    return result
-
-
-def _skip(_stream, length, fd):
-    os.lseek(fd, length, os.SEEK_CUR)
-    return 0
-
-
-def upload(client, vol, path):
-    """Copy a local file into a volume through libvirt, keeping holes sparse."""
-    size = os.path.getsize(path)
-    fd = os.open(path, os.O_RDONLY)
-    stream = None
-    try:
-        with client.errors('upload %s into volume %s' % (path, vol.name())):
-            stream = client.conn.newStream(0)
-            vol.upload(stream, 0, size, libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)
-            stream.sparseSendAll(_send, _in_data, _skip, fd)
-            stream.finish()
-    except KvmError:
-        if stream is not None:
-            try:
-                stream.abort()
-            except libvirt.libvirtError:
-                pass
-        raise
-    finally:
-        os.close(fd)
 
 
 def volume_ref(option, value):
@@ -215,43 +155,12 @@ class VolumeManager(StorageManager):
                                % self.params['pool'])
         return pool
 
-    def find_volume(self, pool, name, refresh=True):
-        try:
-            return pool.storageVolLookupByName(name)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
-                raise KvmError(self.client.describe_error(exc, self.what))
-        if refresh:
-            # A file created outside libvirt shows up only after a rescan (read-only).
-            self.client.call('pool %s: refresh' % pool.name(), pool.refresh, 0)
-            return self.find_volume(pool, name, refresh=False)
-        return None
+    def find_volume(self, pool, name):
+        return _storage.find_volume(self.client, pool, name, self.what)
 
     def resolve_ref(self, pool, ref, option):
-        """A volume name in the same pool or an absolute path -> (path, format, capacity)."""
-        vol = None
-        if ref.startswith('/'):
-            try:
-                vol = self.client.conn.storageVolLookupByPath(ref)
-            except libvirt.libvirtError:
-                vol = None
-            path = ref
-        else:
-            vol = self.find_volume(pool, ref)
-            if vol is None:
-                raise KvmError('%s: no volume %s in pool %s' % (option, ref, pool.name()))
-            path = vol.path()
-        if vol is not None:
-            with self.client.errors('%s %s' % (option, ref)):
-                root = parse(vol.XMLDesc(0), 'volume XML')
-                capacity = vol.info()[1]
-            return dict(path=path, format=find_text(root, 'target/format/@type'), capacity=capacity, vol=vol)
-        if not self.local:
-            raise KvmError('%s: %s is not a volume libvirt knows on %s' % (option, ref, self.client.uri))
-        if not os.path.exists(path):
-            raise KvmError('%s: %s does not exist' % (option, path))
-        info = image_info(self.module, path)
-        return dict(path=path, format=info.get('format'), capacity=info.get('virtual-size'), vol=None)
+        """A volume name in the same pool or an absolute path -> (path, format, capacity, vol)."""
+        return _storage.backing_image(self.module, self.client, option, ref, pool=pool, local=self.local)
 
     # -- run ---------------------------------------------------------------
     def run(self):
@@ -278,117 +187,41 @@ class VolumeManager(StorageManager):
 
     # -- create --------------------------------------------------------------
     def create(self, pool):
+        """A new volume through the storage layer: checked (format, backing, capacity) before anything is written."""
         p = self.params
         fmt = p.get('format')
         capacity = self.capacity
         backing = clone = imported = None
         if p.get('backing'):
             backing = self.resolve_ref(pool, p['backing'], 'backing')
-            if p.get('backing_format') and backing['format'] and p['backing_format'] != backing['format']:
-                raise KvmError('backing_format is %s but %s is a %s image' % (p['backing_format'], backing['path'], backing['format']))
-            backing['format'] = p.get('backing_format') or backing['format']
-            if backing['format'] not in FORMATS:
-                raise KvmError('backing: %s has format %r; only raw and qcow2 backing files are supported'
-                               % (backing['path'], backing['format']))
-            fmt = 'qcow2'
-            if capacity is None:
-                capacity = backing['capacity']
-            elif backing['capacity'] and capacity < backing['capacity']:
-                raise KvmError('capacity: %d is smaller than the backing image (%d bytes)' % (capacity, backing['capacity']))
         elif p.get('clone_from'):
             clone = self.resolve_ref(pool, p['clone_from'], 'clone_from')
             if clone['vol'] is None:
                 raise KvmError('clone_from: %s is not a libvirt volume (use import_from for a plain file)' % clone['path'])
             fmt = fmt or clone['format']
-            if capacity is None:
-                capacity = clone['capacity']
-            elif capacity < clone['capacity']:
-                raise KvmError('capacity: %d is smaller than clone_from %s (%d bytes); a clone cannot shrink'
-                               % (capacity, p['clone_from'], clone['capacity']))
+            capacity = _storage.check_capacity('capacity', capacity, clone, 'clone_from %s' % p['clone_from'])
         elif p.get('import_from'):
-            imported = self.inspect_import(p['import_from'])
+            imported = _storage.inspect_import(self.module, self.client, p['import_from'], local=self.local)
             if fmt and fmt != imported['format']:
                 raise KvmError('import_from %s is a %s image but format is %s; omit format or convert the image first'
                                % (p['import_from'], imported['format'], fmt))
             fmt = imported['format']
-            if capacity is None:
-                capacity = imported['capacity']
-            elif capacity < imported['capacity']:
-                raise KvmError('capacity: %d is smaller than the virtual size of import_from %s (%d bytes)'
-                               % (capacity, p['import_from'], imported['capacity']))
-        elif capacity is None:
-            raise KvmError('capacity is required to create %s' % self.what)
-        fmt = fmt or 'qcow2'
-        capacity = round_up(capacity)
-        full = p['allocation'] == 'full'
-
-        root = etree.Element('volume')
-        etree.SubElement(root, 'name').text = p['name']
-        create_size = imported['capacity'] if imported else capacity
-        etree.SubElement(root, 'capacity', unit='bytes').text = str(create_size)
-        etree.SubElement(root, 'allocation', unit='bytes').text = str(create_size if full else 0)
-        target = etree.SubElement(root, 'target')
-        etree.SubElement(target, 'format', type=fmt)
-        if any(self.perms.values()):
-            perms = etree.SubElement(target, 'permissions')
-            for key in ('mode', 'owner', 'group'):
-                if self.perms[key]:
-                    etree.SubElement(perms, key).text = self.perms[key]
-        if backing:
-            store = etree.SubElement(root, 'backingStore')
-            etree.SubElement(store, 'path').text = backing['path']
-            etree.SubElement(store, 'format', type=backing['format'])
-        xml = etree.tostring(root, encoding='unicode')
-        flags = libvirt.VIR_STORAGE_VOL_CREATE_PREALLOC_METADATA if (full and fmt == 'qcow2') else 0
+            capacity = _storage.check_capacity('capacity', capacity, imported,
+                                               'the virtual size of import_from %s' % p['import_from'])
+        plan = _storage.image_plan(self.what, capacity, fmt, backing, p.get('backing_format'), p['allocation'])
 
         with self.client.errors('pool %s' % pool.name()):
             pool_root = parse(pool.XMLDesc(0), 'pool XML')
-        target_dir = find_text(pool_root, 'target/path')
-        after = dict(name=p['name'], path=os.path.join(target_dir, p['name']) if target_dir else None, key=None,
-                     type='file', format=fmt, capacity=capacity, allocation=capacity if full else None,
-                     backing=[dict(path=backing['path'], format=backing['format'])] if backing else [])
+        after = _storage.predicted_volume(pool_root, p['name'], plan)
         if clone:
             self.record('config', 'clone_from', 'clone', 'clone from %s' % clone['path'], before=clone['path'], after=after)
-            vol = self.write('clone', pool.createXMLFrom, xml, clone['vol'], flags)
         else:
             self.record('config', 'volume', 'create', 'create', after=after)
-            vol = self.write('create', pool.createXML, xml, flags)
         if imported:
             self.record('config', 'import_from', 'import', 'import %s' % p['import_from'], before=p['import_from'])
-            try:
-                self.write('import', upload, self.client, vol, p['import_from'])
-            except KvmError:
-                self._rollback(vol)
-                raise
-        if vol is not None:
-            with self.client.errors(self.what):
-                have = vol.info()[1]
-            if have < capacity:
-                self.record('config', 'capacity', 'resize', 'resize to %d' % capacity, before=have, after=capacity)
-                self.write('resize', vol.resize, capacity, 0)
+        vol = _storage.create_in_pool(self.changes, self.client, pool, p['name'], plan, self.perms,
+                                      clone=clone['vol'] if clone else None, import_from=imported)
         return self.summary(vol, None, after if vol is None else None)
-
-    def _rollback(self, vol):
-        try:
-            self.write('delete after a failed import', vol.delete, 0)
-        except KvmError:
-            pass
-
-    def inspect_import(self, path):
-        if not self.local:
-            raise KvmError('import_from reads a file on the managed host; it needs a local libvirt URI, not %s'
-                           % self.client.uri)
-        if not os.path.isfile(path):
-            raise KvmError('import_from %s is not a file' % path)
-        info = image_info(self.module, path)
-        fmt = info.get('format')
-        if fmt not in FORMATS:
-            raise KvmError('import_from %s is a %r image; only raw and qcow2 can be imported' % (path, fmt))
-        if info.get('backing-filename'):
-            raise KvmError('import_from %s has a backing file (%s); import a standalone image (qemu-img convert it first)'
-                           % (path, info['backing-filename']))
-        image_check(self.module, path, fmt)
-        return dict(format=fmt, capacity=info.get('virtual-size'))
 
     # -- existing --------------------------------------------------------------
     def update(self, pool, vol):
@@ -476,7 +309,7 @@ class VolumeManager(StorageManager):
                 raise KvmError('%s is the backing file of %s; deleting it would break them; set force: true to delete it anyway'
                                % (self.what, ', '.join(overlays)))
         self.record('config', 'volume', 'delete', 'delete', before=facts['path'])
-        self.write('delete', vol.delete, 0)
+        _storage.delete_image(self.changes, self.client, path=facts['path'], vol=vol, local=self.local, option='name')
         self.diff(_render(_summary(facts)), '')
         return self.result(volume=facts, backing_chain=[])
 

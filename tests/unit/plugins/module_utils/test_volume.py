@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ansible_collections.kvmops.kvm.plugins.module_utils import _volume
+from ansible_collections.kvmops.kvm.plugins.module_utils import _storage, _volume
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
 from storage_modules import driver_client, module_class
 
@@ -88,14 +88,14 @@ def test_sparse_stream_handlers(tmp_path):
     try:
         sections = []
         while True:
-            in_data, length = _volume._in_data(None, fd)
+            in_data, length = _storage._in_data(None, fd)
             if length == 0:
                 break
             if in_data:
-                data = _volume._send(None, length, fd)
+                data = _storage._send(None, length, fd)
                 sections.append(('data', len(data), set(data)))
             else:
-                _volume._skip(None, length, fd)
+                _storage._skip(None, length, fd)
                 sections.append(('hole', length))
     finally:
         os.close(fd)
