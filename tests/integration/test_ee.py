@@ -7,6 +7,7 @@ writes the build context (Containerfile and _build/).
 
 import glob
 import os
+import re
 import subprocess
 
 import pytest
@@ -16,25 +17,38 @@ from conftest import ROOT
 
 BIN = os.path.join(ROOT, '.venv', 'bin')
 
-# The image definition an operator writes (see docs/getting-started.md): AWX's EE image plus
-# this collection from its galaxy tarball, with no galaxy server needed.
-EE_DEFINITION = """\
----
-version: 3
-images:
-  base_image:
-    name: quay.io/ansible/awx-ee:latest
-dependencies:
-  galaxy:
-    collections:
-      - name: /build/collections/{tarball}
-        type: file
-additional_build_files:
-  - src: {tarball_path}
-    dest: collections
-options:
-  package_manager_path: /usr/bin/dnf
-"""
+# The image definition an operator writes is the one docs/getting-started.md shows: AWX's EE image at a
+# fixed release, the tested ansible-core, plus this collection from its galaxy tarball (no galaxy server).
+GUIDE = os.path.join(ROOT, 'docs', 'getting-started.md')
+# A published release tag: digits and dots (24.6.1), optionally -suffixed; never latest, devel or a branch.
+RELEASE_TAG = re.compile(r'^[0-9]+(\.[0-9]+)+(-[0-9A-Za-z.]+)?$')
+
+
+def guide_definition():
+    """The YAML block of docs/getting-started.md that starts with `# execution-environment.yml`."""
+    with open(GUIDE) as handle:
+        text = handle.read()
+    blocks = [block for block in re.findall(r'```yaml\n(.*?)```', text, re.S)
+              if block.startswith('# execution-environment.yml')]
+    assert len(blocks) == 1, 'docs/getting-started.md: expected one execution-environment.yml block'
+    return blocks[0]
+
+
+def galaxy_version():
+    with open(os.path.join(ROOT, 'galaxy.yml')) as handle:
+        return yaml.safe_load(handle)['version']
+
+
+def pinned_tag(image):
+    """The tag of IMAGE if it is pinned to a release; an assertion names what is wrong otherwise."""
+    assert '@' not in image or image.split('@', 1)[1].startswith('sha256:'), image
+    if '@sha256:' in image:
+        return image.split('@', 1)[1]
+    name, _, tag = image.rpartition(':')
+    assert name and '/' not in tag, 'base image %s has no tag (that means :latest)' % image
+    assert tag != 'latest', 'base image %s is not pinned' % image
+    assert RELEASE_TAG.match(tag), 'base image %s: %r is not a release tag' % (image, tag)
+    return tag
 
 
 def run(*cmd, cwd=None):
@@ -90,14 +104,49 @@ def test_builder_introspects_the_installed_collection(tarball, tmp_path):
     assert 'libvirt-devel [compile platform:rpm]' in system and 'kvmops.kvm' in system, system
 
 
+def test_pinned_tag_refuses_moving_images():
+    assert pinned_tag('quay.io/ansible/awx-ee:24.6.1') == '24.6.1'
+    assert pinned_tag('quay.io/ansible/awx-ee@sha256:' + '0' * 64) == 'sha256:' + '0' * 64
+    for image in ('quay.io/ansible/awx-ee:latest', 'quay.io/ansible/awx-ee', 'localhost:5000/awx-ee',
+                  'quay.io/ansible/awx-ee:devel', 'quay.io/ansible/awx-ee:'):
+        with pytest.raises(AssertionError):
+            pinned_tag(image)
+
+
+def test_guide_definition_is_pinned_and_current():
+    definition = yaml.safe_load(guide_definition())
+    assert definition['version'] == 3
+    pinned_tag(definition['images']['base_image']['name'])
+    # The ansible-core it installs is the tested one, and one this collection supports.
+    with open(os.path.join(ROOT, 'requirements-dev.txt')) as handle:
+        tested = [line.strip() for line in handle if line.startswith(('ansible-core==', 'ansible-runner=='))]
+    deps = definition['dependencies']
+    assert sorted([deps['ansible_core']['package_pip'], deps['ansible_runner']['package_pip']]) == sorted(tested)
+    with open(os.path.join(ROOT, 'meta', 'runtime.yml')) as handle:
+        requires = yaml.safe_load(handle)['requires_ansible']
+    core = deps['ansible_core']['package_pip'].split('==')[1]
+    assert requires.startswith('>=') and tuple(map(int, core.split('.'))) >= tuple(map(int, requires[2:].split('.')))
+    # It names this version's tarball.
+    name = 'kvmops-kvm-%s.tar.gz' % galaxy_version()
+    assert deps['galaxy']['collections'][0]['name'] == '/build/collections/' + name
+    assert definition['additional_build_files'][0]['src'] == name
+
+
 def test_builder_create_writes_a_build_context(tarball, tmp_path):
     definition = tmp_path / 'execution-environment.yml'
-    definition.write_text(EE_DEFINITION.format(tarball=os.path.basename(tarball), tarball_path=tarball))
+    name = 'kvmops-kvm-%s.tar.gz' % galaxy_version()
+    assert os.path.basename(tarball) == name
+    # The guide's definition, run next to the built tarball (it names it relative to the definition).
+    os.symlink(tarball, str(tmp_path / name))
+    definition.write_text(guide_definition())
     context = tmp_path / 'context'
     run(os.path.join(BIN, 'ansible-builder'), 'create', '-f', str(definition), '-c', str(context),
         '--output-filename', 'Containerfile', cwd=str(tmp_path))
     containerfile = (context / 'Containerfile').read_text()
-    assert 'quay.io/ansible/awx-ee:latest' in containerfile
+    base = yaml.safe_load(guide_definition())['images']['base_image']['name']
+    assert 'ARG EE_BASE_IMAGE="%s"' % base in containerfile, containerfile[:600]
+    assert ':latest' not in containerfile
+    assert 'ansible-core==2.' in containerfile and 'ansible-runner==' in containerfile
     assert 'ansible-galaxy collection install' in containerfile
     # The galaxy requirements point at the tarball, which is in the context.
     assert (context / '_build' / 'collections' / os.path.basename(tarball)).is_file()
