@@ -476,8 +476,6 @@ class Manager(object):
         path = disk.get('source')
         if not path:
             return
-        if not os.path.isabs(path):
-            raise KvmError('%s.path: %s is not an absolute path' % (label, path))
         if not self.local:
             if not disk.get('format'):
                 raise KvmError('%s.format: required for a file disk on a remote host' % label)

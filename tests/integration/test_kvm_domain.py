@@ -229,7 +229,7 @@ def test_walkthrough_osless_guest(conn, guest, default_network, playbook, tmp_pa
 
 def test_xml_option_redefines_in_place(conn, guest, playbook, tmp_path):
     """The `xml` alternative: compared by meaning, redefined in place, typed options on top."""
-    name, directory = guest['name'], guest['dir']
+    name = guest['name']
     xml = textwrap.dedent("""
         <domain type='qemu'>
           <name>{name}</name>
@@ -249,7 +249,6 @@ def test_xml_option_redefines_in_place(conn, guest, playbook, tmp_path):
     assert dom.UUIDString() == uuid and dom.maxMemory() == 192 * 1024
     first, last = four_step(playbook, tmp_path, dict(name=name, xml=xml.replace('128', '160')))
     assert dom.UUIDString() == uuid and dom.maxMemory() == 160 * 1024
-    del directory
 
 
 def test_cloud_init_seed_is_idempotent(conn, guest, playbook, tmp_path):
