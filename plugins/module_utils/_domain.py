@@ -403,7 +403,7 @@ class Manager(object):
 
     def hide(self, values):
         """Mask ``values`` (secrets) in everything the module prints."""
-        register_secrets(self.module, values=values)
+        self.changes.secret(*values)
 
     # -- context ---------------------------------------------------------
     def context(self, spec, current):
