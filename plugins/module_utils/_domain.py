@@ -632,7 +632,7 @@ class Manager(object):
             kind = action['kind']
             entry = self.changes.record('live', action['option'], kind if kind in ('attach', 'detach', 'update') else 'set',
                                         before=action.get('before'), after=action.get('after'))
-            self.changes.write('%s %s on %s' % (kind, action['option'], dom.name()), self._apply, dom, action, entry)
+            self.changes.write('%s of %s (live)' % (action['option'], dom.name()), self._apply, dom, action, entry)
 
     def _apply(self, dom, action, entry):
         """One live action, read back into ``entry`` (a write: only through the change set)."""
