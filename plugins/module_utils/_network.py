@@ -3,19 +3,21 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """kvm_network: libvirt virtual networks, converged in place.
 
-One XML model for networks:
+One table, :data:`OPTIONS`, declares every network option once: its argument-spec entry, its
+validation, how it is read from and written to the network XML, and whether libvirt's
+virNetworkUpdate changes it live (DHCP hosts, DNS hosts) or it waits for a restart. The argument
+spec is generated from it, and everything else walks it:
 
-* :func:`spec_from_params` / :func:`spec_from_xml` turn the module options (or a
-  full network XML) into a *spec*: only the keys the user specified;
-* :func:`model` reads any network XML (config or live) into the same normalized
-  shape, libvirt's defaults filled in, so that comparison is semantic;
-* :func:`apply_spec` patches the current definition with the spec (everything
-  the user did not specify is kept: UUID, generated MAC and bridge name, ...);
-* :func:`differences` compares spec and model key by key.
+* :func:`spec_from_params` / :func:`spec_from_xml` turn the module options (or a full network XML)
+  into a *spec*: ``{option name: value}``, only the options the user specified;
+* :func:`model` reads any network XML (config or live) into the same shape, libvirt's defaults
+  filled in, so that comparison is semantic;
+* :func:`apply_spec` patches the current definition with the spec (everything the user did not
+  specify is kept: UUID, generated MAC and bridge name, ...);
+* :func:`differences` compares spec and model option by option, as change entries.
 
-DHCP host and DNS host entries are changed with virNetworkUpdate on the live
-and the persistent definition; any other difference redefines the network and,
-when it is active, needs a restart (``pending_restart`` or ``restart=if_needed``).
+A list option (DHCP ranges and hosts, DNS hosts) is compared as a set; :meth:`ListOption.changes` is
+the one add/remove computation, used for the result, for the XML and for virNetworkUpdate.
 """
 
 from __future__ import annotations
@@ -39,70 +41,13 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._xml import (
 
 FORWARD_MODES = ['nat', 'route', 'open', 'isolated', 'bridge']
 
-_RANGE_SPEC = dict(
-    start=dict(type='str', required=True),
-    end=dict(type='str', required=True),
-    lease=dict(type='str'),
-)
-_HOST_SPEC = dict(
-    mac=dict(type='str'),
-    id=dict(type='str'),
-    name=dict(type='str'),
-    ip=dict(type='str', required=True),
-)
-
-
-def _ip_spec():
-    return dict(
-        address=dict(type='str', required=True),
-        prefix=dict(type='int'),
-        netmask=dict(type='str'),
-        dhcp_ranges=dict(type='list', elements='dict', options=dict(_RANGE_SPEC)),
-        dhcp_hosts=dict(type='list', elements='dict', options=dict(_HOST_SPEC)),
-    )
-
-
-ARGUMENT_SPEC = dict(
-    name=dict(type='str', aliases=['network']),
-    state=dict(type='str', default='present', choices=['present', 'active', 'inactive', 'absent']),
-    autostart=dict(type='bool'),
-    forward=dict(type='str', choices=FORWARD_MODES),
-    forward_dev=dict(type='str'),
-    nat_ports=dict(type='dict', options=dict(start=dict(type='int', required=True),
-                                             end=dict(type='int', required=True))),
-    bridge=dict(type='dict', options=dict(
-        name=dict(type='str'),
-        stp=dict(type='bool'),
-        delay=dict(type='int'),
-        mtu=dict(type='int'),
-        mac=dict(type='str'),
-    )),
-    domain=dict(type='str'),
-    ipv4=dict(type='dict', options=_ip_spec()),
-    ipv6=dict(type='dict', options=_ip_spec()),
-    dns_hosts=dict(type='list', elements='dict', options=dict(
-        ip=dict(type='str', required=True),
-        hostnames=dict(type='list', elements='str', required=True),
-    )),
-    xml=dict(type='str'),
-    restart=dict(type='str', default='never', choices=['never', 'if_needed']),
-)
-
-STRUCTURED_OPTIONS = ('forward', 'forward_dev', 'nat_ports', 'bridge', 'domain', 'ipv4', 'ipv6', 'dns_hosts')
-
-# Keys of the model that virNetworkUpdate changes without a restart.
-LIVE_KEYS = ('ipv4.dhcp_hosts', 'ipv6.dhcp_hosts', 'dns_hosts')
-
-# The option (as the user spells it) of each scalar key of the model.
-OPTION_OF = dict(forward='forward', forward_dev='forward_dev', nat_ports='nat_ports', bridge_name='bridge.name',
-                 stp='bridge.stp', delay='bridge.delay', mtu='bridge.mtu', mac='bridge.mac', domain='domain')
-
 _LEASE_RE = re.compile(r'^\s*(\d+)\s*([smh]?)\s*$')
 _LEASE_UNITS = {'': 60, 's': 1, 'm': 60, 'h': 3600}
 _XML_UNITS = {'seconds': 1, 'minutes': 60, 'hours': 3600}
 MTU_RANGE = (68, 65535)
 MAX_BRIDGE_DELAY = 3600  # seconds; the kernel caps the forward delay far lower
 MAX_LEASE_SECONDS = 0xFFFFFFFF  # dnsmasq keeps lease times in 32 bits
+MISSING = object()
 
 
 # ---------------------------------------------------------------- validation helpers
@@ -196,38 +141,6 @@ def _host_spec(family, host, subnet, option):
     return dict(mac=mac, id=duid, name=name, ip=str(ip))
 
 
-def _ip_block_spec(family, params):
-    iface = _interface(family, params['address'], params.get('prefix'), params.get('netmask'), family)
-    subnet = iface.network
-    spec = dict(address=str(iface.ip), prefix=iface.network.prefixlen,
-                netmask_form=params.get('netmask') is not None)
-    if params.get('dhcp_ranges') is not None:
-        ranges = []
-        for index, rng in enumerate(params['dhcp_ranges']):
-            option = '%s.dhcp_ranges[%d]' % (family, index)
-            start = _ip(rng['start'], family, '%s.start' % option)
-            end = _ip(rng['end'], family, '%s.end' % option)
-            for key, addr in (('start', start), ('end', end)):
-                if addr not in subnet:
-                    raise KvmError('%s.%s: %s is outside %s' % (option, key, addr, subnet))
-            if int(start) > int(end):
-                raise KvmError('%s: start %s is after end %s' % (option, start, end))
-            if start <= iface.ip <= end:
-                raise KvmError('%s: the range contains the network address %s itself' % (option, iface.ip))
-            ranges.append(dict(start=str(start), end=str(end), lease=parse_lease(rng.get('lease'), '%s.lease' % option)))
-        spec['dhcp_ranges'] = ranges
-    if params.get('dhcp_hosts') is not None:
-        hosts = [_host_spec(family, h, subnet, '%s.dhcp_hosts[%d]' % (family, i))
-                 for i, h in enumerate(params['dhcp_hosts'])]
-        for key in ('mac', 'id', 'ip', 'name'):
-            values = [h[key] for h in hosts if h[key]]
-            dupes = sorted(set(v for v in values if values.count(v) > 1))
-            if dupes:
-                raise KvmError('%s.dhcp_hosts: %s %s used more than once' % (family, key, ', '.join(dupes)))
-        spec['dhcp_hosts'] = hosts
-    return spec
-
-
 def _dns_hosts_spec(dns_hosts):
     entries = []
     for index, entry in enumerate(dns_hosts):
@@ -245,57 +158,35 @@ def _dns_hosts_spec(dns_hosts):
     return entries
 
 
-def spec_from_params(params):
-    """The options the user gave, validated and normalized (nothing written yet)."""
-    spec = {}
-    forward = params.get('forward')
-    if forward is not None:
-        spec['forward'] = forward
-    if params.get('forward_dev') is not None:
-        spec['forward_dev'] = valid.ifname('forward_dev', params['forward_dev']) if params['forward_dev'] else None
-    if params.get('nat_ports') is not None:
-        ports = params['nat_ports']
-        valid.count('nat_ports.start', ports['start'], 1, 65535)
-        valid.count('nat_ports.end', ports['end'], 1, 65535)
-        if ports['start'] > ports['end']:
-            raise KvmError('nat_ports: need 1 <= start <= end <= 65535, got %s-%s' % (ports['start'], ports['end']))
-        spec['nat_ports'] = dict(start=ports['start'], end=ports['end'])
-    bridge = params.get('bridge') or {}
-    if bridge.get('name') is not None:
-        spec['bridge_name'] = valid.ifname('bridge.name', bridge['name'])
-    if bridge.get('stp') is not None:
-        spec['stp'] = bridge['stp']
-    if bridge.get('delay') is not None:
-        spec['delay'] = valid.count('bridge.delay', bridge['delay'], 0, MAX_BRIDGE_DELAY)
-    if bridge.get('mtu') is not None:
-        spec['mtu'] = valid.count('bridge.mtu', bridge['mtu'], *MTU_RANGE)
-    if bridge.get('mac') is not None:
-        spec['mac'] = valid.mac('bridge.mac', bridge['mac'])
-    if params.get('domain') is not None:
-        spec['domain'] = params['domain'] if params['domain'] and valid.dns_name('domain', params['domain']) else None
-    for family in ('ipv4', 'ipv6'):
-        if params.get(family) is not None:
-            spec[family] = _ip_block_spec(family, params[family])
-    if params.get('dns_hosts') is not None:
-        spec['dns_hosts'] = _dns_hosts_spec(params['dns_hosts'])
-    return spec
+def _ranges_spec(family, ranges, iface):
+    out = []
+    subnet = iface.network
+    for index, rng in enumerate(ranges):
+        option = '%s.dhcp_ranges[%d]' % (family, index)
+        start = _ip(rng['start'], family, '%s.start' % option)
+        end = _ip(rng['end'], family, '%s.end' % option)
+        for key, addr in (('start', start), ('end', end)):
+            if addr not in subnet:
+                raise KvmError('%s.%s: %s is outside %s' % (option, key, addr, subnet))
+        if int(start) > int(end):
+            raise KvmError('%s: start %s is after end %s' % (option, start, end))
+        if start <= iface.ip <= end:
+            raise KvmError('%s: the range contains the network address %s itself' % (option, iface.ip))
+        out.append(dict(start=str(start), end=str(end), lease=parse_lease(rng.get('lease'), '%s.lease' % option)))
+    return out
 
 
-def check_spec_against_mode(spec, mode, from_xml=False):
-    """Options that the (resulting) forward mode cannot take."""
-    if mode == 'bridge':
-        bad = [k for k in ('ipv4', 'ipv6', 'dns_hosts', 'domain', 'mac', 'stp', 'delay', 'nat_ports')
-               if spec.get(k) not in (None, [])]
-        if bad:
-            raise KvmError('forward=bridge uses an existing host bridge: it takes no %s (libvirt gives such a '
-                           'network no IP, DHCP or DNS)' % ', '.join(sorted(bad)))
-        if 'bridge_name' not in spec and not from_xml:  # the xml may use <forward><interface> (macvtap) instead
-            raise KvmError('forward=bridge needs bridge.name, the existing host bridge to use')
-    if 'nat_ports' in spec and mode != 'nat':
-        raise KvmError('nat_ports only applies to forward=nat (the network is %s)' % mode)
+def _hosts_spec(family, hosts, iface):
+    out = [_host_spec(family, h, iface.network, '%s.dhcp_hosts[%d]' % (family, i)) for i, h in enumerate(hosts)]
+    for key in ('mac', 'id', 'ip', 'name'):
+        values = [h[key] for h in out if h[key]]
+        dupes = sorted(set(v for v in values if values.count(v) > 1))
+        if dupes:
+            raise KvmError('%s.dhcp_hosts: %s %s used more than once' % (family, key, ', '.join(dupes)))
+    return out
 
 
-# ---------------------------------------------------------------- XML -> model
+# ---------------------------------------------------------------- XML helpers
 def _int(value, default=None):
     try:
         return int(value)
@@ -311,127 +202,6 @@ def _ip_family(ip):
     return 'ipv6' if ':' in address else 'ipv4'
 
 
-def _ip_block_model(ip):
-    prefix = _int(ip.get('prefix'))
-    if prefix is None and ip.get('netmask'):
-        try:
-            prefix = ipaddress.IPv4Network('0.0.0.0/%s' % ip.get('netmask')).prefixlen
-        except ValueError:
-            prefix = None
-    ranges = []
-    for rng in ip.findall('dhcp/range'):
-        lease = rng.find('lease')
-        seconds = None
-        if lease is not None:
-            seconds = _int(lease.get('expiry'), 0) * _XML_UNITS.get(lease.get('unit', 'minutes'), 60)
-        ranges.append(dict(start=rng.get('start'), end=rng.get('end'), lease=seconds))
-    hosts = []
-    for host in ip.findall('dhcp/host'):
-        hosts.append(dict(mac=(host.get('mac') or '').lower() or None, id=host.get('id'),
-                          name=host.get('name'), ip=host.get('ip')))
-    return dict(address=ip.get('address'), prefix=prefix, dhcp_ranges=ranges, dhcp_hosts=hosts)
-
-
-def model(root):
-    """Any network XML (config or live) in the normalized shape of a spec."""
-    forward = root.find('forward')
-    mode = forward.get('mode', 'nat') if forward is not None else 'isolated'
-    nat_ports = None
-    if mode == 'nat':
-        port = forward.find('nat/port')
-        nat_ports = dict(start=_int(port.get('start')), end=_int(port.get('end'))) if port is not None \
-            else dict(start=1024, end=65535)
-    bridge = root.find('bridge')
-    out = dict(
-        name=root.findtext('name'),
-        forward=mode,
-        forward_dev=forward.get('dev') if forward is not None else None,
-        nat_ports=nat_ports,
-        bridge_name=bridge.get('name') if bridge is not None else None,
-        stp=(bridge.get('stp', 'on') != 'off') if bridge is not None else True,
-        delay=_int(bridge.get('delay'), 0) if bridge is not None else 0,
-        mtu=_int(root.find('mtu').get('size')) if root.find('mtu') is not None else None,
-        mac=(root.find('mac').get('address') or '').lower() if root.find('mac') is not None else None,
-        domain=root.find('domain').get('name') if root.find('domain') is not None else None,
-        ipv4=None,
-        ipv6=None,
-        dns_hosts=[dict(ip=h.get('ip'), hostnames=[n.text.strip() for n in h.findall('hostname') if n.text])
-                   for h in root.findall('dns/host')],
-    )
-    for ip in root.findall('ip'):
-        family = _ip_family(ip)
-        if out[family] is None:  # the first block of each family is the one the options manage
-            out[family] = _ip_block_model(ip)
-    return out
-
-
-def _host_key(host):
-    return (host.get('mac') or '', host.get('id') or '', host.get('name') or '', host.get('ip') or '')
-
-
-def _range_key(rng):
-    return (rng.get('start') or '', rng.get('end') or '', -1 if rng.get('lease') is None else rng['lease'])
-
-
-def _dns_key(entry):
-    return (entry.get('ip') or '', tuple(entry.get('hostnames') or ()))
-
-
-def _item(value):
-    """A list entry as it is returned (no empty keys)."""
-    return dict((k, v) for k, v in value.items() if v is not None)
-
-
-def _list_change(key, have, want, keyfunc):
-    have_keys = set(keyfunc(x) for x in have)
-    want_keys = set(keyfunc(x) for x in want)
-    out = []
-    for item in have:
-        if keyfunc(item) not in want_keys:
-            out.append(dict(option=key, action='remove', before=_item(item), after=None))
-    for item in want:
-        if keyfunc(item) not in have_keys:
-            out.append(dict(option=key, action='add', before=None, after=_item(item)))
-    return out
-
-
-def _address(block):
-    return None if block is None else '%s/%s' % (block['address'], block['prefix'])
-
-
-def differences(spec, current):
-    """``(live_updatable, needs_redefine)`` lists of changes (dicts: option, action, before, after).
-
-    Only what ``spec`` specifies counts; ``current`` is :func:`model` output
-    (None for a network that does not exist).
-    """
-    live, other = [], []
-    if current is None:
-        return live, [dict(option='state', action='define', before='absent', after='present')]
-    for key in ('forward', 'forward_dev', 'nat_ports', 'bridge_name', 'stp', 'delay', 'mtu', 'mac', 'domain'):
-        if key in spec and spec[key] != current.get(key):
-            other.append(dict(option=OPTION_OF[key], action='set', before=current.get(key), after=spec[key]))
-    for family in ('ipv4', 'ipv6'):
-        if family not in spec:
-            continue
-        want, have = spec[family], current.get(family)
-        if have is None:
-            other.append(dict(option='%s.address' % family, action='set', before=None, after=_address(want)))
-            continue
-        if (want['address'], want['prefix']) != (have['address'], have['prefix']):
-            other.append(dict(option='%s.address' % family, action='set', before=_address(have), after=_address(want)))
-        if 'dhcp_ranges' in want:
-            if sorted(map(_range_key, want['dhcp_ranges'])) != sorted(map(_range_key, have['dhcp_ranges'])):
-                other.extend(_list_change('%s.dhcp_ranges' % family, have['dhcp_ranges'], want['dhcp_ranges'],
-                                          _range_key))
-        if 'dhcp_hosts' in want:
-            live.extend(_list_change('%s.dhcp_hosts' % family, have['dhcp_hosts'], want['dhcp_hosts'], _host_key))
-    if 'dns_hosts' in spec:
-        live.extend(_list_change('dns_hosts', current['dns_hosts'], spec['dns_hosts'], _dns_key))
-    return live, other
-
-
-# ---------------------------------------------------------------- spec -> XML
 def _child(parent, tag, attrib=None):
     elem = parent.find(tag)
     if elem is None:
@@ -449,7 +219,13 @@ def _remove(parent, tag):
         parent.remove(elem)
 
 
+def _drop_if_empty(parent, elem):
+    if elem is not None and len(elem) == 0 and not elem.attrib and not (elem.text or '').strip():
+        parent.remove(elem)
+
+
 def _ip_elem(root, family, create=True):
+    """The first <ip> of ``family`` (the one the options manage)."""
     for ip in root.findall('ip'):
         if _ip_family(ip) == family:
             return ip
@@ -461,12 +237,41 @@ def _ip_elem(root, family, create=True):
     return ip
 
 
-def host_element(family, host):
+def _prefix_of(ip):
+    prefix = _int(ip.get('prefix'))
+    if prefix is None and ip.get('netmask'):
+        try:
+            prefix = ipaddress.IPv4Network('0.0.0.0/%s' % ip.get('netmask')).prefixlen
+        except ValueError:
+            prefix = None
+    return prefix
+
+
+def host_element(host):
     elem = etree.Element('host')
     for key in ('mac', 'id', 'name', 'ip'):
         if host.get(key):
             elem.set(key, host[key])
     return elem
+
+
+def _host_of(elem):
+    return dict(mac=(elem.get('mac') or '').lower() or None, id=elem.get('id'), name=elem.get('name'), ip=elem.get('ip'))
+
+
+def range_element(rng):
+    elem = etree.Element('range', start=rng['start'], end=rng['end'])
+    if rng.get('lease') is not None:
+        etree.SubElement(elem, 'lease', _lease_xml(rng['lease']))
+    return elem
+
+
+def _range_of(elem):
+    lease = elem.find('lease')
+    seconds = None
+    if lease is not None:
+        seconds = _int(lease.get('expiry'), 0) * _XML_UNITS.get(lease.get('unit', 'minutes'), 60)
+    return dict(start=elem.get('start'), end=elem.get('end'), lease=seconds)
 
 
 def dns_host_element(entry):
@@ -476,91 +281,462 @@ def dns_host_element(entry):
     return elem
 
 
-def _apply_ip(root, family, want):
-    ip = _ip_elem(root, family)
-    have = _ip_block_model(ip) if ip.get('address') else None
-    if have is None or (have['address'], have['prefix']) != (want['address'], want['prefix']):
-        ip.set('address', want['address'])
-        if want.get('netmask_form'):
-            ip.set('netmask', str(ipaddress.IPv4Network('0.0.0.0/%d' % want['prefix']).netmask))
+def _dns_host_of(elem):
+    return dict(ip=elem.get('ip'), hostnames=[n.text.strip() for n in elem.findall('hostname') if n.text])
+
+
+def _shown(value):
+    """A list entry as it is returned (no empty keys)."""
+    return dict((k, v) for k, v in value.items() if v is not None)
+
+
+# ---------------------------------------------------------------- the option table
+class Option(object):
+    """One option: argument spec, validation, XML read/write, and how a new value reaches a running network.
+
+    ``name`` is the option as the user writes it (``bridge.stp``); it names the option in messages, in
+    ``changes`` and in ``pending_restart``. ``live`` is the virNetworkUpdate section that changes it on a
+    running network (None: it waits for a restart). ``bridge_mode``: whether ``forward=bridge`` can take it.
+    ``default`` is libvirt's default, written into a new definition (``MISSING``: none written).
+    ``xml_default`` is the value when the xml option leaves it out (``MISSING``: the current value is kept).
+    """
+
+    live = None
+
+    def __init__(self, name, arg, parse=None, read=None, write=None, bridge_mode=True, modes=None,
+                 default=MISSING, xml_default=MISSING):
+        self.name = name
+        self.parent, _dot, self.leaf = name.rpartition('.')
+        self.arg = arg
+        self._parse = parse
+        self._read = read
+        self._write = write
+        self.bridge_mode = bridge_mode
+        self.modes = modes
+        self.default = default
+        self.xml_default = xml_default
+
+    # argument spec and validation
+    def args(self):
+        """The argument-spec entries this option contributes to its parent (``bridge``, ``ipv4``) or the top."""
+        return {self.leaf: dict(self.arg)}
+
+    def given(self, params):
+        """The module parameter (None when not given)."""
+        group = params.get(self.parent) if self.parent else params
+        return None if group is None else group.get(self.leaf)
+
+    def parse(self, value, _context):
+        return self._parse(self.name, value) if self._parse else value
+
+    def to_param(self, params, value):
+        """The xml option: put the value read from the XML where the module parameter would be."""
+        if value is None:
+            return
+        if self.parent:
+            params.setdefault(self.parent, {})[self.leaf] = value
+        else:
+            params[self.name] = value
+
+    # XML
+    def read(self, root):
+        return self._read(root)
+
+    def write(self, root, value):
+        self._write(root, value)
+
+    # comparison
+    def same(self, have, want):
+        return have == want
+
+    def show(self, value):
+        return value
+
+    def changes(self, have, want):
+        """Change entries (option, action, before, after) that turn ``have`` into ``want``."""
+        if self.same(have, want):
+            return []
+        return [dict(option=self.name, action='set', before=self.show(have), after=self.show(want))]
+
+
+class Attribute(Option):
+    """An attribute of a child of <network> (``<bridge stp=...>``, ``<mtu size=...>``); None removes it."""
+
+    def __init__(self, name, arg, path, attr, parse=None, to_xml=str, from_xml=None, fallback=None, **kwargs):
+        super(Attribute, self).__init__(name, arg, parse=parse, **kwargs)
+        self.path, self.attr = path, attr
+        self.to_xml, self.from_xml, self.fallback = to_xml, from_xml or (lambda text: text), fallback
+
+    def read(self, root):
+        elem = root.find(self.path)
+        if elem is None or elem.get(self.attr) is None:
+            return self.fallback
+        return self.from_xml(elem.get(self.attr))
+
+    def write(self, root, value):
+        if self._write is not None:
+            self._write(root, value)
+            return
+        elem = _child(root, self.path, {self.attr: None if value is None else self.to_xml(value)})
+        _drop_if_empty(root, elem)
+
+
+class Address(Option):
+    """The address and prefix of the first <ip> of a family (module options address, prefix, netmask)."""
+
+    def __init__(self, family):
+        super(Address, self).__init__('%s.address' % family, None, bridge_mode=False, xml_default=None)
+        self.family = family
+
+    def args(self):
+        return dict(address=dict(type='str', required=True), prefix=dict(type='int'), netmask=dict(type='str'))
+
+    def given(self, params):
+        return params.get(self.family)
+
+    def parse(self, value, context):
+        iface = _interface(self.family, value['address'], value.get('prefix'), value.get('netmask'), self.family)
+        context[self.family] = iface
+        return dict(address=str(iface.ip), prefix=iface.network.prefixlen, netmask_form=value.get('netmask') is not None)
+
+    def to_param(self, params, value):
+        if value is None:
+            return
+        if value['prefix'] is None:
+            raise KvmError('option xml: <ip address=%r> needs prefix or netmask' % value['address'])
+        params[self.family] = dict(address=value['address'], prefix=value['prefix'], netmask=None)
+
+    def read(self, root):
+        ip = _ip_elem(root, self.family, create=False)
+        if ip is None or not ip.get('address'):
+            return None
+        return dict(address=ip.get('address'), prefix=_prefix_of(ip))
+
+    def write(self, root, value):
+        if value is None:
+            ip = _ip_elem(root, self.family, create=False)
+            if ip is not None:
+                root.remove(ip)
+            return
+        ip = _ip_elem(root, self.family)
+        ip.set('address', value['address'])
+        if value.get('netmask_form'):
+            ip.set('netmask', str(ipaddress.IPv4Network('0.0.0.0/%d' % value['prefix']).netmask))
             ip.attrib.pop('prefix', None)
         else:
-            ip.set('prefix', str(want['prefix']))
+            ip.set('prefix', str(value['prefix']))
             ip.attrib.pop('netmask', None)
-    dhcp = ip.find('dhcp')
-    if 'dhcp_ranges' in want:
-        if dhcp is None:
-            dhcp = etree.SubElement(ip, 'dhcp')
-        if sorted(map(_range_key, want['dhcp_ranges'])) != sorted(map(_range_key, have['dhcp_ranges'] if have else [])):
-            _remove(dhcp, 'range')
-            for index, rng in enumerate(want['dhcp_ranges']):
-                elem = etree.Element('range', start=rng['start'], end=rng['end'])
-                if rng.get('lease') is not None:
-                    etree.SubElement(elem, 'lease', _lease_xml(rng['lease']))
-                dhcp.insert(index, elem)
-    if 'dhcp_hosts' in want:
-        if dhcp is None:
-            dhcp = etree.SubElement(ip, 'dhcp')
-        if sorted(map(_host_key, want['dhcp_hosts'])) != sorted(map(_host_key, have['dhcp_hosts'] if have else [])):
-            _remove(dhcp, 'host')
-            for host in want['dhcp_hosts']:
-                dhcp.append(host_element(family, host))
-    if dhcp is not None and len(dhcp) == 0 and not dhcp.attrib:
-        ip.remove(dhcp)
+
+    def same(self, have, want):
+        return self.show(have) == self.show(want)
+
+    def show(self, value):
+        return None if value is None else '%s/%s' % (value['address'], value['prefix'])
+
+
+class ListOption(Option):
+    """A complete list (``[]`` removes all), compared as a set of entries identified by ``key``."""
+
+    def __init__(self, name, arg, tag, element, item_of, key, live=None, parse=None, **kwargs):
+        super(ListOption, self).__init__(name, arg, parse=parse, xml_default=[], **kwargs)
+        self.tag, self.element, self.item_of, self.key, self.live = tag, element, item_of, key, live
+
+    def container(self, root, create):
+        raise NotImplementedError
+
+    def parent_index(self, root):
+        """The parent index virNetworkUpdate takes (-1: none)."""
+        return -1
+
+    def updatable(self, have, want):
+        """Whether virNetworkUpdate can turn ``have``'s list into ``want``'s (models of the two definitions)."""
+        return self.live is not None
+
+    def read(self, root):
+        box = self.container(root, create=False)
+        return [] if box is None else [self.item_of(e) for e in box.findall(self.tag)]
+
+    def same(self, have, want):
+        return sorted(map(self.key, have or [])) == sorted(map(self.key, want or []))
+
+    def changes(self, have, want):
+        """The one add/remove computation: removals first, each entry once."""
+        have, want = have or [], want or []
+        have_keys, want_keys = set(map(self.key, have)), set(map(self.key, want))
+        out = [dict(option=self.name, action='remove', before=_shown(item), after=None)
+               for item in have if self.key(item) not in want_keys]
+        out += [dict(option=self.name, action='add', before=None, after=_shown(item))
+                for item in want if self.key(item) not in have_keys]
+        return out
+
+    def write(self, root, value):
+        box = self.container(root, create=True)
+        for change in self.changes(self.read(root), value):
+            if change['action'] == 'remove':
+                gone = self.key(change['before'])
+                for elem in box.findall(self.tag):
+                    if self.key(self.item_of(elem)) == gone:
+                        box.remove(elem)
+            else:
+                same_tag = box.findall(self.tag)
+                index = list(box).index(same_tag[-1]) + 1 if same_tag else self.first_index(box)
+                box.insert(index, self.element(change['after']))
+        self.tidy(root, box)
+
+    def first_index(self, box):
+        return len(box)
+
+    def tidy(self, root, box):
+        _drop_if_empty(root, box)
+
+
+def _host_key(host):
+    return (host.get('mac') or '', host.get('id') or '', host.get('name') or '', host.get('ip') or '')
+
+
+def _range_key(rng):
+    return (rng.get('start') or '', rng.get('end') or '', -1 if rng.get('lease') is None else rng['lease'])
+
+
+def _dns_key(entry):
+    return (entry.get('ip') or '', tuple(entry.get('hostnames') or ()))
+
+
+class DhcpList(ListOption):
+    """``<ip><dhcp><range|host>`` of the family's first <ip>."""
+
+    def __init__(self, family, leaf, arg, tag, element, item_of, key, parse, live=None):
+        super(DhcpList, self).__init__('%s.%s' % (family, leaf), arg, tag, element, item_of, key, live=live,
+                                       parse=parse, bridge_mode=False)
+        self.family = family
+
+    def parse(self, value, context):
+        return self._parse(self.family, value, context[self.family])
+
+    def to_param(self, params, value):
+        if self.family in params:  # the xml has that <ip>
+            params[self.family][self.leaf] = [self.as_param(v) for v in value]
+
+    def as_param(self, value):
+        if self.tag != 'range':
+            return value
+        lease = value['lease']
+        return dict(value, lease=None if lease is None else '%ds' % lease if lease else 'infinite')
+
+    def container(self, root, create):
+        ip = _ip_elem(root, self.family, create=create)
+        if ip is None:
+            return None
+        return _child(ip, 'dhcp') if create else ip.find('dhcp')
+
+    def first_index(self, box):
+        return 0 if self.tag == 'range' else len(box)
+
+    def tidy(self, root, box):
+        _drop_if_empty(box.getparent(), box)
+
+    def parent_index(self, root):
+        return [_ip_family(ip) for ip in root.findall('ip')].index(self.family)
+
+    def updatable(self, have, want):
+        """Only on the same subnet: hosts of another subnet apply when the network restarts."""
+        address = '%s.address' % self.family
+        return self.live is not None and have[address] is not None and ADDRESS[self.family].same(have[address], want[address])
+
+
+class DnsHosts(ListOption):
+    def container(self, root, create):
+        return _child(root, 'dns') if create else root.find('dns')
+
+
+def _read_forward(root):
+    forward = root.find('forward')
+    return forward.get('mode', 'nat') if forward is not None else 'isolated'
+
+
+def _write_forward(root, mode):
+    if mode == 'isolated':
+        _remove(root, 'forward')
+        return
+    forward = _child(root, 'forward', dict(mode=mode))
+    if mode != 'nat':
+        _remove(forward, 'nat')
+
+
+def _read_nat_ports(root):
+    if _read_forward(root) != 'nat':
+        return None
+    port = root.find('forward/nat/port')
+    if port is None:
+        return dict(start=1024, end=65535)
+    return dict(start=_int(port.get('start')), end=_int(port.get('end')))
+
+
+def _write_nat_ports(root, ports):
+    forward = root.find('forward')
+    if forward is not None and ports is not None:
+        _child(_child(forward, 'nat'), 'port', dict(start=ports['start'], end=ports['end']))
+
+
+def _parse_nat_ports(option, ports):
+    valid.count('%s.start' % option, ports['start'], 1, 65535)
+    valid.count('%s.end' % option, ports['end'], 1, 65535)
+    if ports['start'] > ports['end']:
+        raise KvmError('%s: need 1 <= start <= end <= 65535, got %s-%s' % (option, ports['start'], ports['end']))
+    return dict(start=ports['start'], end=ports['end'])
+
+
+def _write_forward_dev(root, dev):
+    if root.find('forward') is not None:
+        _child(root, 'forward', dict(dev=dev))
+
+
+def _or_none(check):
+    """An option where an empty string removes the value."""
+    return lambda option, value: check(option, value) and value if value else None
+
+
+_RANGE_ARG = dict(type='list', elements='dict', options=dict(
+    start=dict(type='str', required=True),
+    end=dict(type='str', required=True),
+    lease=dict(type='str'),
+))
+_HOST_ARG = dict(type='list', elements='dict', options=dict(
+    mac=dict(type='str'),
+    id=dict(type='str'),
+    name=dict(type='str'),
+    ip=dict(type='str', required=True),
+))
+
+
+def _family_options(family):
+    return [
+        Address(family),
+        DhcpList(family, 'dhcp_ranges', _RANGE_ARG, 'range', range_element, _range_of, _range_key, _ranges_spec),
+        DhcpList(family, 'dhcp_hosts', _HOST_ARG, 'host', host_element, _host_of, _host_key, _hosts_spec,
+                 live='VIR_NETWORK_SECTION_IP_DHCP_HOST'),
+    ]
+
+
+ADDRESS = {}
+
+OPTIONS = [
+    Option('forward', dict(type='str', choices=FORWARD_MODES), read=_read_forward, write=_write_forward),
+    Attribute('forward_dev', dict(type='str'), 'forward', 'dev', parse=_or_none(valid.ifname), write=_write_forward_dev,
+              xml_default=None),
+    Option('nat_ports', dict(type='dict', options=dict(start=dict(type='int', required=True),
+                                                       end=dict(type='int', required=True))),
+           parse=_parse_nat_ports, read=_read_nat_ports, write=_write_nat_ports, bridge_mode=False, modes=('nat',)),
+    Attribute('bridge.name', dict(type='str'), 'bridge', 'name', parse=valid.ifname),
+    Attribute('bridge.stp', dict(type='bool'), 'bridge', 'stp', to_xml=lambda on: 'on' if on else 'off',
+              from_xml=lambda text: text != 'off', fallback=True, bridge_mode=False, default=True),
+    Attribute('bridge.delay', dict(type='int'), 'bridge', 'delay', parse=lambda o, v: valid.count(o, v, 0, MAX_BRIDGE_DELAY),
+              from_xml=lambda text: _int(text, 0), fallback=0, bridge_mode=False, default=0),
+    Attribute('bridge.mtu', dict(type='int'), 'mtu', 'size', parse=lambda o, v: valid.count(o, v, *MTU_RANGE),
+              from_xml=_int, xml_default=None),
+    Attribute('bridge.mac', dict(type='str'), 'mac', 'address', parse=valid.mac, from_xml=lambda text: text.lower(),
+              bridge_mode=False),
+    Attribute('domain', dict(type='str'), 'domain', 'name', parse=_or_none(valid.dns_name), bridge_mode=False,
+              xml_default=None),
+] + _family_options('ipv4') + _family_options('ipv6') + [
+    DnsHosts('dns_hosts', dict(type='list', elements='dict', options=dict(
+        ip=dict(type='str', required=True),
+        hostnames=dict(type='list', elements='str', required=True),
+    )), 'host', dns_host_element, _dns_host_of, _dns_key, live='VIR_NETWORK_SECTION_DNS_HOST',
+        parse=lambda _o, v: _dns_hosts_spec(v), bridge_mode=False),
+]
+OPTIONS_BY_NAME = dict((o.name, o) for o in OPTIONS)
+ADDRESS.update((o.family, o) for o in OPTIONS if isinstance(o, Address))
+
+# The top-level options of the table: what the xml option replaces.
+STRUCTURED_OPTIONS = tuple(dict.fromkeys(o.name.split('.')[0] for o in OPTIONS))
+
+
+def _argument_spec():
+    spec = dict(
+        name=dict(type='str', aliases=['network']),
+        state=dict(type='str', default='present', choices=['present', 'active', 'inactive', 'absent']),
+        autostart=dict(type='bool'),
+    )
+    for option in OPTIONS:
+        target = spec
+        if option.parent:
+            target = spec.setdefault(option.parent, dict(type='dict', options={}))['options']
+        target.update(option.args())
+    spec.update(
+        xml=dict(type='str'),
+        restart=dict(type='str', default='never', choices=['never', 'if_needed']),
+    )
+    return spec
+
+
+ARGUMENT_SPEC = _argument_spec()
+
+
+# ---------------------------------------------------------------- options -> spec -> XML
+def spec_from_params(params):
+    """The options the user gave, validated and normalized (nothing written yet): ``{option name: value}``."""
+    spec, context = {}, {}
+    for option in OPTIONS:
+        value = option.given(params)
+        if value is not None:
+            spec[option.name] = option.parse(value, context)
+    return spec
+
+
+def check_spec_against_mode(spec, mode, from_xml=False):
+    """Options that the (resulting) forward mode cannot take."""
+    if mode == 'bridge':
+        bad = [o.name for o in OPTIONS if not o.bridge_mode and spec.get(o.name) not in (None, [])]
+        if bad:
+            raise KvmError('forward=bridge uses an existing host bridge: it takes no %s (libvirt gives such a '
+                           'network no IP, DHCP or DNS)' % ', '.join(bad))
+        if 'bridge.name' not in spec and not from_xml:  # the xml may use <forward><interface> (macvtap) instead
+            raise KvmError('forward=bridge needs bridge.name, the existing host bridge to use')
+    for option in OPTIONS:
+        if option.modes and option.name in spec and mode not in option.modes:
+            raise KvmError('%s only applies to forward=%s (the network is %s)' % (option.name, '/'.join(option.modes), mode))
+
+
+def model(root):
+    """Any network XML (config or live) in the shape of a spec, libvirt's defaults filled in."""
+    out = dict((option.name, option.read(root)) for option in OPTIONS)
+    out['name'] = root.findtext('name')
+    return out
+
+
+def differences(spec, current):
+    """``(live_updatable, needs_redefine)`` lists of changes (dicts: option, action, before, after).
+
+    Only what ``spec`` specifies counts; ``current`` is :func:`model` output (None for a network that
+    does not exist).
+    """
+    if current is None:
+        return [], [dict(option='state', action='define', before='absent', after='present')]
+    live, other = [], []
+    for option in OPTIONS:
+        if option.name in spec:
+            (live if option.live else other).extend(option.changes(current[option.name], spec[option.name]))
+    return live, other
 
 
 def apply_spec(root, spec, name):
     """A new definition: ``root`` (the current one, or None) patched with ``spec``."""
+    values = dict(spec)
     if root is None:
         root = etree.Element('network')
         etree.SubElement(root, 'name').text = name
-        new = True
+        mode = spec.get('forward', 'isolated')
+        for option in OPTIONS:  # libvirt's defaults, written out as virsh net-define users expect them
+            if option.default is not MISSING and (option.bridge_mode or mode != 'bridge'):
+                values.setdefault(option.name, option.default)
+        current = None
     else:
         root = copy.deepcopy(root)
-        new = False
-    current = model(root)
-    mode = spec.get('forward', current['forward'])
-    if 'forward' in spec and spec['forward'] != current['forward'] or (new and mode != 'isolated'):
-        if mode == 'isolated':
-            _remove(root, 'forward')
-        else:
-            forward = _child(root, 'forward', dict(mode=mode))
-            if mode != 'nat':
-                _remove(forward, 'nat')
-    forward = root.find('forward')
-    if 'forward_dev' in spec and spec['forward_dev'] != current['forward_dev'] and forward is not None:
-        _child(root, 'forward', dict(dev=spec['forward_dev']))
-    if 'nat_ports' in spec and spec['nat_ports'] != current['nat_ports'] and forward is not None:
-        _child(_child(forward, 'nat'), 'port', dict(start=spec['nat_ports']['start'], end=spec['nat_ports']['end']))
-    bridge_attrs = {}
-    if 'bridge_name' in spec and spec['bridge_name'] != current['bridge_name']:
-        bridge_attrs['name'] = spec['bridge_name']
-    if mode != 'bridge':
-        if 'stp' in spec and spec['stp'] != current['stp'] or new:
-            bridge_attrs['stp'] = 'on' if spec.get('stp', True) else 'off'
-        if 'delay' in spec and spec['delay'] != current['delay'] or new:
-            bridge_attrs['delay'] = spec.get('delay', 0)
-    if bridge_attrs:
-        _child(root, 'bridge', bridge_attrs)
-    if 'mtu' in spec and spec['mtu'] != current['mtu']:
-        _child(root, 'mtu', dict(size=spec['mtu']))
-    if 'mac' in spec and spec['mac'] != current['mac']:
-        _child(root, 'mac', dict(address=spec['mac']))
-    if 'domain' in spec and spec['domain'] != current['domain']:
-        if spec['domain']:
-            _child(root, 'domain', dict(name=spec['domain']))
-        else:
-            _remove(root, 'domain')
-    for family in ('ipv4', 'ipv6'):
-        if family in spec:
-            _apply_ip(root, family, spec[family])
-    if 'dns_hosts' in spec and sorted(map(_dns_key, spec['dns_hosts'])) != sorted(map(_dns_key, current['dns_hosts'])):
-        dns = _child(root, 'dns')
-        _remove(dns, 'host')
-        for entry in spec['dns_hosts']:
-            dns.append(dns_host_element(entry))
-        if len(dns) == 0 and not dns.attrib:
-            root.remove(dns)
+        current = model(root)
+    for option in OPTIONS:
+        if option.name in values and (current is None or not option.same(current[option.name], values[option.name])):
+            option.write(root, values[option.name])
     return root
 
 
@@ -585,34 +761,19 @@ def spec_from_xml(text, name=None):
     if not xml_name:
         etree.SubElement(root, 'name').text = name
     have = model(root)
-    params = dict(forward=have['forward'], forward_dev=have['forward_dev'], domain=have['domain'],
-                  nat_ports=have['nat_ports'] if root.find('forward/nat/port') is not None else None,
-                  bridge=dict(name=have['bridge_name'], mtu=have['mtu'], mac=have['mac'],
-                              stp=have['stp'] if root.find('bridge') is not None and have['forward'] != 'bridge' else None,
-                              delay=have['delay'] if root.find('bridge') is not None and have['forward'] != 'bridge' else None),
-                  dns_hosts=have['dns_hosts'])
-    for family in ('ipv4', 'ipv6'):
-        block = have[family]
-        if block is not None:
-            params[family] = dict(address=block['address'], prefix=block['prefix'], netmask=None,
-                                  dhcp_ranges=[dict(start=r['start'], end=r['end'],
-                                                    lease=None if r['lease'] is None else '%ds' % r['lease'] if r['lease'] else 'infinite')
-                                               for r in block['dhcp_ranges']],
-                                  dhcp_hosts=block['dhcp_hosts'])
-            if block['prefix'] is None:
-                raise KvmError('option xml: <ip address=%r> needs prefix or netmask' % block['address'])
+    params = {}
+    for option in OPTIONS:
+        if have['forward'] == 'bridge' and option.default is not MISSING:
+            continue  # libvirt's bridge defaults (stp, delay) are not for a host bridge
+        option.to_param(params, have[option.name])
     try:
         spec = spec_from_params(params)
     except valid.ValidationError as exc:
         raise valid.ValidationError('xml: %s' % exc.msg)  # the value came from the xml option
     # The XML is the whole definition: what it leaves out is libvirt's default (or nothing).
-    for key in ('forward_dev', 'domain', 'mtu'):
-        spec.setdefault(key, None)
-    if have['forward'] != 'bridge':
-        spec.setdefault('stp', True)
-        spec.setdefault('delay', 0)
-    if have['forward'] == 'nat':
-        spec.setdefault('nat_ports', dict(start=1024, end=65535))
+    for option in OPTIONS:
+        if option.xml_default is not MISSING:
+            spec.setdefault(option.name, copy.deepcopy(option.xml_default))
     return name, root, spec
 
 
@@ -705,7 +866,7 @@ def config_xml(client, net):
     return client.call(what, net.XMLDesc, 0)
 
 
-def _networks_of(ip_model, family):
+def _networks_of(ip_model):
     if not ip_model or ip_model.get('prefix') is None:
         return None
     try:
@@ -772,8 +933,8 @@ def preflight(client, name, wanted, current_live, check_host):
     active (its own bridge and routes are not conflicts).
     """
     problems = []
-    own_bridge = current_live['bridge_name'] if current_live else None
-    wanted_nets = [n for n in (_networks_of(wanted['ipv4'], 'ipv4'), _networks_of(wanted['ipv6'], 'ipv6')) if n]
+    own_bridge = current_live['bridge.name'] if current_live else None
+    wanted_nets = [n for n in (_networks_of(wanted['ipv4.address']), _networks_of(wanted['ipv6.address'])) if n]
     others = client.call('list networks', client.conn.listAllNetworks, 0)
     other_bridges = {}
     for net in others:
@@ -783,15 +944,15 @@ def preflight(client, name, wanted, current_live, check_host):
         defs = [client.call('network %s' % other_name, net.XMLDesc, 0), config_xml(client, net)]
         for text in defs:
             other = model(parse(text, 'network XML of %s' % other_name))
-            if other['bridge_name']:
-                other_bridges.setdefault(other['bridge_name'], other_name)
-            if wanted['bridge_name'] and other['bridge_name'] == wanted['bridge_name'] \
+            if other['bridge.name']:
+                other_bridges.setdefault(other['bridge.name'], other_name)
+            if wanted['bridge.name'] and other['bridge.name'] == wanted['bridge.name'] \
                     and not (wanted['forward'] == 'bridge' and other['forward'] == 'bridge'):
-                msg = 'bridge %s is already used by libvirt network %s' % (wanted['bridge_name'], other_name)
+                msg = 'bridge %s is already used by libvirt network %s' % (wanted['bridge.name'], other_name)
                 if msg not in problems:
                     problems.append(msg)
             for family in ('ipv4', 'ipv6'):
-                theirs = _networks_of(other[family], family)
+                theirs = _networks_of(other['%s.address' % family])
                 for mine in wanted_nets:
                     if theirs is not None and mine.version == theirs.version and mine.overlaps(theirs):
                         msg = 'subnet %s overlaps %s of libvirt network %s' % (mine, theirs, other_name)
@@ -800,7 +961,7 @@ def preflight(client, name, wanted, current_live, check_host):
     if check_host is not None:
         local = check_host
         host_ifaces = _host_interfaces(client, local)
-        bridge = wanted['bridge_name']
+        bridge = wanted['bridge.name']
         if wanted['forward'] == 'bridge':
             if bridge and host_ifaces and bridge not in host_ifaces:
                 problems.append('host bridge %s does not exist (forward=bridge uses an existing bridge, '
@@ -818,56 +979,30 @@ def preflight(client, name, wanted, current_live, check_host):
         raise KvmError('network %s: %s; nothing was changed' % (name, '; '.join(problems)), conflicts=problems)
 
 
-# ---------------------------------------------------------------- the manager
-UPDATE_SECTIONS = {
-    'ipv4.dhcp_hosts': 'VIR_NETWORK_SECTION_IP_DHCP_HOST',
-    'ipv6.dhcp_hosts': 'VIR_NETWORK_SECTION_IP_DHCP_HOST',
-    'dns_hosts': 'VIR_NETWORK_SECTION_DNS_HOST',
-}
-
-
+# ---------------------------------------------------------------- live changes and restarts
 def update_operations(have_root, want_root):
-    """virNetworkUpdate calls that turn ``have_root``'s host lists into ``want_root``'s.
+    """virNetworkUpdate calls that turn the live-updatable lists of ``have_root`` into ``want_root``'s.
 
-    Returns [(command, section_name, parent_index, xml, change)], deletions first; ``change`` is the
-    change (option, action, before, after) the call makes.
+    Returns [(command, option name, parent_index, xml, change)], deletions first; ``change`` is the
+    change entry (option, action, before, after) the call makes.
     """
     have, want = model(have_root), model(want_root)
     ops = []
-    for family in ('ipv4', 'ipv6'):
-        if have[family] is None or want[family] is None:
+    for option in OPTIONS:
+        if option.live is None or not option.updatable(have, want):
             continue
-        if (have[family]['address'], have[family]['prefix']) != (want[family]['address'], want[family]['prefix']):
-            continue  # a different subnet: the hosts apply when the network restarts
-        index = [_ip_family(ip) for ip in have_root.findall('ip')].index(family)
-        for change in _list_change('%s.dhcp_hosts' % family, have[family]['dhcp_hosts'], want[family]['dhcp_hosts'],
-                                   _host_key):
-            host = change['before'] or change['after']
-            ops.append(('delete' if change['action'] == 'remove' else 'add', change['option'], index,
-                        etree.tostring(host_element(family, host), encoding='unicode'), change))
-    for change in _list_change('dns_hosts', have['dns_hosts'], want['dns_hosts'], _dns_key):
-        entry = change['before'] or change['after']
-        ops.append(('delete' if change['action'] == 'remove' else 'add', 'dns_hosts', -1,
-                    etree.tostring(dns_host_element(entry), encoding='unicode'), change))
+        index = option.parent_index(have_root)
+        for change in option.changes(have[option.name], want[option.name]):
+            item = change['before'] if change['action'] == 'remove' else change['after']
+            ops.append(('delete' if change['action'] == 'remove' else 'add', option.name, index,
+                        etree.tostring(option.element(item), encoding='unicode'), change))
     ops.sort(key=lambda op: 0 if op[0] == 'delete' else 1)
     return ops
 
 
 def _restart_differences(live, wanted):
-    """The options whose running value differs from the definition, apart from host lists."""
-    diffs = []
-    for key in ('forward', 'forward_dev', 'nat_ports', 'bridge_name', 'stp', 'delay', 'mtu', 'mac', 'domain'):
-        if live.get(key) != wanted.get(key):
-            diffs.append(OPTION_OF[key])
-    for family in ('ipv4', 'ipv6'):
-        have, want = live.get(family), wanted.get(family)
-        if _address(have) != _address(want):
-            diffs.append('%s.address' % family)
-        if have is None or want is None:
-            continue
-        if sorted(map(_range_key, have['dhcp_ranges'])) != sorted(map(_range_key, want['dhcp_ranges'])):
-            diffs.append('%s.dhcp_ranges' % family)
-    return diffs
+    """The options whose running value differs from the definition and only a restart applies."""
+    return [o.name for o in OPTIONS if o.live is None and not o.same(live[o.name], wanted[o.name])]
 
 
 def _xml_changes(texts):
@@ -967,7 +1102,7 @@ class NetworkManager(object):
         mode = spec.get('forward', current['forward'] if current else 'isolated')
         check_spec_against_mode(spec, mode, from_xml=user_root is not None)
         if mode == 'bridge' and current is not None and 'forward' in spec and current['forward'] != 'bridge' \
-                and (current['ipv4'] or current['ipv6'] or current['dns_hosts'] or current['domain']):
+                and (current['ipv4.address'] or current['ipv6.address'] or current['dns_hosts'] or current['domain']):
             raise KvmError('network %s has IP/DHCP/DNS settings that forward=bridge cannot keep; remove the network '
                            '(state=absent) or give its full definition in xml' % self.name)
 
@@ -977,14 +1112,10 @@ class NetworkManager(object):
             wanted_root = xml_definition(user_root, before)
             if current is not None:
                 other_diffs += _xml_changes(xml_other_differences(user_root, before))
-                for family in ('ipv4', 'ipv6'):
-                    if family not in spec and current[family] is not None:
-                        other_diffs.append(dict(option='%s.address' % family, action='remove',
-                                                before=_address(current[family]), after=None))
         else:
             wanted_root = apply_spec(before, spec, self.name)
         wanted = model(wanted_root)
-        if mode == 'nat' and wanted['ipv4'] is None and current is None:
+        if mode == 'nat' and wanted['ipv4.address'] is None and current is None:
             raise KvmError('forward=nat needs an ipv4 address for the network')
 
         will_start = state == 'active' and not active
@@ -1051,7 +1182,7 @@ class NetworkManager(object):
             cmd = libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE if command == 'delete' \
                 else libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST
             self.changes.write(self._what('%s %s' % (change['option'], change['action'])), net.update, cmd,
-                               getattr(libvirt, UPDATE_SECTIONS[section]), index, xml, flags)
+                               getattr(libvirt, OPTIONS_BY_NAME[section].live), index, xml, flags)
 
     # -- restart and re-plug ---------------------------------------------
     def _attached_guests(self):
@@ -1074,9 +1205,9 @@ class NetworkManager(object):
         self.changes.write(self._what(), net.destroy)
         self.changes.write(self._what(), net.create)
         self.restarted = True
-        bridge = wanted['bridge_name']
+        bridge = wanted['bridge.name']
         if not self.changes.check:  # a read: the bridge name libvirt gave the restarted network
-            bridge = model(self._live_root(net))['bridge_name']
+            bridge = model(self._live_root(net))['bridge.name']
         local = self._host_checks()
         for dom, mac, tap in guests:
             entry = dict(domain=dom, mac=mac, interface=tap, bridge=bridge, replugged=False)

@@ -163,11 +163,14 @@ def test_model_normalizes_libvirt_defaults_and_forms():
         <bridge name='virbr1'/><ip address='192.168.111.1' prefix='24'>
         <dhcp><range start='192.168.111.2' end='192.168.111.254'><lease expiry='720'/></range></dhcp></ip></network>"""))
     # netmask vs prefix, explicit vs default NAT ports, stp/delay defaults, lease units: all the same
-    for key in ('forward', 'nat_ports', 'bridge_name', 'stp', 'delay', 'ipv4'):
+    for key in ('forward', 'nat_ports', 'bridge.name', 'bridge.stp', 'bridge.delay', 'ipv4.address', 'ipv4.dhcp_ranges',
+                'ipv4.dhcp_hosts', 'ipv6.address', 'ipv6.dhcp_ranges'):
         assert live[key] == config[key], key
-    assert live['mac'] == '52:54:00:61:b2:8a'
+    assert set(live) == set(o.name for o in N.OPTIONS) | {'name'}
+    assert live['bridge.mac'] == '52:54:00:61:b2:8a'
     assert live['nat_ports'] == dict(start=1024, end=65535)
-    assert live['ipv4']['dhcp_ranges'] == [dict(start='192.168.111.2', end='192.168.111.254', lease=43200)]
+    assert live['ipv4.address'] == dict(address='192.168.111.1', prefix=24)
+    assert live['ipv4.dhcp_ranges'] == [dict(start='192.168.111.2', end='192.168.111.254', lease=43200)]
 
 
 def change(option, before, after, action='set'):
@@ -216,7 +219,7 @@ def test_apply_spec_keeps_everything_not_specified():
     assert [r.get('start') for r in new.findall('ip/dhcp/range')] == ['192.168.111.2']
     assert new.find('ip/dhcp/range/lease') is not None
     assert [h.get('mac') for h in new.findall('ip/dhcp/host')] == ['52:54:00:00:00:01']
-    assert N.model(new)['stp'] is False
+    assert N.model(new)['bridge.stp'] is False
 
 
 def test_apply_spec_new_network_defaults():
@@ -227,6 +230,60 @@ def test_apply_spec_new_network_defaults():
     assert new.find('ip/dhcp/range/lease').attrib == dict(expiry='12', unit='hours')
     isolated = N.apply_spec(None, N.spec_from_params(params(ipv4=ipv4('10.3.0.1/24'))), 'iso')
     assert isolated.find('forward') is None
+
+
+SAMPLES = {
+    'forward': ['route', 'isolated', 'nat'], 'forward_dev': ['eth1', None], 'nat_ports': [dict(start=2000, end=3000)],
+    'bridge.name': ['kvx0'], 'bridge.stp': [False, True], 'bridge.delay': [5, 0], 'bridge.mtu': [9000, None],
+    'bridge.mac': ['52:54:00:00:00:99'], 'domain': ['lab', None],
+    'ipv4.address': [dict(address='10.5.0.1', prefix=16, netmask_form=True), dict(address='10.5.0.1', prefix=24)],
+    'ipv4.dhcp_ranges': [[dict(start='10.5.0.2', end='10.5.0.9', lease=None), dict(start='10.5.0.20', end='10.5.0.29', lease=0)], []],
+    'ipv4.dhcp_hosts': [[dict(mac='52:54:00:00:00:01', id=None, name='vm1', ip='10.5.0.50')], []],
+    'ipv6.address': [dict(address='fd00:5::1', prefix=64), None],
+    'ipv6.dhcp_ranges': [[dict(start='fd00:5::10', end='fd00:5::20', lease=7200)]],
+    'ipv6.dhcp_hosts': [[dict(mac=None, id='00:01:02', name=None, ip='fd00:5::5')]],
+    'dns_hosts': [[dict(ip='10.5.0.5', hostnames=['nfs', 'nfs.lab'])], []],
+}
+
+
+def test_every_option_writes_what_it_reads():
+    """The table: each option's write is read back by its read, on a live network XML, nothing else touched."""
+    assert set(SAMPLES) == set(o.name for o in N.OPTIONS)
+    root = parse(fixture('network_nat_live.xml'))
+    for option in N.OPTIONS:
+        for value in SAMPLES[option.name]:
+            before = N.model(root)
+            option.write(root, value)
+            after = N.model(root)
+            assert option.same(after[option.name], value), (option.name, value, after[option.name])
+            others = [k for k in after if k != option.name and after[k] != before[k]]
+            if option.name == 'forward':
+                assert set(others) <= {'nat_ports'}  # libvirt's NAT default comes and goes with the mode
+            elif option.name.endswith('.address') and value is None:
+                assert set(others) <= {'ipv6.dhcp_ranges', 'ipv6.dhcp_hosts'}  # the <ip> is gone with its lists
+            else:
+                assert others == [], (option.name, others)
+
+
+def test_list_option_changes_only_what_differs():
+    root = parse(fixture('network_nat_live.xml'))
+    option = N.OPTIONS_BY_NAME['ipv4.dhcp_ranges']
+    option.write(root, [dict(start='192.168.111.2', end='192.168.111.254', lease=43200),
+                        dict(start='192.168.111.20', end='192.168.111.29', lease=None)])
+    kept = root.find('ip/dhcp/range')
+    option.write(root, [dict(start='192.168.111.2', end='192.168.111.254', lease=43200)])
+    assert root.findall('ip/dhcp/range') == [kept]  # the same element, not rewritten
+    assert option.changes([dict(start='a', end='b', lease=None)], [dict(start='a', end='c', lease=None)]) == [
+        dict(option='ipv4.dhcp_ranges', action='remove', before=dict(start='a', end='b'), after=None),
+        dict(option='ipv4.dhcp_ranges', action='add', before=None, after=dict(start='a', end='c'))]
+
+
+def test_argument_spec_comes_from_the_table():
+    for option in N.OPTIONS:
+        group = N.ARGUMENT_SPEC[option.parent]['options'] if option.parent else N.ARGUMENT_SPEC
+        for key, arg in option.args().items():
+            assert group[key] == arg, option.name
+    assert set(N.STRUCTURED_OPTIONS) | {'name', 'state', 'autostart', 'xml', 'restart'} == set(N.ARGUMENT_SPEC)
 
 
 def test_update_operations_delete_first_and_dns():
@@ -249,7 +306,8 @@ def test_update_operations_delete_first_and_dns():
 def test_xml_option_spec_and_kept_generated_values():
     name, root, spec = N.spec_from_xml(fixture('network_nat_live.xml'))
     assert name == 'nat_network_01'
-    assert spec['forward'] == 'nat' and spec['ipv4']['prefix'] == 24 and spec['dns_hosts'] == []
+    assert spec['forward'] == 'nat' and spec['ipv4.address']['prefix'] == 24 and spec['dns_hosts'] == []
+    assert spec['ipv6.address'] is None and spec['domain'] is None  # the xml is the whole definition
     user = parse("<network><name>x</name><bridge/><ip address='10.0.0.1' prefix='24'/></network>")
     current = parse(fixture('network_nat_live.xml'))
     kept = N.xml_definition(user, current)
@@ -429,7 +487,9 @@ def test_state_inactive_and_absent(client, writes):
 def test_pending_restart_names_the_options(client, writes):
     run(client, params(state='active', **NEW))
     del writes[:]
-    moved = params(**dict(with_ipv4(ipv4('10.97.0.1/25')), bridge=bridge(name='kvunit0', stp=False)))
+    moved = with_ipv4(ipv4('10.97.0.1/25'))
+    moved['bridge'] = bridge(name='kvunit0', stp=False)
+    moved = params(**moved)
     for check in (True, False, True):
         result = run(client, moved, check_mode=check)
         assert result['pending_restart'] == ['bridge.stp', 'ipv4.address'], result
