@@ -44,7 +44,7 @@ def pinned_tag(image):
     assert '@' not in image or image.split('@', 1)[1].startswith('sha256:'), image
     if '@sha256:' in image:
         return image.split('@', 1)[1]
-    name, _, tag = image.rpartition(':')
+    name, tag = image.rpartition(':')[::2]
     assert name and '/' not in tag, 'base image %s has no tag (that means :latest)' % image
     assert tag != 'latest', 'base image %s is not pinned' % image
     assert RELEASE_TAG.match(tag), 'base image %s: %r is not a release tag' % (image, tag)
