@@ -10,26 +10,39 @@ export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 export ANSIBLE_FORCE_COLOR := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test unit integration lab-test sanity lint build changelog docs lab-start lab-stop clean image molecule
+.PHONY: setup setup-python demo test unit integration lab-test sanity matrix lint build changelog docs lab-start lab-stop clean image molecule
 
+# Everything: system packages, libvirtd, /dev/kvm, the venv (root).
 setup:
 	@bash $(ROOT)/scripts/setup.sh
+
+# The Python side only (venv, pip, collection link): no root needed once `make setup` has run.
+setup-python:
+	@bash $(ROOT)/scripts/setup.sh --python
 
 demo: setup
 	ansible-playbook $(ROOT)/playbooks/demo.yml
 
-# Every tier. pytest runs last so the run ends with its summary line.
-test: setup lint sanity build changelog docs image
+# Every tier. The matrix runs the unit tier and sanity on every ansible-core series the collection
+# claims (the main venv's series: sanity only, its unit tier runs below). pytest runs last so the run
+# ends with its summary line: unit and integration tiers on the main venv's ansible-core.
+test: MATRIX_ARGS = --no-main-unit
+test: setup lint matrix build changelog docs image
 	HYPOTHESIS_PROFILE=ci python -m pytest -p no:cacheprovider $(ROOT)/tests/unit $(ROOT)/tests/integration -ra
 
-unit: setup
+unit: setup-python
 	python -m pytest -p no:cacheprovider $(ROOT)/tests/unit -ra
 
 integration: setup
 	python -m pytest -p no:cacheprovider $(ROOT)/tests/integration -ra $(PYTEST_ARGS)
 
-sanity: setup
+sanity: setup-python
 	@bash $(ROOT)/scripts/sanity.sh
+
+# Unit tier + sanity per ansible-core series, each in .venv/matrix/<series> (scripts/matrix.sh;
+# MATRIX_ARGS='2.16 2.19' picks series).
+matrix: setup-python
+	@bash $(ROOT)/scripts/matrix.sh $(MATRIX_ARGS)
 
 lint: setup
 	cd $(ROOT) && ansible-lint --profile production --strict

@@ -8,6 +8,11 @@
 #   * /dev/kvm usable by the kvm group
 #   * an offline pip bootstrap for `ansible-test --venv --requirements`
 #
+#   scripts/setup.sh            everything above (as root)
+#   scripts/setup.sh --python   only the Python side: venv, pip, collection link, pip bootstrap. Needs no
+#                               root when the build packages (libvirt-dev, pkg-config, gcc, python3-dev,
+#                               python3-venv) are installed; as root it installs those that are missing.
+#
 # Safe to re-run: every step checks before it acts.
 set -euo pipefail
 
@@ -19,7 +24,13 @@ PY_SYSTEM=/usr/bin/python3
 log() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
-[ "$(id -u)" -eq 0 ] || die "run as root (system packages and libvirtd need it)"
+MODE=all
+case ${1:-} in
+    "") ;;
+    --python) MODE=python ;;
+    *) die "unknown argument '$1' (use --python for the Python side only)" ;;
+esac
+[ "$MODE" = python ] || [ "$(id -u)" -eq 0 ] || die "run as root (system packages and libvirtd need it); 'make unit' needs no root"
 
 # ---------------------------------------------------------------- platform
 if [ -r /etc/os-release ]; then
@@ -32,14 +43,17 @@ case " ${ID:-} ${ID_LIKE:-} " in
 esac
 
 # ---------------------------------------------------------------- packages
+# What building the venv needs (libvirt-python compiles against libvirt-dev).
+BUILD_PACKAGES=(libvirt-dev pkg-config gcc python3-dev python3-venv)
 PACKAGES=(
     libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
     qemu-system-x86 qemu-utils ovmf
-    libvirt-dev pkg-config gcc python3-dev python3-venv
+    "${BUILD_PACKAGES[@]}"
     dnsmasq-base iproute2 iptables bridge-utils kmod procps
     debootstrap busybox-static linux-image-amd64 e2fsprogs lvm2
     git make shellcheck
 )
+[ "$MODE" = all ] || PACKAGES=("${BUILD_PACKAGES[@]}")
 missing=()
 for p in "${PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -47,6 +61,7 @@ for p in "${PACKAGES[@]}"; do
     fi
 done
 if [ ${#missing[@]} -gt 0 ]; then
+    [ "$(id -u)" -eq 0 ] || die "missing system packages: ${missing[*]} (run 'make setup' as root once)"
     log "installing system packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
@@ -84,6 +99,15 @@ if [ "$(readlink "$link" 2>/dev/null || true)" != "$ROOT" ]; then
     log "linked collection kvmops.kvm -> $ROOT"
 fi
 
+# ---------------------------------------------------------------- ansible-test offline pip bootstrap
+# ansible-test downloads get-pip-<ver>.py from a host this machine cannot reach: write a stand-in.
+bash "$ROOT/scripts/ansible-test-bootstrap.sh" "$VENV"
+
+if [ "$MODE" = python ]; then
+    log "ready: $VENV (Python side only)"
+    exit 0
+fi
+
 # ---------------------------------------------------------------- /dev/kvm
 if [ -e /dev/kvm ]; then
     if [ "$(stat -c '%G %a' /dev/kvm)" != "kvm 660" ]; then
@@ -118,32 +142,5 @@ for _ in $(seq 1 50); do
 done
 virsh -c qemu:///system version >/dev/null 2>&1 || die "libvirtd did not come up on qemu:///system"
 log "libvirtd answers on qemu:///system"
-
-# ---------------------------------------------------------------- ansible-test offline pip bootstrap
-# ansible-test downloads get-pip-<ver>.py from a host this machine cannot reach
-# and runs pip with PIP_CONFIG_FILE=/dev/null. This stand-in bootstraps pip from
-# ensurepip and then installs the requested packages with the system CA bundle.
-pipver=$("$VENV/bin/python" - <<'EOF'
-import re, pathlib, ansible_test
-src = pathlib.Path(ansible_test.__file__).parent / '_internal' / 'python_requirements.py'
-m = re.search(r"pip='([0-9.]+)'", src.read_text())
-print(m.group(1) if m else '')
-EOF
-)
-if [ -n "$pipver" ]; then
-    cache=$HOME/.ansible/test/cache/get_pip_${pipver//./_}.py
-    mkdir -p "$(dirname "$cache")"
-    cat > "$cache.tmp" <<'EOF'
-"""Offline stand-in for get-pip.py, written by kvmops.kvm scripts/setup.sh."""
-import subprocess
-import sys
-
-subprocess.check_call([sys.executable, '-m', 'ensurepip', '--upgrade'])
-args = [a for a in sys.argv[1:] if a not in ('--no-setuptools', '--no-wheel')]
-subprocess.check_call([sys.executable, '-m', 'pip', 'install',
-                       '--cert', '/etc/ssl/certs/ca-certificates.crt'] + args)
-EOF
-    if ! cmp -s "$cache.tmp" "$cache"; then mv "$cache.tmp" "$cache"; log "wrote $cache"; else rm -f "$cache.tmp"; fi
-fi
 
 log "ready: $VENV"
