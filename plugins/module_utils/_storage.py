@@ -169,8 +169,7 @@ def image_plan(what, capacity=None, fmt=None, backing=None, backing_format=None,
         if fmt == 'raw':
             raise KvmError('%s: raw cannot have a backing file; a copy-on-write overlay needs format qcow2' % names['format'])
         if backing_format and backing['format'] and backing_format != backing['format']:
-            raise KvmError('%s is %s but %s is a %s image' % (names['backing_format'], backing_format, backing['path'],
-                                                               backing['format']))
+            raise KvmError('%s is %s but %s is a %s image' % (names['backing_format'], backing_format, backing['path'], backing['format']))
         backing = dict(path=backing['path'], format=backing_format or backing['format'], capacity=backing['capacity'])
         if backing['format'] not in FORMATS:
             raise KvmError('%s: %s has format %r; only raw and qcow2 backing files are supported'
