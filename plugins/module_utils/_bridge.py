@@ -347,8 +347,13 @@ def plan(current, wanted, name):
     return actions + adds + route_adds
 
 
+def change_entry(option, action, before, after, **extra):
+    """``(option, action, before, after, extra)``: the arguments of ``ChangeSet.record`` after the scope."""
+    return option, action, before, after, extra
+
+
 def kernel_entry(args, current, name):
-    """The change-set entry (scope ``live``) of one planned ``ip`` command: what it changes, from what to what.
+    """The change-set entry (scope ``live``, see :func:`change_entry`) of one planned ``ip`` command.
 
     ``option`` is the kvm_bridge option the change comes from (``name`` for the bridge itself, ``ports``
     for membership, ``ip`` for addresses and routes); ``device`` is the link changed, ``command`` the
@@ -359,7 +364,7 @@ def kernel_entry(args, current, name):
     if args[0] == 'addr':
         dev = args[args.index('dev') + 1]
         verb = 'add' if args[1] == 'add' else 'remove'
-        return dict(option='ip', action='%s address' % verb, before=None if verb == 'add' else args[2],
+        return change_entry(option='ip', action='%s address' % verb, before=None if verb == 'add' else args[2],
                     after=args[2] if verb == 'add' else None, device=dev, **extra)
     if args[1] == 'route':
         dev = args[args.index('dev') + 1]
@@ -369,46 +374,46 @@ def kernel_entry(args, current, name):
         if verb == 'add':
             text = args[3] + (' via %s' % args[args.index('via') + 1] if 'via' in args else '') + (
                 ' metric %s' % args[args.index('metric') + 1] if 'metric' in args else '')
-        return dict(option='ip', action='%s route' % verb, before=None if verb == 'add' else text,
+        return change_entry(option='ip', action='%s route' % verb, before=None if verb == 'add' else text,
                     after=text if verb == 'add' else None, device=dev, **extra)
     if args[1] == 'add':
-        return dict(option='name', action='create', before=None, after=name, device=name, **extra)
+        return change_entry(option='name', action='create', before=None, after=name, device=name, **extra)
     if args[1] == 'del':
-        return dict(option='name', action='delete', before=name, after=None, device=name, **extra)
+        return change_entry(option='name', action='delete', before=name, after=None, device=name, **extra)
     dev = args[3]
     port = current['ports'].get(dev)
     rest = args[4:]
     if rest[:2] == ['type', 'bridge']:
         key, value = rest[2], rest[3]
         if key == 'stp_state':
-            return dict(option='stp', action='set', before=bridge.get('stp'), after=value == '1', device=dev, **extra)
+            return change_entry(option='stp', action='set', before=bridge.get('stp'), after=value == '1', device=dev, **extra)
         before = bridge.get('forward_delay')
-        return dict(option='forward_delay', action='set', before=None if before is None else before // 100,
+        return change_entry(option='forward_delay', action='set', before=None if before is None else before // 100,
                     after=int(value) // 100, device=dev, **extra)
     if rest[0] == 'address':
-        return dict(option='mac', action='set', before=bridge.get('mac'), after=rest[1], device=dev, **extra)
+        return change_entry(option='mac', action='set', before=bridge.get('mac'), after=rest[1], device=dev, **extra)
     if rest[0] == 'mtu':
-        return dict(option='mtu', action='set', before=bridge.get('mtu'), after=int(rest[1]), device=dev, **extra)
+        return change_entry(option='mtu', action='set', before=bridge.get('mtu'), after=int(rest[1]), device=dev, **extra)
     if rest[0] == 'master':
-        return dict(option='ports', action='add port', before=(port or {}).get('master'), after=rest[1],
+        return change_entry(option='ports', action='add port', before=(port or {}).get('master'), after=rest[1],
                     device=dev, **extra)
     if rest[0] == 'nomaster':
-        return dict(option='ports', action='remove port', before=(port or {}).get('master'), after=None,
+        return change_entry(option='ports', action='remove port', before=(port or {}).get('master'), after=None,
                     device=dev, **extra)
     was = (port if port is not None else bridge).get('up')
-    return dict(option='ports' if port is not None else 'name', action='set %s' % rest[0], before=was,
+    return change_entry(option='ports' if port is not None else 'name', action='set %s' % rest[0], before=was,
                 after=rest[0] == 'up', device=dev, **extra)
 
 
 def file_entry(provider_name, change):
-    """The change-set entry (scope ``host``) of one persistent file: created, updated or removed."""
+    """The change-set entry (scope ``host``, see :func:`change_entry`) of one file: created, updated or removed."""
     if change.before is None:
         action = 'create'
     elif change.after is None:
         action = 'remove'
     else:
         action = 'update'
-    return dict(option='provider', action='%s file' % action, before=None, after=None, path=change.path,
+    return change_entry(option='provider', action='%s file' % action, before=None, after=None, path=change.path,
                 provider=provider_name)
 
 
@@ -800,11 +805,11 @@ def run_bridge(module):
 
     record = ChangeSet(module)
     for args in actions:
-        item = kernel_entry(args, current, name)
-        record.record('live', item.pop('option'), item.pop('action'), item.pop('before'), item.pop('after'), **item)
+        option, action, before, after, extra = kernel_entry(args, current, name)
+        record.record('live', option, action, before, after, **extra)
     for change in changes:
-        item = file_entry(provider_name, change)
-        record.record('host', item.pop('option'), item.pop('action'), item.pop('before'), item.pop('after'), **item)
+        option, action, before, after, extra = file_entry(provider_name, change)
+        record.record('host', option, action, before, after, **extra)
     if actions:
         record.add_diff(render_state(current, name, ports), render_state(wanted, name, ports), 'kernel', 'kernel')
     for change in changes:
