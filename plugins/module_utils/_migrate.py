@@ -30,6 +30,7 @@ import time
 from ansible.module_utils.six.moves.urllib.parse import urlsplit
 
 from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
+from ansible_collections.kvmops.kvm.plugins.module_utils._changes import ChangeSet
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import (
     KvmError,
     LibvirtClient,
@@ -42,10 +43,12 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._xml import find_text, 
 
 ARGUMENT_SPEC = dict(
     name=dict(type='str', required=True),
-    dest_uri=dict(type='str'),
+    destination_uri=dict(type='str', aliases=['dest_uri'],
+                         deprecated_aliases=[dict(name='dest_uri', version='2.0.0', collection_name='kvmops.kvm')]),
     dest_candidates=dict(type='list', elements='str'),
     dest_name=dict(type='str'),
-    mode=dict(type='str', choices=['live', 'offline'], default='live'),
+    method=dict(type='str', choices=['live', 'offline'], default='live', aliases=['mode'],
+                deprecated_aliases=[dict(name='mode', version='2.0.0', collection_name='kvmops.kvm')]),
     persistent=dict(type='bool', default=True),
     undefine_source=dict(type='bool', default=True),
     p2p=dict(type='bool', default=False),
@@ -70,8 +73,8 @@ ARGUMENT_SPEC = dict(
 )
 
 MODULE_KWARGS = dict(
-    mutually_exclusive=[('dest_uri', 'dest_candidates')],
-    required_one_of=[('dest_uri', 'dest_candidates')],
+    mutually_exclusive=[('destination_uri', 'dest_candidates')],
+    required_one_of=[('destination_uri', 'dest_candidates')],
     supports_check_mode=True,
 )
 
@@ -92,7 +95,7 @@ def _c(name, default=0):
 def argument_problems(params):
     """Contradictory or out-of-range options, all of them, before any connection."""
     problems = []
-    live = params['mode'] == 'live'
+    live = params['method'] == 'live'
     if params.get('dest_candidates') is not None and not params['dest_candidates']:
         problems.append('dest_candidates is empty')
     if params['tunnelled'] and not params['p2p']:
@@ -103,16 +106,16 @@ def argument_problems(params):
         problems.append('tls and tunnelled are exclusive (a tunnelled migration is as secure as the libvirt connection)')
     if params['tunnelled'] and params.get('parallel'):
         problems.append('parallel connections cannot be used with tunnelled')
-    if params['mode'] == 'offline':
+    if params['method'] == 'offline':
         if not params['persistent']:
-            problems.append('mode offline moves the definition only, so persistent must stay true')
+            problems.append('method offline moves the definition only, so persistent must stay true')
         for opt in ('copy_storage', 'bandwidth', 'max_downtime', 'timeout', 'parallel', 'migrate_uri',
                     'listen_address', 'auto_converge_initial', 'auto_converge_increment'):
             if params.get(opt) not in (None, False):
-                problems.append('%s applies to live migration only (mode is offline)' % opt)
+                problems.append('%s applies to live migration only (method is offline)' % opt)
         for opt in ('auto_converge', 'postcopy', 'postcopy_after_precopy', 'compressed', 'tls'):
             if params.get(opt):
-                problems.append('%s applies to live migration only (mode is offline)' % opt)
+                problems.append('%s applies to live migration only (method is offline)' % opt)
     if params.get('bandwidth') is not None and params['bandwidth'] <= 0:
         problems.append('bandwidth must be a positive number of MiB/s')
     if params.get('max_downtime') is not None and params['max_downtime'] <= 0:
@@ -147,7 +150,7 @@ FLAG_NAMES = [
 def migration_flags(params):
     """The ``VIR_MIGRATE_*`` flags for these options (an int)."""
     flags = 0
-    if params['mode'] == 'offline':
+    if params['method'] == 'offline':
         flags |= _c('VIR_MIGRATE_OFFLINE') | _c('VIR_MIGRATE_PERSIST_DEST')
     else:
         flags |= _c('VIR_MIGRATE_LIVE')
@@ -384,11 +387,11 @@ def validate_destinations(params, source_uri):
     """
     allow_ext = bool(params.get('uri_allow_ext'))
     source = canonical_uri(source_uri)
-    if params.get('dest_uri') is not None:
-        valid.uri('dest_uri', params['dest_uri'], allow_ext=allow_ext)
-        if canonical_uri(params['dest_uri']) == source:
-            valid.refuse('dest_uri', 'is the source hypervisor (uri %s); a guest cannot migrate to where it is'
-                         % source_uri, params['dest_uri'])
+    if params.get('destination_uri') is not None:
+        valid.uri('destination_uri', params['destination_uri'], allow_ext=allow_ext)
+        if canonical_uri(params['destination_uri']) == source:
+            valid.refuse('destination_uri', 'is the source hypervisor (uri %s); a guest cannot migrate to where it is'
+                         % source_uri, params['destination_uri'])
     candidates = params.get('dest_candidates') or []
     for index, candidate in enumerate(candidates):
         valid.uri('dest_candidates[%d]' % index, candidate, allow_ext=allow_ext)
@@ -499,7 +502,7 @@ def preflight(params, guest, source, dest, dest_name):
     except libvirt.libvirtError as exc:
         if exc.get_error_code() != _c('VIR_ERR_NO_DOMAIN', 42):
             problems.append('cannot look up UUID %s on the destination: %s' % (guest.uuid, one_line(exc.get_error_message())))
-    live = params['mode'] == 'live'
+    live = params['method'] == 'live'
     # memory
     try:
         free = conn.getFreeMemory()
@@ -576,7 +579,7 @@ def _copy_target_check(conn, what, path, how, problems, notes):
 
 
 def _cpu_check(conn, guest, params, problems, notes):
-    if params['mode'] != 'live':
+    if params['method'] != 'live':
         notes.append('CPU: not compared (offline migration)')
         return
     cpu = guest.cpu
@@ -831,15 +834,21 @@ class Migration(object):
         self.module = module
         self.params = module.params
         self.client = client
-        self.check_mode = module.check_mode
+        self.record = ChangeSet(module)
         self.name = self.params['name']
         self.dest_name = self.params.get('dest_name') or self.name
-        uris = [self.params['dest_uri']] if self.params.get('dest_uri') else list(self.params['dest_candidates'] or [])
+        uris = [self.params['destination_uri']] if self.params.get('destination_uri') else list(self.params['dest_candidates'] or [])
         self.uris = uris
         self.chosen_report = {}
         self.dests = clients if clients is not None else [LibvirtClient(module, uri=u) for u in uris]
-        self.result = dict(changed=False, name=self.name, dest_name=self.dest_name, source_uri=client.uri,
-                           mode=self.params['mode'])
+        # mode: deprecated spelling of method, returned until 2.0.0
+        self.result = dict(name=self.name, dest_name=self.dest_name, source_uri=client.uri,
+                           method=self.params['method'], mode=self.params['method'])
+        self.migration = None
+
+    def outcome(self):
+        """The result so far with the common keys (changed, changes, pending_restart)."""
+        return self.record.result(**self.result)
 
     def close(self):
         for dest in self.dests:
@@ -848,14 +857,14 @@ class Migration(object):
     # -- idempotence --------------------------------------------------
     def _already_there(self, src_dom):
         """The (client, domain) where the guest already is, when the source no longer runs it."""
-        live = self.params['mode'] == 'live'
+        live = self.params['method'] == 'live'
         src_uuid = None
         if src_dom is not None:
             with self.client.errors('domain %s' % self.name):
                 if src_dom.isActive():
                     return None, None
                 src_uuid = src_dom.UUIDString()
-                if self.params['mode'] == 'offline' and self.params['undefine_source']:
+                if self.params['method'] == 'offline' and self.params['undefine_source']:
                     return None, None  # still defined here: not moved yet
         source = canonical_uri(self.client.uri)
         for dest in self.dests:
@@ -902,10 +911,10 @@ class Migration(object):
             result.update(
                 destination_uri=dest.uri,
                 msg='guest %s is already %s on %s and not running on %s' % (
-                    self.dest_name, 'running' if params['mode'] == 'live' else 'defined', dest.uri, self.client.uri),
+                    self.dest_name, 'running' if params['method'] == 'live' else 'defined', dest.uri, self.client.uri),
                 domain=domain_facts(dest, there),
             )
-            return result
+            return self.outcome()
         if src_dom is None:
             raise KvmError('guest %s not found on the source %s, nor on %s'
                            % (self.name, self.client.uri, ', '.join(self.uris)))
@@ -932,22 +941,25 @@ class Migration(object):
         self.chosen_report = chosen
         flags = migration_flags(params)
         mparams = migration_params(params, self.dest_name if params.get('dest_name') else None)
-        result.update(destination_uri=dest.uri, flags=flag_names(flags), changed=True)
-        if self.check_mode:
-            result['msg'] = 'would migrate %s (%s) from %s to %s%s' % (
-                self.name, params['mode'], self.client.uri, dest.uri, ' (%s)' % reason if reason else '')
-            return result
-        return self._migrate(guest, dest, flags, mparams)
+        result.update(destination_uri=dest.uri, flags=flag_names(flags))
+        # a live migration moves the running guest; an offline one moves its definition
+        self.migration = self.record.record('live' if params['method'] == 'live' else 'config', 'destination_uri',
+                                            'migrate', before=self.client.uri, after=dest.uri, guest=self.name,
+                                            dest_name=self.dest_name)
+        result['msg'] = 'would migrate %s (%s) from %s to %s%s' % (
+            self.name, params['method'], self.client.uri, dest.uri, ' (%s)' % reason if reason else '')
+        self.record.write('domain %s' % self.name, self._migrate, guest, dest, flags, mparams)
+        return self.outcome()
 
     def _state_problems(self, guest):
         problems = []
-        if self.params['mode'] == 'live':
+        if self.params['method'] == 'live':
             if not guest.active:
-                problems.append('guest %s is %s; a live migration needs it running (use mode offline to move its definition)'
+                problems.append('guest %s is %s; a live migration needs it running (use method offline to move its definition)'
                                 % (self.name, guest.state))
         else:
             if guest.active:
-                problems.append('guest %s is %s; mode offline moves only shut-off guests' % (self.name, guest.state))
+                problems.append('guest %s is %s; method offline moves only shut-off guests' % (self.name, guest.state))
             if not guest.persistent:
                 problems.append('guest %s is transient; there is no definition to move offline' % self.name)
         return problems
@@ -963,7 +975,7 @@ class Migration(object):
                 return guest.dom.migrateToURI3(dest.uri, mparams, flags)
             return guest.dom.migrate3(dconn, mparams, flags)
         wall_start = time.monotonic()
-        if params['mode'] == 'offline':
+        if params['method'] == 'offline':
             watcher.started = watcher.clock()
             try:
                 start()
@@ -975,14 +987,15 @@ class Migration(object):
         result['elapsed_seconds'] = round(wall, 3)
         result['events'] = watcher.events
         result['samples'] = watcher.samples
-        if watcher.error is not None or (watcher.aborted and params['mode'] == 'live'):
+        if watcher.error is not None or (watcher.aborted and params['method'] == 'live'):
             self._fail(guest, dest, watcher)
         # success: the guest on the destination
         new = dest.find_domain(self.dest_name)
         if new is None:
-            raise KvmError('libvirt reported success, but %s is not on %s' % (self.dest_name, dest.uri), **result)
+            raise KvmError('libvirt reported success, but %s is not on %s' % (self.dest_name, dest.uri),
+                           **self.outcome())
         final = {}
-        if params['mode'] == 'live':
+        if params['method'] == 'live':
             with dest.errors('domain %s' % self.dest_name):
                 try:
                     final = new.jobStats(_c('VIR_DOMAIN_JOB_STATS_COMPLETED', 1)) or {}
@@ -1004,7 +1017,7 @@ class Migration(object):
         result['domain'] = domain_facts(dest, new)
         result['source_defined'] = self.client.find_domain(self.name) is not None
         result['msg'] = 'migrated %s (%s) from %s to %s in %.1fs' % (
-            self.name, params['mode'], self.client.uri, dest.uri, wall)
+            self.name, params['method'], self.client.uri, dest.uri, wall)
         return result
 
     def _abort_job(self, guest):
@@ -1035,21 +1048,26 @@ class Migration(object):
         if watcher.timed_out and watcher.aborted:
             what = 'no convergence within the timeout of %ss%s; job aborted (%s)' % (
                 self.params['timeout'], convergence_note(watcher.last), what)
+        # the guest did not move: what is left to report is what the roll-back changed
+        self.record.drop(self.migration)
         rollback = self.verify_rollback(guest, dest, existing=self.chosen_report.get('existing_definition'))
         self.result['rollback'] = rollback
         self.result['progress'] = dict(watcher.last)
-        self.result['changed'] = bool(rollback.get('changed'))
         state = 'the guest is %s on the source with its definition %s; the destination is %s' % (
             rollback['source_state'],
             'intact' if rollback['source_definition_intact'] else (
                 'CHANGED' if rollback['source_definition_intact'] is False else 'n/a (transient)'),
             'clean' if rollback['destination_clean'] else (
                 'NOT clean' if rollback['destination_clean'] is False else 'unreachable'))
-        raise KvmError('migration of %s to %s failed: %s; %s' % (self.name, dest.uri, what, state), **self.result)
+        raise KvmError('migration of %s to %s failed: %s; %s' % (self.name, dest.uri, what, state), **self.outcome())
 
     def verify_rollback(self, guest, dest, existing=False):
-        """After a failed or aborted job: the guest still runs on the source, nothing is left on the destination."""
-        out = dict(changed=False, actions=[], source_state=None, source_definition_intact=None, destination_clean=None)
+        """After a failed or aborted job: the guest still runs on the source, nothing is left on the destination.
+
+        ``changes`` are the change-set entries of what the roll-back changed (also in the module's ``changes``);
+        ``actions`` (deprecated, removed in 2.0.0) says everything it did or found, one line each.
+        """
+        out = dict(changes=[], actions=[], source_state=None, source_definition_intact=None, destination_clean=None)
         src = self.client.find_domain(self.name)
         if src is None:
             out['source_state'] = 'missing'
@@ -1059,7 +1077,9 @@ class Migration(object):
                 if (guest.state == 'running' and state == _c('VIR_DOMAIN_PAUSED', 3)
                         and reason != _c('VIR_DOMAIN_PAUSED_POSTCOPY_FAILED', 13)
                         and reason != _c('VIR_DOMAIN_PAUSED_POSTCOPY', 12)):
-                    src.resume()
+                    self.record.write('domain %s' % self.name, src.resume)
+                    out['changes'].append(self.record.record('live', 'state', 'resume', before='paused', after='running',
+                                                             guest=self.name, uri=self.client.uri))
                     out['actions'].append('resumed the guest on the source')
                     state = src.state()[0]
                 out['source_state'] = DOMAIN_STATES.get(state, 'unknown')
@@ -1084,10 +1104,15 @@ class Migration(object):
             elif out['source_state'] in ('running', 'paused') and not (
                     left.isActive() and left.state()[0] == _c('VIR_DOMAIN_RUNNING', 1)):
                 # a half-arrived copy (paused incoming guest or a definition): ours, remove it
+                left_name = left.name()
                 if left.isActive():
-                    left.destroy()
+                    self.record.write('domain %s' % left_name, left.destroy)
+                    out['changes'].append(self.record.record('live', 'dest_name', 'destroy incomplete copy',
+                                                             before=left_name, after=None, uri=dest.uri))
                 if left.isPersistent():
-                    left.undefine()
+                    self.record.write('domain %s' % left_name, left.undefine)
+                    out['changes'].append(self.record.record('config', 'dest_name', 'undefine incomplete copy',
+                                                             before=left_name, after=None, uri=dest.uri))
                 out['actions'].append('removed the incomplete copy of %s from the destination' % left.name())
                 out['destination_clean'] = True
             else:

@@ -10,7 +10,7 @@ module: kvm_migrate
 short_description: Validated live and offline guest migration with placement, progress and roll-back
 version_added: 0.1.0
 description:
-  - Moves a guest from the hypervisor named by O(uri) (the B(source)) to O(dest_uri), or to the best of
+  - Moves a guest from the hypervisor named by O(uri) (the B(source)) to O(destination_uri), or to the best of
     O(dest_candidates). Replaces C(virsh migrate) run by hand.
   - B(Preflight) runs first and reports every problem at once, before anything moves. For each destination
     it checks that it is reachable and authenticated, that it is not the source host (canonical URI, hostname and host UUID), that no other guest
@@ -28,7 +28,7 @@ description:
     aborted and the module verifies that the guest still runs on the source with its persistent definition
     unchanged and that nothing is left on the destination (an incomplete, not running copy with the guest's
     UUID is removed), then fails with what happened and RV(rollback).
-  - B(Idempotence) A guest that already runs on a destination (is defined there, for O(mode=offline)) and no
+  - B(Idempotence) A guest that already runs on a destination (is defined there, for O(method=offline)) and no
     longer runs on the source is not a change.
 author:
   - kvmops.kvm contributors (@kvmops)
@@ -47,11 +47,12 @@ options:
       - Name of the guest on the source.
     type: str
     required: true
-  dest_uri:
+  destination_uri:
     description:
       - libvirt URI of the destination hypervisor, as the machine that runs the module reaches it (and, with
         O(p2p=true), as the source libvirtd reaches it).
-      - Exactly one of O(dest_uri) and O(dest_candidates) is required.
+      - Named C(dest_uri) before 1.0.0; the alias C(dest_uri) is deprecated and will be removed in 2.0.0.
+      - Exactly one of O(destination_uri) and O(dest_candidates) is required.
       - Checked like O(uri) before anything connects (allowed drivers and transports; C(ext) transports and
         C(command=)/C(netcat=) parameters only with O(uri_allow_ext=true)).
       - Refused when it names the source hypervisor. The URIs are compared once normalized (transport, user and
@@ -59,11 +60,13 @@ options:
         missing qemu path is C(/system)), and after connecting the hypervisor hostnames and host UUIDs (from the
         capabilities, else the SMBIOS system UUID) are compared too.
     type: str
+    aliases: [dest_uri]
+    version_added: 1.0.0
   dest_candidates:
     description:
       - libvirt URIs of candidate destinations. Each is preflighted; the passing one with the most free memory
         is chosen. Unreachable candidates are rejected, not fatal.
-      - Each is checked like O(dest_uri). A candidate that is the source is rejected by the preflight and never
+      - Each is checked like O(destination_uri). A candidate that is the source is rejected by the preflight and never
         connected to (a drain may list every host of a cluster); when every candidate is the source the module fails
         before connecting.
     type: list
@@ -72,17 +75,21 @@ options:
     description:
       - Name of the guest on the destination, a libvirt object name. Defaults to O(name).
     type: str
-  mode:
+  method:
     description:
       - V(live) moves a running guest while it runs.
       - V(offline) moves the definition of a shut-off persistent guest (the disks must be shared).
+      - Named C(mode) before 1.0.0 (C(mode) is a file mode in M(kvmops.kvm.kvm_pool) and M(kvmops.kvm.kvm_volume));
+        the alias C(mode) is deprecated and will be removed in 2.0.0.
     type: str
     choices: [live, offline]
     default: live
+    aliases: [mode]
+    version_added: 1.0.0
   persistent:
     description:
       - Define the guest persistently on the destination (C(VIR_MIGRATE_PERSIST_DEST)). Always true for
-        O(mode=offline).
+        O(method=offline).
     type: bool
     default: true
   undefine_source:
@@ -92,7 +99,7 @@ options:
     default: true
   p2p:
     description:
-      - Peer-to-peer migration, where the source libvirtd connects to O(dest_uri) itself (C(VIR_MIGRATE_PEER2PEER)).
+      - Peer-to-peer migration, where the source libvirtd connects to O(destination_uri) itself (C(VIR_MIGRATE_PEER2PEER)).
         The source libvirtd must be able to reach and authenticate to that URI.
     type: bool
     default: false
@@ -208,7 +215,7 @@ EXAMPLES = r'''
   kvmops.kvm.kvm_migrate:
     uri: qemu+ssh://root@hv01/system
     name: vm01
-    dest_uri: qemu+ssh://root@hv02/system
+    destination_uri: qemu+ssh://root@hv02/system
 
 - name: Place vm01 on the best of three hosts, capped, aborting after 10 minutes
   kvmops.kvm.kvm_migrate:
@@ -230,15 +237,15 @@ EXAMPLES = r'''
 - name: Copy the disks to a host without shared storage
   kvmops.kvm.kvm_migrate:
     name: vm02
-    dest_uri: qemu+tls://hv05/system
+    destination_uri: qemu+tls://hv05/system
     copy_storage: all
     tls: true
 
 - name: Move the definition of a shut-off guest
   kvmops.kvm.kvm_migrate:
     name: vm03
-    dest_uri: qemu+ssh://root@hv02/system
-    mode: offline
+    destination_uri: qemu+ssh://root@hv02/system
+    method: offline
 '''
 
 RETURN = r'''
@@ -262,10 +269,52 @@ destination_uri:
   description: The chosen destination (or where the guest already is).
   returned: when a destination passed the preflight, or the guest is already there
   type: str
-mode:
-  description: V(live) or V(offline).
+method:
+  description: V(live) or V(offline), as asked by O(method).
   returned: always
   type: str
+  version_added: 1.0.0
+mode:
+  description:
+    - V(live) or V(offline).
+    - Deprecated, use RV(method); removed in 2.0.0.
+  returned: always
+  type: str
+changes:
+  description:
+    - What the module changed (in check mode, would change), one entry each; empty when the guest is already on
+      the destination.
+    - On success, one entry with option V(destination_uri) and action V(migrate), scope V(live) for a live migration
+      and V(config) for an offline one, C(before) the source URI and C(after) the destination URI.
+    - On failure, what the roll-back changed (the same entries as RV(rollback.changes)).
+  returned: always
+  type: list
+  elements: dict
+  version_added: 1.0.0
+  contains:
+    scope:
+      description: V(live) (a running guest), V(config) (a definition).
+      type: str
+    option:
+      description: V(destination_uri) (the migration), V(state) (the guest resumed on the source), V(dest_name) (an
+        incomplete copy removed from the destination).
+      type: str
+    action:
+      description: V(migrate), V(resume), V(destroy incomplete copy), V(undefine incomplete copy).
+      type: str
+    before:
+      description: The value before (the source URI, a state, the name of the copy).
+      type: str
+    after:
+      description: The value after (the destination URI, a state; null for a removed copy).
+      type: str
+pending_restart:
+  description: Options whose new value waits for a restart of the guest. Always empty for a migration; kept so that
+    every kvmops.kvm module returns the same keys.
+  returned: always
+  type: list
+  elements: str
+  version_added: 1.0.0
 msg:
   description: What happened (or would happen in check mode).
   returned: success
@@ -418,8 +467,16 @@ rollback:
       description: Nothing with the guest's UUID is on the destination (null when it could not be checked).
       type: bool
       returned: always
+    changes:
+      description: What the roll-back changed, as change entries (see RV(changes)).
+      type: list
+      elements: dict
+      returned: always
+      version_added: 1.0.0
     actions:
-      description: What the roll-back did.
+      description:
+        - What the roll-back did or found, one line each.
+        - Deprecated, use RV(rollback.changes); removed in 2.0.0.
       type: list
       elements: str
       returned: always

@@ -261,9 +261,9 @@ def test_destination_that_is_the_source_is_refused(conn, unique, virt_type, play
         dom = osless(conn, unique, virt_type)
         before = dom.XMLDesc(0)
         for check in (True, False):
-            failed = migrate(playbook, tmp_path, check=check, name=unique, uri='qemu:///system', dest_uri=dest)
+            failed = migrate(playbook, tmp_path, check=check, name=unique, uri='qemu:///system', destination_uri=dest)
             assert failed['failed'] and not failed.get('changed'), failed
-            assert failed['msg'].startswith('dest_uri: is the source hypervisor'), failed['msg']
+            assert failed['msg'].startswith('destination_uri: is the source hypervisor'), failed['msg']
             dom = find(conn, unique)
             assert running(dom) and dom.XMLDesc(0) == before
     finally:
@@ -286,14 +286,18 @@ def test_source_among_candidates_is_never_connected(conn, unique, virt_type, pla
 
 
 @pytest.mark.parametrize('args, expect', [
-    (dict(dest_uri='qemu+ext:///system?command=/bin/true'), '^dest_uri: the ext transport'),
-    (dict(dest_uri='qemu+ssh://localhost/system?netcat=/tmp/nc'), '^dest_uri: the ext transport'),
+    (dict(destination_uri='qemu+ext:///system?command=/bin/true'), '^destination_uri: the ext transport'),
+    (dict(destination_uri='qemu+ssh://localhost/system?netcat=/tmp/nc'), '^destination_uri: the ext transport'),
+    # the spelling before 1.0.0 still works (deprecated): the message names the option as it is now
+    (dict(dest_uri='qemu+ssh://localhost/system?netcat=/tmp/nc'), '^destination_uri: the ext transport'),
     (dict(dest_candidates=[UNREACHABLE, 'test+ext:///default?command=/bin/true']), r'^dest_candidates\[1\]: the ext'),
 ])
 def test_destination_uris_are_validated(conn, unique, playbook, tmp_path, args, expect):
     import re
     failed = migrate(playbook, tmp_path, name=unique, uri='qemu:///system', **args)
     assert failed['failed'] and re.search(expect, failed['msg']), failed
+    if 'dest_uri' in args:
+        assert [d['version'] for d in failed['deprecations'] if "'dest_uri'" in d['msg']] == ['2.0.0'], failed
 
 
 def test_placement_check_mode_live_idempotence_and_back(lab_host, conn, guests, unique, virt_type, playbook, tmp_path):
@@ -312,6 +316,8 @@ def test_placement_check_mode_live_idempotence_and_back(lab_host, conn, guests, 
     moved = migrate(playbook, tmp_path, **args)
     assert not moved.get('failed'), moved
     assert moved['changed'] is True and moved['destination_uri'] == LAB_URI
+    assert moved['changes'] == [dict(scope='live', option='destination_uri', action='migrate', before='qemu:///system',
+                                     after=LAB_URI, guest=unique, dest_name=unique)] and moved['pending_restart'] == []
     assert moved['flags'] == ['LIVE', 'PERSIST_DEST', 'UNDEFINE_SOURCE', 'ABORT_ON_ERROR']
     there = find(lab_host.conn, unique)
     assert running(there) and there.isPersistent() and find(conn, unique) is None
@@ -330,8 +336,9 @@ def test_placement_check_mode_live_idempotence_and_back(lab_host, conn, guests, 
     for result in (again_check, again):
         assert not result.get('failed') and result['changed'] is False, result
         assert result['destination_uri'] == LAB_URI and 'already running' in result['msg']
+        assert result['changes'] == [] and result['method'] == 'live'
 
-    back = migrate(playbook, tmp_path, uri=LAB_URI, name=unique, dest_uri='qemu:///system',
+    back = migrate(playbook, tmp_path, uri=LAB_URI, name=unique, destination_uri='qemu:///system',
                    migrate_uri=TO_MAIN, listen_address='10.254.77.1')
     assert not back.get('failed'), back
     assert back['changed'] is True
@@ -343,23 +350,27 @@ def test_offline_moves_the_definition(lab_host, conn, guests, unique, virt_type,
     guests.append(unique)
     osless(conn, unique, virt_type, persistent=True, start=False)
     before = find(conn, unique).UUIDString()
-    live_on_shutoff = migrate(playbook, tmp_path, name=unique, dest_uri=LAB_URI)
+    live_on_shutoff = migrate(playbook, tmp_path, name=unique, destination_uri=LAB_URI)
     assert live_on_shutoff['failed'] and 'a live migration needs it running' in live_on_shutoff['msg']
 
-    moved = migrate(playbook, tmp_path, name=unique, dest_uri=LAB_URI, mode='offline')
+    moved = migrate(playbook, tmp_path, name=unique, destination_uri=LAB_URI, method='offline')
     assert not moved.get('failed'), moved
     assert moved['changed'] is True and 'OFFLINE' in moved['flags']
+    assert [(c['scope'], c['option'], c['action']) for c in moved['changes']] == [('config', 'destination_uri', 'migrate')]
     there = find(lab_host.conn, unique)
     assert there is not None and there.isPersistent() and not there.isActive() and there.UUIDString() == before
     assert find(conn, unique) is None
+    # the spellings before 1.0.0 (deprecated aliases) still work
     again = migrate(playbook, tmp_path, name=unique, dest_uri=LAB_URI, mode='offline')
     assert not again.get('failed') and again['changed'] is False, again
+    assert again['method'] == again['mode'] == 'offline'
+    assert sorted(d['msg'].split("'")[1] for d in again['deprecations']) == ['dest_uri', 'mode'], again
 
 
 def test_p2p_tunnelled_passes_the_flags(lab_host, conn, guests, unique, virt_type, playbook, tmp_path):
     guests.append(unique)
     osless(conn, unique, virt_type)
-    moved = migrate(playbook, tmp_path, name=unique, dest_uri=LAB_URI, p2p=True, tunnelled=True, persistent=False)
+    moved = migrate(playbook, tmp_path, name=unique, destination_uri=LAB_URI, p2p=True, tunnelled=True, persistent=False)
     assert not moved.get('failed'), moved
     assert 'PEER2PEER' in moved['flags'] and 'TUNNELLED' in moved['flags'] and 'PERSIST_DEST' not in moved['flags']
     there = find(lab_host.conn, unique)
@@ -370,7 +381,7 @@ def test_tls_without_certificates_fails_and_rolls_back(lab_host, conn, guests, u
     guests.append(unique)
     osless(conn, unique, virt_type, persistent=True)
     config = find(conn, unique).XMLDesc(2)
-    failed = migrate(playbook, tmp_path, name=unique, dest_uri=LAB_URI, migrate_uri=TO_LAB, tls=True)
+    failed = migrate(playbook, tmp_path, name=unique, destination_uri=LAB_URI, migrate_uri=TO_LAB, tls=True)
     assert failed['failed'] and 'TLS' in failed['flags'], failed
     assert failed['msg'].startswith('migration of %s to %s failed: ' % (unique, LAB_URI))
     assert_rolled_back(failed)
@@ -398,7 +409,7 @@ def test_preflight_failures_all_at_once_nothing_touched(lab_host, conn, guests, 
         squatter_uuid = squatter.UUIDString()
 
         for check in (True, False):
-            failed = migrate(playbook, tmp_path, check=check, name=unique, dest_uri=LAB_URI, migrate_uri=TO_LAB)
+            failed = migrate(playbook, tmp_path, check=check, name=unique, destination_uri=LAB_URI, migrate_uri=TO_LAB)
             assert failed['failed'] and failed['changed'] is False, failed
             assert failed['msg'].startswith('preflight failed for guest %s, nothing was changed: ' % unique)
             problems = failed['problems']
@@ -427,7 +438,7 @@ def test_shared_storage_needs_unsafe_on_a_local_fs(lab_host, conn, guests, uniqu
         qcow2_with_random_data(disk)
         digest = guest_checksum(disk)
         osless(conn, unique, virt_type, devices=DISK.format(path=disk), persistent=True)
-        args = dict(name=unique, dest_uri=LAB_URI, migrate_uri=TO_LAB)
+        args = dict(name=unique, destination_uri=LAB_URI, migrate_uri=TO_LAB)
 
         unseen = migrate(playbook, tmp_path, **args)
         assert unseen['failed'] and any('disk vdb: %s is not visible on the destination' % disk in p
@@ -459,7 +470,7 @@ def test_copy_storage_all(lab_host, conn, guests, unique, virt_type, playbook, t
         qcow2_with_random_data(disk)
         digest = guest_checksum(disk)
         osless(conn, unique, virt_type, devices=DISK.format(path=disk), persistent=True)
-        args = dict(name=unique, dest_uri=LAB_URI, migrate_uri=TO_LAB, copy_storage='all')
+        args = dict(name=unique, destination_uri=LAB_URI, migrate_uri=TO_LAB, copy_storage='all')
 
         nowhere = migrate(playbook, tmp_path, **args)
         assert nowhere['failed'] and any('copy_storage needs %s on the destination' % disk in p
@@ -575,7 +586,7 @@ def test_no_convergence_times_out_aborts_and_rolls_back(lab_host, conn, workload
     guest_rate = guest_dirty_rate_mib(conn, dom)
     assert guest_rate > BANDWIDTH, 'the guest dirties %s MiB/s, not more than the %s MiB/s cap' % (guest_rate, BANDWIDTH)
 
-    failed = migrate(playbook, tmp_path, name=workload['name'], dest_uri=LAB_URI, migrate_uri=TO_LAB,
+    failed = migrate(playbook, tmp_path, name=workload['name'], destination_uri=LAB_URI, migrate_uri=TO_LAB,
                      unsafe=True, bandwidth=BANDWIDTH, timeout=30, poll_interval=1)
     assert failed.get('failed'), failed
     assert 'no convergence within the timeout of 30s (pass ' in failed['msg'], failed['msg']
@@ -614,7 +625,7 @@ def test_destination_libvirtd_killed_mid_migration(lab_host, conn, workload, tmp
     dom = _home(conn, lab_host, workload)
     config = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     task = {'name': 'migrate', 'ignore_errors': True, 'kvmops.kvm.kvm_migrate': dict(
-        name=workload['name'], dest_uri=LAB_URI, migrate_uri=TO_LAB, unsafe=True, bandwidth=2, timeout=40)}
+        name=workload['name'], destination_uri=LAB_URI, migrate_uri=TO_LAB, unsafe=True, bandwidth=2, timeout=40)}
     path = tmp_path / 'kill.yml'
     path.write_text(json.dumps([{'hosts': 'localhost', 'gather_facts': False, 'tasks': [task]}]))
     cmd = [os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), str(path),
@@ -660,7 +671,7 @@ def test_postcopy_after_the_timeout(lab_host, conn, workload, playbook, tmp_path
     libvirt = _libvirt()
     dom = _home(conn, lab_host, workload)
     config = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-    result = migrate(playbook, tmp_path, name=workload['name'], dest_uri=LAB_URI, migrate_uri=TO_LAB,
+    result = migrate(playbook, tmp_path, name=workload['name'], destination_uri=LAB_URI, migrate_uri=TO_LAB,
                      unsafe=True, bandwidth=BANDWIDTH, timeout=10, timeout_action='postcopy', poll_interval=1)
     assert 'POSTCOPY' in result['flags'], result
     if result.get('failed'):
@@ -682,7 +693,7 @@ def test_auto_converge_completes(lab_host, conn, workload, playbook, tmp_path):
     cpu-throttle-percentage) rises 60 -> 80 -> 99 in the samples before the job completes.
     """
     _home(conn, lab_host, workload)
-    moved = migrate(playbook, tmp_path, name=workload['name'], dest_uri=LAB_URI, migrate_uri=TO_LAB,
+    moved = migrate(playbook, tmp_path, name=workload['name'], destination_uri=LAB_URI, migrate_uri=TO_LAB,
                     unsafe=True, bandwidth=BANDWIDTH, auto_converge=True, auto_converge_initial=60,
                     auto_converge_increment=20, timeout=300, poll_interval=1)
     assert not moved.get('failed'), moved
@@ -703,7 +714,7 @@ def test_timeout_suspend_finishes_paused_and_resumes(lab_host, conn, workload, p
     VIR_MIGRATE_PAUSED is not set), so the module's own resume is only a fallback here.
     """
     _home(conn, lab_host, workload)
-    moved = migrate(playbook, tmp_path, name=workload['name'], dest_uri=LAB_URI, migrate_uri=TO_LAB,
+    moved = migrate(playbook, tmp_path, name=workload['name'], destination_uri=LAB_URI, migrate_uri=TO_LAB,
                     unsafe=True, bandwidth=BANDWIDTH, timeout=10, timeout_action='suspend', poll_interval=1)
     assert not moved.get('failed'), moved
     assert any('timeout of 10s reached; action suspend' in e for e in moved['events']), moved['events']

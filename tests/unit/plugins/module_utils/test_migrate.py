@@ -26,7 +26,7 @@ def params(**overrides):
     out = {}
     for key, spec in ARGUMENT_SPEC.items():
         out[key] = spec.get('default')
-    out.update(name='web01', dest_uri='test:///default')
+    out.update(name='web01', destination_uri='test:///default')
     out.update(overrides)
     return out
 
@@ -36,10 +36,10 @@ def params(**overrides):
     (dict(tunnelled=True), 'tunnelled requires p2p'),
     (dict(tunnelled=True, p2p=True, tls=True), 'tls and tunnelled are exclusive'),
     (dict(tunnelled=True, p2p=True, migrate_uri='tcp://x'), 'migrate_uri cannot be used with tunnelled'),
-    (dict(mode='offline', persistent=False), 'persistent must stay true'),
-    (dict(mode='offline', copy_storage='all'), 'copy_storage applies to live migration only'),
-    (dict(mode='offline', bandwidth=10), 'bandwidth applies to live migration only'),
-    (dict(mode='offline', tls=True), 'tls applies to live migration only'),
+    (dict(method='offline', persistent=False), 'persistent must stay true'),
+    (dict(method='offline', copy_storage='all'), 'copy_storage applies to live migration only'),
+    (dict(method='offline', bandwidth=10), 'bandwidth applies to live migration only'),
+    (dict(method='offline', tls=True), 'tls applies to live migration only'),
     (dict(bandwidth=0), 'bandwidth must be a positive'),
     (dict(max_downtime=-1), 'max_downtime must be a positive'),
     (dict(timeout=0), 'timeout must be a positive'),
@@ -48,7 +48,7 @@ def params(**overrides):
     (dict(auto_converge=True, auto_converge_increment=120), 'between 1 and 100'),
     (dict(postcopy_after_precopy=True), 'postcopy_after_precopy needs postcopy'),
     (dict(timeout_action='suspend'), 'timeout_action suspend needs a timeout'),
-    (dict(dest_uri=None, dest_candidates=[]), 'dest_candidates is empty'),
+    (dict(destination_uri=None, dest_candidates=[]), 'dest_candidates is empty'),
 ])
 def test_argument_problems(overrides, fragment):
     problems = argument_problems(params(**overrides))
@@ -73,7 +73,7 @@ def test_valid_options_have_no_problems():
     (dict(tls=True), ['TLS', 'LIVE'], ['TUNNELLED']),
     (dict(p2p=True, tunnelled=True), ['PEER2PEER', 'TUNNELLED'], ['TLS']),
     (dict(persistent=False, undefine_source=False), ['LIVE'], ['PERSIST_DEST', 'UNDEFINE_SOURCE']),
-    (dict(mode='offline'), ['OFFLINE', 'PERSIST_DEST', 'UNDEFINE_SOURCE'], ['LIVE', 'ABORT_ON_ERROR']),
+    (dict(method='offline'), ['OFFLINE', 'PERSIST_DEST', 'UNDEFINE_SOURCE'], ['LIVE', 'ABORT_ON_ERROR']),
     (dict(copy_storage='all'), ['NON_SHARED_DISK'], ['NON_SHARED_INC']),
     (dict(copy_storage='incremental'), ['NON_SHARED_INC'], ['NON_SHARED_DISK']),
     (dict(auto_converge=True, compressed=True, parallel=4), ['AUTO_CONVERGE', 'COMPRESSED', 'PARALLEL'], []),
@@ -235,7 +235,7 @@ def test_preflight_copy_storage_reuses_or_creates(web01, make_dest):
 
 def test_preflight_offline_ignores_memory(web01, make_dest):
     dest = make_dest(networks=DEFAULT_NET, pools=IMAGES.format(path='/var/lib/libvirt/images'))
-    report = preflight(params(mode='offline'), web01, None, dest, 'web01')
+    report = preflight(params(method='offline'), web01, None, dest, 'web01')
     assert not any('memory' in p for p in report['problems'])
 
 
@@ -248,7 +248,7 @@ def test_preflight_unreachable(web01, fake_module):
 # ------------------------------------------------------------ the module run, check mode, idempotence
 def test_run_check_mode_fails_preflight_without_writes(fake_module, node_uri, make_dest):
     dest = make_dest(domains=TAKEN)
-    module = fake_module(params(dest_uri=dest.uri, uri=node_uri), check_mode=True)
+    module = fake_module(params(destination_uri=dest.uri, uri=node_uri), check_mode=True)
     src = LibvirtClient(module)
     try:
         with pytest.raises(KvmError) as err:
@@ -265,7 +265,7 @@ def test_run_idempotent_when_already_there(fake_module, make_dest, tmp_path):
     empty = tmp_path / 'empty.xml'
     empty.write_text(DEST_TEMPLATE.format(domains='', networks='', pools=''))
     dest = make_dest(domains=TAKEN.replace('web01', 'moved'))
-    module = fake_module(params(name='moved', dest_uri=dest.uri, uri='test://%s' % empty))
+    module = fake_module(params(name='moved', destination_uri=dest.uri, uri='test://%s' % empty))
     src = LibvirtClient(module)
     try:
         result = Migration(module, src, clients=[dest]).run()
@@ -279,7 +279,7 @@ def test_run_guest_nowhere(fake_module, make_dest, tmp_path):
     empty = tmp_path / 'empty.xml'
     empty.write_text(DEST_TEMPLATE.format(domains='', networks='', pools=''))
     dest = make_dest()
-    module = fake_module(params(name='ghost', dest_uri=dest.uri, uri='test://%s' % empty))
+    module = fake_module(params(name='ghost', destination_uri=dest.uri, uri='test://%s' % empty))
     src = LibvirtClient(module)
     try:
         with pytest.raises(KvmError, match='guest ghost not found on the source'):
@@ -496,19 +496,19 @@ def test_canonical_uri_knows_this_machine():
 
 
 @pytest.mark.parametrize('overrides, message', [
-    (dict(uri='qemu:///system', dest_uri='qemu+ssh://localhost/system'), '^dest_uri: is the source hypervisor'),
-    (dict(uri='qemu:///system', dest_uri='qemu+tcp://127.0.0.1:16509/system'), '^dest_uri: is the source hypervisor'),
-    (dict(uri='qemu+ssh://hv02/system', dest_uri='qemu+libssh2://root@HV02.:22/system/'), '^dest_uri: is the source'),
-    (dict(uri='test:///default', dest_uri='test:///default'), '^dest_uri: is the source hypervisor'),
-    (dict(dest_uri='test+ext:///default?command=/bin/sh'), '^dest_uri: the ext transport'),
-    (dict(dest_uri='qemu+ssh://hv02/system?netcat=/tmp/x'), '^dest_uri: the ext transport'),
-    (dict(dest_uri='qemu+ssh://hv02/system?COMMAND=/tmp/x'), '^dest_uri: the ext transport'),
-    (dict(dest_uri='xen://hv02/'), "^dest_uri: driver 'xen' is not supported"),
-    (dict(dest_uri='qemu+ssh://hv02/system\n'), '^dest_uri: must not contain whitespace'),
-    (dict(dest_uri='qemu+ssh://hv02:99999/system'), '^dest_uri: not a valid URI'),
-    (dict(dest_uri=None, dest_candidates=['qemu+ssh://hv02/system', 'qemu+ext://hv03/system?command=/x']),
+    (dict(uri='qemu:///system', destination_uri='qemu+ssh://localhost/system'), '^destination_uri: is the source hypervisor'),
+    (dict(uri='qemu:///system', destination_uri='qemu+tcp://127.0.0.1:16509/system'), '^destination_uri: is the source hypervisor'),
+    (dict(uri='qemu+ssh://hv02/system', destination_uri='qemu+libssh2://root@HV02.:22/system/'), '^destination_uri: is the source'),
+    (dict(uri='test:///default', destination_uri='test:///default'), '^destination_uri: is the source hypervisor'),
+    (dict(destination_uri='test+ext:///default?command=/bin/sh'), '^destination_uri: the ext transport'),
+    (dict(destination_uri='qemu+ssh://hv02/system?netcat=/tmp/x'), '^destination_uri: the ext transport'),
+    (dict(destination_uri='qemu+ssh://hv02/system?COMMAND=/tmp/x'), '^destination_uri: the ext transport'),
+    (dict(destination_uri='xen://hv02/'), "^destination_uri: driver 'xen' is not supported"),
+    (dict(destination_uri='qemu+ssh://hv02/system\n'), '^destination_uri: must not contain whitespace'),
+    (dict(destination_uri='qemu+ssh://hv02:99999/system'), '^destination_uri: not a valid URI'),
+    (dict(destination_uri=None, dest_candidates=['qemu+ssh://hv02/system', 'qemu+ext://hv03/system?command=/x']),
      r'^dest_candidates\[1\]: the ext transport'),
-    (dict(uri='qemu:///system', dest_uri=None, dest_candidates=['qemu:///system', 'qemu+ssh://localhost/system']),
+    (dict(uri='qemu:///system', destination_uri=None, dest_candidates=['qemu:///system', 'qemu+ssh://localhost/system']),
      '^dest_candidates: every candidate is the source'),
     (dict(dest_name='web01\nx'), '^dest_name: invalid guest name'),
     (dict(listen_address='0.0.0.0;id'), '^listen_address: invalid DNS name'),
@@ -521,10 +521,10 @@ def test_validate_destinations_refuses(overrides, message):
 
 
 def test_validate_destinations_ext_opt_in_and_mixed_candidates():
-    prm = params(dest_uri='test+ext:///default?command=/bin/true', uri_allow_ext=True)
+    prm = params(destination_uri='test+ext:///default?command=/bin/true', uri_allow_ext=True)
     _migrate.validate_destinations(prm, 'qemu:///system')
     # a drain lists every host, the source among them: that one is rejected by the preflight, not fatal
-    prm = params(dest_uri=None, dest_candidates=['qemu:///system', 'qemu+ssh://hv02/system'])
+    prm = params(destination_uri=None, dest_candidates=['qemu:///system', 'qemu+ssh://hv02/system'])
     _migrate.validate_destinations(prm, 'qemu:///system')
 
 
@@ -603,7 +603,7 @@ def test_preflight_same_host_by_uuid(web01, make_dest, monkeypatch):
 
 
 def test_run_refuses_dest_equal_to_source_before_connecting(fake_module, node_uri):
-    module = fake_module(params(uri=node_uri, dest_uri='test://' + node_uri[len('test://'):].replace('/', '//')))
+    module = fake_module(params(uri=node_uri, destination_uri='test://' + node_uri[len('test://'):].replace('/', '//')))
 
     class NoConnect(object):
         uri = node_uri
@@ -611,14 +611,14 @@ def test_run_refuses_dest_equal_to_source_before_connecting(fake_module, node_ur
         @property
         def conn(self):
             raise AssertionError('connected')
-    with pytest.raises(KvmError, match='^dest_uri: is the source hypervisor'):
+    with pytest.raises(KvmError, match='^destination_uri: is the source hypervisor'):
         Migration(module, NoConnect(), clients=[]).run()
 
 
 def test_run_with_the_source_among_candidates_rejects_it(fake_module, node_uri, make_dest):
     dest = make_dest(domains=TAKEN)
     source_again = LibvirtClient(fake_module({}), uri=node_uri)
-    module = fake_module(params(uri=node_uri, dest_uri=None, dest_candidates=[node_uri, dest.uri]), check_mode=True)
+    module = fake_module(params(uri=node_uri, destination_uri=None, dest_candidates=[node_uri, dest.uri]), check_mode=True)
     src = LibvirtClient(module)
     try:
         with pytest.raises(KvmError) as err:
@@ -630,3 +630,110 @@ def test_run_with_the_source_among_candidates_rejects_it(fake_module, node_uri, 
     finally:
         src.close()
         source_again.close()
+
+
+# ------------------------------------------------------------ 1.0 contract: names, the change set
+def test_deprecated_spellings_still_work_with_a_warning():
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+    kwargs = dict((k, v) for k, v in _migrate.MODULE_KWARGS.items() if k != 'supports_check_mode')
+    spec = dict(ARGUMENT_SPEC, uri=dict(type='str'))
+    checked = ArgumentSpecValidator(spec, **kwargs).validate(
+        dict(name='web01', dest_uri='qemu+ssh://hv02/system', mode='offline'))
+    assert checked.error_messages == []
+    assert checked.validated_parameters['destination_uri'] == 'qemu+ssh://hv02/system'
+    assert checked.validated_parameters['method'] == 'offline'
+    deprecated = sorted((d['msg'].split("'")[1], d['version'], d['collection_name']) for d in checked._deprecations)
+    assert deprecated == [('dest_uri', '2.0.0', 'kvmops.kvm'), ('mode', '2.0.0', 'kvmops.kvm')]
+
+
+def test_check_mode_records_the_migration_and_moves_nothing(fake_module, node_uri, make_dest, monkeypatch):
+    dest = make_dest()
+    monkeypatch.setattr(_migrate, 'preflight', lambda prm, guest, source, client, name: dict(
+        uri=client.uri, ok=True, problems=[], notes=[]))
+    module = fake_module(params(destination_uri=dest.uri, uri=node_uri), check_mode=True)
+    src = LibvirtClient(module)
+    try:
+        result = Migration(module, src, clients=[dest]).run()
+        assert src.find_domain('web01').isActive()
+    finally:
+        src.close()
+    assert result['changed'] is True and result['pending_restart'] == []
+    assert result['changes'] == [dict(scope='live', option='destination_uri', action='migrate', before=src.uri,
+                                      after=dest.uri, guest='web01', dest_name='web01')]
+    assert result['method'] == result['mode'] == 'live'
+    assert result['msg'].startswith('would migrate web01 (live)')
+
+
+class _Dom(object):
+    def __init__(self, name, state, reason=0, active=True, persistent=True):
+        self._name, self._state, self._reason, self.active, self.persistent = name, state, reason, active, persistent
+        self.calls = []
+
+    def name(self):
+        return self._name
+
+    def state(self):
+        return [self._state, self._reason]
+
+    def isActive(self):
+        return self.active
+
+    def isPersistent(self):
+        return self.persistent
+
+    def resume(self):
+        self.calls.append('resume')
+        self._state = libvirt.VIR_DOMAIN_RUNNING
+
+    def destroy(self):
+        self.calls.append('destroy')
+        self.active = False
+
+    def undefine(self):
+        self.calls.append('undefine')
+
+
+def test_rollback_reports_what_it_changed_as_entries(fake_module, monkeypatch):
+    source = _Dom('web01', libvirt.VIR_DOMAIN_PAUSED, reason=libvirt.VIR_DOMAIN_PAUSED_MIGRATION)
+    left = _Dom('web01', libvirt.VIR_DOMAIN_PAUSED)
+
+    class Source(object):
+        uri = 'qemu:///system'
+
+        @staticmethod
+        def find_domain(name):
+            return source
+
+        @staticmethod
+        def errors(what):
+            import contextlib
+            return contextlib.nullcontext()
+
+    class Fresh(object):
+        def __init__(self, module, uri):
+            self.conn = self
+
+        @staticmethod
+        def lookupByUUIDString(uuid):
+            return left
+
+        def close(self):
+            pass
+
+    class Dest(object):
+        uri = 'qemu+ssh://hv02/system'
+
+    class Guest(object):
+        state, config_xml, uuid = 'running', None, 'a-uuid'
+
+    monkeypatch.setattr(_migrate, 'LibvirtClient', Fresh)
+    module = fake_module(params(destination_uri=Dest.uri))
+    migration = Migration(module, Source(), clients=[])
+    out = migration.verify_rollback(Guest(), Dest())
+    assert source.calls == ['resume'] and left.calls == ['destroy', 'undefine']
+    assert [(c['scope'], c['option'], c['action']) for c in out['changes']] == [
+        ('live', 'state', 'resume'), ('live', 'dest_name', 'destroy incomplete copy'),
+        ('config', 'dest_name', 'undefine incomplete copy')]
+    assert out['actions'] == ['resumed the guest on the source', 'removed the incomplete copy of web01 from the destination']
+    assert (out['source_state'], out['destination_clean']) == ('running', True)
+    assert migration.outcome()['changes'] == out['changes'] and migration.outcome()['changed'] is True
