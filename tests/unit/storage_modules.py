@@ -1,4 +1,4 @@
-"""Stand-ins for AnsibleModule for the storage managers (kvm_pool, kvm_volume, kvm_snapshot) on the test driver."""
+"""FakeModule factories for the storage managers (kvm_pool, kvm_volume, kvm_snapshot) on the test driver."""
 
 from fakes import FakeModule
 
@@ -8,15 +8,12 @@ TEST_URI = 'test:///default'
 
 
 def module_class(argument_spec, uri=TEST_URI):
-    """A Module class whose params are the argument spec's defaults (uri: libvirt's test driver) plus the given ones."""
-    defaults = dict((k, v.get('default')) for k, v in argument_spec.items())
-    defaults['uri'] = uri
+    """A factory of FakeModules whose params are the argument spec's defaults (uri: libvirt's test driver)
+    plus the given ones: ``Module(check_mode=False, diff=True, **params)``."""
+    def make(check_mode=False, diff=True, **params):
+        return FakeModule(dict(uri=uri, **params), check_mode=check_mode, diff=diff, spec=argument_spec)
 
-    class Module(FakeModule):
-        def __init__(self, check_mode=False, diff=True, **params):
-            super().__init__(dict(defaults, **params), check_mode=check_mode, diff=diff)
-
-    return Module
+    return make
 
 
 def driver_client(module, **params):
