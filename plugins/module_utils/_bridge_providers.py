@@ -87,10 +87,6 @@ def read_text(path):
         raise KvmError('cannot read %s: %s' % (path, exc))
 
 
-def prefix_of(netmask):
-    return sum(bin(int(part)).count('1') for part in netmask.split('.'))
-
-
 def rename_dev(text, old, new):
     """``dev <old>`` -> ``dev <new>`` in route lines (ifcfg route files, ifupdown up/down hooks)."""
     return re.sub(r'(\bdev\s+)%s\b' % re.escape(old), lambda m: m.group(1) + new, text)

@@ -26,7 +26,6 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import domain_facts, network_facts
 
 ADDRESS_SOURCES = ('lease', 'agent', 'arp')
-ADDRESS_FAMILIES = ('ipv4', 'ipv6', 'any')
 
 
 def _source_flag(source):

@@ -216,10 +216,7 @@ class GuestSnapshot(object):
         with client.errors('domain %s' % dom.name()):
             self.name = dom.name()
             self.uuid = dom.UUIDString()
-            state, reason = dom.state()
-            self.state = DOMAIN_STATES.get(state, 'unknown')
-            self.state_code = state
-            self.reason = reason
+            self.state = DOMAIN_STATES.get(dom.state()[0], 'unknown')
             self.active = bool(dom.isActive())
             self.persistent = bool(dom.isPersistent())
             self.live_xml = dom.XMLDesc(0)
@@ -719,7 +716,6 @@ class JobWatcher(object):
         self.events = []
         self.timed_out = False
         self.aborted = False
-        self.suspended = False
         self.suspended_at = None
         self.postcopy_started = False
         self.downtime_set = False
@@ -770,7 +766,6 @@ class JobWatcher(object):
             elif action == 'suspend':
                 try:
                     self.dom.suspend()
-                    self.suspended = True
                     self.suspended_at = self.clock()
                     self._event('guest paused; the rest is copied while it stays paused')
                 except libvirt.libvirtError as exc:

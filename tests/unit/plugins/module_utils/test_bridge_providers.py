@@ -4,7 +4,10 @@ import os
 
 import pytest
 
+from fakes import FakeModule
+
 from ansible_collections.kvmops.kvm.plugins.module_utils import _bridge_providers as P
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'fixtures')
 MAC = '52:54:00:aa:bb:01'
@@ -248,29 +251,25 @@ def test_networkmanager_stp_off_and_absent_writes_a_port_profile_when_none_exist
     assert dict(port.items('ipv4')) == {'method': 'manual', 'address1': '192.0.2.10/24', 'gateway': '192.0.2.1'}
 
 
-class NmcliModule(object):
-    def __init__(self, rc=0):
-        self.rc = rc
-        self.commands = []
-
-    @staticmethod
-    def get_bin_path(name):
-        return '/usr/bin/%s' % name
-
-    def run_command(self, cmd):
-        self.commands.append(cmd)
-        return self.rc, 'running\n', 'Error: failed'
+def nmcli_module(rc=0):
+    """The shared FakeModule on a host where nmcli runs (and answers ``running``)."""
+    return FakeModule(commands=lambda argv: (rc, 'running\n', 'Error: failed'),
+                      bin_path=lambda name: '/usr/bin/%s' % name)
 
 
 def test_networkmanager_activation_uses_nmcli_list_arguments_only_for_the_real_root(tmp_path):
     changes = [P.FileChange('/etc/NetworkManager/system-connections/br1.nmconnection', None, 'x'),
                P.FileChange('/etc/NetworkManager/system-connections/old.nmconnection', 'y', None)]
-    module = NmcliModule()
-    assert P.NetworkManagerProvider('/').activate(module, changes) == [
-        ['/usr/bin/nmcli', 'connection', 'load', '/etc/NetworkManager/system-connections/br1.nmconnection'],
-        ['/usr/bin/nmcli', 'connection', 'reload']]
+    module = nmcli_module()
+    expected = [['/usr/bin/nmcli', 'connection', 'load', '/etc/NetworkManager/system-connections/br1.nmconnection'],
+                ['/usr/bin/nmcli', 'connection', 'reload']]
+    assert P.NetworkManagerProvider('/').activate(module, changes) == expected
+    assert module.commands == expected
     assert P.NetworkManagerProvider(str(tmp_path)).activate(module, changes) == []
-    assert P.detect(NmcliModule(), '/') == 'networkmanager'
+    assert module.commands == expected
+    assert P.detect(nmcli_module(), '/') == 'networkmanager'
+    with pytest.raises(KvmError, match='^connection load .* failed: Error: failed'):
+        P.NetworkManagerProvider('/').activate(nmcli_module(rc=1), changes)
 
 
 @pytest.mark.parametrize('layout, expected', [
@@ -284,4 +283,4 @@ def test_detect_in_a_config_root(tmp_path, layout, expected):
         os.makedirs(os.path.join(str(tmp_path), layout))
     elif layout:
         put(tmp_path, layout, '')
-    assert P.detect(NmcliModule(), str(tmp_path)) == expected
+    assert P.detect(nmcli_module(), str(tmp_path)) == expected
