@@ -24,10 +24,11 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
 REQUIRED_COMMANDS = ('guest-exec', 'guest-exec-status', 'guest-file-open', 'guest-file-read',
                      'guest-file-write', 'guest-file-close')
 
-# Raw bytes per guest-file-read/-write request. The base64 text is a third larger and travels inside one
-# libvirt RPC message (libvirt bounds strings at a few MiB) and one agent JSON request.
-CHUNK_SIZE = 256 * 1024
-MAX_CHUNK_SIZE = 1024 * 1024
+# Raw bytes per guest-file-read/-write request (its base64 text is a third larger). Measured with
+# qemu-guest-agent 7.2 (Debian 12) under TCG: writes of 64 and 128 KiB answer within a second, one of
+# 192 KiB never answers (libvirt: "Guest agent not available for now"), so the chunk stays well below.
+CHUNK_SIZE = 64 * 1024
+MAX_CHUNK_SIZE = 96 * 1024
 
 # libvirt error codes (virErrorNumber); numbers, so that this module needs no libvirt import.
 VIR_ERR_NO_SUPPORT = 3

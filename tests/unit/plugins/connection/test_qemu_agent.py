@@ -273,6 +273,11 @@ def test_fetch_refuses_more_data_than_asked_for():
 
 
 def test_chunk_size_is_bounded():
+    # A default write request stays below the size that stalled qemu-guest-agent 7.2 (about 260 KiB of JSON).
+    agent = FakeAgent()
+    data = [os.urandom(_agent.CHUNK_SIZE)] * 2 + [b'']
+    AgentSession(agent).put(lambda size: data.pop(0)[:size], '/f')
+    assert max(len(json.dumps(r)) for r in agent.requests) < 128 * 1024
     with pytest.raises(AgentError):
         AgentSession(FakeAgent(), chunk_size=_agent.MAX_CHUNK_SIZE + 1)
 
