@@ -251,8 +251,7 @@ def test_put_resends_what_the_agent_did_not_write():
 
 
 def test_put_closes_the_handle_when_a_write_fails_and_keeps_the_write_error():
-    agent = FakeAgent(fail={'guest-file-write': AgentError('disk full')})
-    agent.guest_file_close = lambda handle: (_ for _ in ()).throw(AgentError('close failed too'))
+    agent = FakeAgent(fail={'guest-file-write': AgentError('disk full'), 'guest-file-close': AgentError('close failed')})
     with pytest.raises(AgentError, match='disk full'):
         AgentSession(agent).put(lambda size: b'x', '/tmp/f')
     assert agent.names()[-1] == 'guest-file-close'
