@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ansible.errors import AnsibleFilterError
-from ansible.utils.unsafe_proxy import AnsibleUnsafe
 from ansible_collections.kvmops.kvm.plugins.filter.validate import (
     FilterModule, absolute_path, libvirt_name, libvirt_uri, refusal)
+from templating import is_unsafe
 
 LOOKUP = "{{ lookup('pipe', 'id') }}"
 
@@ -15,7 +15,7 @@ LOOKUP = "{{ lookup('pipe', 'id') }}"
                                    'qemu+tls://hv02.example.com/system?no_verify=1'])
 def test_good_uris_pass_unchanged_and_unsafe(value):
     got = libvirt_uri(value, 'guest_uri')
-    assert got == value and isinstance(got, AnsibleUnsafe)
+    assert got == value and is_unsafe(got)
 
 
 @pytest.mark.parametrize('value,words', [
@@ -51,7 +51,7 @@ def test_bad_names(value):
 def test_good_names_and_paths():
     assert libvirt_name('web-01.lab', 'guest_name') == 'web-01.lab'
     assert absolute_path('/var/lib//libvirt/images/', 'guest_disk_dir') == '/var/lib/libvirt/images'
-    assert isinstance(absolute_path('/var/lib//libvirt/images/', 'guest_disk_dir'), AnsibleUnsafe)
+    assert is_unsafe(absolute_path('/var/lib//libvirt/images/', 'guest_disk_dir'))
 
 
 @pytest.mark.parametrize('value,words', [
