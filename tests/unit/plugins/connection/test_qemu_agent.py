@@ -7,7 +7,6 @@ tests/integration/test_qemu_agent.py.
 """
 
 import base64
-import inspect
 import json
 import os
 
@@ -312,10 +311,8 @@ def connection(**options):
     spec.update(yaml.safe_load(connection_pipelining.ModuleDocFragment.DOCUMENTATION)['options'])
     C.config.initialize_plugin_configuration_definitions('connection', 'kvmops.kvm.qemu_agent', spec)
     conn = qemu_agent.Connection(PlayContext(), None)
-    if 'obj' in inspect.signature(connection_loader._update_object).parameters:  # ansible-core 2.19+: keywords only
-        connection_loader._update_object(obj=conn, name='kvmops.kvm.qemu_agent', path=qemu_agent.__file__, resolved='kvmops.kvm.qemu_agent')
-    else:
-        connection_loader._update_object(conn, 'kvmops.kvm.qemu_agent', qemu_agent.__file__, resolved='kvmops.kvm.qemu_agent')
+    # Keywords: ansible-core 2.19 made these arguments keyword-only.
+    connection_loader._update_object(obj=conn, name='kvmops.kvm.qemu_agent', path=qemu_agent.__file__, resolved='kvmops.kvm.qemu_agent')
     conn.set_options(var_options=options)
     return conn
 

@@ -3,7 +3,6 @@
 In-process, against libvirt's test driver (a node file with hostile guests), no daemon.
 """
 
-import inspect
 import os
 
 import pytest
@@ -60,10 +59,8 @@ def new_plugin():
     """The plugin as ansible-core's loader sets it up."""
     _declare_options()
     module = InventoryModule()
-    if 'obj' in inspect.signature(inventory_loader._update_object).parameters:  # ansible-core 2.19+: keywords only
-        inventory_loader._update_object(obj=module, name='kvmops.kvm.libvirt', path=plugin.__file__, resolved='kvmops.kvm.libvirt')
-    else:
-        inventory_loader._update_object(module, 'kvmops.kvm.libvirt', plugin.__file__, resolved='kvmops.kvm.libvirt')
+    # Keywords: ansible-core 2.19 made these arguments keyword-only.
+    inventory_loader._update_object(obj=module, name='kvmops.kvm.libvirt', path=plugin.__file__, resolved='kvmops.kvm.libvirt')
     return module
 
 
