@@ -37,7 +37,7 @@ options:
     description:
       - The libvirt name of the guest (letters, digits and C(_), C(.), C(+), C(:), C(@), C(-)).
       - C(ansible_libvirt_guest) wins over C(ansible_host), which wins over the inventory host name; the
-        M(kvmops.kvm.libvirt) inventory sets C(ansible_libvirt_guest) with O(kvmops.kvm.libvirt#inventory:agent_connection=true).
+        P(kvmops.kvm.libvirt#inventory) inventory sets C(ansible_libvirt_guest) with O(kvmops.kvm.libvirt#inventory:agent_connection=true).
     type: str
     default: inventory_hostname
     vars:
