@@ -941,9 +941,10 @@ class Migration(object):
         self.migration = self.record.record('live' if params['method'] == 'live' else 'config', 'destination_uri',
                                             'migrate', before=self.client.uri, after=dest.uri, guest=self.name,
                                             dest_name=self.dest_name)
-        result['msg'] = 'would migrate %s (%s) from %s to %s%s' % (
-            self.name, params['method'], self.client.uri, dest.uri, ' (%s)' % reason if reason else '')
-        self.record.write('domain %s' % self.name, self._migrate, guest, dest, flags, mparams)
+        if self.record.write('domain %s' % self.name, self._migrate, guest, dest, flags, mparams) is None:
+            # check mode: the guard called nothing
+            result['msg'] = 'would migrate %s (%s) from %s to %s%s' % (
+                self.name, params['method'], self.client.uri, dest.uri, ' (%s)' % reason if reason else '')
         return self.outcome()
 
     def _state_problems(self, guest):
@@ -987,8 +988,9 @@ class Migration(object):
         # success: the guest on the destination
         new = dest.find_domain(self.dest_name)
         if new is None:
-            raise KvmError('libvirt reported success, but %s is not on %s' % (self.dest_name, dest.uri),
-                           **self.outcome())
+            facts = self.outcome()
+            facts.pop('msg', None)
+            raise KvmError('libvirt reported success, but %s is not on %s' % (self.dest_name, dest.uri), **facts)
         final = {}
         if params['method'] == 'live':
             with dest.errors('domain %s' % self.dest_name):
@@ -1054,7 +1056,9 @@ class Migration(object):
                 'CHANGED' if rollback['source_definition_intact'] is False else 'n/a (transient)'),
             'clean' if rollback['destination_clean'] else (
                 'NOT clean' if rollback['destination_clean'] is False else 'unreachable'))
-        raise KvmError('migration of %s to %s failed: %s; %s' % (self.name, dest.uri, what, state), **self.outcome())
+        facts = self.outcome()
+        facts.pop('msg', None)   # the failure's own message replaces any earlier one
+        raise KvmError('migration of %s to %s failed: %s; %s' % (self.name, dest.uri, what, state), **facts)
 
     def verify_rollback(self, guest, dest, existing=False):
         """After a failed or aborted job: the guest still runs on the source, nothing is left on the destination.

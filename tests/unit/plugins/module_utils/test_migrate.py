@@ -737,3 +737,28 @@ def test_rollback_reports_what_it_changed_as_entries(fake_module, monkeypatch):
     assert out['actions'] == ['resumed the guest on the source', 'removed the incomplete copy of web01 from the destination']
     assert (out['source_state'], out['destination_clean']) == ('running', True)
     assert migration.outcome()['changes'] == out['changes'] and migration.outcome()['changed'] is True
+
+
+def test_failure_keeps_its_message_and_reports_only_what_the_rollback_changed(fake_module, monkeypatch):
+    class Source(object):
+        uri = 'qemu:///system'
+
+    class Dest(object):
+        uri = 'qemu+ssh://hv02/system'
+
+    class Watcher(object):
+        error, timed_out, aborted, last = RuntimeError('boom'), False, False, {}
+
+    module = fake_module(params(destination_uri=Dest.uri))
+    migration = Migration(module, Source(), clients=[])
+    migration.migration = migration.record.record('live', 'destination_uri', 'migrate', before=Source.uri,
+                                                  after=Dest.uri)
+    migration.result['msg'] = 'from an earlier step'
+    monkeypatch.setattr(migration, 'verify_rollback', lambda guest, dest, existing=False: dict(
+        changes=[], actions=[], source_state='running', source_definition_intact=True, destination_clean=True))
+    with pytest.raises(KvmError) as err:
+        migration._fail(None, Dest(), Watcher())
+    assert err.value.msg == ('migration of web01 to qemu+ssh://hv02/system failed: RuntimeError: boom; the guest is '
+                             'running on the source with its definition intact; the destination is clean')
+    assert err.value.facts['changed'] is False and err.value.facts['changes'] == []
+    assert err.value.facts['method'] == err.value.facts['mode'] == 'live'
