@@ -62,6 +62,10 @@ class ChangeSet(object):
             if option not in self.pending:
                 self.pending.append(option)
 
+    def restarted(self):
+        """The object was restarted: nothing waits for a restart any more."""
+        del self.pending[:]
+
     def secret(self, *values):
         """Mask ``values`` in everything the module prints (results, diffs, warnings, failures)."""
         no_log = getattr(self.module, 'no_log_values', None)

@@ -847,7 +847,7 @@ class Manager(object):
                 self.changes.record('live', 'state', 'start', before='shutoff', after='running',
                                     detail='restart for %s' % ', '.join(sorted(pending)))
                 self.changes.write('start %s' % name, dom.create)
-                del pending[:]   # the restart applied them
+                self.changes.restarted()   # the restart applied them
             self.converge_state(dom, state)
         elif state in ('running', 'paused'):
             self.changes.record('live', 'state', 'start', before='absent', after='running')

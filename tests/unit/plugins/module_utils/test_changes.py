@@ -65,3 +65,10 @@ def test_scope_is_one_of_three():
     assert entry('host', 'ifcfg', 'write')['scope'] == 'host'
     with pytest.raises(ValueError):
         entry('elsewhere', 'x')
+
+
+def test_a_restart_clears_what_waited_for_it():
+    changes = ChangeSet(FakeModule())
+    changes.restart_needed('machine')
+    changes.restarted()
+    assert changes.result()['pending_restart'] == []
