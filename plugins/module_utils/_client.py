@@ -99,6 +99,8 @@ def _untyped(spec):
     out = {}
     for key, option in spec.items():
         new = dict(aliases=option.get('aliases', []), no_log=option.get('no_log', False), type='raw')
+        if option.get('deprecated_aliases'):
+            new['deprecated_aliases'] = option['deprecated_aliases']
         if option.get('options'):
             new.update(type=option.get('type', 'dict'), options=_untyped(option['options']))
             if option.get('elements'):

@@ -71,7 +71,7 @@ MIGRATE_PLAY = """\
     - name: migrate
       kvmops.kvm.kvm_migrate:
         name: "{{ guest }}"
-        dest_uri: %(lab)s
+        destination_uri: %(lab)s
         migrate_uri: %(to_lab)s
 """
 

@@ -20,9 +20,9 @@ TASKS = {
     'kvm_domain': {'name': 'kvmops-group-check', 'memory': '128MiB', 'state': 'present'},
     'kvm_pool': {'name': 'default-pool', 'state': 'active'},
     'kvm_volume': {'pool': 'default-pool', 'name': 'kvmops-group-check.qcow2', 'capacity': '1MiB'},
-    'kvm_snapshot': {'domain': 'test', 'name': 'kvmops-group-check'},
+    'kvm_snapshot': {'guest': 'test', 'name': 'kvmops-group-check'},
     'kvm_network': {'name': 'kvmops-group-check', 'forward': 'isolated'},
-    'kvm_migrate': {'name': 'test', 'dest_uri': 'qemu+ssh://kvmops-group-check.invalid/system'},
+    'kvm_migrate': {'name': 'test', 'destination_uri': 'qemu+ssh://kvmops-group-check.invalid/system'},
 }
 
 
