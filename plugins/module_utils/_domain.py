@@ -42,7 +42,14 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import (
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import domain_facts, domain_xml_facts
 from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
 from ansible_collections.kvmops.kvm.plugins.module_utils._files import refuse_link, write_private_file
-from ansible_collections.kvmops.kvm.plugins.module_utils._qemu_img import create_image
+from ansible_collections.kvmops.kvm.plugins.module_utils._storage import (
+    backing_image,
+    create_at_path,
+    create_in_pool,
+    delete_image,
+    find_volume,
+    image_plan,
+)
 from ansible_collections.kvmops.kvm.plugins.module_utils._units import to_bytes
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import (
     etree,
@@ -113,6 +120,7 @@ ARGUMENT_SPEC = dict(
     graphics=dict(type='dict', options=GRAPHICS_SPEC),
     cloud_init=dict(type='dict', options=CLOUD_INIT_SPEC),
     guest_agent=dict(type='bool'),
+    serial_console=dict(type='bool'),
     xml=dict(type='str', no_log=True),
 )
 
@@ -264,7 +272,8 @@ def validate(params, hide=None):
     if params.get('cloud_init') is not None:
         cloud_init = _validate_cloud_init(name, params['cloud_init'], disks)
     return dict(name=name, uuid=uuid, options=options, disks=disks, interfaces=nics,
-                graphics=graphics, cloud_init=cloud_init, xml=xml, guest_agent=params.get('guest_agent'))
+                graphics=graphics, cloud_init=cloud_init, xml=xml, guest_agent=params.get('guest_agent'),
+                serial_console=params.get('serial_console'))
 
 
 def _validate_nic(index, raw, macs):
@@ -464,10 +473,15 @@ class Manager(object):
             except libvirt.libvirtError:
                 vol = None
             if vol is None:
-                if disk['device'] == 'disk' and disk.get('size_bytes') is None and not disk.get('backing'):
+                if disk['device'] != 'disk':
+                    raise KvmError('%s: volume %r does not exist in pool %r' % (label, disk['volume'], disk['pool']))
+                if disk.get('size_bytes') is None and not disk.get('backing'):
                     raise KvmError('%s: volume %r does not exist in pool %r; give size (or backing) to create it'
                                    % (label, disk['volume'], disk['pool']))
-                disk['format'] = disk.get('format') or 'qcow2'
+                backing = backing_image(self.module, self.client, label + '.backing', disk['backing'], pool=pool,
+                                        local=self.local) if disk.get('backing') else None
+                disk['plan'] = self._image_plan(disk, backing)
+                disk['format'] = disk['plan']['format']
                 self.storage.append(('volume', dict(disk=disk, pool=pool)))
             elif not disk.get('format'):
                 fmt = parse(self.client.call('volume %s' % disk['volume'], vol.XMLDesc, 0), 'volume XML').find('target/format')
@@ -495,12 +509,18 @@ class Manager(object):
             raise KvmError('%s: %s does not exist; give size (or backing) to create it' % (label, path))
         if not os.path.isdir(os.path.dirname(path)):
             raise KvmError('%s.path: directory %s does not exist' % (label, os.path.dirname(path)))
-        if disk.get('backing'):
-            if not os.path.exists(disk['backing']):
-                raise KvmError('%s.backing: %s does not exist' % (label, disk['backing']))
-            disk['backing_format'] = image_format(disk['backing'])
-        disk['format'] = disk.get('format') or 'qcow2'
+        backing = backing_image(self.module, self.client, label + '.backing', disk['backing'],
+                                local=True) if disk.get('backing') else None
+        disk['plan'] = self._image_plan(disk, backing)
+        disk['format'] = disk['plan']['format']
         self.storage.append(('file', disk))
+
+    @staticmethod
+    def _image_plan(disk, backing):
+        """The storage layer's checks of a new disk image (capacity against the backing image, formats)."""
+        label = disk['label']
+        return image_plan(label, disk.get('size_bytes'), disk.get('format'), backing, None, disk.get('allocation'),
+                          names=dict(capacity=label + '.size', format=label + '.format', backing=label + '.backing'))
 
     # -- storage -------------------------------------------------------
     def create_storage(self):
@@ -510,34 +530,18 @@ class Manager(object):
                 self.changes.record('host', 'cloud_init', 'create_image', after=data['path'])
                 self.changes.host(write_private_file, 'cloud_init', data['path'], data['image'])
             elif kind == 'file':
+                plan = data['plan']
                 self.changes.record('host', data['label'], 'create_image', after=dict(
-                    path=data['source'], format=data['format'], size=data.get('size'), backing=data.get('backing')))
-                full = data['format'] == 'raw' and data.get('allocation') == 'full'
-                self.changes.host(create_image, self.module, data['label'], data['source'], data['format'],
-                                  size_bytes=data.get('size_bytes'), backing=data.get('backing'),
-                                  backing_format=data.get('backing_format'), preallocation='full' if full else None)
+                    path=data['source'], format=plan['format'], size=data.get('size'), capacity=plan['capacity'],
+                    backing=data.get('backing')))
+                create_at_path(self.changes, self.module, data['label'], data['source'], plan)
             else:
                 disk = data['disk']
+                plan = disk['plan']
                 self.changes.record('config', disk['label'], 'create_volume', after=dict(
-                    pool=disk['pool'], volume=disk['volume'], format=disk['format'], size=disk.get('size')))
-                self.changes.write('pool %s' % disk['pool'], data['pool'].createXML, self._volume_xml(disk), 0)
-
-    @staticmethod
-    def _volume_xml(disk):
-        vol = etree.Element('volume')
-        etree.SubElement(vol, 'name').text = disk['volume']
-        size = disk.get('size_bytes') or 0
-        etree.SubElement(vol, 'capacity', unit='bytes').text = str(size)
-        allocation = size if disk['format'] == 'raw' and disk.get('allocation') == 'full' else 0
-        etree.SubElement(vol, 'allocation', unit='bytes').text = str(allocation)
-        target = etree.SubElement(vol, 'target')
-        etree.SubElement(target, 'format', type=disk['format'])
-        etree.SubElement(etree.SubElement(target, 'permissions'), 'mode').text = '0600'
-        if disk.get('backing'):
-            backing = etree.SubElement(vol, 'backingStore')
-            etree.SubElement(backing, 'path').text = disk['backing']
-            etree.SubElement(backing, 'format', type=image_format(disk['backing']) or 'qcow2')
-        return to_string(vol)
+                    pool=disk['pool'], volume=disk['volume'], format=plan['format'], size=disk.get('size'),
+                    capacity=plan['capacity'], backing=disk.get('backing')))
+                create_in_pool(self.changes, self.client, data['pool'], disk['volume'], plan, perms=dict(mode='0600'))
 
     # -- lifecycle -------------------------------------------------------
     def state_of(self, dom):
@@ -737,7 +741,9 @@ class Manager(object):
                 if view['device'] != 'disk' and not is_cidata(disk, name):
                     continue
                 if view['pool']:
-                    volumes.append((view['pool'], view['volume']))
+                    vol = self._find_volume(view['pool'], view['volume'])
+                    if vol is not None:
+                        volumes.append(('%s/%s' % (view['pool'], view['volume']), vol))
                 elif view['source'] and disk.get('type') == 'file':
                     files.append(view['source'])
         if self.client.call('domain %s' % name, dom.isActive):
@@ -746,12 +752,17 @@ class Manager(object):
         flags = self._undefine_flags(dom, before)
         self.changes.record('config', 'definition', 'undefine', before=name)
         self.changes.write('undefine %s' % name, dom.undefineFlags, flags)
-        for pool_name, vol_name in volumes:
-            self.changes.record('config', 'storage', 'delete_volume', before='%s/%s' % (pool_name, vol_name))
-            self.changes.write('volume %s/%s' % (pool_name, vol_name), self._delete_volume, pool_name, vol_name)
+        for what, vol in volumes:
+            delete_image(self.changes, self.client, vol=vol, option='remove_storage')
+            self.changes.record('config', 'remove_storage', 'delete_volume', before=what)
         for path in files:
-            self.changes.record('host', 'storage', 'delete_file', before=path)
-            self.changes.host(self._delete_file, path)
+            how = delete_image(self.changes, self.client, path=path, local=self.local, option='remove_storage')
+            if how == 'volume':
+                self.changes.record('config', 'remove_storage', 'delete_volume', before=path)
+            elif how == 'file':
+                self.changes.record('host', 'remove_storage', 'delete_file', before=path)
+            else:
+                self.warnings.append('remove_storage: %s is in no storage pool of the remote host; left in place' % path)
         self.changes.add_diff(**make_diff(before, None, before_header='%s (persistent definition)' % name,
                                           after_header='%s (absent)' % name))
         return self.changes.result(domain=dict(name=name, state='absent'))
@@ -774,29 +785,12 @@ class Manager(object):
                 pass
         return flags
 
-    def _delete_volume(self, pool_name, vol_name):
+    def _find_volume(self, pool_name, vol_name):
+        """The volume of a disk to delete, or None when its pool or the volume is gone (a read)."""
         pool = self.client.find_pool(pool_name)
-        if pool is not None:
-            vol = self.client.call('pool %s' % pool_name, pool.storageVolLookupByName, vol_name)
-            self.client.call('volume %s' % vol_name, vol.delete, 0)
-
-    def _delete_file(self, path):
-        try:
-            vol = self.conn().storageVolLookupByPath(path)
-        except libvirt.libvirtError:
-            vol = None
-        if vol is not None:
-            self.client.call('volume %s' % path, vol.delete, 0)
-            return
-        if not self.local:
-            self.warnings.append('remove_storage: %s is in no storage pool of the remote host; left in place' % path)
-            return
-        try:
-            os.remove(path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise KvmError('remove_storage: cannot delete %s: %s' % (path, exc))
+        if pool is None:
+            return None
+        return find_volume(self.client, pool, vol_name, refresh=False)
 
     # -- main ------------------------------------------------------------
     def run(self):

@@ -31,16 +31,18 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import (
     child,
     disk_differences,
     disk_view,
-    ensure_console_and_balloon,
+    ensure_balloon,
     graphics_differences,
     graphics_view,
     has_agent_channel,
+    has_serial_console,
     link_only_change,
     media_only_change,
     nic_differences,
     nic_view,
     set_agent_channel,
     set_default_boot,
+    set_serial_console,
     skeleton,
     update_disk,
     update_nic,
@@ -314,11 +316,17 @@ def plan_config(spec, current, ctx=None):
         if has_agent_channel(current) != spec['guest_agent']:
             changes.append(entry('config', 'guest_agent', 'set', before=not spec['guest_agent'],
                                  after=spec['guest_agent']))
-    added = ensure_console_and_balloon(base)
-    if not creating:
-        had = dict((label, current.find('devices/' + tag) is not None)
-                   for tag, label in (('serial', 'serial console'), ('memballoon', 'memballoon')))
-        changes.extend(entry('config', what, 'add') for what in added if not had[what])
+    # serial_console: on by default for a new guest; on an existing guest only when the task gives it.
+    serial = spec.get('serial_console')
+    if creating and serial is None:
+        serial = True
+    if serial is not None and set_serial_console(base, serial) and not creating:
+        if has_serial_console(current) != serial:
+            changes.append(entry('config', 'serial_console', 'set', before=not serial, after=serial))
+    # The balloon is how memory changes live: a new guest gets one, an existing one when the task sets memory.
+    if creating or 'memory' in spec['options'] or 'max_memory' in spec['options']:
+        if ensure_balloon(base) and not creating and current.find('devices/memballoon') is None:
+            changes.append(entry('config', 'memory', 'add', after=dict(memballoon='virtio')))
     set_default_boot(base)
     return base, changes, options
 
@@ -439,7 +447,9 @@ def plan_live(spec, options, wanted, live, ctx=None, before=None):
                 pending.append('graphics')
     if spec.get('guest_agent') is not None and has_agent_channel(live) != spec['guest_agent']:
         pending.append('guest_agent')
-    for tag, label in (('serial', 'serial console'), ('memballoon', 'memballoon')):
-        if wanted.find('devices/' + tag) is not None and live.find('devices/' + tag) is None:
-            pending.append(label)
+    if spec.get('serial_console') is not None and has_serial_console(wanted) != has_serial_console(live):
+        pending.append('serial_console')
+    if ('memory' in options or 'max_memory' in options) and wanted.find('devices/memballoon') is not None \
+            and live.find('devices/memballoon') is None:
+        pending.append('memory')
     return actions, pending

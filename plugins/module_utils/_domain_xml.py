@@ -258,18 +258,37 @@ def skeleton(name, virt_type, uuid=None):
     return root
 
 
-def ensure_console_and_balloon(root):
-    """A pty serial console always; a virtio balloon unless the guest has a balloon element."""
+def has_serial_console(root):
+    """The guest has a serial device (the console ``virsh console`` opens)."""
+    return root is not None and root.find('devices/serial') is not None
+
+
+def set_serial_console(root, wanted):
+    """Option ``serial_console``: add a pty serial console when there is no serial device (``wanted``), or remove
+    the serial devices and the consoles on them. True when something changed."""
     devices = child(root, 'devices')
-    added = []
-    if devices.find('serial') is None:
+    serials = devices.findall('serial')
+    if wanted:
+        if serials:
+            return False
         serial = etree.SubElement(devices, 'serial', type='pty')
         etree.SubElement(serial, 'target', port='0')
-        added.append('serial console')
-    if devices.find('memballoon') is None:
-        etree.SubElement(devices, 'memballoon', model='virtio')
-        added.append('memballoon')
-    return added
+        return True
+    consoles = [c for c in devices.findall('console') if c.find('target') is None
+                or c.find('target').get('type') in (None, 'serial')]
+    for elem in serials + consoles:
+        devices.remove(elem)
+    return bool(serials or consoles)
+
+
+def ensure_balloon(root):
+    """A virtio balloon unless the guest has a balloon element (``memory`` changes live through it).
+    True when one was added."""
+    devices = child(root, 'devices')
+    if devices.find('memballoon') is not None:
+        return False
+    etree.SubElement(devices, 'memballoon', model='virtio')
+    return True
 
 
 def set_default_boot(root):

@@ -179,7 +179,9 @@ options:
         description: Volume name in O(disks[].pool). A libvirt object name (no C(/)).
         type: str
       size:
-        description: Size of an image to create, with units (V(8G), V(8GiB), V(500MiB)); a bare number is GiB. At most 64 PiB.
+        description:
+          - Size of an image to create, with units (V(8G), V(8GiB), V(500MiB)); a bare number is GiB. At most 64 PiB.
+          - With O(disks[].backing) it defaults to the backing image's size and must not be smaller.
         type: str
       format:
         description:
@@ -188,12 +190,14 @@ options:
         type: str
         choices: [raw, qcow2]
       allocation:
-        description: For a created V(raw) image, V(sparse) or V(full) (preallocated).
+        description: For a created image, V(sparse) or V(full) (preallocated; a qcow2 file with C(preallocation=falloc)).
         type: str
         choices: [sparse, full]
         default: sparse
       backing:
-        description: Create the image as a thin qcow2 overlay of this backing image.
+        description:
+          - Create the image as a thin qcow2 overlay of this backing image (a raw or qcow2 image, a file or a volume
+            libvirt knows). Images are created by the same storage layer as M(kvmops.kvm.kvm_volume)'s.
         type: path
       target:
         description:
@@ -268,7 +272,8 @@ options:
   graphics:
     description:
       - The graphical console. A new guest gets VNC on 127.0.0.1 with an automatic port when not given.
-      - A pty serial console is always present, and a new guest gets a virtio memory balloon.
+      - A new guest gets a pty serial console (see O(serial_console)) and a virtio memory balloon; an existing guest
+        gets a balloon when the task sets O(memory) or O(max_memory) and it has no balloon element.
     type: dict
     suboptions:
       type:
@@ -326,6 +331,16 @@ options:
       - With the channel and C(qemu-guest-agent) running in the guest, vCPUs hot-added live are also brought
         online inside the guest (C(virsh setvcpus --guest)); the C(guest_online) field of the live RV(changes) entry reports them.
     type: bool
+  serial_console:
+    description:
+      - Whether the guest has a serial console (the pty C(virsh console) opens).
+      - V(true) adds a pty serial console when the guest has no serial device; V(false) removes its serial devices
+        and the consoles on them.
+      - Not given - a guest the module creates gets one; an existing guest (defined by the module or elsewhere, for
+        example by virt-install) is left as it is.
+      - On a running guest the change applies at the next boot (RV(pending_restart) lists V(serial_console)).
+    type: bool
+    version_added: 1.0.0
   xml:
     description:
       - A full domain XML, as the alternative to the typed options.
@@ -481,6 +496,11 @@ changes:
       C(before) and C(after), as every module of the collection returns them.
     - C(scope) is V(config) (the persistent definition, pool volumes, autostart), V(live) (the running guest,
       including lifecycle) or V(host) (image files and the cloud-init ISO created or deleted on the hypervisor).
+    - C(option) is the name of the option that governs the change (V(memory), V(autostart), V(serial_console),
+      V(remove_storage), V(state), V(xml), ...) or a path into a list option - V(disks[vdb]) (a disk by its target),
+      V(disks[0]) (a disk image created for the first item of O(disks)), V(interfaces[0]), V(interfaces[mac=52:54:00:...]) (a
+      NIC the task no longer lists). The one other name is V(definition), the guest's definition itself
+      (defined or undefined).
     - C(action) is one of define, undefine, set, add, update, remove, attach, detach, create_image,
       create_volume, delete_file, delete_volume, start, shutdown, destroy, restart, suspend, resume.
     - Live changes carry C(read_back), the value libvirt reports after the call, where one applies, and a vCPU
@@ -496,7 +516,8 @@ pending_restart:
   description:
     - Options of a running guest whose new value is in the definition but only applies at the next boot
       (for example V(max_vcpus), V(max_memory), V(machine), V(firmware), V(disks[sda]), V(graphics)), and
-      hot-unplugs the guest has not completed, sorted. Always a list; empty after O(restart=if_needed)
+      hot-unplugs the guest has not completed, sorted. Always a list of option names (or paths into a list option,
+      as in RV(changes)); empty after O(restart=if_needed)
       restarted the guest.
   returned: always
   type: list

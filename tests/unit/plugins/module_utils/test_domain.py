@@ -663,3 +663,90 @@ def test_manager_refuses_a_link_at_the_seed_or_a_new_disk_before_any_write(test_
         _converge(test_client, dict(args, disks=[dict(path=str(disk), size='1G')]))
     assert test_client.write_log == [] and victim.read_bytes() == b'precious'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['disk.qcow2', 'victim']
+
+
+# ---------------------------------------------------------------- serial console and balloon (issue 16)
+ADOPTED = '''<domain type='kvm'><name>adopted</name><uuid>4a1b7c7e-3f5e-4d7a-9a43-1d2c0e9a6b01</uuid>
+<memory unit='KiB'>524288</memory><currentMemory unit='KiB'>524288</currentMemory><vcpu>1</vcpu>
+<os><type arch='x86_64' machine='pc'>hvm</type></os>
+<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='/x/a.qcow2'/>
+<target dev='vda' bus='virtio'/></disk><interface type='network'><mac address='52:54:00:aa:bb:01'/>
+<source network='default'/><model type='virtio'/></interface><graphics type='vnc' port='-1' autoport='yes'/>
+</devices></domain>'''
+
+
+def test_serial_console_is_untouched_on_an_adopted_guest_unless_given():
+    current = parse(ADOPTED)
+    for args, options in ((dict(autostart=False), []), (dict(vcpus=1), []), (dict(cmdline='x'), ['cmdline'])):
+        spec = validate(params(name='adopted', **args))
+        root, changes, _opts = plan_config(spec, current, CTX)
+        assert root.find('devices/serial') is None and root.find('devices/memballoon') is None
+        assert [c['option'] for c in changes] == options
+    root, changes, _opts = plan_config(validate(params(name='adopted', memory='512MiB')), current, CTX)
+    assert [(c['option'], c['action']) for c in changes] == [('memory', 'add')], 'the balloon memory needs'
+    assert root.find('devices/memballoon').get('model') == 'virtio'
+    root, changes, _opts = plan_config(validate(params(name='adopted', serial_console=True)), current, CTX)
+    assert [(c['option'], c['before'], c['after']) for c in changes] == [('serial_console', False, True)]
+    assert root.find('devices/serial').get('type') == 'pty'
+    live = parse(ADOPTED)
+    _actions, pending = plan_live(validate(params(name='adopted', serial_console=True)), {}, root, live, CTX)
+    assert pending == ['serial_console']
+    _actions, pending = plan_live(validate(params(name='adopted', autostart=True)), {}, root, live, CTX)
+    assert pending == [], 'an unmanaged serial console is no pending change'
+    again, changes, _opts = plan_config(validate(params(name='adopted', serial_console=True)), root, CTX)
+    assert changes == []
+
+
+def test_serial_console_false_removes_serials_and_their_consoles():
+    current = parse(ADOPTED.replace('</devices>', "<serial type='pty'><target port='0'/></serial>"
+                                    "<console type='pty'><target type='serial' port='0'/></console>"
+                                    "<console type='pty'><target type='virtio' port='1'/></console></devices>"))
+    root, changes, _opts = plan_config(validate(params(name='adopted', serial_console=False)), current, CTX)
+    assert [(c['option'], c['before'], c['after']) for c in changes] == [('serial_console', True, False)]
+    assert root.find('devices/serial') is None
+    assert [c.find('target').get('type') for c in root.findall('devices/console')] == ['virtio']
+    new, _changes, _opts = plan_config(validate(params(name='vm02', memory='128MiB')), None, CTX)
+    assert new.find('devices/serial') is not None, 'a new guest gets one by default'
+    new, _changes, _opts = plan_config(validate(params(name='vm02', memory='128MiB', serial_console=False)), None, CTX)
+    assert new.find('devices/serial') is None
+
+
+# ---------------------------------------------------------------- disk images through the storage layer
+def test_storage_layer_creates_disk_images_0600_without_following_links(tmp_path):
+    import shutil
+    from ansible_collections.kvmops.kvm.plugins.module_utils._changes import ChangeSet
+    from ansible_collections.kvmops.kvm.plugins.module_utils._storage import create_at_path, image_plan
+    if not shutil.which('qemu-img'):
+        pytest.skip('qemu-img is not installed')
+    module = FakeModule(commands='real')
+    victim = tmp_path / 'victim'
+    victim.write_bytes(b'precious')
+    final = tmp_path / 'disk.qcow2'
+    final.symlink_to(victim)
+    plan = image_plan('disks[0]', 1024 ** 2, 'qcow2', names=dict(capacity='disks[0].size'))
+    with pytest.raises(KvmError, match=r'^disks\[0\]: .* is a symbolic link'):
+        create_at_path(ChangeSet(module), module, 'disks[0]', str(final), plan)
+    final.unlink()
+    create_at_path(ChangeSet(FakeModule(commands='real', check_mode=True)), module, 'disks[0]', str(final), plan)
+    assert not final.exists(), 'check mode creates nothing'
+    create_at_path(ChangeSet(module), module, 'disks[0]', str(final), plan)
+    assert (final.stat().st_mode & 0o777) == 0o600 and final.read_bytes()[:4] == b'QFI\xfb'
+    assert victim.read_bytes() == b'precious'
+    with pytest.raises(KvmError, match=r'^disks\[0\]: .* appeared while'):
+        create_at_path(ChangeSet(module), module, 'disks[0]', str(final), plan)
+
+
+def test_disk_smaller_than_its_backing_image_is_refused_before_any_write(test_client, tmp_path):
+    import shutil
+    import subprocess
+    if not shutil.which('qemu-img'):
+        pytest.skip('qemu-img is not installed')
+    base = tmp_path / 'base.qcow2'
+    subprocess.check_call(['qemu-img', 'create', '-q', '-f', 'qcow2', str(base), '64M'])
+    args = dict(name='kvmops-unit-overlay', memory='128MiB', virt_type='qemu',
+                disks=[dict(path=str(tmp_path / 'o.qcow2'), backing=str(base), size='32M')])
+    module = FakeModule(dict(params(**args), uri='test:///default'), commands='real')
+    test_client.module = module
+    with pytest.raises(KvmError, match=r'^disks\[0\]\.size: 33554432 is smaller than the backing image'):
+        Manager(test_client, module).run()
+    assert test_client.write_log == [] and not (tmp_path / 'o.qcow2').exists()
