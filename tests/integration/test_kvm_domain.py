@@ -251,6 +251,72 @@ def test_xml_option_redefines_in_place(conn, guest, playbook, tmp_path):
     assert dom.UUIDString() == uuid and dom.maxMemory() == 160 * 1024
 
 
+VIRT_INSTALL_XML = """
+<domain type='{virt}'>
+  <name>{name}</name>
+  <memory unit='KiB'>1048576</memory>
+  <currentMemory unit='KiB'>524288</currentMemory>
+  <vcpu placement='static' current='1'>2</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <features><acpi/><apic/></features>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='{disk}'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <interface type='network'><source network='default'/><model type='virtio'/></interface>
+    <graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'/>
+    <video><model type='vga'/></video>
+  </devices>
+</domain>
+"""
+
+
+def test_adopted_guest_changes_only_what_the_task_sets(conn, guest, default_network, playbook, tmp_path):
+    """Issue 16: a guest defined elsewhere (virt-install style: no serial console) is adopted as it is.
+
+    Each task touches one option: check mode and the real run report exactly that option (no serial
+    console added, nothing pending but that option), and the second real run changes nothing.
+    """
+    name, directory = guest['name'], guest['dir']
+    disk = os.path.join(directory, 'root.qcow2')
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', disk, '1G'], check=True)
+    dom = conn.defineXML(VIRT_INSTALL_XML.format(virt=osless_virt_type(conn), name=name, disk=disk))
+    dom.create()
+    assert _inactive(dom).find('devices/serial') is None
+
+    task, _result = run_domain(playbook, tmp_path, dict(name=name, autostart=False))
+    assert not task.get('failed'), json.dumps(task, indent=1)[-4000:]
+    assert task['changed'] is False and task['changes'] == [] and task['pending_restart'] == [], \
+        json.dumps(task, indent=1)[-4000:]
+
+    steps = [('autostart', dict(autostart=True)), ('vcpus', dict(vcpus=2)), ('memory', dict(memory='768MiB')),
+             ('serial_console', dict(serial_console=True))]
+    for option, args in steps:
+        args = dict(name=name, **args)
+        outcomes = []
+        for check in (True, False, False):
+            task, result = run_domain(playbook, tmp_path, args, check=check, diff=True)
+            assert not task.get('failed'), json.dumps(task, indent=1)[-4000:]
+            assert 'Traceback' not in result.stdout
+            outcomes.append(task)
+        first, real, again = outcomes
+        for task in (first, real):
+            assert task['changed'] is True
+            assert set(c['option'] for c in task['changes']) == {option}, json.dumps(task['changes'], indent=1)
+            assert set(task['pending_restart']) <= {option}, task['pending_restart']
+        assert again['changed'] is False and again['changes'] == [], json.dumps(again['changes'], indent=1)
+    assert dom.autostart() and dom.vcpusFlags(_libvirt().VIR_DOMAIN_AFFECT_LIVE) == 2
+    assert _inactive(dom).find('devices/serial') is not None, 'serial_console: true manages it'
+    assert real['pending_restart'] == ['serial_console'], 'a serial device is no hot-plug'
+    assert _live(dom).find('devices/interface/mac').get('address') == _inactive(dom).find('devices/interface/mac').get('address')
+
+
 def test_cloud_init_seed_is_idempotent(conn, guest, playbook, tmp_path):
     name, directory = guest['name'], guest['dir']
     # user_data is no_log: every value of a dict is masked wherever it appears (the guest's name would be)
