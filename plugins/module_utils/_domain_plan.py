@@ -323,6 +323,11 @@ def plan_config(spec, current, ctx=None):
     if serial is not None and set_serial_console(base, serial) and not creating:
         if has_serial_console(current) != serial:
             changes.append(entry('config', 'serial_console', 'set', before=not serial, after=serial))
+    elif serial is None and has_serial_console(current) and not has_serial_console(base):
+        # xml replaced the definition: the serial console it does not mention stays as it is
+        devices = child(base, 'devices')
+        for elem in current.findall('devices/serial'):   # libvirt adds the console on it
+            devices.append(copy.deepcopy(elem))
     # The balloon is how memory changes live: a new guest gets one, an existing one when the task sets memory.
     if creating or 'memory' in spec['options'] or 'max_memory' in spec['options']:
         if ensure_balloon(base) and not creating and current.find('devices/memballoon') is None:

@@ -707,6 +707,10 @@ def test_serial_console_false_removes_serials_and_their_consoles():
     assert [c.find('target').get('type') for c in root.findall('devices/console')] == ['virtio']
     new, _changes, _opts = plan_config(validate(params(name='vm02', memory='128MiB')), None, CTX)
     assert new.find('devices/serial') is not None, 'a new guest gets one by default'
+    xml = ADOPTED.replace('<vcpu>1</vcpu>', '<vcpu>2</vcpu>').replace('adopted', 'vm02')
+    replaced, changes, _opts = plan_config(validate(params(name='vm02', xml=xml)), new, CTX)
+    assert [c['option'] for c in changes] == ['xml']
+    assert replaced.find('devices/serial') is not None, 'xml that does not mention it leaves the console alone'
     new, _changes, _opts = plan_config(validate(params(name='vm02', memory='128MiB', serial_console=False)), None, CTX)
     assert new.find('devices/serial') is None
 
