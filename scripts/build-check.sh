@@ -12,7 +12,7 @@ tarball=$(ls "$tmp"/dist/kvmops-kvm-*.tar.gz)
 # Development files never ship: the build, lint and test tooling, caches and EE build contexts.
 DEV='^(\.venv|\.git|\.ci|\.ansible|\.pytest_cache|build|context|scripts|inventory|tests/(output|lab|benchmarks|molecule)|docs/docsite)(/|$)'
 DEV=$DEV'|^(Makefile|ansible\.cfg|\.ansible-lint|\.gitignore|requirements-dev\.txt|execution-environment\.yml)$'
-DEV=$DEV'|^roles/[^/]+/molecule(/|$)|(^|/)__pycache__(/|$)|\.pyc$|\.tar\.gz$'
+DEV=$DEV'|^roles/[^/]+/molecule(/|$)|(^|/)__pycache__(/|$)|(^|/)\.hypothesis(/|$)|\.pyc$|\.tar\.gz$'
 shipped=$(tar -tzf "$tarball" | sed -e 's|^\./||' -e 's|/$||' | grep -E "$DEV" || true)
 if [ -n "$shipped" ]; then
     echo "build: tarball ships development files:" >&2

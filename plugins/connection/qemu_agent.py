@@ -110,11 +110,13 @@ EXAMPLES = r'''
     - name: Run a command
       ansible.builtin.command: uname -r
       register: kernel
+      changed_when: false
 
     - name: Run as another user
       ansible.builtin.command: id -un
       become: true
       become_user: nobody
+      changed_when: false
 '''
 
 import json
