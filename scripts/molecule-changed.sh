@@ -7,8 +7,9 @@
 #   options: --base REF (compare with REF instead of the last release tag; also KVMOPS_MOLECULE_BASE),
 #            --all (every role), --exclude ROLE/SCENARIO (repeatable; e.g. one `make test` already ran)
 #
-# The base is the last release tag, `git describe --tags --abbrev=0 --match '[0-9]*'`. Without one (no
-# release yet, or a clone without tags) nothing proves any role yet, so every role is chosen.
+# The base is the last release tag, `git describe --tags --abbrev=0 --match '[0-9]*'`; in a clone without
+# tags, the last commit that added a release to changelogs/changelog.yaml. Without either (no release yet)
+# nothing proves any role yet, so every role is chosen.
 # A role is chosen when, between the base and the work tree (committed, staged, unstaged or untracked):
 #   * a file under roles/<role>/ changed;
 #   * the shared molecule driver changed: tests/molecule/ (create, prepare, destroy, vars) or the guest
@@ -168,6 +169,13 @@ else:
         base = described.stdout.strip() if described.returncode == 0 else None
         if base:
             say('base: the last release tag %s' % base)
+        else:
+            # a clone without tags still knows its releases: antsibull-changelog writes each one into
+            # changelogs/changelog.yaml, so the last commit that changed it is the last release
+            released = git('log', '-1', '--format=%H', '-G', r'^  [0-9]+\.[0-9]+\.[0-9]+:$', '--', 'changelogs/changelog.yaml')
+            base = released.stdout.strip() or None
+            if base:
+                say('base: no release tag; the last release commit by changelogs/changelog.yaml, %s' % base[:12])
     elif git('rev-parse', '--verify', '--quiet', base + '^{commit}').returncode != 0:
         say('base %r is not a commit of this repository' % base)
         sys.exit(2)
