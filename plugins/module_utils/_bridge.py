@@ -365,7 +365,7 @@ def kernel_entry(args, current, name):
         dev = args[args.index('dev') + 1]
         verb = 'add' if args[1] == 'add' else 'remove'
         return change_entry(option='ip', action='%s address' % verb, before=None if verb == 'add' else args[2],
-                    after=args[2] if verb == 'add' else None, device=dev, **extra)
+                            after=args[2] if verb == 'add' else None, device=dev, **extra)
     if args[1] == 'route':
         dev = args[args.index('dev') + 1]
         key = (('inet6' if args[0] == '-6' else 'inet'), args[3])
@@ -375,7 +375,7 @@ def kernel_entry(args, current, name):
             text = args[3] + (' via %s' % args[args.index('via') + 1] if 'via' in args else '') + (
                 ' metric %s' % args[args.index('metric') + 1] if 'metric' in args else '')
         return change_entry(option='ip', action='%s route' % verb, before=None if verb == 'add' else text,
-                    after=text if verb == 'add' else None, device=dev, **extra)
+                            after=text if verb == 'add' else None, device=dev, **extra)
     if args[1] == 'add':
         return change_entry(option='name', action='create', before=None, after=name, device=name, **extra)
     if args[1] == 'del':
@@ -389,20 +389,20 @@ def kernel_entry(args, current, name):
             return change_entry(option='stp', action='set', before=bridge.get('stp'), after=value == '1', device=dev, **extra)
         before = bridge.get('forward_delay')
         return change_entry(option='forward_delay', action='set', before=None if before is None else before // 100,
-                    after=int(value) // 100, device=dev, **extra)
+                            after=int(value) // 100, device=dev, **extra)
     if rest[0] == 'address':
         return change_entry(option='mac', action='set', before=bridge.get('mac'), after=rest[1], device=dev, **extra)
     if rest[0] == 'mtu':
         return change_entry(option='mtu', action='set', before=bridge.get('mtu'), after=int(rest[1]), device=dev, **extra)
     if rest[0] == 'master':
         return change_entry(option='ports', action='add port', before=(port or {}).get('master'), after=rest[1],
-                    device=dev, **extra)
+                            device=dev, **extra)
     if rest[0] == 'nomaster':
         return change_entry(option='ports', action='remove port', before=(port or {}).get('master'), after=None,
-                    device=dev, **extra)
+                            device=dev, **extra)
     was = (port if port is not None else bridge).get('up')
     return change_entry(option='ports' if port is not None else 'name', action='set %s' % rest[0], before=was,
-                after=rest[0] == 'up', device=dev, **extra)
+                        after=rest[0] == 'up', device=dev, **extra)
 
 
 def file_entry(provider_name, change):
@@ -414,7 +414,7 @@ def file_entry(provider_name, change):
     else:
         action = 'update'
     return change_entry(option='provider', action='%s file' % action, before=None, after=None, path=change.path,
-                provider=provider_name)
+                        provider=provider_name)
 
 
 def render_state(state, name, ports):
