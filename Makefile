@@ -10,7 +10,7 @@ export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 export ANSIBLE_FORCE_COLOR := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup setup-python demo test unit integration lab-test sanity matrix lint build changelog docs lab-start lab-stop clean image molecule
+.PHONY: setup setup-python demo test unit integration lab-test sanity matrix lint build changelog docs docs-lint galaxy-import lab-start lab-stop clean image molecule molecule-changed
 
 # Everything: system packages, libvirtd, /dev/kvm, the venv (root).
 setup:
@@ -27,7 +27,7 @@ demo: setup
 # claims (the main venv's series: sanity only, its unit tier runs below). pytest runs last so the run
 # ends with its summary line: unit and integration tiers on the main venv's ansible-core.
 test: MATRIX_ARGS = --no-main-unit
-test: setup lint matrix build changelog docs image
+test: setup lint matrix build galaxy-import changelog docs docs-lint image
 	HYPOTHESIS_PROFILE=ci python -m pytest -p no:cacheprovider $(ROOT)/tests/unit $(ROOT)/tests/integration -ra
 
 unit: setup-python
@@ -56,6 +56,18 @@ changelog: setup
 # Docsite (antsibull-docs reference + docs/*.md guides) into build/docs/html; warnings fail it.
 docs: setup
 	@bash $(ROOT)/scripts/docs.sh
+
+# antsibull-docs lint of every plugin's and role's docs (with rstcheck); fails on any finding.
+docs-lint: setup
+	@bash $(ROOT)/scripts/docs-lint.sh
+
+# galaxy-importer with Automation Hub's settings on the built tarball; fails on any error or warning.
+galaxy-import: setup
+	@bash $(ROOT)/scripts/galaxy-import.sh
+
+# The molecule scenarios of every role changed since the last release (scripts/molecule-changed.sh).
+molecule-changed: setup
+	@bash $(ROOT)/scripts/molecule-changed.sh
 
 # Every role's molecule scenarios, each in real Debian 12 guests booted under TCG (docs/molecule.md).
 molecule: setup
