@@ -59,6 +59,12 @@ def one_line(text):
     return re.sub(r'\s+', ' ', str(text or '')).strip()
 
 
+def error_text(exc):
+    """libvirt's own message of ``exc`` on one line (any exception: its text)."""
+    text = exc.get_error_message() if hasattr(exc, 'get_error_message') else None
+    return one_line(text or exc)
+
+
 def is_local_uri(uri):
     """True when the URI names no remote host (qemu:///system, test:///default)."""
     rest = uri.split('://', 1)[1] if '://' in uri else ''
@@ -213,7 +219,7 @@ class LibvirtClient(object):
 
     # -- errors --------------------------------------------------------
     def describe_error(self, exc, what=None):
-        msg = one_line(exc.get_error_message() if hasattr(exc, 'get_error_message') else exc) or one_line(exc)
+        msg = error_text(exc)
         where = ' (%s)' % what if what else ''
         return 'libvirt error on %s%s: %s' % (self.uri, where, msg)
 

@@ -18,7 +18,7 @@ import pwd
 import re
 import stat
 
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import libvirt
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import error_text, libvirt
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import parse
 
 # QEMU's default CPU model for x86_64 guests that do not name one.
@@ -151,7 +151,7 @@ def domain_type_report(conn, virt_type, arch='x86_64'):
     try:
         xml = conn.getDomainCapabilities(None, arch, None, virt_type, 0)
     except libvirt.libvirtError as exc:
-        report['error'] = ' '.join(str(exc.get_error_message() or exc).split())
+        report['error'] = error_text(exc)
         return report
     root = parse(xml, 'domain capabilities')
     report['available'] = True

@@ -22,7 +22,7 @@ import fnmatch
 import threading
 import time
 
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, LibvirtClient, is_local_uri, libvirt, one_line
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, LibvirtClient, error_text, is_local_uri, libvirt
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import domain_facts, network_facts
 
 ADDRESS_SOURCES = ('lease', 'agent', 'arp')
@@ -50,7 +50,7 @@ def interface_addresses(dom, source):
     try:
         found = dom.interfaceAddresses(_source_flag(source), 0) or {}
     except libvirt.libvirtError as exc:
-        return [], one_line(exc.get_error_message() or exc)
+        return [], error_text(exc)
     addresses = []
     for ifname, data in sorted(found.items()):
         mac = (data.get('hwaddr') or '').lower() or None

@@ -34,6 +34,7 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._changes import ChangeS
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import (
     KvmError,
     LibvirtClient,
+    error_text,
     libvirt,
     one_line,
     run,
@@ -491,14 +492,14 @@ def preflight(params, guest, source, dest, dest_name):
                             % (dest_name, DOMAIN_STATES.get(other.state()[0], 'unknown'), other.UUIDString()))
     except libvirt.libvirtError as exc:
         if exc.get_error_code() != _c('VIR_ERR_NO_DOMAIN', 42):
-            problems.append('cannot look up %s on the destination: %s' % (dest_name, one_line(exc.get_error_message())))
+            problems.append('cannot look up %s on the destination: %s' % (dest_name, error_text(exc)))
     try:
         other = conn.lookupByUUIDString(guest.uuid)
         if other.name() != dest_name:
             problems.append('UUID %s is already used on the destination by guest %s' % (guest.uuid, other.name()))
     except libvirt.libvirtError as exc:
         if exc.get_error_code() != _c('VIR_ERR_NO_DOMAIN', 42):
-            problems.append('cannot look up UUID %s on the destination: %s' % (guest.uuid, one_line(exc.get_error_message())))
+            problems.append('cannot look up UUID %s on the destination: %s' % (guest.uuid, error_text(exc)))
     live = params['method'] == 'live'
     # memory
     try:
@@ -512,7 +513,7 @@ def preflight(params, guest, source, dest, dest_name):
         if _no_support(exc):
             notes.append('free memory: not reported by the destination driver')
         else:
-            problems.append('cannot read free memory on the destination: %s' % one_line(exc.get_error_message()))
+            problems.append('cannot read free memory on the destination: %s' % error_text(exc))
     # hypervisor: domain type, arch and machine type
     try:
         conn.getDomainCapabilities(None, guest.arch, guest.machine, guest.virt_type, 0)
@@ -521,7 +522,7 @@ def preflight(params, guest, source, dest, dest_name):
             notes.append('domain capabilities: not reported by the destination driver')
         else:
             problems.append('the destination cannot run domain type %s, arch %s, machine %s: %s'
-                            % (guest.virt_type, guest.arch, guest.machine, one_line(exc.get_error_message())))
+                            % (guest.virt_type, guest.arch, guest.machine, error_text(exc)))
     # CPU
     _cpu_check(conn, guest, params, problems, notes)
     # storage
@@ -595,7 +596,7 @@ def _cpu_check(conn, guest, params, problems, notes):
         if _no_support(exc):
             notes.append('CPU: the destination driver cannot compare CPUs; not compared')
         else:
-            problems.append('CPU: the destination cannot provide the guest CPU: %s' % one_line(exc.get_error_message()))
+            problems.append('CPU: the destination cannot provide the guest CPU: %s' % error_text(exc))
         return
     if result == _c('VIR_CPU_COMPARE_INCOMPATIBLE', 0):
         problems.append('CPU: the guest CPU (%s) is incompatible with what the destination hypervisor provides'
@@ -613,13 +614,13 @@ def _network_check(conn, kind, source, problems, notes):
                 problems.append('network %s does not exist on the destination' % source)
             else:
                 problems.append('cannot look up network %s on the destination: %s'
-                                % (source, one_line(exc.get_error_message())))
+                                % (source, error_text(exc)))
             return
         try:
             if not net.isActive():
                 problems.append('network %s exists on the destination but is not active' % source)
         except libvirt.libvirtError as exc:
-            problems.append('network %s on the destination: %s' % (source, one_line(exc.get_error_message())))
+            problems.append('network %s on the destination: %s' % (source, error_text(exc)))
         return
     # bridge or direct: a host interface
     try:
@@ -632,7 +633,7 @@ def _network_check(conn, kind, source, problems, notes):
         elif exc.get_error_code() == _c('VIR_ERR_NO_INTERFACE', 52):
             problems.append('%s %s does not exist on the destination' % (kind, source))
         else:
-            problems.append('cannot look up %s %s on the destination: %s' % (kind, source, one_line(exc.get_error_message())))
+            problems.append('cannot look up %s %s on the destination: %s' % (kind, source, error_text(exc)))
 
 
 def choose_destination(reports):
@@ -752,7 +753,7 @@ class JobWatcher(object):
                 self.dom.migrateSetMaxDowntime(int(params['max_downtime']), 0)
                 self._event('max downtime set to %d ms' % params['max_downtime'])
             except libvirt.libvirtError as exc:
-                self._event('could not set max downtime: %s' % one_line(exc.get_error_message()))
+                self._event('could not set max downtime: %s' % error_text(exc))
         if (params.get('postcopy_after_precopy') and not self.postcopy_started
                 and (stats.get('memory_iteration') or 0) >= 2):
             self._start_postcopy('the first pre-copy pass is done')
@@ -769,7 +770,7 @@ class JobWatcher(object):
                     self.suspended_at = self.clock()
                     self._event('guest paused; the rest is copied while it stays paused')
                 except libvirt.libvirtError as exc:
-                    self._event('suspend failed: %s' % one_line(exc.get_error_message()))
+                    self._event('suspend failed: %s' % error_text(exc))
             elif action == 'postcopy' and not self.postcopy_started:
                 self._start_postcopy('timeout')
 
@@ -779,7 +780,7 @@ class JobWatcher(object):
             self.dom.migrateStartPostCopy(0)
             self._event('switched to post-copy (%s)' % why)
         except libvirt.libvirtError as exc:
-            self._event('switch to post-copy failed: %s' % one_line(exc.get_error_message()))
+            self._event('switch to post-copy failed: %s' % error_text(exc))
 
     def abort(self):
         if self.aborted:
@@ -789,7 +790,7 @@ class JobWatcher(object):
             self.abort_job()
             self._event('job aborted')
         except libvirt.libvirtError as exc:
-            self._event('abort failed: %s' % one_line(exc.get_error_message()))
+            self._event('abort failed: %s' % error_text(exc))
         except KvmError as exc:
             self._event('abort failed: %s' % exc.msg)
 
@@ -1037,7 +1038,7 @@ class Migration(object):
     # -- roll-back ----------------------------------------------------
     def _fail(self, guest, dest, watcher):
         if watcher.error is not None and libvirt is not None and isinstance(watcher.error, libvirt.libvirtError):
-            what = one_line(watcher.error.get_error_message())
+            what = error_text(watcher.error)
         elif watcher.error is not None:
             what = '%s: %s' % (type(watcher.error).__name__, one_line(watcher.error))
         else:
@@ -1119,7 +1120,7 @@ class Migration(object):
                 out['actions'].append('left %s on the destination untouched: it runs there' % left.name())
         except (KvmError, libvirt.libvirtError) as exc:
             out['actions'].append('could not check the destination: %s' % (
-                exc.msg if isinstance(exc, KvmError) else one_line(exc.get_error_message())))
+                exc.msg if isinstance(exc, KvmError) else error_text(exc)))
         finally:
             fresh.close()
         return out
