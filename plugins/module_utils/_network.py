@@ -1210,7 +1210,7 @@ class NetworkManager(object):
             bridge = model(self._live_root(net))['bridge.name']
         local = self._host_checks()
         for dom, mac, tap in guests:
-            entry = dict(domain=dom, mac=mac, interface=tap, bridge=bridge, replugged=False)
+            entry = dict(guest=dom, domain=dom, mac=mac, interface=tap, bridge=bridge, replugged=False)
             if local and tap and bridge:
                 done = self.changes.host(self.module.run_command, ['ip', 'link', 'set', 'dev', tap, 'master', bridge])
                 if done is not None:

@@ -431,7 +431,8 @@ replugged:
   type: list
   elements: dict
   contains:
-    domain: {description: Guest name., type: str, returned: always}
+    guest: {description: Guest name., type: str, returned: always, version_added: 1.0.0}
+    domain: {description: "Deprecated: use RV(replugged[].guest); removed in 2.0.0.", type: str, returned: always}
     mac: {description: Interface MAC., type: str, returned: always}
     interface: {description: Host tap device., type: str, returned: always}
     bridge: {description: Bridge it was plugged into., type: str, returned: always}

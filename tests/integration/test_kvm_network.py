@@ -314,7 +314,7 @@ def test_subnet_change_restart_if_needed_replugs_guest(names, guest, playbook, t
     results = four_steps(playbook, tmp_path, moved)
     assert results[0]['restarted'] is True and results[0]['replugged'][0]['replugged'] is False  # check mode
     assert results[1]['restarted'] is True and results[1]['pending_restart'] == []
-    assert results[1]['replugged'] == [dict(domain=name, mac=mac, interface=tap, bridge=br, replugged=True)]
+    assert results[1]['replugged'] == [dict(guest=name, domain=name, mac=mac, interface=tap, bridge=br, replugged=True)]
     assert results[3]['restarted'] is False and results[3]['pending_restart'] == []
     assert bridge_addrs(br) == ['10.254.%d.1/24' % b]
     assert 'dhcp-range=10.254.%d.10,10.254.%d.99' % (b, b) in dnsmasq_conf(name)

@@ -522,7 +522,7 @@ def test_restart_on_a_remote_uri_reports_and_warns_about_guests_it_cannot_replug
                                              after='active', options=['ipv4.address'])
         assert result['pending_restart'] == []
         tap = parse(dom.XMLDesc(0)).find('devices/interface/target').get('dev')     # named by libvirt
-        assert result['replugged'] == [dict(domain='kvmops-unit-g', mac='52:54:00:00:00:42', interface=tap,
+        assert result['replugged'] == [dict(guest='kvmops-unit-g', domain='kvmops-unit-g', mac='52:54:00:00:00:42', interface=tap,
                                             bridge='kvunit0', replugged=False)]
         assert len(module.warnings) == 1 and '%s of kvmops-unit-g' % tap in module.warnings[0]
     finally:
