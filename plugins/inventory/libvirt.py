@@ -181,9 +181,9 @@ def unsafe(value):
     """``value`` with every string in it (dictionary keys too) that Ansible could template marked unsafe.
 
     The model is community.general's ``make_unsafe``: containers are copied, a string holding ``{`` or
-    ``}`` (every Jinja delimiter has one) is wrapped with ``wrap_var``, ansible-core's own marking on
-    every version this collection supports (2.16 to 2.18); Ansible never templates a string without
-    them, so the rest stay plain and ``ansible-inventory --list`` (what AWX imports) shows them as they are.
+    ``}`` (every Jinja delimiter has one) is wrapped with ``wrap_var``, ansible-core's own marking
+    (2.16 to 2.18; from 2.19, data tagging templates only strings trusted as templates, and ``wrap_var``
+    leaves the value untrusted); Ansible never templates a string without them, so the rest stay plain and ``ansible-inventory --list`` (what AWX imports) shows them as they are.
     """
     if isinstance(value, AnsibleUnsafe):
         return value
