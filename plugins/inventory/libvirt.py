@@ -183,7 +183,8 @@ def unsafe(value):
     The model is community.general's ``make_unsafe``: containers are copied, a string holding ``{`` or
     ``}`` (every Jinja delimiter has one) is wrapped with ``wrap_var``, ansible-core's own marking
     (2.16 to 2.18; from 2.19, data tagging templates only strings trusted as templates, and ``wrap_var``
-    leaves the value untrusted); Ansible never templates a string without them, so the rest stay plain and ``ansible-inventory --list`` (what AWX imports) shows them as they are.
+    leaves the value untrusted); Ansible never templates a string without them, so the rest stay plain
+    and ``ansible-inventory --list`` (what AWX imports) shows them as they are.
     """
     if isinstance(value, AnsibleUnsafe):
         return value
