@@ -85,11 +85,6 @@ class ChangeSet(object):
     def changed(self):
         return bool(self.entries)
 
-    def actions(self):
-        """The entries as one line each (``option: action``), for messages and deprecated ``actions``."""
-        return ['%s: %s' % (item['option'], item['action']) if item['option'] else item['action']
-                for item in self.entries]
-
     # -- the guard ---------------------------------------------------------------
     def write(self, what, func, *args, **kwargs):
         """Call libvirt (``func``) outside check mode; a libvirt error names ``what``. None in check mode."""
