@@ -121,6 +121,7 @@ EXAMPLES = r'''
 
 import json
 import os
+import tempfile
 
 try:
     import libvirt
@@ -259,14 +260,26 @@ class Connection(ConnectionBase):
         super().fetch_file(in_path, out_path)
         display.vvv('FETCH %s TO %s' % (in_path, out_path), host=self._guest)
         local = to_bytes(out_path, errors='surrogate_or_strict')
+        # The guest's bytes go to a private (0600, O_EXCL|O_NOFOLLOW) temporary file beside the target and
+        # take its name only once complete: a failed fetch leaves nothing behind, and a symlink planted at
+        # the target is replaced, never written through.
+        tmp = None
         try:
-            with open(local, 'wb') as target:
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(local) or b'.', prefix=b'.qemu_agent.', suffix=b'~')
+            with os.fdopen(fd, 'wb') as target:
                 self._session.fetch(to_text(in_path, errors='surrogate_or_strict'), target.write)
+                target.flush()
+                os.fsync(target.fileno())
+            os.replace(tmp, local)
+            tmp = None
         except (AgentError, UnicodeError) as exc:
             raise AnsibleConnectionFailure('kvmops.kvm.qemu_agent: guest %s: cannot fetch %s: %s'
                                            % (self._guest, in_path, exc)) from None
         except OSError as exc:
             raise AnsibleError('kvmops.kvm.qemu_agent: cannot write %s: %s' % (out_path, exc)) from None
+        finally:
+            if tmp is not None and os.path.lexists(tmp):
+                os.unlink(tmp)
 
     def reset(self):
         self.close()

@@ -7,6 +7,7 @@ tests/integration/test_qemu_agent.py.
 """
 
 import base64
+import io
 import json
 import os
 
@@ -361,3 +362,24 @@ def test_refusals_from_the_hypervisor(node, guest, words):
     with pytest.raises(AnsibleConnectionFailure, match='kvmops.kvm.qemu_agent: ' + words):
         conn._connect()
     assert not conn.connected and conn._virt is None
+
+
+def test_fetch_file_is_private_atomic_and_never_follows_a_planted_link(tmp_path):
+    agent = FakeAgent()
+    data = os.urandom(10000)
+    conn = connection(inventory_hostname='g')
+    conn._session = AgentSession(agent, chunk_size=4096)
+    conn._connected = True
+    conn._session.put(io.BytesIO(data).read, '/tmp/f')
+    victim = tmp_path / 'victim'
+    victim.write_bytes(b'precious')
+    target = tmp_path / 'fetched'
+    target.symlink_to(victim)
+    conn.fetch_file('/tmp/f', str(target))
+    assert victim.read_bytes() == b'precious', 'the planted link was written through'
+    assert not target.is_symlink() and target.read_bytes() == data
+    assert target.stat().st_mode & 0o777 == 0o600
+    agent.fail['guest-file-read'] = AgentError('agent went away')
+    with pytest.raises(AnsibleConnectionFailure, match='cannot fetch'):
+        conn.fetch_file('/tmp/f', str(tmp_path / 'partial'))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['fetched', 'victim'], 'a failed fetch leaves nothing'
