@@ -47,7 +47,7 @@ esac
 BUILD_PACKAGES=(libvirt-dev pkg-config gcc python3-dev python3-venv)
 PACKAGES=(
     libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
-    qemu-system-x86 qemu-utils ovmf
+    qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools
     "${BUILD_PACKAGES[@]}"
     dnsmasq-base iproute2 iptables bridge-utils kmod procps
     debootstrap busybox-static linux-image-amd64 e2fsprogs lvm2
