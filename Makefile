@@ -27,8 +27,12 @@ demo: setup
 # claims (the main venv's series: sanity only, its unit tier runs below). pytest runs last so the run
 # ends with its summary line: unit and integration tiers on the main venv's ansible-core.
 test: MATRIX_ARGS = --no-main-unit
+# The molecule lane runs kvm_host/default and every scenario of the roles changed since the last
+# release (scripts/molecule-changed.sh --list), beside the integration tier.
 test: setup lint matrix build galaxy-import changelog docs docs-lint image
-	HYPOTHESIS_PROFILE=ci python -m pytest -p no:cacheprovider $(ROOT)/tests/unit $(ROOT)/tests/integration -ra
+	changed=$$(bash $(ROOT)/scripts/molecule-changed.sh --list) && \
+	KVMOPS_MOLECULE="kvm_host/default $$changed" HYPOTHESIS_PROFILE=ci \
+		python -m pytest -p no:cacheprovider $(ROOT)/tests/unit $(ROOT)/tests/integration -ra
 
 unit: setup-python
 	python -m pytest -p no:cacheprovider $(ROOT)/tests/unit -ra

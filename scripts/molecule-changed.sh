@@ -14,8 +14,10 @@
 #   * a file under roles/<role>/ changed;
 #   * the shared molecule driver changed: tests/molecule/ (create, prepare, destroy, vars) or the guest
 #     image recipe tests/lab/image.sh: then every role;
-#   * a plugin the role's own files call by name (kvmops.kvm.<name>, outside its molecule/ directory)
-#     changed: the module or filter file, or a module_utils file it imports, directly or not.
+#   * a filter plugin the role's own files call by name (kvmops.kvm.<name>, outside its molecule/
+#     directory) changed: the filter file, or a module_utils file it imports, directly or not. Modules
+#     are not counted: the integration tier proves every module against the real libvirtd on each run,
+#     while the roles' filters hold role logic (grub settings, NFS exports) only the roles exercise.
 # Each scenario runs as tests/integration/conftest.py's molecule lane runs kvm_host/default:
 # `molecule test -s <scenario>` in roles/<role>, the virtualenv first on PATH, the checkout's
 # collection link in ANSIBLE_COLLECTIONS_PATH, a timeout of KVMOPS_MOLECULE_TIMEOUT seconds (2700),
@@ -144,11 +146,8 @@ def filter_names(path):
 
 
 def plugin_files(name):
-    """The code behind kvmops.kvm.NAME: a module, or the filter plugin file that defines the filter."""
+    """The code behind the filter kvmops.kvm.NAME: the filter plugin file that defines it (modules: none)."""
     found = set()
-    module = 'plugins/modules/%s.py' % name
-    if os.path.isfile(os.path.join(root, module)):
-        found.add(module)
     filters = 'plugins/filter'
     if os.path.isdir(os.path.join(root, filters)):
         found.update(path for path in files_under(filters) if path.endswith('.py') and name in filter_names(path))
@@ -203,8 +202,8 @@ else:
             if own:
                 shown = ', '.join(own[:5]) + (' and %d more' % (len(own) - 5) if len(own) > 5 else '')
                 reasons[role].append('its files changed: %s' % shown)
-            # plugins the role itself calls (its molecule scenarios boot guests with modules too, but
-            # those are the integration tier's and the kvm_host/default lane's to prove)
+            # filters the role itself calls (its modules, and the ones its scenarios boot guests with,
+            # are the integration tier's to prove)
             names = set()
             for path in files_under('roles/%s' % role):
                 if '/molecule/' in path or not path.endswith(('.yml', '.yaml', '.j2')):
@@ -215,7 +214,7 @@ else:
                 code |= plugin_files(name)
             touched = sorted(path for path in with_utils(code) if path in changed)
             if touched:
-                reasons[role].append('plugins it uses changed: %s' % ', '.join(touched))
+                reasons[role].append('filters it uses changed: %s' % ', '.join(touched))
 
 keys, missing = [], []
 for role in roles:

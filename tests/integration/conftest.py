@@ -156,8 +156,9 @@ def target_playbook(target, extra_vars_keys=()):
 # Role scenarios boot Debian guests under TCG and spend most of their time in the guest's dpkg; they run
 # in one background lane while the rest of the integration tier runs, and test_molecule.py (moved to
 # the end of the run) waits for each result. KVMOPS_MOLECULE names the scenarios (role/scenario, space
-# separated); `make molecule` runs every scenario of every role, one after the other.
-MOLECULE = os.environ.get('KVMOPS_MOLECULE', 'kvm_host/default').split()
+# separated, a repeated one runs once; `make test` adds scripts/molecule-changed.sh's choice to
+# kvm_host/default); `make molecule` runs every scenario of every role, one after the other.
+MOLECULE = list(dict.fromkeys(os.environ.get('KVMOPS_MOLECULE', 'kvm_host/default').split()))
 MOLECULE_TIMEOUT = int(os.environ.get('KVMOPS_MOLECULE_TIMEOUT', '2700'))
 MOLECULE_LOGS = os.path.join(ROOT, 'build', 'molecule')
 

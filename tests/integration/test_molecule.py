@@ -91,7 +91,7 @@ def test_changed_plugin_chooses_the_roles_calling_it(clone):
     touch(clone, 'plugins/filter/grub_serial.py')    # grub_serial_settings & co., called by serial_console only
     keys, reasons = changed(clone)
     assert keys == [key for key in ALL_SCENARIOS if key.startswith('serial_console/')], reasons
-    assert 'plugins it uses changed: plugins/filter/grub_serial.py' in reasons
+    assert 'filters it uses changed: plugins/filter/grub_serial.py' in reasons
 
 
 def test_changed_shared_driver_chooses_every_role(clone):
@@ -101,11 +101,23 @@ def test_changed_shared_driver_chooses_every_role(clone):
     assert 'shared molecule driver changed: tests/molecule/shared/destroy.yml' in reasons
 
 
-def test_changed_without_a_release_tag_chooses_every_role(clone):
+def test_changed_without_a_release_tag_compares_with_the_changelogs_last_release(clone):
+    # a clone without tags: the last commit that added a release to changelogs/changelog.yaml is the base
     subprocess.run(['git', '-C', str(clone), 'tag', '-d', '9.9.9'], capture_output=True, check=True)
+    released = subprocess.run(['git', '-C', str(clone), 'log', '-1', '--format=%h', '--', 'changelogs/changelog.yaml'],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    touch(clone, 'roles/nfs_storage/defaults/main.yml')
     keys, reasons = changed(clone)
-    assert sorted(keys) == ALL_SCENARIOS, reasons
-    assert 'no release tag' in reasons
+    assert keys == [key for key in ALL_SCENARIOS if key.startswith('nfs_storage/')], reasons
+    assert 'no release tag; the last release commit by changelogs/changelog.yaml, %s' % released in reasons
+
+
+def test_changed_module_does_not_choose_a_role(clone):
+    # modules are the integration tier's to prove (host_bridge calls kvm_bridge, nfs_storage kvm_pool)
+    touch(clone, 'plugins/modules/kvm_bridge.py')
+    touch(clone, 'plugins/module_utils/_pool.py')
+    keys, reasons = changed(clone)
+    assert keys == [], reasons
 
 
 def test_changed_refuses_an_unknown_base(clone):
