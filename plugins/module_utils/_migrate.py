@@ -454,13 +454,16 @@ def _volume_visible(conn, path, notes):
     return False
 
 
-def preflight(params, guest, source, dest, dest_name):
+def preflight(params, guest, source, dest, dest_name, cache=None):
     """Check one destination; returns ``dict(uri, ok, problems, notes, free_memory_bytes)``.
 
     ``source`` is the source's :func:`host_identity` (None: not compared), ``dest`` a LibvirtClient.
     Every check runs; all problems are returned. A destination whose URI names the source is never
-    connected to.
+    connected to. ``cache`` (a dict kept per destination by a caller that checks many guests) keeps the
+    destination's identity and domain-capability answers between calls; with ``source_host_cpu`` (the
+    source's host CPU XML) in it, host-passthrough guests are compared too (see :func:`_cpu_check`).
     """
+    cache = {} if cache is None else cache
     report = dict(uri=dest.uri, ok=False, problems=[], notes=[], free_memory_bytes=None, hostname=None)
     problems = report['problems']
     notes = report['notes']
@@ -473,7 +476,9 @@ def preflight(params, guest, source, dest, dest_name):
         problems.append('destination unreachable: %s' % exc.msg)
         return report
     # the same host (hostname and host UUID)
-    ident = host_identity(dest)
+    if 'ident' not in cache:
+        cache['ident'] = host_identity(dest)
+    ident = cache['ident']
     report['hostname'] = ident['hostname']
     reason = same_host(source, ident)
     if reason:
@@ -515,16 +520,24 @@ def preflight(params, guest, source, dest, dest_name):
         else:
             problems.append('cannot read free memory on the destination: %s' % error_text(exc))
     # hypervisor: domain type, arch and machine type
-    try:
-        conn.getDomainCapabilities(None, guest.arch, guest.machine, guest.virt_type, 0)
-    except libvirt.libvirtError as exc:
-        if _no_support(exc):
-            notes.append('domain capabilities: not reported by the destination driver')
-        else:
-            problems.append('the destination cannot run domain type %s, arch %s, machine %s: %s'
-                            % (guest.virt_type, guest.arch, guest.machine, error_text(exc)))
+    caps_key = ('domcaps', guest.arch, guest.machine, guest.virt_type)
+    if caps_key not in cache:
+        cache[caps_key] = (None, None)
+        try:
+            conn.getDomainCapabilities(None, guest.arch, guest.machine, guest.virt_type, 0)
+        except libvirt.libvirtError as exc:
+            if _no_support(exc):
+                cache[caps_key] = (None, 'domain capabilities: not reported by the destination driver')
+            else:
+                cache[caps_key] = ('the destination cannot run domain type %s, arch %s, machine %s: %s'
+                                   % (guest.virt_type, guest.arch, guest.machine, error_text(exc)), None)
+    problem, note = cache[caps_key]
+    if problem:
+        problems.append(problem)
+    if note:
+        notes.append(note)
     # CPU
-    _cpu_check(conn, guest, params, problems, notes)
+    _cpu_check(conn, guest, params, problems, notes, source_host_cpu=cache.get('source_host_cpu'))
     # storage
     for what, path in guest.files:
         if params.get('copy_storage') and what.startswith('disk'):
@@ -576,7 +589,14 @@ def _copy_target_check(conn, what, path, how, problems, notes):
                     'is %s so that libvirt can create it' % (what, path, directory))
 
 
-def _cpu_check(conn, guest, params, problems, notes):
+def _cpu_check(conn, guest, params, problems, notes, source_host_cpu=None):
+    """The guest's CPU against the destination.
+
+    A custom or host-model CPU goes through ``compareHypervisorCPU``. A host-passthrough (or maximum)
+    guest runs the source's host CPU: with ``source_host_cpu`` (the source's ``<cpu>`` of its
+    capabilities) the destination's host CPU must be the same or a superset (``compareCPU``);
+    without it, libvirt checks when the migration starts.
+    """
     if params['method'] != 'live':
         notes.append('CPU: not compared (offline migration)')
         return
@@ -586,6 +606,20 @@ def _cpu_check(conn, guest, params, problems, notes):
         notes.append('CPU: the guest names no CPU model (hypervisor default); not compared')
         return
     if mode in ('host-passthrough', 'maximum'):
+        if source_host_cpu:
+            try:
+                result = conn.compareCPU(source_host_cpu, 0)
+            except libvirt.libvirtError as exc:
+                notes.append('CPU: %s guest; the destination cannot compare host CPUs (%s); libvirt checks it when '
+                             'the migration starts' % (mode, error_text(exc)))
+                return
+            if result == _c('VIR_CPU_COMPARE_INCOMPATIBLE', 0):
+                problems.append('CPU: %s guest, and the destination host CPU lacks features of the source host CPU'
+                                % mode)
+            else:
+                notes.append('CPU: %s guest; the destination host CPU is %s the source host CPU' % (
+                    mode, 'identical to' if result == _c('VIR_CPU_COMPARE_IDENTICAL', 1) else 'a superset of'))
+            return
         notes.append('CPU: %s guests need the same host CPU on both sides; libvirt checks it when the migration starts'
                      % mode)
         return
@@ -826,8 +860,13 @@ class JobWatcher(object):
 # ------------------------------------------------------------------ the run
 class Migration(object):
 
-    def __init__(self, module, client, clients=None):
+    def __init__(self, module, client, clients=None, planned=None, source=None):
+        """``planned``: a passing preflight report of the one destination, made by a caller that placed many
+        guests (kvm_migrate_guests); the preflight is then not repeated. ``source``: the source's
+        :func:`host_identity`, when the caller has it already."""
         self.module = module
+        self.planned = planned
+        self.source = source
         self.params = module.params
         self.client = client
         self.record = ChangeSet(module)
@@ -917,8 +956,11 @@ class Migration(object):
         guest = GuestSnapshot(self.client, src_dom)
         result['uuid'] = guest.uuid
         problems = self._state_problems(guest)
-        source = host_identity(self.client)
-        reports = [preflight(params, guest, source, d, self.dest_name) for d in self.dests]
+        if self.planned is not None:
+            reports = [self.planned]
+        else:
+            source = self.source or host_identity(self.client)
+            reports = [preflight(params, guest, source, d, self.dest_name) for d in self.dests]
         result['preflight'] = reports
         if params.get('dest_candidates'):
             chosen, reason = choose_destination(reports)

@@ -23,6 +23,7 @@ TASKS = {
     'kvm_snapshot': {'guest': 'test', 'name': 'kvmops-group-check'},
     'kvm_network': {'name': 'kvmops-group-check', 'forward': 'isolated'},
     'kvm_migrate': {'name': 'test', 'destination_uri': 'qemu+ssh://kvmops-group-check.invalid/system'},
+    'kvm_migrate_guests': {'guests': ['test'], 'dest_candidates': ['qemu+ssh://kvmops-group-check.invalid/system']},
 }
 
 
