@@ -10,6 +10,7 @@ import re
 import socket
 
 from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
+from ansible_collections.kvmops.kvm.plugins.module_utils._addresses import SOURCES, domain_addresses
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import is_local_uri, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import (
     domain_facts,
@@ -26,6 +27,7 @@ GATHER_CHOICES = GATHER_DEFAULT + ['hardware']
 ARGUMENT_SPEC = dict(
     gather=dict(type='list', elements='str', choices=GATHER_CHOICES, default=GATHER_DEFAULT),
     name=dict(type='list', elements='str', default=[]),
+    address_sources=dict(type='list', elements='str', choices=list(SOURCES), default=list(SOURCES)),
 )
 
 
@@ -46,6 +48,13 @@ def name_patterns(patterns):
 
 def _matches(name, patterns):
     return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def domain_entry(client, dom, sources):
+    """A guest's facts with its addresses (``addresses``, ``address_errors``) from the shared reader."""
+    facts = domain_facts(client, dom)
+    facts.update(domain_addresses(client, dom, facts, sources))
+    return facts
 
 
 def host_facts(client):
@@ -99,7 +108,9 @@ def gather(client, params):
         result['host'] = host_facts(client)
     if 'domains' in wanted:
         doms = client.call('list domains', conn.listAllDomains, 0)
-        result['domains'] = sorted((domain_facts(client, d) for d in doms if _matches(d.name(), names)),
+        asked = params.get('address_sources', SOURCES)
+        sources = [s for index, s in enumerate(asked) if s not in asked[:index]]
+        result['domains'] = sorted((domain_entry(client, d, sources) for d in doms if _matches(d.name(), names)),
                                    key=lambda d: d['name'])
         found_any = found_any or bool(result['domains'])
     if 'networks' in wanted:

@@ -7,7 +7,8 @@ Private module (leading underscore): free to change between releases.
 
 :func:`gather` connects to each URI through the shared :class:`LibvirtClient`,
 describes every guest with the shared :func:`domain_facts` and every network
-with :func:`network_facts`, and looks up the guest's addresses from the
+with :func:`network_facts`, and reads the guest's addresses with the one shared
+reader, ``_addresses.read`` (which kvm_info and kvm_domain use too), from the
 sources the user chose, in the user's order. The result is plain data (lists
 and dicts of strings and numbers), so the inventory plugin can cache it.
 
@@ -22,97 +23,11 @@ import fnmatch
 import threading
 import time
 
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, LibvirtClient, error_text, is_local_uri, libvirt
+from ansible_collections.kvmops.kvm.plugins.module_utils._addresses import SOURCES, flatten, macs_of, pick_address, read
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, LibvirtClient, libvirt
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import domain_facts, network_facts
 
-ADDRESS_SOURCES = ('lease', 'agent', 'arp')
-
-
-def _source_flag(source):
-    return {
-        'lease': libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
-        'agent': libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
-        'arp': libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP,
-    }[source]
-
-
-def _family(addr_type):
-    return 'ipv6' if addr_type == libvirt.VIR_IP_ADDR_TYPE_IPV6 else 'ipv4'
-
-
-def interface_addresses(dom, source):
-    """Addresses libvirt reports for a running guest from one source.
-
-    Returns ``(addresses, error)``: a source that cannot answer (no guest
-    agent, an ARP table without the guest) is not an error of the inventory,
-    it is recorded as unavailable with libvirt's own message.
-    """
-    try:
-        found = dom.interfaceAddresses(_source_flag(source), 0) or {}
-    except libvirt.libvirtError as exc:
-        return [], error_text(exc)
-    addresses = []
-    for ifname, data in sorted(found.items()):
-        mac = (data.get('hwaddr') or '').lower() or None
-        for addr in data.get('addrs') or []:
-            if not addr.get('addr'):
-                continue
-            addresses.append(dict(
-                address=addr['addr'],
-                prefix=addr.get('prefix'),
-                family=_family(addr.get('type')),
-                mac=mac,
-                interface=ifname,
-                source=source,
-            ))
-    return addresses, None
-
-
-def proc_arp_addresses(macs, path='/proc/net/arp'):
-    """Complete IPv4 neighbour entries of this machine for the given MACs.
-
-    Used for a local URI when libvirt's own ARP source fails (libvirt 9.0 on
-    current kernels answers "wrong nlmsg len"): for a local URI this machine's
-    neighbour table is the hypervisor's.
-    """
-    wanted = set(m.lower() for m in macs if m)
-    found = []
-    try:
-        with open(path) as handle:
-            lines = handle.read().splitlines()[1:]
-    except (IOError, OSError):
-        return found
-    for line in lines:
-        fields = line.split()
-        if len(fields) < 6:
-            continue
-        ip, flags, mac, device = fields[0], fields[2], fields[3].lower(), fields[5]
-        if mac in wanted and int(flags, 16) & 0x2:
-            found.append(dict(address=ip, prefix=None, family='ipv4', mac=mac, interface=device, source='arp'))
-    return found
-
-
-def _usable(address, family):
-    if family != 'any' and address['family'] != family:
-        return False
-    ip = address['address']
-    if ip.startswith('127.') or ip == '::1':
-        return False
-    if address['family'] == 'ipv6' and ip.lower().startswith('fe80:'):
-        return False
-    return True
-
-
-def pick_address(by_source, order, family):
-    """The first usable address in the configured order of sources.
-
-    Returns ``(address, source)`` or ``(None, None)``.
-    """
-    for source in order:
-        for address in by_source.get(source, []):
-            if _usable(address, family):
-                return address['address'], source
-    return None, None
+ADDRESS_SOURCES = SOURCES
 
 
 def _matches(name, patterns):
@@ -160,22 +75,8 @@ def guest_record(client, dom, bridges, sources, family, hypervisor):
     and ARP data): untrusted, the inventory plugin marks the whole record unsafe before Ansible sees it.
     """
     facts = domain_facts(client, dom, details=False)
-    by_source = {}
-    unavailable = {}
-    if facts['active']:
-        for source in sources:
-            found, error = interface_addresses(dom, source)
-            if source == 'arp' and not found and is_local_uri(client.uri):
-                # libvirt 9.0's netlink neighbour dump fails ("wrong nlmsg len") or comes back
-                # empty on some kernels; the kernel's own table says the same thing.
-                found = proc_arp_addresses([i['mac'] for i in facts['interfaces']])
-                if error and not found:
-                    error = '%s (no entry in this host\'s ARP table either)' % error
-                elif found:
-                    error = None
-            by_source[source] = found
-            if error:
-                unavailable[source] = error
+    by_source, unavailable = read(client, dom, sources, macs_of(facts)) if facts['active'] else ({}, {})
+    facts.update(addresses=flatten(by_source, sources), address_errors=unavailable)
     interfaces = []
     networks = []
     for iface in facts['interfaces']:
@@ -211,7 +112,7 @@ def guest_record(client, dom, bridges, sources, family, hypervisor):
         max_memory_mib=(facts['memory']['max_kib'] or 0) // 1024,
         networks=networks,
         interfaces=interfaces,
-        addresses=[a for source in sources for a in by_source.get(source, [])],
+        addresses=facts['addresses'],
         address=address,
         address_source=address_source,
         address_errors=unavailable,

@@ -47,6 +47,20 @@ options:
     type: list
     elements: str
     default: []
+  address_sources:
+    description:
+      - Where to look for the addresses of each running guest (RV(domains[].addresses)), in this order.
+      - V(lease) - the DHCP leases of the libvirt network the interface is on (no guest software needed).
+      - V(agent) - the QEMU guest agent inside the guest (needs the agent channel and a running agent).
+      - V(arp) - the hypervisor's ARP/neighbour table (the guest must have sent traffic to the host); for a
+        local URI this host's C(/proc/net/arp) when libvirt's own ARP source fails or finds nothing.
+      - The same sources as the P(kvmops.kvm.libvirt#inventory) inventory plugin's C(address_sources), read by
+        the same code. An empty list reads no addresses.
+    type: list
+    elements: str
+    choices: [lease, agent, arp]
+    default: [lease, agent, arp]
+    version_added: 1.1.0
 '''
 
 EXAMPLES = r'''
@@ -65,6 +79,17 @@ EXAMPLES = r'''
     gather: [domains]
     name: [vm01-centos7]
   register: vm01
+
+- name: The addresses of one guest, from its DHCP lease only
+  kvmops.kvm.kvm_info:
+    gather: [domains]
+    name: [web01]
+    address_sources: [lease]
+  register: web01
+
+- name: Show them
+  ansible.builtin.debug:
+    msg: "{{ web01.domains[0].addresses | map(attribute='address') | list }}"
 
 - name: All hypervisors in a play, one URI
   kvmops.kvm.kvm_info:
@@ -294,6 +319,31 @@ domains:
       description: 'C(virsh domstats --balloon) for a running guest, KiB.'
       type: dict
       returned: always
+    addresses:
+      description:
+        - The IP addresses of a running guest, from the sources of O(address_sources) in that order (empty
+          for a guest that does not run, or before it has an address). An address may appear once per source.
+        - C(address) (an IP address in its compressed form), C(prefix) (a number or null), C(family) (V(ipv4)
+          or V(ipv6)), C(mac) (the MAC it was seen on, or null), C(interface) (the interface name the source
+          reports - the host's tap device for V(lease), the guest's own name for V(agent)) and C(source)
+          (V(lease), V(agent) or V(arp)).
+        - Untrusted - the guest agent and ARP answers are whatever the guest claims. A value that is not an
+          IP address is dropped, interface names are cut to 64 characters with control characters replaced
+          by C(?), and a source gives at most 256 entries.
+        - Loopback and IPv6 link-local addresses the guest agent reports are listed too.
+      type: list
+      elements: dict
+      returned: always
+      version_added: 1.1.0
+      sample: [{address: 192.168.122.50, prefix: 24, family: ipv4, mac: "52:54:00:a3:19:8b", interface: vnet0, source: lease}]
+    address_errors:
+      description:
+        - Per source that could not answer, libvirt's message (for example V(agent) - the guest has no guest
+          agent channel, or its agent is not running). A source that answered with nothing is not listed.
+      type: dict
+      returned: always
+      version_added: 1.1.0
+      sample: {agent: QEMU guest agent is not configured}
 networks:
   description: The virtual networks, sorted by name.
   returned: when V(networks) is gathered
