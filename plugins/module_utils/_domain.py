@@ -25,6 +25,7 @@ import os
 import re
 import time
 
+from ansible_collections.kvmops.kvm.plugins.module_utils._addresses import WAIT_FOR_SPEC, guest_addresses, wait_spec
 from ansible_collections.kvmops.kvm.plugins.module_utils._changes import ChangeSet
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, is_local_uri, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._domain_plan import (
@@ -114,6 +115,7 @@ ARGUMENT_SPEC = dict(
     force=dict(type='bool', default=False),
     shutdown_timeout=dict(type='int', default=120),
     restart=dict(type='str', choices=['never', 'if_needed'], default='never'),
+    wait_for=dict(type='dict', options=WAIT_FOR_SPEC),
     remove_storage=dict(type='bool', default=False),
     disks=dict(type='list', elements='dict', options=DISK_SPEC),
     interfaces=dict(type='list', elements='dict', options=NIC_SPEC),
@@ -796,6 +798,7 @@ class Manager(object):
     def run(self):
         params = self.params
         spec = validate(params, hide=self.hide)
+        spec['wait_for'] = wait_spec(params.get('wait_for'), params['state'])
         name = spec['name']
         dom = self.client.find_domain(name)
         if params['state'] == 'absent':
@@ -855,7 +858,12 @@ class Manager(object):
             facts.update(id=None, state='shutoff', state_reason='unknown', active=False, persistent=True,
                          autostart=bool(params['autostart']), vcpu_info=[], balloon={})
         self.changes.add_diff(**self.diff(name, current, desired if config_changes else current))
-        result = self.changes.result(domain=facts)
+        try:
+            found = guest_addresses(self.client, dom, name, facts, spec['wait_for'], check=self.check)
+        except KvmError as exc:   # wait_for timed out: what was done is reported with the failure
+            raise KvmError(exc.msg, **self.changes.result(domain=facts))
+        facts.update(addresses=found.pop('addresses'), address_errors=found.pop('address_errors'))
+        result = self.changes.result(domain=facts, **found)
         if self.warnings:
             result['warnings'] = self.warnings
         return result

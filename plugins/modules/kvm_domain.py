@@ -341,6 +341,54 @@ options:
       - On a running guest the change applies at the next boot (RV(pending_restart) lists V(serial_console)).
     type: bool
     version_added: 1.0.0
+  wait_for:
+    description:
+      - Wait, after everything else is done, until the running guest has an IP address - and, with
+        O(wait_for.port), until that TCP port accepts a connection - so that the next task can
+        C(ansible.builtin.add_host) it. The address is returned in RV(address) and all of the guest's addresses
+        in RV(domain.addresses).
+      - The task fails at O(wait_for.timeout) with a message naming what was missing (which source had no
+        address and why, or which address did not accept a connection on the port), together with what the task
+        changed.
+      - In check mode nothing is waited for; the addresses are read once.
+      - Refused with O(state) V(shutdown), V(destroyed), V(paused) or V(absent). With V(present) the guest must
+        already be running.
+      - The addresses of the V(agent) and V(arp) sources are what the guest claims; V(lease) (the host's own DHCP
+        server) is the one to trust first.
+    type: dict
+    version_added: 1.1.0
+    suboptions:
+      address:
+        description: Wait for an address. V(false) waits for nothing (so a variable can turn the wait off).
+        type: bool
+        default: true
+      sources:
+        description:
+          - Where to look for the address, in this order; the first usable address found wins.
+          - V(lease) - the DHCP leases of the libvirt network the interface is on (no guest software needed).
+          - V(agent) - the QEMU guest agent inside the guest (needs O(guest_agent) and a running agent).
+          - V(arp) - the hypervisor's ARP/neighbour table (the guest must have sent traffic to the host); for a
+            local URI this host's C(/proc/net/arp) when libvirt's own ARP source fails or finds nothing.
+          - The same sources, read by the same code, as the P(kvmops.kvm.libvirt#inventory) inventory plugin's.
+        type: list
+        elements: str
+        choices: [lease, agent, arp]
+        default: [lease, agent, arp]
+        aliases: [source]
+      family:
+        description: Which addresses count. Loopback and IPv6 link-local addresses never do.
+        type: str
+        choices: [ipv4, ipv6, any]
+        default: ipv4
+      port:
+        description:
+          - Also wait until this TCP port (V(22) for SSH) of the address accepts a connection, from the host the
+            module runs on. Each usable address is tried in order; the first that accepts is RV(address).
+        type: int
+      timeout:
+        description: Seconds to wait, at most 86400. V(0) looks once.
+        type: int
+        default: 300
   xml:
     description:
       - A full domain XML, as the alternative to the typed options.
@@ -427,6 +475,31 @@ EXAMPLES = r'''
             ssh_authorized_keys: ["{{ lookup('file', '~/.ssh/id_ed25519.pub') }}"]
     state: running
 
+- name: Create and start a guest, and wait until SSH answers at its DHCP address
+  kvmops.kvm.kvm_domain:
+    name: web02
+    memory: 2GiB
+    disks:
+      - path: /var/lib/libvirt/images/web02.qcow2
+        backing: /var/lib/libvirt/images/debian-12-genericcloud-amd64.qcow2
+        size: 20G
+    interfaces:
+      - source: default
+    cloud_init:
+      user_data: "{{ lookup('file', 'user-data.yml') }}"
+    state: running
+    wait_for:
+      sources: [lease, agent]
+      port: 22
+      timeout: 300
+  register: web02
+
+- name: Reach it in the next play
+  ansible.builtin.add_host:
+    name: web02
+    ansible_host: "{{ web02.address }}"
+    groups: [new_guests]
+
 - name: Raise the maximums and restart when needed
   kvmops.kvm.kvm_domain:
     name: vm01-centos7
@@ -490,6 +563,40 @@ domain:
     memballoon: {description: Balloon model., type: str, returned: success}
     vcpu_info: {description: Per-vCPU state of a running guest., type: list, elements: dict, returned: success}
     balloon: {description: Balloon statistics of a running guest (KiB)., type: dict, returned: success}
+    addresses:
+      description:
+        - The IP addresses of a running guest (empty when it does not run or has none yet), from the sources of
+          O(wait_for.sources) in that order (V(lease), V(agent), V(arp) without O(wait_for)), each entry with
+          C(address), C(prefix), C(family), C(mac), C(interface) and C(source), as in C(kvm_info)'s C(domains).
+        - Untrusted data - the guest agent and ARP answers are whatever the guest claims. A value that is not an
+          IP address is dropped, interface names are cut to 64 characters with control characters replaced.
+      type: list
+      elements: dict
+      returned: success
+      version_added: 1.1.0
+      sample: [{address: 192.168.122.50, prefix: 24, family: ipv4, mac: "52:54:00:a3:19:8b", interface: vnet0, source: lease}]
+    address_errors:
+      description: Per source that could not answer, libvirt's message.
+      type: dict
+      returned: success
+      version_added: 1.1.0
+      sample: {agent: QEMU guest agent is not configured}
+address:
+  description:
+    - The address O(wait_for) waited for - the first usable one (of O(wait_for.family)) in the order of
+      O(wait_for.sources); with O(wait_for.port), the first that accepted a connection. In check mode the first
+      usable one of a single look, null when there is none yet.
+    - Untrusted data from the hypervisor (see RV(domain.addresses)).
+  returned: when O(wait_for) is given (and O(wait_for.address) is not false)
+  type: str
+  sample: 192.168.122.50
+  version_added: 1.1.0
+address_source:
+  description: Where RV(address) was found - V(lease), V(agent) or V(arp); null when there is no address.
+  returned: when O(wait_for) is given (and O(wait_for.address) is not false)
+  type: str
+  sample: lease
+  version_added: 1.1.0
 changes:
   description:
     - What was changed (or, in check mode, would be), one entry per change - C(scope), C(option), C(action),
