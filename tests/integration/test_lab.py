@@ -1,4 +1,8 @@
-"""The two-host lab (tests/lab/lab.sh): a second real libvirtd for migration tests."""
+"""The multi-host lab (tests/lab/lab.sh): more real libvirtds for migration and remote-host tests.
+
+Runs a private lab instance (its own netns names, addresses and state dir), so stopping it here never
+stops the default lab another test module may be using.
+"""
 
 import os
 import subprocess
@@ -6,10 +10,10 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import osless_virt_type
+from lab_instance import LAB, LabInstance
 
-LAB = os.path.join(ROOT, 'tests', 'lab', 'lab.sh')
-LAB_URI = 'qemu+tcp://10.254.77.2/system'
+IMAGES = '/var/lib/libvirt/images'
 
 GUEST = """
 <domain type='{virt_type}'>
@@ -22,99 +26,199 @@ GUEST = """
 """
 
 
-def lab(*args):
-    return subprocess.run(['bash', LAB] + list(args), capture_output=True, text=True, timeout=180, check=False)
+def _libvirt():
+    import libvirt
+    libvirt.registerErrorHandler(lambda *_: None, None)
+    return libvirt
 
 
 @pytest.fixture(scope='module')
-def lab_host():
-    import libvirt
-    started = lab('start')
-    assert started.returncode == 0, started.stdout + started.stderr
-    conn = libvirt.open(LAB_URI)
+def lab():
+    instance = LabInstance('kvmlt', '10.254.78', '/var/lib/kvmops-lab-test', 'kvmlt-')
+    instance.start()
     try:
-        yield conn
+        yield instance
     finally:
-        conn.close()
-        stopped = lab('stop')
+        stopped = instance.run('purge')
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
 
 
-def test_start_is_idempotent_and_status_reports_running(lab_host):
-    again = lab('start')
-    assert again.returncode == 0
-    assert lab('status').returncode == 0
-
-
-def test_second_host_has_its_own_identity(lab_host, conn):
-    assert lab_host.getHostname() != conn.getHostname()
-    from lxml import etree
-    uuid_lab = etree.fromstring(lab_host.getCapabilities().encode()).findtext('host/uuid')
-    uuid_main = etree.fromstring(conn.getCapabilities().encode()).findtext('host/uuid')
-    assert uuid_lab and uuid_main and uuid_lab != uuid_main
-
-
-def test_kvm_info_reaches_the_lab_host(lab_host, playbook, tmp_path):
-    path = tmp_path / 'play.yml'
-    path.write_text(
-        '- hosts: localhost\n  gather_facts: false\n  tasks:\n'
-        '    - name: info\n      kvmops.kvm.kvm_info:\n        uri: "%s"\n        gather: [host]\n' % LAB_URI)
-    result = playbook(str(path))
-    assert result.rc == 0, result.stdout[-2000:]
-    host = result.task('info')['host']
-    assert host['hostname'] == lab_host.getHostname()
-    assert host['virtualization']['local'] is False
-
-
-def test_live_migration_between_the_two_hosts(lab_host, conn, unique):
-    import libvirt
-    virt_type = 'qemu'
+@pytest.fixture(scope='module')
+def conns(lab):
+    libvirt = _libvirt()
+    opened = dict((host, libvirt.open(lab.uri(host))) for host in ('host2', 'host3', 'host4'))
     try:
-        conn.getDomainCapabilities(None, 'x86_64', None, 'kvm', 0)
-        virt_type = 'kvm'
-    except libvirt.libvirtError:
-        pass
-    dom = conn.createXML(GUEST.format(virt_type=virt_type, name=unique), 0)
-    moved = None
-    try:
-        flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_UNSAFE
-        start = time.monotonic()
-        moved = dom.migrate(lab_host, flags, None, 'tcp://10.254.77.2', 0)
-        elapsed = time.monotonic() - start
-        assert moved.isActive()
-        assert moved.state()[0] == libvirt.VIR_DOMAIN_RUNNING
-        names = [d.name() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
-        assert unique not in names
-        assert elapsed < 120
+        yield opened
     finally:
-        for handle in (moved, dom):
+        for handle in opened.values():
             try:
-                if handle is not None:
-                    handle.destroy()
+                handle.close()
             except libvirt.libvirtError:
                 pass
 
 
-def test_stop_leaves_nothing_behind(lab_host):
-    stopped = lab('stop')
-    assert stopped.returncode == 0, stopped.stderr
-    assert lab('status').returncode == 3
-    netns = subprocess.run(['ip', 'netns', 'list'], capture_output=True, text=True, check=False).stdout
-    assert 'kvmlab' not in netns
-    links = subprocess.run(['ip', '-o', 'link'], capture_output=True, text=True, check=False).stdout
-    assert 'kvmlab0' not in links
+def test_default_uris_are_unchanged():
+    """The default lab keeps the two-host lab's URIs (other tests and docs use them); no root needed."""
+    out = subprocess.run(['bash', LAB, 'uris'], capture_output=True, text=True, check=True).stdout
+    assert 'lab host2 URI (from main host):  qemu+tcp://10.254.77.2/system\n' in out
+    assert 'lab host3 URI (from main host):  qemu+tcp://10.254.77.6/system\n' in out
+    assert 'qemu+ssh://root@10.254.77.10/system?keyfile=/var/lib/kvmops-lab/host4/ssh/id_ed25519' in out
+    assert 'migrate URI host2 -> main:        tcp://10.254.77.1\n' in out
+    only2 = subprocess.run(['bash', LAB, 'uris', 'host2'], capture_output=True, text=True, check=True).stdout
+    assert 'host3' not in only2 and 'host4' not in only2
+    bad = subprocess.run(['bash', LAB, 'start', 'host9'], capture_output=True, text=True, check=False)
+    assert bad.returncode == 2
 
 
-def test_kvm_info_against_the_stopped_daemon_fails_in_one_line(lab_host, playbook, tmp_path):
-    assert lab('stop').returncode == 0
+def test_start_is_idempotent_and_status_reports_running(lab):
+    again = lab.run('start')
+    assert again.returncode == 0, again.stderr
+    assert 'already running' in again.stderr
+    status = lab.run('status')
+    assert status.returncode == 0, status.stdout
+    assert status.stdout.count('running: host') == 3
+
+
+def test_every_host_has_its_own_identity(lab, conns, conn):
+    from lxml import etree
+    names = [conn.getHostname()] + [conns[h].getHostname() for h in ('host2', 'host3', 'host4')]
+    assert names[1:] == [lab.hostname(h) for h in ('host2', 'host3', 'host4')]
+    assert len(set(names)) == 4
+    uuids = [etree.fromstring(c.getCapabilities().encode()).findtext('host/uuid')
+             for c in [conn] + list(conns.values())]
+    assert all(uuids) and len(set(uuids)) == 4
+
+
+def test_kvm_info_reaches_a_lab_host(lab, conns, playbook, tmp_path):
     path = tmp_path / 'play.yml'
     path.write_text(
         '- hosts: localhost\n  gather_facts: false\n  tasks:\n'
-        '    - name: info\n      kvmops.kvm.kvm_info:\n        uri: "%s"\n' % LAB_URI)
+        '    - name: info\n      kvmops.kvm.kvm_info:\n        uri: "%s"\n        gather: [host]\n' % lab.uri('host3'))
+    result = playbook(str(path))
+    assert result.rc == 0, result.stdout[-2000:]
+    host = result.task('info')['host']
+    assert host['hostname'] == conns['host3'].getHostname()
+    assert host['virtualization']['local'] is False
+
+
+def test_live_migration_around_the_three_hypervisors(lab, conns, conn, unique):
+    """main -> host2 -> host3 -> main: lab hosts reach each other directly, and the main host at one address."""
+    libvirt = _libvirt()
+    flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_UNSAFE
+    dom = conn.createXML(GUEST.format(virt_type=osless_virt_type(conn), name=unique), 0)
+    handles = [dom]
+    try:
+        start = time.monotonic()
+        on2 = dom.migrate(conns['host2'], flags, None, 'tcp://%s' % lab.addr('host2'), 0)
+        handles.append(on2)
+        on3 = on2.migrate(conns['host3'], flags, None, 'tcp://%s' % lab.addr('host3'), 0)
+        handles.append(on3)
+        assert on3.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+        assert unique not in [d.name() for d in conns['host2'].listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
+        back = on3.migrate2(conn, None, flags, None, 'tcp://%s' % lab.main_addr, 0)
+        handles.append(back)
+        assert conn.lookupByName(unique).state()[0] == libvirt.VIR_DOMAIN_RUNNING
+        assert unique not in [d.name() for d in conns['host3'].listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
+        assert time.monotonic() - start < 120
+    finally:
+        for handle in reversed(handles):
+            try:
+                handle.destroy()
+            except libvirt.libvirtError:
+                pass
+
+
+def _accepted_logins(lab):
+    with open(os.path.join(lab.state_dir('host4'), 'log', 'sshd.log')) as handle:
+        return handle.read().count('Accepted publickey for root')
+
+
+def test_ssh_uri_is_a_real_ssh_transport(lab):
+    """host4 has no libvirtd listener: virsh reaches it through sshd, key-authenticated, host key verified."""
+    uri = lab.uri('host4')
+    assert uri.startswith('qemu+ssh://root@%s/system?' % lab.addr('host4'))
+    before = _accepted_logins(lab)
+    out = subprocess.run(['virsh', '-c', uri, 'hostname'], capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == lab.hostname('host4')
+    assert _accepted_logins(lab) == before + 1
+    # no TCP listener on host4: the ssh URI is the only way in
+    tcp = subprocess.run(['virsh', '-c', 'qemu+tcp://%s/system' % lab.addr('host4'), 'hostname'],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert tcp.returncode != 0
+    # real ssh underneath: another key is refused, and so is a host key that is not the lab's
+    ssh_dir = os.path.join(lab.state_dir('host4'), 'ssh')
+    base = ['ssh', '-F', 'none', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'GlobalKnownHostsFile=/dev/null',
+            '-o', 'StrictHostKeyChecking=yes']
+    target = 'root@%s' % lab.addr('host4')
+    good = subprocess.run(base + ['-o', 'UserKnownHostsFile=%s/known_hosts' % ssh_dir, '-i', '%s/id_ed25519' % ssh_dir,
+                                  target, 'hostname'], capture_output=True, text=True, timeout=60, check=False,
+                          stdin=subprocess.DEVNULL)
+    assert good.returncode == 0 and good.stdout.strip() == lab.hostname('host4'), good.stderr
+    wrong_key = subprocess.run(base + ['-o', 'UserKnownHostsFile=%s/known_hosts' % ssh_dir,
+                                       '-i', '%s/ssh_host_ed25519_key' % ssh_dir, target, 'hostname'],
+                               capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+    assert wrong_key.returncode == 255 and 'Permission denied' in wrong_key.stderr, wrong_key.stderr
+    unknown_host = subprocess.run(base + ['-o', 'UserKnownHostsFile=/dev/null', '-i', '%s/id_ed25519' % ssh_dir,
+                                          target, 'hostname'], capture_output=True, text=True, timeout=60,
+                                  check=False, stdin=subprocess.DEVNULL)
+    assert unknown_host.returncode == 255 and 'Host key verification failed' in unknown_host.stderr
+
+
+def test_remote_host_images_are_private(lab, conns, unique):
+    """A file written into host4's images dir (over ssh, and as a libvirt volume) is not on the main host."""
+    wrapper = os.path.join(lab.state_dir('host4'), 'ssh', 'ssh')
+    path = '%s/%s.txt' % (IMAGES, unique)
+    wrote = subprocess.run([wrapper, 'root@%s' % lab.addr('host4'), 'echo kvmops >%s && cat %s' % (path, path)],
+                           capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+    try:
+        assert wrote.returncode == 0, wrote.stderr
+        assert wrote.stdout == 'kvmops\n'
+        assert not os.path.exists(path)
+        with open(os.path.join(lab.state_dir('host4'), 'images', unique + '.txt')) as handle:
+            assert handle.read() == 'kvmops\n'
+        pool = conns['host4'].storagePoolLookupByName('default')
+        pool.refresh(0)
+        assert unique + '.txt' in pool.listVolumes()
+        vol = pool.createXML("<volume><name>%s.raw</name><capacity unit='MiB'>1</capacity></volume>" % unique, 0)
+        try:
+            assert vol.path() == '%s/%s.raw' % (IMAGES, unique)
+            assert not os.path.exists(vol.path())
+            assert os.path.exists(os.path.join(lab.state_dir('host4'), 'images', unique + '.raw'))
+        finally:
+            vol.delete(0)
+    finally:
+        try:
+            os.unlink(os.path.join(lab.state_dir('host4'), 'images', unique + '.txt'))
+        except OSError:
+            pass
+
+
+def test_stop_leaves_nothing_behind(lab, conns):
+    stopped = lab.run('stop', 'host3')
+    assert stopped.returncode == 0, stopped.stderr
+    assert lab.run('status', 'host3').returncode == 3
+    assert lab.run('status', 'host2', 'host4').returncode == 0
+    stopped = lab.run('stop')
+    assert stopped.returncode == 0, stopped.stderr
+    assert lab.run('status').returncode == 3
+    netns = subprocess.run(['ip', 'netns', 'list'], capture_output=True, text=True, check=False).stdout
+    assert 'kvmlt' not in netns
+    links = subprocess.run(['ip', '-o', 'link'], capture_output=True, text=True, check=False).stdout
+    assert 'kvmlt' not in links
+    leftovers = subprocess.run(['pgrep', '-f', lab.state_dir('host4')], capture_output=True, text=True, check=False)
+    assert leftovers.stdout == ''
+
+
+def test_kvm_info_against_the_stopped_daemon_fails_in_one_line(lab, playbook, tmp_path):
+    lab.stop()
+    uri = lab.uri('host2')
+    path = tmp_path / 'play.yml'
+    path.write_text(
+        '- hosts: localhost\n  gather_facts: false\n  tasks:\n'
+        '    - name: info\n      kvmops.kvm.kvm_info:\n        uri: "%s"\n' % uri)
     result = playbook(str(path))
     assert result.rc != 0
     msg = result.task('info')['msg']
-    assert msg.startswith('cannot connect to libvirt at %s: ' % LAB_URI), msg
+    assert msg.startswith('cannot connect to libvirt at %s: ' % uri), msg
     assert '\n' not in msg and 'Traceback' not in result.stdout
-    restarted = lab('start')          # leave it running for the fixture's own stop
-    assert restarted.returncode == 0

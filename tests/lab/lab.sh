@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# tests/lab/lab.sh - two-host libvirt lab for migration tests.
+# tests/lab/lab.sh - multi-host libvirt lab for migration and remote-hypervisor tests.
 #
-# Builds a second libvirt "host" (host2) on this machine:
-#   * network namespace  $KVMLAB_NETNS  joined to the main host by a veth pair
-#       main side  $KVMLAB_VETH_HOST  $KVMLAB_HOST_ADDR/$KVMLAB_PREFIXLEN
-#       lab side   $KVMLAB_VETH_LAB   $KVMLAB_LAB_ADDR/$KVMLAB_PREFIXLEN (inside the netns)
+# Builds up to three more libvirt "hosts" on this machine, each one:
+#   * a network namespace joined to the main host by a veth pair
+#       main side  <main veth>  NET.(4i+1)/30  (i = 0 for host2, 1 for host3, 2 for host4)
+#       lab side   <lab veth>   NET.(4i+2)/30  (inside the netns)
+#     plus an unnumbered veth pair to every other running lab host (one /32
+#     route each way), so lab hosts reach each other directly, and the main
+#     host address NET.1 is reachable from every lab host
 #   * private mount + UTS namespaces, kept alive by a "holder" process
-#     (sleep infinity) whose pid is recorded in $KVMLAB_STATE_DIR/holder.pid
+#     (sleep infinity) whose pid is recorded in <state dir>/holder.pid
 #   * private /run/libvirt (tmpfs), /etc/libvirt, /var/lib/libvirt/qemu,
 #     /var/log/libvirt, /var/cache/libvirt, /etc/hosts and a /sys showing the
-#     lab netns; /var/lib/libvirt/images stays SHARED (the "shared storage")
+#     lab netns
 #   * its own hostname and a fixed host_uuid (generated once, kept in the
-#     state dir), its own virtlogd + libvirtd (TCP listener on the lab address)
+#     state dir), its own virtlogd + libvirtd
 #
-# Usage: lab.sh start|stop|status|purge|uris
+#   host2, host3: /var/lib/libvirt/images SHARED with the main host ("shared
+#                 storage"); libvirtd TCP listener on the lab address
+#   host4:        PRIVATE /var/lib/libvirt/images (a bind mount of its state
+#                 dir) with a "default" pool on it; no TCP listener, reached
+#                 through a real sshd on the lab address (qemu+ssh://)
+#
+# Usage: lab.sh start|stop|status|purge|uris|env [HOST...]   (HOST: host2 host3 host4; default all)
 #   exit codes: 0 ok / running, 1 error, 2 usage, 3 not running (status)
 # See tests/lab/README.md.
 
@@ -23,22 +32,21 @@ PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 umask 022
 
-NETNS=${KVMLAB_NETNS:-kvmlab}
-STATE_DIR=${KVMLAB_STATE_DIR:-/var/lib/kvmops-lab/host2}
-HOST_ADDR=${KVMLAB_HOST_ADDR:-10.254.77.1}
-LAB_ADDR=${KVMLAB_LAB_ADDR:-10.254.77.2}
-PREFIXLEN=${KVMLAB_PREFIXLEN:-30}
-VETH_HOST=${KVMLAB_VETH_HOST:-kvmlab0}
-VETH_LAB=${KVMLAB_VETH_LAB:-kvmlab1}
-LAB_HOSTNAME=${KVMLAB_HOSTNAME:-kvmlab-host2}
+NETNS_BASE=${KVMLAB_NETNS:-kvmlab}
+NET=${KVMLAB_NET:-10.254.77}
+STATE_BASE=${KVMLAB_STATE_BASE:-/var/lib/kvmops-lab}
+HOSTNAME_PREFIX=${KVMLAB_HOSTNAME_PREFIX:-kvmlab-}
 TIMEOUT=${KVMLAB_TIMEOUT:-60}
 KEEP_ON_FAILURE=${KVMLAB_KEEP_ON_FAILURE:-0}
 
-LAB_URI="qemu+tcp://${LAB_ADDR}/system"
+ALL_HOSTS="host2 host3 host4"
+PREFIXLEN=30
+MAIN_ADDR="$NET.1"
 MAIN_URI="qemu:///system"
 # Private directories bind-mounted over the host paths inside the lab
-# mount namespace: "<dir under STATE_DIR>:<host path>".
-BIND_DIRS="etc:/etc/libvirt lib-qemu:/var/lib/libvirt/qemu log:/var/log/libvirt cache:/var/cache/libvirt"
+# mount namespace: "<dir under the state dir>:<host path>".
+BIND_DIRS_COMMON="etc:/etc/libvirt lib-qemu:/var/lib/libvirt/qemu log:/var/log/libvirt cache:/var/cache/libvirt"
+IMAGES=/var/lib/libvirt/images
 # Environment for everything started inside the lab (nothing leaks from the
 # caller, e.g. LIBVIRT_DEFAULT_URI).
 CLEAN_ENV="PATH=$PATH HOME=/root LANG=C.UTF-8"
@@ -49,12 +57,14 @@ die() { log "ERROR: $*"; exit 1; }
 
 usage() {
     cat >&2 <<EOF
-usage: $prog start|stop|status|purge|uris
-  start   build the lab (idempotent; repairs/cleans a half-started lab first)
-  stop    tear everything down: guests on host2, daemons, namespaces, veth
-  status  exit 0 if the lab is fully running, 3 if not (partial == not)
-  purge   stop, then delete the state dir (incl. host_uuid and logs)
+usage: $prog start|stop|status|purge|uris|env [HOST...]
+  HOST    host2, host3 or host4 (default: all three)
+  start   build the lab (idempotent; repairs/cleans a half-started host first)
+  stop    tear everything down: guests on the lab hosts, daemons, namespaces, veths
+  status  exit 0 if every named host is fully running, 3 if not (partial == not)
+  purge   stop, then delete the state dirs (incl. host_uuid and logs)
   uris    print the connection URIs
+  env     print the URIs and addresses as shell assignments (KVMLAB_HOST2_URI=...)
 EOF
     exit 2
 }
@@ -66,17 +76,6 @@ valid_name() {   # interface / netns names
     esac
     [ "${#1}" -le 15 ]
 }
-valid_ipv4() {
-    case $1 in
-        *[!0-9.]* | *..* | .* | *.) return 1 ;;
-    esac
-    # shellcheck disable=SC2046  # word splitting on '.' is intended
-    set -- $(printf '%s' "$1" | tr '.' ' ')
-    [ $# -eq 4 ] || return 1
-    for o in "$@"; do
-        [ "$o" -le 255 ] 2>/dev/null || return 1
-    done
-}
 valid_hostname() {
     case $1 in
         '' | -* | *[!A-Za-z0-9.-]*) return 1 ;;
@@ -85,28 +84,65 @@ valid_hostname() {
 }
 
 validate_config() {
-    valid_name "$NETNS" || die "bad KVMLAB_NETNS: $NETNS"
-    valid_name "$VETH_HOST" || die "bad KVMLAB_VETH_HOST: $VETH_HOST"
-    valid_name "$VETH_LAB" || die "bad KVMLAB_VETH_LAB: $VETH_LAB"
-    valid_ipv4 "$HOST_ADDR" || die "bad KVMLAB_HOST_ADDR: $HOST_ADDR"
-    valid_ipv4 "$LAB_ADDR" || die "bad KVMLAB_LAB_ADDR: $LAB_ADDR"
-    valid_hostname "$LAB_HOSTNAME" || die "bad KVMLAB_HOSTNAME: $LAB_HOSTNAME"
-    case $PREFIXLEN in
-        '' | *[!0-9]*) die "bad KVMLAB_PREFIXLEN: $PREFIXLEN" ;;
+    # the longest derived names: "<base>4" (netns) and "<base>5" (veth)
+    valid_name "${NETNS_BASE}5" || die "bad KVMLAB_NETNS (letters, digits, _ . -; at most 14 characters): $NETNS_BASE"
+    case $NET in
+        *[!0-9.]* | *..* | .* | *.) die "bad KVMLAB_NET (three octets, e.g. 10.254.77): $NET" ;;
     esac
-    { [ "$PREFIXLEN" -ge 8 ] && [ "$PREFIXLEN" -le 30 ]; } ||
-        die "bad KVMLAB_PREFIXLEN: $PREFIXLEN"
+    # shellcheck disable=SC2046  # word splitting on '.' is intended
+    set -- $(printf '%s' "$NET" | tr '.' ' ')
+    [ $# -eq 3 ] || die "bad KVMLAB_NET (three octets, e.g. 10.254.77): $NET"
+    for o in "$@"; do
+        [ "$o" -le 255 ] 2>/dev/null || die "bad KVMLAB_NET: $NET"
+    done
+    valid_hostname "${HOSTNAME_PREFIX}host2" || die "bad KVMLAB_HOSTNAME_PREFIX: $HOSTNAME_PREFIX"
     case $TIMEOUT in
         '' | *[!0-9]*) die "bad KVMLAB_TIMEOUT: $TIMEOUT" ;;
     esac
-    case $STATE_DIR in
+    case $STATE_BASE in
         /?*) ;;
-        *) die "KVMLAB_STATE_DIR must be an absolute path: $STATE_DIR" ;;
+        *) die "KVMLAB_STATE_BASE must be an absolute path: $STATE_BASE" ;;
     esac
-    case $STATE_DIR in
-        *[!A-Za-z0-9_./-]* | */../* | */..) die "bad KVMLAB_STATE_DIR: $STATE_DIR" ;;
+    case $STATE_BASE in
+        *[!A-Za-z0-9_./-]* | */../* | */.. | */./* | */.) die "bad KVMLAB_STATE_BASE: $STATE_BASE" ;;
+        / | /var | /var/lib | /etc | /usr | /run | /tmp | /root) die "refusing KVMLAB_STATE_BASE $STATE_BASE" ;;
     esac
-    [ "$HOST_ADDR" != "$LAB_ADDR" ] || die "host and lab address must differ"
+}
+
+# -------------------------------------------------------------- the hosts
+host_index() {   # host2 -> 0, host3 -> 1, host4 -> 2
+    case $1 in
+        host2) echo 0 ;;
+        host3) echo 1 ;;
+        host4) echo 2 ;;
+        *) return 1 ;;
+    esac
+}
+netns_of() { if [ "$1" -eq 0 ]; then echo "$NETNS_BASE"; else echo "$NETNS_BASE$(($1 + 2))"; fi; }
+lab_addr_of() { echo "$NET.$((4 * $1 + 2))"; }
+main_side_addr_of() { echo "$NET.$((4 * $1 + 1))"; }
+
+# Set the globals every function below works on, for one lab host.
+select_host() {
+    HOST=$1
+    IDX=$(host_index "$1") || die "unknown host: $1 (host2, host3 or host4)"
+    NETNS=$(netns_of "$IDX")
+    STATE_DIR=$STATE_BASE/$HOST
+    HOST_ADDR=$(main_side_addr_of "$IDX")
+    LAB_ADDR=$(lab_addr_of "$IDX")
+    VETH_HOST=$NETNS_BASE$((2 * IDX))
+    VETH_LAB=$NETNS_BASE$((2 * IDX + 1))
+    LAB_HOSTNAME=$HOSTNAME_PREFIX$HOST
+    BIND_DIRS=$BIND_DIRS_COMMON
+    SSH_DIR=$STATE_DIR/ssh
+    if [ "$HOST" = host4 ]; then
+        PRIVATE_IMAGES=1
+        BIND_DIRS="$BIND_DIRS images:$IMAGES"
+        LAB_URI="qemu+ssh://root@${LAB_ADDR}/system?keyfile=$SSH_DIR/id_ed25519&command=$SSH_DIR/ssh"
+    else
+        PRIVATE_IMAGES=0
+        LAB_URI="qemu+tcp://${LAB_ADDR}/system"
+    fi
 }
 
 need_root() {
@@ -118,11 +154,21 @@ need_tools() {
         timeout stat virsh libvirtd virtlogd; do
         command -v "$t" >/dev/null 2>&1 || die "missing tool: $t"
     done
+    case " $HOSTS " in
+        *" host4 "*)
+            for t in /usr/sbin/sshd ssh ssh-keygen; do
+                command -v "$t" >/dev/null 2>&1 ||
+                    die "missing tool: $t (host4 needs openssh-server and openssh-client)"
+            done
+            command -v virt-ssh-helper >/dev/null 2>&1 || command -v nc >/dev/null 2>&1 ||
+                die "missing tool: virt-ssh-helper or nc (the far side of libvirt's ssh transport)"
+            ;;
+    esac
 }
 
 # ------------------------------------------------------------ state helpers
-ns_path() { printf '/run/netns/%s' "$NETNS"; }
-ns_exists() { [ -e "$(ns_path)" ]; }
+ns_path() { printf '/run/netns/%s' "${1:-$NETNS}"; }
+ns_exists() { [ -e "$(ns_path "${1:-}")" ]; }
 ns_inode() { stat -L -c %i "$(ns_path)" 2>/dev/null; }
 # Alive = exists and is not a zombie (PID 1 may reap orphans only lazily).
 pid_alive() {
@@ -156,8 +202,8 @@ holder_pid() {
     printf '%s\n' "$_hp"
 }
 
-# Pid of a daemon (virtlogd/libvirtd) from its pid file in the lab's private
-# /run/libvirt, only if alive and in the holder's mount namespace.
+# Pid of a daemon (virtlogd/libvirtd/sshd) from its pid file in the lab's
+# private /run/libvirt, only if alive and in the holder's mount namespace.
 daemon_pid() {   # $1 holder pid, $2 daemon name
     _dp=$(read_pidfile "/proc/$1/root/run/libvirt/$2.pid")
     pid_alive "$_dp" || return 0
@@ -165,6 +211,11 @@ daemon_pid() {   # $1 holder pid, $2 daemon name
         "$(stat -L -c %i "/proc/$1/ns/mnt" 2>/dev/null)" ] || return 0
     [ "$(cat "/proc/$_dp/comm" 2>/dev/null)" = "$2" ] || return 0
     printf '%s\n' "$_dp"
+}
+
+# Daemons a lab host runs.
+daemons() {
+    if [ "$HOST" = host4 ]; then echo "virtlogd libvirtd sshd"; else echo "virtlogd libvirtd"; fi
 }
 
 # Run a command inside the lab (net + mount + UTS ns of the holder) with a
@@ -176,6 +227,7 @@ in_lab() {   # $1 holder pid, rest: command
     nsenter -t "$_h" -m -u -n -- env -i $CLEAN_ENV "$@" 9>&-
 }
 
+# The URI answers from the main host (for host4: through sshd).
 lab_responds() {
     timeout 15 virsh -q -c "$LAB_URI" hostname >/dev/null 2>&1 9>&-
 }
@@ -215,7 +267,7 @@ check_running() {
         echo "veth $VETH_HOST: missing or no address $HOST_ADDR"
         _ok=1
     fi
-    for _d in virtlogd libvirtd; do
+    for _d in $(daemons); do
         if [ -z "$(daemon_pid "$_hp" "$_d")" ]; then
             echo "$_d: not running"
             _ok=1
@@ -228,35 +280,88 @@ check_running() {
     return "$_ok"
 }
 
-print_uris() {
-    cat <<EOF
-lab host2 URI (from main host):  $LAB_URI
-main host URI:                    $MAIN_URI
-main host address (from lab):     $HOST_ADDR
-migrate URI main -> host2:        tcp://$LAB_ADDR
-migrate URI host2 -> main:        tcp://$HOST_ADDR
-example: virsh migrate --live --unsafe GUEST $LAB_URI tcp://$LAB_ADDR
+print_uris() {   # for the hosts in $HOSTS
+    for _h in $HOSTS; do
+        select_host "$_h"
+        if [ "$HOST" = host4 ]; then
+            cat <<EOF
+lab $HOST URI (from main host):  $LAB_URI
+  $HOST images are PRIVATE (not shared with the main host); ssh key $SSH_DIR/id_ed25519
 EOF
+        else
+            echo "lab $HOST URI (from main host):  $LAB_URI"
+        fi
+    done
+    cat <<EOF
+main host URI:                    $MAIN_URI
+main host address (from lab):     $MAIN_ADDR
+EOF
+    for _h in $HOSTS; do
+        select_host "$_h"
+        [ "$PRIVATE_IMAGES" = 1 ] && continue
+        echo "migrate URI main -> $HOST:        tcp://$LAB_ADDR"
+    done
+    for _h in $HOSTS; do
+        select_host "$_h"
+        [ "$PRIVATE_IMAGES" = 1 ] && continue
+        echo "migrate URI $HOST -> main:        tcp://$MAIN_ADDR"
+    done
+    for _h in $HOSTS; do
+        select_host "$_h"
+        [ "$PRIVATE_IMAGES" = 1 ] && continue
+        echo "example: virsh migrate --live --unsafe GUEST $LAB_URI tcp://$LAB_ADDR"
+        break
+    done
 }
 
-cmd_status() {
+print_env() {
+    echo "KVMLAB_MAIN_URI='$MAIN_URI'"
+    echo "KVMLAB_MAIN_ADDR='$MAIN_ADDR'"
+    for _h in $HOSTS; do
+        select_host "$_h"
+        _up=$(printf '%s' "$HOST" | tr '[:lower:]' '[:upper:]')
+        echo "KVMLAB_${_up}_URI='$LAB_URI'"
+        echo "KVMLAB_${_up}_ADDR='$LAB_ADDR'"
+        echo "KVMLAB_${_up}_HOSTNAME='$LAB_HOSTNAME'"
+        echo "KVMLAB_${_up}_STATE_DIR='$STATE_DIR'"
+        echo "KVMLAB_${_up}_NETNS='$NETNS'"
+        echo "KVMLAB_${_up}_SHARED_IMAGES='$((1 - PRIVATE_IMAGES))'"
+        if [ "$HOST" = host4 ]; then
+            echo "KVMLAB_${_up}_SSH_KEY='$SSH_DIR/id_ed25519'"
+            echo "KVMLAB_${_up}_SSH_KNOWN_HOSTS='$SSH_DIR/known_hosts'"
+            echo "KVMLAB_${_up}_SSH_COMMAND='$SSH_DIR/ssh'"
+        fi
+    done
+}
+
+host_status() {
     if _problems=$(check_running); then
         _hp=$(holder_pid)
-        echo "running: netns=$NETNS holder=$_hp" \
-            "virtlogd=$(daemon_pid "$_hp" virtlogd)" \
-            "libvirtd=$(daemon_pid "$_hp" libvirtd)" \
-            "hostname=$LAB_HOSTNAME state=$STATE_DIR"
-        print_uris
+        _line="running: $HOST netns=$NETNS holder=$_hp"
+        for _d in $(daemons); do
+            _line="$_line $_d=$(daemon_pid "$_hp" "$_d")"
+        done
+        echo "$_line hostname=$LAB_HOSTNAME state=$STATE_DIR"
         return 0
     fi
     if ns_exists || [ -e "$STATE_DIR/holder.pid" ] ||
         ip link show dev "$VETH_HOST" >/dev/null 2>&1; then
-        echo "not running (partial leftovers present; run '$prog stop' or '$prog start'):"
+        echo "$HOST not running (partial leftovers present; run '$prog stop $HOST' or '$prog start $HOST'):"
     else
-        echo "not running"
+        echo "$HOST not running"
     fi
     [ -n "$_problems" ] && printf '%s\n' "$_problems" | sed 's/^/  /'
     return 3
+}
+
+cmd_status() {
+    _rc=0
+    for _h in $HOSTS; do
+        select_host "$_h"
+        host_status || _rc=3
+    done
+    [ "$_rc" -eq 0 ] && print_uris
+    return "$_rc"
 }
 
 # --------------------------------------------------------------------- stop
@@ -307,13 +412,15 @@ do_stop() {
             done
             kill_wait TERM 20 "$_lv" || kill_wait KILL 5 "$_lv" || true
         fi
-        _vl=$(daemon_pid "$_hp" virtlogd)
-        if [ -n "$_vl" ]; then
-            kill_wait TERM 10 "$_vl" || kill_wait KILL 5 "$_vl" || true
-        fi
+        for _d in virtlogd sshd; do
+            _vl=$(daemon_pid "$_hp" "$_d")
+            if [ -n "$_vl" ]; then
+                kill_wait TERM 10 "$_vl" || kill_wait KILL 5 "$_vl" || true
+            fi
+        done
     fi
 
-    # Whatever is left in the lab (qemu, dnsmasq, stray shells, the holder).
+    # Whatever is left in the lab (qemu, dnsmasq, ssh sessions, the holder).
     # shellcheck disable=SC2046  # list of numeric pids
     kill_wait TERM 10 $(lab_pids "$_hp") ||
         kill_wait KILL 5 $(lab_pids "$_hp") || true
@@ -325,7 +432,8 @@ do_stop() {
         ip netns del "$NETNS" 2>/dev/null ||
             log "WARNING: could not delete netns $NETNS"
     fi
-    # Deleting the netns destroys the lab end and with it the pair; be sure.
+    # Deleting the netns destroys the lab end and with it the pair (and the
+    # pairs to other lab hosts); be sure.
     _i=0
     while ip link show dev "$VETH_HOST" >/dev/null 2>&1 && [ "$_i" -lt 25 ]; do
         sleep 0.2
@@ -355,14 +463,23 @@ do_stop() {
     return "$_bad"
 }
 
-cmd_stop() {
+host_stop() {
     if ! ns_exists && [ ! -e "$STATE_DIR/holder.pid" ] &&
         ! ip link show dev "$VETH_HOST" >/dev/null 2>&1; then
-        log "not running"
+        log "$HOST not running"
         return 0
     fi
-    do_stop
-    log "stopped"
+    do_stop || return 1
+    log "stopped $HOST"
+}
+
+cmd_stop() {
+    _rc=0
+    for _h in $HOSTS; do
+        select_host "$_h"
+        host_stop || _rc=1
+    done
+    return "$_rc"
 }
 
 # -------------------------------------------------------------------- start
@@ -411,7 +528,7 @@ ensure_host_uuid() {
         _u=$(cat /proc/sys/kernel/random/uuid)
         uuid_valid "$_u" || die "cannot generate a uuid"
         printf '%s\n' "$_u" >"$STATE_DIR/host_uuid"
-        log "generated host_uuid $_u"
+        log "generated host_uuid $_u for $HOST"
     fi
     HOST_UUID=$_u
 }
@@ -439,19 +556,34 @@ prepare_state() {
     done
 
     # Fresh copy of the host's libvirt config on every start, minus anything
-    # that would make host2 a clone of the main host: persistent domain
-    # definitions (same names/UUIDs) and autostart links.
+    # that would make the lab host a clone of the main host: persistent domain
+    # definitions (same names/UUIDs) and autostart links. A host with private
+    # images gets no storage pools of the main host either (their paths are
+    # the main host's): it gets its own "default" pool after the start.
     rm -rf "${STATE_DIR:?}/etc.new"
     cp -a /etc/libvirt "$STATE_DIR/etc.new"
     find "$STATE_DIR/etc.new/qemu" -maxdepth 1 -type f -name '*.xml' -delete 2>/dev/null || true
     find "$STATE_DIR/etc.new" -path '*/autostart/*' -delete 2>/dev/null || true
+    if [ "$PRIVATE_IMAGES" = 1 ]; then
+        find "$STATE_DIR/etc.new/storage" -maxdepth 1 -type f -name '*.xml' -delete 2>/dev/null || true
+    fi
 
     _conf=$STATE_DIR/etc.new/libvirtd.conf
     touch "$_conf"
     sed -i -E '/^[[:space:]]*(listen_tls|listen_tcp|listen_addr|auth_tcp|host_uuid|host_uuid_source|tcp_port)[[:space:]]*=/d' "$_conf"
-    cat >>"$_conf" <<EOF
+    if [ "$PRIVATE_IMAGES" = 1 ]; then
+        cat >>"$_conf" <<EOF
 
-# ---- kvmops lab host2 (written by tests/lab/lab.sh) ----
+# ---- kvmops lab $HOST (written by tests/lab/lab.sh) ----
+# No network listener: clients come in through sshd (qemu+ssh://).
+listen_tls = 0
+listen_tcp = 0
+host_uuid = "$HOST_UUID"
+EOF
+    else
+        cat >>"$_conf" <<EOF
+
+# ---- kvmops lab $HOST (written by tests/lab/lab.sh) ----
 # SECURITY: unauthenticated, unencrypted TCP listener (auth_tcp = none).
 # Acceptable ONLY because listen_addr is the lab end of a private veth pair
 # inside the lab network namespace ($NETNS), reachable from this machine
@@ -463,13 +595,14 @@ listen_addr = "$LAB_ADDR"
 auth_tcp = "none"
 host_uuid = "$HOST_UUID"
 EOF
+    fi
 
     _qconf=$STATE_DIR/etc.new/qemu.conf
     touch "$_qconf"
     sed -i -E '/^[[:space:]]*(migration_address|migration_host)[[:space:]]*=/d' "$_qconf"
     cat >>"$_qconf" <<EOF
 
-# ---- kvmops lab host2 (written by tests/lab/lab.sh) ----
+# ---- kvmops lab $HOST (written by tests/lab/lab.sh) ----
 # Incoming migrations listen on / are advertised with the lab address (the
 # lab hostname does not resolve on the main host).
 migration_address = "$LAB_ADDR"
@@ -479,29 +612,119 @@ EOF
     rm -rf "${STATE_DIR:?}/etc"
     mv "$STATE_DIR/etc.new" "$STATE_DIR/etc"
 
-    # Private /etc/hosts: host's one plus both lab names.
+    # Private /etc/hosts: host's one plus the lab names.
     {
         cat /etc/hosts 2>/dev/null || true
         printf '\n# kvmops lab\n%s %s\n%s %s\n' \
-            "$LAB_ADDR" "$LAB_HOSTNAME" "$HOST_ADDR" "$(hostname)"
+            "$LAB_ADDR" "$LAB_HOSTNAME" "$MAIN_ADDR" "$(hostname)"
     } >"$STATE_DIR/hosts"
     chmod 0644 "$STATE_DIR/hosts"
+
+    if [ "$HOST" = host4 ]; then
+        prepare_ssh
+    fi
 }
 
+# sshd for host4: new host and client keys on every start, root login by key
+# only, from the main host's end of the veth only, no forwarding, no pty.
+prepare_ssh() {
+    rm -rf "${SSH_DIR:?}"
+    mkdir -m 0700 "$SSH_DIR"
+    ssh-keygen -q -t ed25519 -N '' -C "kvmlab-$HOST-host" -f "$SSH_DIR/ssh_host_ed25519_key" 9>&-
+    ssh-keygen -q -t ed25519 -N '' -C "kvmlab-$HOST-client" -f "$SSH_DIR/id_ed25519" 9>&-
+    printf 'restrict,from="%s" %s\n' "$HOST_ADDR" "$(cat "$SSH_DIR/id_ed25519.pub")" \
+        >"$SSH_DIR/authorized_keys"
+    chmod 0600 "$SSH_DIR/authorized_keys"
+    # known_hosts: "<addr> <type> <key>" (drop the comment)
+    printf '%s %s\n' "$LAB_ADDR" "$(cut -d' ' -f1,2 "$SSH_DIR/ssh_host_ed25519_key.pub")" \
+        >"$SSH_DIR/known_hosts"
+    cat >"$SSH_DIR/sshd_config" <<EOF
+# kvmops lab $HOST (written by tests/lab/lab.sh)
+ListenAddress $LAB_ADDR:22
+HostKey $SSH_DIR/ssh_host_ed25519_key
+PidFile /run/libvirt/sshd.pid
+AuthorizedKeysFile $SSH_DIR/authorized_keys
+AllowUsers root
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+UseDNS no
+AllowTcpForwarding no
+AllowAgentForwarding no
+AllowStreamLocalForwarding no
+X11Forwarding no
+PermitTunnel no
+PermitUserEnvironment no
+EOF
+    # The client side: real ssh, verifying the host key against the lab's own
+    # known_hosts (nothing read from or written to ~/.ssh). libvirt runs it
+    # through the URI's command= parameter.
+    cat >"$SSH_DIR/ssh" <<EOF
+#!/bin/sh
+exec ssh -F none -o UserKnownHostsFile=$SSH_DIR/known_hosts -o GlobalKnownHostsFile=/dev/null \\
+    -o StrictHostKeyChecking=yes -o BatchMode=yes -o IdentitiesOnly=yes \\
+    -o IdentityFile=$SSH_DIR/id_ed25519 "\$@"
+EOF
+    chmod 0700 "$SSH_DIR/ssh"
+}
+
+# The main host reaches lab host i at NET.(4i+2) over its veth pair; every lab
+# host reaches the main host at NET.1 (host2's main end; a /32 on the main
+# end of the others' pairs too).
 setup_network() {
     for _a in "$LAB_ADDR" "$HOST_ADDR"; do
         if ip -4 route show to match "$_a" 2>/dev/null | grep -v '^default' | grep -q .; then
-            die "$_a overlaps an existing route on this host; set KVMLAB_HOST_ADDR/KVMLAB_LAB_ADDR"
+            die "$_a overlaps an existing route on this host; set KVMLAB_NET"
         fi
     done
     ip netns add "$NETNS"
+    # ARP answers for any local address on any interface: the lab hosts
+    # reach each other's lab address over unnumbered pairs.
+    nsenter --net="$(ns_path)" sh -c 'echo 0 >/proc/sys/net/ipv4/conf/all/arp_ignore' 9>&-
     ip link add "$VETH_HOST" type veth peer name "$VETH_LAB"
     ip link set "$VETH_LAB" netns "$NETNS"
     ip addr add "$HOST_ADDR/$PREFIXLEN" dev "$VETH_HOST"
+    if [ "$HOST_ADDR" != "$MAIN_ADDR" ]; then
+        ip addr add "$MAIN_ADDR/32" dev "$VETH_HOST"
+    fi
     ip link set "$VETH_HOST" up
     ip -n "$NETNS" link set lo up
     ip -n "$NETNS" addr add "$LAB_ADDR/$PREFIXLEN" dev "$VETH_LAB"
     ip -n "$NETNS" link set "$VETH_LAB" up
+    if [ "$HOST_ADDR" != "$MAIN_ADDR" ]; then
+        ip -n "$NETNS" route add "$MAIN_ADDR/32" dev "$VETH_LAB" src "$LAB_ADDR"
+    fi
+}
+
+# An unnumbered veth pair between every two running lab hosts (named
+# "peer-<other host>" in each netns) with a /32 route to the other's lab
+# address, created when missing. Removing a netns removes its pairs.
+link_peers() {
+    for _a in $ALL_HOSTS; do
+        for _b in $ALL_HOSTS; do
+            [ "$(host_index "$_a")" -lt "$(host_index "$_b")" ] || continue
+            _na=$(netns_of "$(host_index "$_a")")
+            _nb=$(netns_of "$(host_index "$_b")")
+            if ! ns_exists "$_na" || ! ns_exists "$_nb"; then
+                continue
+            fi
+            ip -n "$_na" link show dev "peer-$_b" >/dev/null 2>&1 && continue
+            _aa=$(lab_addr_of "$(host_index "$_a")")
+            _ab=$(lab_addr_of "$(host_index "$_b")")
+            ip -n "$_nb" link del dev "peer-$_a" 2>/dev/null || true
+            ip link add "kvltp$$" type veth peer name "kvltq$$"
+            ip link set "kvltp$$" netns "$_na"
+            ip link set "kvltq$$" netns "$_nb"
+            ip -n "$_na" link set "kvltp$$" name "peer-$_b"
+            ip -n "$_nb" link set "kvltq$$" name "peer-$_a"
+            ip -n "$_na" link set "peer-$_b" up
+            ip -n "$_nb" link set "peer-$_a" up
+            ip -n "$_na" route replace "$_ab/32" dev "peer-$_b" src "$_aa"
+            ip -n "$_nb" route replace "$_aa/32" dev "peer-$_a" src "$_ab"
+        done
+    done
 }
 
 start_holder() {
@@ -525,8 +748,20 @@ start_holder() {
 start_daemons() {   # $1 holder pid
     in_lab "$1" virtlogd -d -p /run/libvirt/virtlogd.pid ||
         die "virtlogd failed to start"
-    in_lab "$1" libvirtd -d --listen -p /run/libvirt/libvirtd.pid ||
-        die "libvirtd failed to start; see $STATE_DIR/log/libvirtd.log"
+    if [ "$PRIVATE_IMAGES" = 1 ]; then
+        in_lab "$1" libvirtd -d -p /run/libvirt/libvirtd.pid ||
+            die "libvirtd failed to start; see $STATE_DIR/log/libvirtd.log"
+    else
+        in_lab "$1" libvirtd -d --listen -p /run/libvirt/libvirtd.pid ||
+            die "libvirtd failed to start; see $STATE_DIR/log/libvirtd.log"
+    fi
+    if [ "$HOST" = host4 ]; then
+        # privilege separation dir (the host's /run is shared with the lab)
+        mkdir -p /run/sshd
+        chmod 0755 /run/sshd
+        in_lab "$1" /usr/sbin/sshd -f "$SSH_DIR/sshd_config" -E "$STATE_DIR/log/sshd.log" ||
+            die "sshd failed to start; see $STATE_DIR/log/sshd.log"
+    fi
     _i=0
     while [ "$_i" -lt "$TIMEOUT" ]; do
         if [ -n "$(daemon_pid "$1" libvirtd)" ] && lab_responds; then
@@ -538,30 +773,39 @@ start_daemons() {   # $1 holder pid
     die "libvirtd not answering on $LAB_URI after ${TIMEOUT}s; see $STATE_DIR/log/libvirtd.log"
 }
 
+# host4: a "default" dir pool on its private images dir.
+define_pools() {   # $1 holder pid
+    [ "$PRIVATE_IMAGES" = 1 ] || return 0
+    if ! in_lab "$1" virsh -q -c qemu:///system pool-info default >/dev/null 2>&1; then
+        in_lab "$1" virsh -q -c qemu:///system pool-define-as default dir --target "$IMAGES" >/dev/null ||
+            die "cannot define the default pool on $HOST"
+    fi
+    in_lab "$1" virsh -q -c qemu:///system pool-start default >/dev/null 2>&1 || true
+}
+
 on_start_fail() {
     _rc=$?
     trap - EXIT
     if [ "$_rc" -ne 0 ]; then
         if [ "$KEEP_ON_FAILURE" = 1 ]; then
-            log "start failed (rc=$_rc); leaving the lab as is (KVMLAB_KEEP_ON_FAILURE=1)"
+            log "start of $HOST failed (rc=$_rc); leaving the lab as is (KVMLAB_KEEP_ON_FAILURE=1)"
         else
-            log "start failed (rc=$_rc); cleaning up"
+            log "start of $HOST failed (rc=$_rc); cleaning up $HOST"
             do_stop || true
         fi
     fi
     exit "$_rc"
 }
 
-cmd_start() {
+host_start() {
     if check_running >/dev/null; then
-        log "already running"
-        print_uris
+        log "$HOST already running"
         return 0
     fi
     if ns_exists || [ -e "$STATE_DIR/holder.pid" ] ||
         ip link show dev "$VETH_HOST" >/dev/null 2>&1; then
-        log "cleaning up leftovers of a previous run"
-        do_stop || die "could not clean up the previous lab; see warnings above"
+        log "cleaning up leftovers of a previous run of $HOST"
+        do_stop || die "could not clean up the previous $HOST; see warnings above"
     fi
     trap on_start_fail EXIT
     prepare_state
@@ -569,40 +813,65 @@ cmd_start() {
     start_holder
     _hp=$(holder_pid)
     start_daemons "$_hp"
+    define_pools "$_hp"
     trap - EXIT
     log "started $LAB_HOSTNAME (host_uuid $HOST_UUID) in netns $NETNS"
+}
+
+cmd_start() {
+    for _h in $HOSTS; do
+        select_host "$_h"
+        host_start
+    done
+    link_peers
     print_uris
 }
 
 cmd_purge() {
-    cmd_stop
-    case $STATE_DIR in
-        / | /var | /var/lib | /etc | /usr | /run) die "refusing to remove $STATE_DIR" ;;
-    esac
-    rm -rf "${STATE_DIR:?}"
-    log "removed $STATE_DIR"
+    cmd_stop || die "stop failed; state dirs kept"
+    for _h in $HOSTS; do
+        select_host "$_h"
+        rm -rf "${STATE_DIR:?}"
+        log "removed $STATE_DIR"
+    done
 }
 
 # --------------------------------------------------------------------- main
-[ $# -eq 1 ] || usage
+[ $# -ge 1 ] || usage
 case $1 in
-    start | stop | status | purge | uris) ;;
+    start | stop | status | purge | uris | env) ;;
     *) usage ;;
 esac
+CMD=$1
+shift
 validate_config
-if [ "$1" = uris ]; then
+HOSTS=
+for _h in "$@"; do
+    host_index "$_h" >/dev/null || usage
+    case " $HOSTS " in
+        *" $_h "*) ;;
+        *) HOSTS="$HOSTS $_h" ;;
+    esac
+done
+[ -n "$HOSTS" ] || HOSTS=$ALL_HOSTS
+HOSTS=${HOSTS# }
+if [ "$CMD" = uris ]; then
     print_uris
+    exit 0
+fi
+if [ "$CMD" = env ]; then
+    print_env
     exit 0
 fi
 need_root
 need_tools
 
 # Serialise concurrent invocations. fd 9 is closed for everything we spawn.
-mkdir -p "$STATE_DIR"
-exec 9>"$STATE_DIR/lock"
-flock -w 120 9 || die "another $prog is running (lock $STATE_DIR/lock)"
+mkdir -p "$STATE_BASE"
+exec 9>"$STATE_BASE/lock"
+flock -w 240 9 || die "another $prog is running (lock $STATE_BASE/lock)"
 
-case $1 in
+case $CMD in
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
