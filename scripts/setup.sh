@@ -49,7 +49,7 @@ PACKAGES=(
     libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
     qemu-system-x86 qemu-utils ovmf swtpm swtpm-tools
     "${BUILD_PACKAGES[@]}"
-    dnsmasq-base iproute2 iptables bridge-utils kmod procps
+    dnsmasq-base iproute2 iptables bridge-utils kmod procps openssh-server
     debootstrap busybox-static linux-image-amd64 e2fsprogs lvm2
     git make shellcheck
 )
