@@ -18,6 +18,7 @@ MODULES = os.path.join(ROOT, 'plugins', 'modules')
 TASKS = {
     'kvm_info': {'gather': ['host']},
     'kvm_domain': {'name': 'kvmops-group-check', 'memory': '128MiB', 'state': 'present'},
+    'kvm_guests': {'guests': [{'name': 'kvmops-group-check', 'memory': '128MiB'}], 'unlisted': 'ignore'},
     'kvm_pool': {'name': 'default-pool', 'state': 'active'},
     'kvm_volume': {'pool': 'default-pool', 'name': 'kvmops-group-check.qcow2', 'capacity': '1MiB'},
     'kvm_snapshot': {'guest': 'test', 'name': 'kvmops-group-check'},

@@ -1,0 +1,447 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) kvmops.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: kvm_guests
+short_description: Many declarative KVM guests in one task, each converged exactly as kvm_domain would
+version_added: 1.1.0
+description:
+  - One task describes many guests; the module converges all of them in one run, several at a time, and returns one
+    result per guest in M(kvmops.kvm.kvm_domain)'s shape. A hypervisor with many guests is converged without one
+    task (and one module start) per guest.
+  - Each guest takes exactly M(kvmops.kvm.kvm_domain)'s options and is converged by kvm_domain's own code, with the
+    same checks, the same idempotence, the same check and diff mode and the same secret masking.
+  - O(defaults) holds options shared by every guest; a guest's own value wins. The dictionaries O(guests[].graphics)
+    and O(guests[].cloud_init) are merged key by key; list options (O(guests[].disks), O(guests[].interfaces))
+    and every other option are taken whole from the guest when it gives them, else from O(defaults).
+  - Every guest (with O(defaults) merged) is checked against kvm_domain's options on its own. A guest whose options
+    are refused, or whose run fails, fails alone - the other guests are converged all the same (unless
+    O(fail_fast=true)), and the task fails at the end with a message naming every guest that failed.
+  - Guests on the host that O(guests) does not name are listed in RV(unlisted); they are never changed unless
+    O(unlisted=undefine).
+author:
+  - kvmops.kvm contributors (@kvmops)
+extends_documentation_fragment:
+  - kvmops.kvm.connection
+attributes:
+  check_mode:
+    support: full
+    description: Nothing is written for any guest (as kvm_domain's check mode); RV(results) says what would change.
+  diff_mode:
+    support: full
+    description:
+      - Each changed guest's persistent definition before and after (secrets masked as C(********)), one diff
+        section per guest, also in that guest's entry of RV(results).
+options:
+  concurrency:
+    description:
+      - How many guests are converged at the same time, each worker with its own libvirt connection. From 1 to 32.
+      - Guests wait on libvirt and QEMU far more than on the module, so a few workers cut the run time of many
+        guests; a guest's slow graceful shutdown does not hold up the others.
+    type: int
+    default: 4
+  fail_fast:
+    description:
+      - V(false) - a failed guest does not stop the others; every guest is tried.
+      - V(true) - after the first failure, guests not started yet are left alone (their RV(results) entry says
+        C(skipped)); those already in progress finish.
+    type: bool
+    default: false
+  unlisted:
+    description:
+      - What to do with the guests on the host that O(guests) does not name (the guests of other tasks, or ones
+        removed from the list).
+      - V(report) - list them in RV(unlisted) (name, state, persistent); nothing is changed.
+      - V(ignore) - do not look for them.
+      - V(undefine) - power off and undefine each persistent unlisted guest, as kvm_domain's O(kvmops.kvm.kvm_domain#module:state=absent)
+        does, keeping its disk images; transient guests are left as they are. Only when every listed guest
+        converged without failure. Use with care - it removes every guest the list does not name.
+    type: str
+    choices: [report, ignore, undefine]
+    default: report
+  defaults:
+    description:
+      - Options shared by every guest of O(guests) - any of kvm_domain's options except O(kvmops.kvm.kvm_domain#module:name).
+        A guest's own value wins.
+      - Types, choices and defaults are kvm_domain's; they are checked for each guest after the merge, so a bad
+        value fails the guests that use it (and only those).
+    type: dict
+    suboptions: &domain_options
+      autostart:
+        description: As O(kvmops.kvm.kvm_domain#module:autostart).
+        type: raw
+      cloud_init:
+        description: As O(kvmops.kvm.kvm_domain#module:cloud_init).
+        type: dict
+        suboptions:
+          directory:
+            description: As O(kvmops.kvm.kvm_domain#module:cloud_init.directory).
+            type: raw
+          meta_data:
+            description: As O(kvmops.kvm.kvm_domain#module:cloud_init.meta_data).
+            type: raw
+          network_config:
+            description: As O(kvmops.kvm.kvm_domain#module:cloud_init.network_config).
+            type: raw
+          user_data:
+            description: As O(kvmops.kvm.kvm_domain#module:cloud_init.user_data).
+            type: raw
+      cmdline:
+        description: As O(kvmops.kvm.kvm_domain#module:cmdline).
+        type: raw
+      cores:
+        description: As O(kvmops.kvm.kvm_domain#module:cores).
+        type: raw
+      cpu_mode:
+        description: As O(kvmops.kvm.kvm_domain#module:cpu_mode).
+        type: raw
+      disks:
+        description: As O(kvmops.kvm.kvm_domain#module:disks).
+        type: list
+        elements: dict
+        suboptions:
+          allocation:
+            description: As O(kvmops.kvm.kvm_domain#module:disks[].allocation).
+            type: raw
+          backing:
+            description: As O(kvmops.kvm.kvm_domain#module:disks[].backing).
+            type: raw
+          boot_order:
+            description: As O(kvmops.kvm.kvm_domain#module:disks[].boot_order).
+            type: raw
+          bus:
+            description: As O(kvmops.kvm.kvm_domain#module:disks[].bus).
+            type: raw
+          cache:
+            description: As O(kvmops.kvm.kvm_domain#module:disks[].cache).
+            type: raw
+          device:
+            description: As O(kvmops.kvm.kvm_domain#module:disks[].device).
+            type: raw
+          discard:
+            description: As O(kvmops.kvm.kvm_domain#module:disks[].discard).
+            type: raw
+          format:
+            description: As O(kvmops.kvm.kvm_domain#module:disks[].format).
+            type: raw
+          io:
+            description: As O(kvmops.kvm.kvm_domain#module:disks[].io).
+            type: raw
+          path:
+            description: As O(kvmops.kvm.kvm_domain#module:disks[].path).
+            type: raw
+          pool:
+            description: As O(kvmops.kvm.kvm_domain#module:disks[].pool).
+            type: raw
+          readonly:
+            description: As O(kvmops.kvm.kvm_domain#module:disks[].readonly).
+            type: raw
+          size:
+            description: As O(kvmops.kvm.kvm_domain#module:disks[].size).
+            type: raw
+          target:
+            description: As O(kvmops.kvm.kvm_domain#module:disks[].target).
+            type: raw
+          volume:
+            description: As O(kvmops.kvm.kvm_domain#module:disks[].volume).
+            type: raw
+      firmware:
+        description: As O(kvmops.kvm.kvm_domain#module:firmware).
+        type: raw
+      force:
+        description: As O(kvmops.kvm.kvm_domain#module:force).
+        type: raw
+      graphics:
+        description: As O(kvmops.kvm.kvm_domain#module:graphics).
+        type: dict
+        suboptions:
+          keymap:
+            description: As O(kvmops.kvm.kvm_domain#module:graphics.keymap).
+            type: raw
+          listen:
+            description: As O(kvmops.kvm.kvm_domain#module:graphics.listen).
+            type: raw
+          password:
+            description: As O(kvmops.kvm.kvm_domain#module:graphics.password).
+            type: raw
+          port:
+            description: As O(kvmops.kvm.kvm_domain#module:graphics.port).
+            type: raw
+          type:
+            description: As O(kvmops.kvm.kvm_domain#module:graphics.type).
+            type: raw
+      guest_agent:
+        description: As O(kvmops.kvm.kvm_domain#module:guest_agent).
+        type: raw
+      initrd:
+        description: As O(kvmops.kvm.kvm_domain#module:initrd).
+        type: raw
+      interfaces:
+        description: As O(kvmops.kvm.kvm_domain#module:interfaces).
+        type: list
+        elements: dict
+        suboptions:
+          link_state:
+            description: As O(kvmops.kvm.kvm_domain#module:interfaces[].link_state).
+            type: raw
+          mac:
+            description: As O(kvmops.kvm.kvm_domain#module:interfaces[].mac).
+            type: raw
+          mode:
+            description: As O(kvmops.kvm.kvm_domain#module:interfaces[].mode).
+            type: raw
+          model:
+            description: As O(kvmops.kvm.kvm_domain#module:interfaces[].model).
+            type: raw
+          source:
+            description: As O(kvmops.kvm.kvm_domain#module:interfaces[].source).
+            type: raw
+          type:
+            description: As O(kvmops.kvm.kvm_domain#module:interfaces[].type).
+            type: raw
+      kernel:
+        description: As O(kvmops.kvm.kvm_domain#module:kernel).
+        type: raw
+      machine:
+        description: As O(kvmops.kvm.kvm_domain#module:machine).
+        type: raw
+      max_memory:
+        description: As O(kvmops.kvm.kvm_domain#module:max_memory).
+        type: raw
+      max_vcpus:
+        description: As O(kvmops.kvm.kvm_domain#module:max_vcpus).
+        type: raw
+      memory:
+        description: As O(kvmops.kvm.kvm_domain#module:memory).
+        type: raw
+      os_variant:
+        description: As O(kvmops.kvm.kvm_domain#module:os_variant).
+        type: raw
+      remove_storage:
+        description: As O(kvmops.kvm.kvm_domain#module:remove_storage).
+        type: raw
+      restart:
+        description: As O(kvmops.kvm.kvm_domain#module:restart).
+        type: raw
+      serial_console:
+        description: As O(kvmops.kvm.kvm_domain#module:serial_console).
+        type: raw
+      shutdown_timeout:
+        description: As O(kvmops.kvm.kvm_domain#module:shutdown_timeout).
+        type: raw
+      sockets:
+        description: As O(kvmops.kvm.kvm_domain#module:sockets).
+        type: raw
+      state:
+        description: As O(kvmops.kvm.kvm_domain#module:state).
+        type: raw
+      threads:
+        description: As O(kvmops.kvm.kvm_domain#module:threads).
+        type: raw
+      uuid:
+        description: As O(kvmops.kvm.kvm_domain#module:uuid).
+        type: raw
+      vcpus:
+        description: As O(kvmops.kvm.kvm_domain#module:vcpus).
+        type: raw
+      virt_type:
+        description: As O(kvmops.kvm.kvm_domain#module:virt_type).
+        type: raw
+      wait_for:
+        description: As O(kvmops.kvm.kvm_domain#module:wait_for).
+        type: dict
+        suboptions:
+          address:
+            description: As O(kvmops.kvm.kvm_domain#module:wait_for.address).
+            type: raw
+          family:
+            description: As O(kvmops.kvm.kvm_domain#module:wait_for.family).
+            type: raw
+          port:
+            description: As O(kvmops.kvm.kvm_domain#module:wait_for.port).
+            type: raw
+          sources:
+            description: As O(kvmops.kvm.kvm_domain#module:wait_for.sources).
+            type: raw
+            aliases: [source]
+          timeout:
+            description: As O(kvmops.kvm.kvm_domain#module:wait_for.timeout).
+            type: raw
+      xml:
+        description: As O(kvmops.kvm.kvm_domain#module:xml).
+        type: raw
+  guests:
+    description:
+      - The guests, each with kvm_domain's options (see M(kvmops.kvm.kvm_domain) for what each does, its type,
+        choices and default). Names must be unique.
+      - Options are documented here without types because each guest's options (with O(defaults) merged) are
+        checked against kvm_domain's own types and choices on their own - a bad value fails only its guest.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      <<: *domain_options
+      name:
+        description: As O(kvmops.kvm.kvm_domain#module:name). Unique in the list.
+        type: str
+        required: true
+        aliases: [guest]
+notes:
+  - Secrets (graphics passwords, cloud-init data, the O(guests[].xml) text and the secrets inside it) are masked in the
+    whole task's output, whichever guest they belong to.
+  - One kvm_guests task costs one module start, however many guests it converges; a loop of kvm_domain tasks costs
+    one per guest (see the collection's tests/benchmarks/README.md).
+seealso:
+  - module: kvmops.kvm.kvm_domain
+  - module: kvmops.kvm.kvm_info
+'''
+
+EXAMPLES = r'''
+- name: Small guests, defined, started and autostarted in one task
+  kvmops.kvm.kvm_guests:
+    defaults:
+      memory: 1GiB
+      vcpus: 1
+      interfaces:
+        - source: default
+      state: running
+      autostart: true
+    guests:
+      - name: web1
+      - name: web2
+      - name: web3
+        memory: 2GiB
+        vcpus: 2
+
+- name: Guests with their own disks from one golden image, shared cloud-init
+  kvmops.kvm.kvm_guests:
+    concurrency: 4
+    defaults:
+      memory: 2GiB
+      vcpus: 2
+      interfaces:
+        - source: default
+      cloud_init:
+        user_data:
+          users:
+            - name: ops
+              ssh_authorized_keys: ["{{ lookup('file', '~/.ssh/id_ed25519.pub') }}"]
+      state: running
+    guests:
+      - name: db01
+        memory: 8GiB
+        disks:
+          - path: /var/lib/libvirt/images/db01.qcow2
+            backing: /var/lib/libvirt/images/debian-12-genericcloud-amd64.qcow2
+            size: 40G
+      - name: app01
+        disks:
+          - path: /var/lib/libvirt/images/app01.qcow2
+            backing: /var/lib/libvirt/images/debian-12-genericcloud-amd64.qcow2
+            size: 20G
+  register: fleet
+
+- name: Show what each guest did
+  ansible.builtin.debug:
+    msg: "{{ item.name }}: changed={{ item.changed }} pending_restart={{ item.pending_restart }}"
+  loop: "{{ fleet.results }}"
+  loop_control:
+    label: "{{ item.name }}"
+
+- name: Which guests on this host does the inventory not describe?
+  kvmops.kvm.kvm_guests:
+    guests: "{{ hypervisor_guests }}"
+  check_mode: true
+  register: drift
+
+- name: Report them
+  ansible.builtin.debug:
+    msg: "{{ drift.unlisted | map(attribute='name') | list }}"
+'''
+
+RETURN = r'''
+results:
+  description:
+    - One entry per guest of O(guests), in the same order, in the shape of M(kvmops.kvm.kvm_domain)'s result plus
+      RV(results[].name), RV(results[].failed) and RV(results[].msg).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name: {description: The guest's name., type: str, returned: always}
+    changed: {description: Whether this guest changed (in check mode, would change)., type: bool, returned: always}
+    changes:
+      description:
+        - This guest's changes, as kvm_domain's RV(kvmops.kvm.kvm_domain#module:changes) (scope, option, action,
+          before, after); for a failed guest, those recorded before the failure.
+      type: list
+      elements: dict
+      returned: always
+    pending_restart:
+      description: As kvm_domain's RV(kvmops.kvm.kvm_domain#module:pending_restart), for this guest.
+      type: list
+      elements: str
+      returned: always
+    domain:
+      description: The guest's facts afterwards, as kvm_domain's RV(kvmops.kvm.kvm_domain#module:domain).
+      type: dict
+      returned: when the guest did not fail
+    diff:
+      description: This guest's diff (diff mode), as kvm_domain returns it.
+      type: dict
+      returned: in diff mode, when the guest did not fail
+    failed: {description: True when this guest failed (its options were refused or its run failed)., type: bool, returned: when the guest failed}
+    msg: {description: Why the guest failed, or why it was skipped., type: str, returned: when the guest failed or was skipped}
+    skipped:
+      description: True when O(fail_fast=true) left this guest alone after another guest failed.
+      type: bool
+      returned: when the guest was skipped
+unlisted:
+  description:
+    - The guests on the host that O(guests) does not name, sorted by name. Empty with O(unlisted=ignore).
+    - With O(unlisted=undefine), each entry also holds C(changed), C(changes) and, when its removal failed,
+      C(failed) and C(msg).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name: {description: Guest name., type: str, returned: always}
+    state: {description: "running, paused or shutoff (before any O(unlisted=undefine))", type: str, returned: always}
+    persistent: {description: Whether the guest is defined (not transient)., type: bool, returned: always}
+  sample:
+    - {name: old-vm, state: shutoff, persistent: true}
+changed:
+  description: True when any guest changed (in check mode, would change).
+  returned: always
+  type: bool
+changes:
+  description: Every guest's RV(results[].changes) in one list, each entry with the key C(guest) (the guest's name) added.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {guest: web1, scope: config, option: definition, action: define, before: null, after: web1}
+    - {guest: web1, scope: live, option: state, action: start, before: shutoff, after: running}
+pending_restart:
+  description: Every guest's RV(results[].pending_restart) in one sorted list, as C(guests[<name>].<option>).
+  returned: always
+  type: list
+  elements: str
+  sample: ["guests[web1].max_vcpus"]
+'''
+
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import kvm_module
+from ansible_collections.kvmops.kvm.plugins.module_utils._fleet import ARGUMENT_SPEC, main as run_fleet
+
+
+def main():
+    module = kvm_module(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    run_fleet(module)
+
+
+if __name__ == '__main__':
+    main()
