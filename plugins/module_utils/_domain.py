@@ -171,6 +171,8 @@ KINDS = dict(
 
 def _argument_spec(option):
     """The argument-spec entry of a line of the XML option table."""
+    if option.spec is not None:   # a structured option declares its own entry
+        return dict(option.spec)
     spec = dict(type=KINDS[option.kind][0])
     if option.choices:
         spec['choices'] = list(option.choices)
@@ -238,7 +240,7 @@ def validate(params, hide=None):
     uuid = valid.uuid('uuid', params['uuid']) if params.get('uuid') else None
     if params.get('shutdown_timeout') is not None:
         valid.count('shutdown_timeout', params['shutdown_timeout'], minimum=0)
-    options = dict((option.name, KINDS[option.kind][1](option.name, params[option.name]))
+    options = dict((option.name, (option.check or KINDS[option.kind][1])(option.name, params[option.name]))
                    for option in OPTIONS if params.get(option.name) is not None)
     if 'memory' in options and 'max_memory' in options and options['memory'] > options['max_memory']:
         raise valid.ValidationError('memory (%d KiB) must not exceed max_memory (%d KiB)'
@@ -457,6 +459,9 @@ class Manager(object):
                 self.storage.append(('iso', ci))
         elif spec['cloud_init'] is not None:
             raise KvmError('cloud_init: the seed ISO is written on the managed host; use a local URI (%s is remote)' % self.client.uri)
+        for option in OPTIONS:
+            if option.preflight is not None and option.name in spec['options']:
+                option.preflight(spec['options'][option.name], self.local)
         if spec['options'].get('kernel') and self.local and not os.path.exists(spec['options']['kernel']):
             raise KvmError('kernel: %s does not exist' % spec['options']['kernel'])
         if spec['options'].get('initrd') and self.local and not os.path.exists(spec['options']['initrd']):
@@ -660,6 +665,9 @@ class Manager(object):
             self.client.call('updateDeviceFlags %s' % name, dom.updateDeviceFlags, to_string(action['xml']), LIVE)
         elif kind == 'detach':
             self._detach(dom, action, entry)
+        elif kind == 'call':   # a typed option's live API call (cputune: pin, scheduler), then read back
+            action['call'](self.client, dom)
+            entry['read_back'] = action['read_back'](self.xml(dom, inactive=False))
 
     def _online_vcpus(self, dom, count, entry):
         """Bring hot-added vCPUs online in the guest through the QEMU guest agent, when it has one."""
@@ -778,6 +786,8 @@ class Manager(object):
         if before.find('os/nvram') is not None or before.find("os[@firmware='efi']") is not None \
                 or before.find("os/loader[@type='pflash']") is not None:
             flags |= libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+        if before.find("devices/tpm/backend[@type='emulator']") is not None:   # its swtpm state goes too
+            flags |= getattr(libvirt, 'VIR_DOMAIN_UNDEFINE_TPM', 0)
         checkpoint_flag = getattr(libvirt, 'VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA', 0)
         if checkpoint_flag:
             try:

@@ -28,10 +28,13 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import (
     build_disk,
     build_graphics,
     build_nic,
+    check_combination,
     child,
+    cpuset_text,
     disk_differences,
     disk_view,
     ensure_balloon,
+    ensure_shared_memory,
     graphics_differences,
     graphics_view,
     has_agent_channel,
@@ -43,6 +46,7 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import (
     set_agent_channel,
     set_default_boot,
     set_serial_console,
+    shared_memory,
     skeleton,
     update_disk,
     update_nic,
@@ -259,6 +263,17 @@ def _plan_graphics(spec, base, changes):
                              before=dict((f, b) for f, b, _a in diffs), after=dict((f, a) for f, _b, a in diffs)))
 
 
+def _shown(value):
+    """A value for ``changes``: fields not given left out, cpusets as libvirt writes them."""
+    if isinstance(value, dict):
+        return dict((k, _shown(v)) for k, v in value.items() if v is not None)
+    if isinstance(value, tuple):
+        return cpuset_text(value)
+    if isinstance(value, list):
+        return [_shown(v) for v in value]
+    return value
+
+
 def plan_config(spec, current, ctx=None):
     """(new definition, config changes) for ``spec`` against the inactive XML ``current``.
 
@@ -303,7 +318,7 @@ def plan_config(spec, current, ctx=None):
         have = option.read(current) if current is not None else None
         option.write(base, wanted)
         if not creating and not option.compare(wanted, have, ctx):
-            changes.append(entry('config', option.name, 'set', before=have, after=wanted))
+            changes.append(entry('config', option.name, 'set', before=_shown(have), after=_shown(wanted)))
     if spec.get('disks') is not None:
         _plan_disks(spec, base, changes if not creating else [])
     if spec.get('cloud_init') is not None:
@@ -312,6 +327,11 @@ def plan_config(spec, current, ctx=None):
         _plan_nics(spec, base, changes if not creating else [])
     if spec.get('graphics') is not None:
         _plan_graphics(spec, base, changes if not creating else [])
+    check_combination(options, base, current)
+    # virtiofs needs the guest's RAM shared with virtiofsd: memfd + shared access, set for the user
+    if ensure_shared_memory(base) and not creating and not shared_memory(current):
+        changes.append(entry('config', 'filesystems', 'set', before=None,
+                             after=dict(memory_backing=dict(source='memfd', access='shared'))))
     if spec.get('guest_agent') is not None and set_agent_channel(base, spec['guest_agent']) and not creating:
         if has_agent_channel(current) != spec['guest_agent']:
             changes.append(entry('config', 'guest_agent', 'set', before=not spec['guest_agent'],
@@ -337,6 +357,45 @@ def plan_config(spec, current, ctx=None):
 
 
 # ---------------------------------------------------------------- live
+def _disk_spec_of(elem):
+    view = disk_view(elem)
+    return dict((k, v) for k, v in view.items() if k not in ('type', 'target'))
+
+
+def _call_action(option, call):
+    """A live API call of a typed option: ``(method, vcpu, value)`` as computed by the option's ``live``."""
+    method, vcpu, value = call
+    label = '%s.vcpupin[%d]' % (option, vcpu) if method == 'pinVcpuFlags' else option
+
+    def cpumap(client, cpus):
+        host = client.conn.getInfo()[2]
+        if cpus and max(cpus) >= host:
+            raise KvmError('%s: CPU %d does not exist on this host (%d CPUs)' % (label, max(cpus), host))
+        return tuple(cpus is None or i in cpus for i in range(host))
+
+    def do(client, dom):
+        name = dom.name()
+        if method == 'pinVcpuFlags':
+            client.call('pinVcpuFlags %s' % name, dom.pinVcpuFlags, vcpu, cpumap(client, value), 1)
+        elif method == 'pinEmulator':
+            client.call('pinEmulator %s' % name, dom.pinEmulator, cpumap(client, value), 1)
+        else:
+            client.call('setSchedulerParametersFlags %s' % name, dom.setSchedulerParametersFlags, value, 1)
+
+    def read_back(live):
+        from ansible_collections.kvmops.kvm.plugins.module_utils._facts import cputune_facts
+        view = cputune_facts(live) or {}
+        if method == 'pinVcpuFlags':
+            return next((p['cpuset'] for p in view.get('vcpupin', []) if p['vcpu'] == vcpu), None)
+        if method == 'pinEmulator':
+            return view.get('emulatorpin')
+        return dict((k, view.get(k)) for k in ('shares', 'period', 'quota'))
+
+    shown = cpuset_text(value) if isinstance(value, tuple) else value
+    return dict(kind='call', option=label, call=do, read_back=read_back, before=None,
+                after=shown if value is not None else 'all')
+
+
 def _disk_spec_of(elem):
     view = disk_view(elem)
     return dict((k, v) for k, v in view.items() if k not in ('type', 'target'))
@@ -368,6 +427,9 @@ def plan_live(spec, options, wanted, live, ctx=None, before=None):
                 actions.append(dict(kind='memory', option='memory', before=have, after=value))
             else:
                 pending.append('memory')
+        elif callable(option.live):   # a typed option with live API calls (cputune)
+            for call in option.live(value, live):
+                actions.append(_call_action(option.name, call))
         elif option.live == 'vcpus':
             live_max = OPTIONS_BY_NAME['max_vcpus'].read(live) or 0
             if have is not None and have < value <= live_max:

@@ -21,12 +21,26 @@ string comparison, so libvirt's defaults and generated addresses never count.
 from __future__ import annotations
 
 import copy
+import os
+import re
+import shutil
 
+from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import (
+    boot_facts,
+    cputune_facts,
     disk_facts,
+    enrolled_keys_of,
+    filesystem_facts,
     graphics_facts,
     interface_facts,
+    memory_backing_facts,
     memory_kib,
+    rng_facts,
+    secure_boot_of,
+    tpm_facts,
+    watchdog_facts,
 )
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import SECRET_MASK, etree, find_text
 
@@ -71,7 +85,8 @@ def _int(value):
 class Option(object):
     """One typed option of kvm_domain: its kind and choices, and where it lives in the domain XML."""
 
-    def __init__(self, name, kind, read, write, live=None, compare=None, choices=None):
+    def __init__(self, name, kind, read, write, live=None, compare=None, choices=None, spec=None, check=None,
+                 preflight=None):
         self.name = name
         self.kind = kind
         self.choices = choices
@@ -79,6 +94,9 @@ class Option(object):
         self.write = write
         self.live = live
         self.compare = compare or (lambda wanted, have, ctx: wanted == have)
+        self.spec = spec             # the argument-spec entry of a structured option (kind 'struct')
+        self.check = check           # its validation: (option name, value) -> normalized value; pure
+        self.preflight = preflight   # read-only host checks before any write: (value, local) -> None or KvmError
 
 
 def _read_memory(root):
@@ -164,6 +182,8 @@ def _read_firmware(root):
 def _write_firmware(root, value):
     os_node = path_node(root, 'os')
     if value == 'efi':
+        if _explicit_loader(root):   # an explicit pflash loader is EFI already (no auto-selection beside it)
+            return
         os_node.set('firmware', 'efi')
     else:
         os_node.attrib.pop('firmware', None)
@@ -210,6 +230,692 @@ def _write_topology(name):
     return write
 
 
+# ---------------------------------------------------------------- hardware options (issue 16)
+# Structured options: each line carries its argument-spec entry (``spec``), its validation (``check``), its
+# read (the view kvm_info's facts show), its write, its comparison by meaning and its read-only host checks.
+# A value is the normalized request: None in a field means "not given" (never compared, never written).
+STATE = dict(type='str', choices=['present', 'absent'], default='present')
+TAG_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.:-]{0,35}')
+CPUSET_RE = re.compile(r'\^?[0-9]{1,4}(-[0-9]{1,4})?(,\^?[0-9]{1,4}(-[0-9]{1,4})?)*')
+NODESET_RE = CPUSET_RE
+MAX_CPU = 4096
+
+
+def _fields_match(wanted, have, skip=('state',)):
+    """Every field the user gave (not None) equals the view's."""
+    return all(have.get(k) == v for k, v in wanted.items() if v is not None and k not in skip)
+
+
+def _single_device_compare(wanted, have, _ctx):
+    if wanted['state'] == 'absent':
+        return have is None
+    return have is not None and _fields_match(wanted, have)
+
+
+def _check_fields(option, raw, allowed):
+    value = dict(raw)
+    for key in list(value):
+        if key not in allowed:
+            value.pop(key)
+    return value
+
+
+def cpuset(option, value):
+    """A cpuset (``0-3,^2``) as the sorted tuple of CPUs it names; refused when malformed or empty."""
+    if not isinstance(value, str) or not CPUSET_RE.fullmatch(value.replace(' ', '')):
+        valid.refuse(option, "must be a cpuset such as '0-3,^2' or '1,5'", value)
+    cpus, excluded = set(), set()
+    for part in value.replace(' ', '').split(','):
+        target = excluded if part.startswith('^') else cpus
+        first, _sep, last = part.lstrip('^').partition('-')
+        first, last = int(first), int(last or first)
+        if last < first or last >= MAX_CPU:
+            valid.refuse(option, 'has an invalid range %s' % part, value)
+        target.update(range(first, last + 1))
+    result = tuple(sorted(cpus - excluded))
+    if not result:
+        valid.refuse(option, 'names no CPU', value)
+    return result
+
+
+def _cpuset_or_none(text):
+    try:
+        return cpuset('cpuset', text) if text else None
+    except KvmError:   # untrusted text from the hypervisor: unreadable is "something else"
+        return ('unreadable', text)
+
+
+def _devices(root):
+    return child(root, 'devices')
+
+
+def _host_file(option, path, local, what='file'):
+    if local and path and not os.path.exists(path):
+        raise KvmError('%s: %s %s does not exist on this host' % (option, what, path))
+
+
+# -- tpm
+TPM_SPEC = dict(type='dict', options=dict(
+    state=STATE,
+    model=dict(type='str', choices=['tpm-crb', 'tpm-tis']),
+    backend=dict(type='str', choices=['emulator', 'passthrough']),
+    version=dict(type='str', choices=['2.0', '1.2']),
+    persistent_state=dict(type='bool'),
+    device=dict(type='path'),
+))
+
+
+def _check_tpm(option, raw):
+    tpm = _check_fields(option, raw, TPM_SPEC['options'])
+    if tpm['state'] == 'absent':
+        return dict(state='absent')
+    if tpm.get('device'):
+        tpm['device'] = valid.abs_path(option + '.device', tpm['device'])
+        if tpm.get('backend') in (None, 'passthrough'):
+            tpm['backend'] = 'passthrough'
+        else:
+            valid.refuse(option + '.device', 'is for backend passthrough only')
+    if tpm.get('backend') == 'passthrough':
+        if not tpm.get('device'):
+            valid.refuse(option + '.device', 'required with backend passthrough (for example /dev/tpm0)')
+        for key in ('version', 'persistent_state'):
+            if tpm.get(key) is not None:
+                valid.refuse('%s.%s' % (option, key), 'is for backend emulator only')
+    return tpm
+
+
+def _write_tpm(root, tpm):
+    devices = _devices(root)
+    existing = devices.findall('tpm')
+    if tpm['state'] == 'absent':
+        for elem in existing:
+            devices.remove(elem)
+        return
+    elem = existing[0] if existing else None
+    if elem is None:
+        elem = etree.SubElement(devices, 'tpm')
+        elem.set('model', tpm.get('model') or 'tpm-crb')
+    elif tpm.get('model'):
+        elem.set('model', tpm['model'])
+    backend = elem.find('backend')
+    kind = tpm.get('backend') or (backend.get('type') if backend is not None else 'emulator')
+    if backend is None or backend.get('type') != kind:
+        remove(backend)
+        backend = etree.SubElement(elem, 'backend', type=kind)
+        if kind == 'emulator':
+            backend.set('version', tpm.get('version') or '2.0')
+    if kind == 'emulator':
+        if tpm.get('version'):
+            backend.set('version', tpm['version'])
+        if tpm.get('persistent_state') is not None:
+            backend.set('persistent_state', 'yes' if tpm['persistent_state'] else 'no')
+    else:
+        child(backend, 'device').set('path', tpm['device'])
+
+
+def _preflight_tpm(tpm, local):
+    if not local or tpm['state'] == 'absent':
+        return
+    if tpm.get('backend') == 'passthrough':
+        _host_file('tpm.device', tpm['device'], local, 'device')
+    elif tpm.get('backend') in (None, 'emulator') and not shutil.which('swtpm', path=os.environ.get('PATH', '') + ':/usr/bin:/usr/local/bin'):
+        raise KvmError('tpm: the emulator backend needs swtpm on this host (Debian/Ubuntu packages swtpm and swtpm-tools)')
+
+
+# -- firmware: Secure Boot through libvirt's auto-selection, or an explicit loader
+def _explicit_loader(root):
+    """The guest names its loader itself (a path, no auto-selection)."""
+    loader = root.find('os/loader')
+    return loader is not None and bool((loader.text or '').strip()) and root.find("os[@firmware]") is None
+
+
+def _feature(root, name, value):
+    os_node = path_node(root, 'os')
+    os_node.set('firmware', 'efi')
+    firmware = child(os_node, 'firmware')
+    node = firmware.find("feature[@name='%s']" % name)
+    if node is None:
+        node = etree.SubElement(firmware, 'feature', name=name)
+    node.set('enabled', 'yes' if value else 'no')
+
+
+def _write_secure_boot(root, value):
+    if _explicit_loader(root):
+        root.find('os/loader').set('secure', 'yes' if value else 'no')
+        if value:
+            child(child(root, 'features'), 'smm').set('state', 'on')
+        return
+    _feature(root, 'secure-boot', value)
+
+
+def _write_enrolled_keys(root, value):
+    _feature(root, 'enrolled-keys', value)
+
+
+def _read_loader(root):
+    return (find_text(root, 'os/loader') or '').strip() or None
+
+
+def _write_loader(root, value):
+    os_node = path_node(root, 'os')
+    secure = secure_boot_of(root)
+    if not value:
+        if _explicit_loader(root):
+            remove(os_node.find('loader'))
+            nvram = os_node.find('nvram')
+            if nvram is not None:
+                nvram.attrib.pop('template', None)
+            os_node.set('firmware', 'efi')
+            if secure is not None:
+                _feature(root, 'secure-boot', secure)
+        return
+    os_node.attrib.pop('firmware', None)
+    remove(os_node.find('firmware'))
+    loader = child(os_node, 'loader')
+    loader.text = value
+    loader.set('readonly', 'yes')
+    loader.set('type', 'pflash')
+    if secure:
+        loader.set('secure', 'yes')
+        child(child(root, 'features'), 'smm').set('state', 'on')
+
+
+def _write_nvram_template(root, value):
+    os_node = path_node(root, 'os')
+    nvram = os_node.find('nvram')
+    if not value:
+        if nvram is not None:
+            nvram.attrib.pop('template', None)
+            if not (nvram.text or '').strip() and not nvram.attrib:
+                remove(nvram)
+        return
+    child(os_node, 'nvram').set('template', value)
+
+
+def _path_preflight(option):
+    def preflight(value, local):
+        _host_file(option, value, local)
+    return preflight
+
+
+def _text_compare(wanted, have, _ctx):
+    return (wanted or None) == (have or None)
+
+
+# -- filesystems (virtiofs, 9p)
+FILESYSTEM_SPEC = dict(type='list', elements='dict', options=dict(
+    source=dict(type='path', required=True),
+    target=dict(type='str', required=True),
+    driver=dict(type='str', choices=['virtiofs', '9p'], default='virtiofs'),
+    readonly=dict(type='bool'),
+    accessmode=dict(type='str', choices=['passthrough', 'mapped', 'squash']),
+))
+
+
+def _check_filesystems(option, raw):
+    result, seen = [], set()
+    for index, item in enumerate(raw):
+        label = '%s[%d]' % (option, index)
+        fs = _check_fields(label, item, FILESYSTEM_SPEC['options'])
+        fs['source'] = valid.abs_path(label + '.source', fs['source'])
+        if not isinstance(fs['target'], str) or not TAG_RE.fullmatch(fs['target']):
+            valid.refuse(label + '.target', 'must be a mount tag of at most 36 letters, digits and _ . : -', fs['target'])
+        if fs['target'] in seen:
+            valid.refuse(label + '.target', 'duplicate mount tag', fs['target'])
+        seen.add(fs['target'])
+        if fs['driver'] == 'virtiofs' and fs.get('accessmode') not in (None, 'passthrough'):
+            valid.refuse(label + '.accessmode', 'virtiofs supports passthrough only', fs['accessmode'])
+        result.append(fs)
+    return result
+
+
+def _read_filesystems(root):
+    return [filesystem_facts(f) for f in root.findall('devices/filesystem')]
+
+
+def _compare_filesystems(wanted, have, _ctx):
+    by_tag = dict((f['target'], f) for f in have)
+    return len(wanted) == len(have) and all(
+        f['target'] in by_tag and _fields_match(f, by_tag[f['target']]) for f in wanted)
+
+
+def build_filesystem(fs):
+    elem = etree.Element('filesystem', type='mount', accessmode=fs.get('accessmode') or 'passthrough')
+    if fs['driver'] == 'virtiofs':
+        etree.SubElement(elem, 'driver', type='virtiofs')
+    else:
+        etree.SubElement(elem, 'driver', type='path')
+    etree.SubElement(elem, 'source', dir=fs['source'])
+    etree.SubElement(elem, 'target', dir=fs['target'])
+    if fs.get('readonly'):
+        etree.SubElement(elem, 'readonly')
+    return elem
+
+
+def _write_filesystems(root, wanted):
+    devices = _devices(root)
+    have = dict((filesystem_facts(f)['target'], f) for f in devices.findall('filesystem'))
+    for fs in wanted:
+        old = have.pop(fs['target'], None)
+        if old is not None and _fields_match(fs, filesystem_facts(old)):
+            continue
+        if old is not None:   # what the task does not give stays as it is
+            fs = dict(filesystem_facts(old), **dict((k, v) for k, v in fs.items() if v is not None))
+        fresh = build_filesystem(fs)
+        if old is not None:
+            for tag in ('address', 'alias', 'binary'):
+                for node in old.findall(tag):
+                    fresh.append(copy.deepcopy(node))
+            old.getparent().replace(old, fresh)
+        else:
+            same = devices.findall('filesystem')
+            if same:
+                same[-1].addnext(fresh)
+            else:
+                devices.append(fresh)
+    for elem in have.values():
+        devices.remove(elem)
+
+
+def _preflight_filesystems(wanted, local):
+    for index, fs in enumerate(wanted):
+        if local and not os.path.isdir(fs['source']):
+            raise KvmError('filesystems[%d].source: directory %s does not exist on this host' % (index, fs['source']))
+
+
+def shared_memory(root):
+    """Guest RAM is shared (virtiofs needs it): memoryBacking access shared, or every NUMA cell shared."""
+    if root.find("memoryBacking/access[@mode='shared']") is not None:
+        return True
+    cells = root.findall('cpu/numa/cell')
+    return bool(cells) and all(c.get('memAccess') == 'shared' for c in cells)
+
+
+def ensure_shared_memory(root):
+    """Memory backing virtiofs needs (memfd, shared access) unless the guest has it; True when added."""
+    if root.find("devices/filesystem/driver[@type='virtiofs']") is None or shared_memory(root):
+        return False
+    backing = child(root, 'memoryBacking')
+    if backing.find('source') is None and backing.find('hugepages') is None:
+        etree.SubElement(backing, 'source', type='memfd')
+    child(backing, 'access').set('mode', 'shared')
+    return True
+
+
+# -- memory_backing
+MEMORY_BACKING_SPEC = dict(type='dict', options=dict(
+    hugepages=dict(type='bool'),
+    pages=dict(type='list', elements='dict', options=dict(size=dict(type='str', required=True),
+                                                          nodeset=dict(type='str'))),
+    source=dict(type='str', choices=['anonymous', 'file', 'memfd']),
+    access=dict(type='str', choices=['shared', 'private']),
+    locked=dict(type='bool'),
+    nosharepages=dict(type='bool'),
+))
+
+
+def _check_memory_backing(option, raw):
+    from ansible_collections.kvmops.kvm.plugins.module_utils._units import to_bytes
+    mb = _check_fields(option, raw, MEMORY_BACKING_SPEC['options'])
+    if mb.get('pages') is not None:
+        if mb.get('hugepages') is False:
+            valid.refuse(option + '.pages', 'needs hugepages (not hugepages: false)')
+        mb['hugepages'] = True
+        pages = []
+        for index, page in enumerate(mb['pages']):
+            label = '%s.pages[%d]' % (option, index)
+            try:
+                size = to_bytes(page['size'], 'KiB')
+            except KvmError as exc:
+                valid.refuse(label + '.size', exc.msg)
+            if size < 4096 or size % 4096:
+                valid.refuse(label + '.size', 'must be a page size such as 2MiB or 1GiB', page['size'])
+            nodeset = page.get('nodeset')
+            if nodeset is not None:
+                nodeset = ','.join(str(n) for n in cpuset(label + '.nodeset', nodeset))
+            pages.append(dict(size_kib=size // 1024, nodeset=nodeset))
+        mb['pages'] = sorted(pages, key=lambda p: (p['size_kib'], p['nodeset'] or ''))
+    return mb
+
+
+def _read_memory_backing(root):
+    view = memory_backing_facts(root)
+    if view is None:
+        return dict(hugepages=False, pages=[], source=None, access=None, locked=False, nosharepages=False)
+    pages = [dict(size_kib=p['size_kib'],
+                  nodeset=','.join(str(n) for n in _cpuset_or_none(p['nodeset'])) if p['nodeset'] else None)
+             for p in view['pages']]
+    view['pages'] = sorted(pages, key=lambda p: (p['size_kib'] or 0, p['nodeset'] or ''))
+    return view
+
+
+def _compare_memory_backing(wanted, have, _ctx):
+    return _fields_match(wanted, have, skip=())
+
+
+def _flag(parent, tag, value):
+    if value is None:
+        return
+    if value:
+        child(parent, tag)
+    else:
+        remove(parent.find(tag))
+
+
+def _write_memory_backing(root, mb):
+    backing = child(root, 'memoryBacking')
+    if mb.get('hugepages') is False:
+        remove(backing.find('hugepages'))
+    elif mb.get('hugepages'):
+        huge = child(backing, 'hugepages')
+        if mb.get('pages') is not None:
+            for node in huge.findall('page'):
+                huge.remove(node)
+            for page in mb['pages']:
+                node = etree.SubElement(huge, 'page', size=str(page['size_kib']), unit='KiB')
+                if page['nodeset']:
+                    node.set('nodeset', page['nodeset'])
+    _flag(backing, 'nosharepages', mb.get('nosharepages'))
+    _flag(backing, 'locked', mb.get('locked'))
+    if mb.get('source'):
+        child(backing, 'source').set('type', mb['source'])
+    if mb.get('access'):
+        child(backing, 'access').set('mode', mb['access'])
+    if len(backing) == 0:
+        remove(backing)
+
+
+def _preflight_memory_backing(mb, local):
+    for page in mb.get('pages') or []:
+        path = '/sys/kernel/mm/hugepages/hugepages-%dkB' % page['size_kib']
+        if local and not os.path.isdir(path):
+            raise KvmError('memory_backing.pages: this host has no %d KiB huge pages (%s is missing)' % (page['size_kib'], path))
+
+
+# -- rng
+RNG_SPEC = dict(type='dict', options=dict(
+    state=STATE,
+    model=dict(type='str', choices=['virtio', 'virtio-transitional', 'virtio-non-transitional']),
+    backend=dict(type='str', choices=['random', 'builtin']),
+    source=dict(type='path'),
+))
+
+
+def _check_rng(option, raw):
+    rng = _check_fields(option, raw, RNG_SPEC['options'])
+    if rng.get('source'):
+        rng['source'] = valid.abs_path(option + '.source', rng['source'])
+        if rng.get('backend') == 'builtin':
+            valid.refuse(option + '.source', 'is for backend random only')
+        rng['backend'] = 'random'
+    return rng
+
+
+def _write_rng(root, rng):
+    devices = _devices(root)
+    existing = devices.findall('rng')
+    if rng['state'] == 'absent':
+        for elem in existing:
+            devices.remove(elem)
+        return
+    elem = existing[0] if existing else etree.SubElement(devices, 'rng', model='virtio')
+    if rng.get('model'):
+        elem.set('model', rng['model'])
+    backend = elem.find('backend')
+    kind = rng.get('backend') or (backend.get('model') if backend is not None else 'random')
+    if backend is None or backend.get('model') != kind:
+        remove(backend)
+        backend = etree.Element('backend', model=kind)
+        elem.insert(0, backend)
+        if kind == 'random':
+            backend.text = '/dev/urandom'
+    if kind == 'random' and rng.get('source'):
+        backend.text = rng['source']
+
+
+# -- watchdog
+WATCHDOG_SPEC = dict(type='dict', options=dict(
+    state=STATE,
+    model=dict(type='str', choices=['i6300esb', 'ib700', 'diag288']),
+    action=dict(type='str', choices=['reset', 'shutdown', 'poweroff', 'pause', 'none', 'dump', 'inject-nmi']),
+))
+
+
+def _write_watchdog(root, dog):
+    devices = _devices(root)
+    existing = devices.findall('watchdog')
+    if dog['state'] == 'absent':
+        for elem in existing:
+            devices.remove(elem)
+        return
+    elem = existing[0] if existing else etree.SubElement(devices, 'watchdog', model='i6300esb')
+    if dog.get('model') and dog['model'] != elem.get('model'):
+        elem.set('model', dog['model'])
+        remove(elem.find('address'))   # another model sits on another bus
+    elem.set('action', dog.get('action') or elem.get('action') or 'reset')
+
+
+# -- boot
+BOOT_SPEC = dict(type='dict', options=dict(
+    order=dict(type='list', elements='str', choices=['hd', 'cdrom', 'network', 'fd']),
+    menu=dict(type='bool'),
+    menu_timeout=dict(type='int'),
+))
+
+
+def _check_boot(option, raw):
+    boot = _check_fields(option, raw, BOOT_SPEC['options'])
+    if boot.get('order') is not None:
+        if not boot['order']:
+            valid.refuse(option + '.order', 'must name at least one device')
+        if len(set(boot['order'])) != len(boot['order']):
+            valid.refuse(option + '.order', 'names a device twice', boot['order'])
+    if boot.get('menu_timeout') is not None:
+        valid.count(option + '.menu_timeout', boot['menu_timeout'], minimum=0, maximum=65535)
+    return boot
+
+
+def _compare_boot(wanted, have, _ctx):
+    have = dict(have, menu=bool(have['menu']))
+    return _fields_match(wanted, have, skip=())
+
+
+def _write_boot(root, boot):
+    os_node = path_node(root, 'os')
+    if boot.get('order') is not None:
+        for node in os_node.findall('boot'):
+            os_node.remove(node)
+        anchor = os_node.find('type')
+        for dev in reversed(boot['order']):
+            node = etree.Element('boot', dev=dev)
+            if anchor is not None:
+                anchor.addnext(node)
+            else:
+                os_node.append(node)
+    if boot.get('menu') is not None or boot.get('menu_timeout') is not None:
+        menu = child(os_node, 'bootmenu')
+        enabled = boot.get('menu')
+        if enabled is None:
+            enabled = menu.get('enable') == 'yes' or boot.get('menu_timeout') is not None
+        menu.set('enable', 'yes' if enabled else 'no')
+        if boot.get('menu_timeout') is not None and enabled:
+            menu.set('timeout', str(boot['menu_timeout']))
+        elif not enabled:
+            menu.attrib.pop('timeout', None)
+
+
+# -- iothreads
+def _read_iothreads(root):
+    return _int(find_text(root, 'iothreads')) or 0
+
+
+def _write_iothreads(root, value):
+    if not value:
+        remove(root.find('iothreads'))
+        remove(root.find('iothreadids'))
+        return
+    node = root.find('iothreads')
+    if node is None:
+        node = etree.Element('iothreads')
+        vcpu = root.find('vcpu')
+        if vcpu is not None:
+            vcpu.addnext(node)
+        else:
+            root.append(node)
+    node.text = str(value)
+    ids = root.find('iothreadids')
+    if ids is not None:   # explicit ids must agree with the count: keep the first ones
+        for extra in ids.findall('iothread')[value:]:
+            ids.remove(extra)
+
+
+# -- cputune
+CPUTUNE_SPEC = dict(type='dict', options=dict(
+    shares=dict(type='int'),
+    period=dict(type='int'),
+    quota=dict(type='int'),
+    vcpupin=dict(type='list', elements='dict', options=dict(vcpu=dict(type='int', required=True),
+                                                            cpuset=dict(type='str', required=True))),
+    emulatorpin=dict(type='str'),
+))
+
+
+def _check_cputune(option, raw):
+    tune = _check_fields(option, raw, CPUTUNE_SPEC['options'])
+    if tune.get('shares') is not None:
+        valid.count(option + '.shares', tune['shares'], minimum=2, maximum=262144)
+    if tune.get('period') is not None:
+        valid.count(option + '.period', tune['period'], minimum=1000, maximum=1000000)
+    if tune.get('quota') is not None and tune['quota'] != -1:
+        valid.count(option + '.quota', tune['quota'], minimum=1000, maximum=17592186044415)
+    if tune.get('vcpupin') is not None:
+        pins, seen = [], set()
+        for index, pin in enumerate(tune['vcpupin']):
+            label = '%s.vcpupin[%d]' % (option, index)
+            valid.count(label + '.vcpu', pin['vcpu'], minimum=0, maximum=valid.MAX_VCPUS - 1)
+            if pin['vcpu'] in seen:
+                valid.refuse(label + '.vcpu', 'vCPU pinned twice', pin['vcpu'])
+            seen.add(pin['vcpu'])
+            pins.append(dict(vcpu=pin['vcpu'], cpuset=cpuset(label + '.cpuset', pin['cpuset'])))
+        tune['vcpupin'] = sorted(pins, key=lambda p: p['vcpu'])
+    if tune.get('emulatorpin'):
+        tune['emulatorpin'] = cpuset(option + '.emulatorpin', tune['emulatorpin'])
+    elif tune.get('emulatorpin') == '':
+        tune['emulatorpin'] = ()   # removes the pin
+    return tune
+
+
+def _read_cputune(root):
+    view = cputune_facts(root) or dict(shares=None, period=None, quota=None, vcpupin=[], emulatorpin=None)
+    view['vcpupin'] = sorted((dict(vcpu=p['vcpu'], cpuset=_cpuset_or_none(p['cpuset'])) for p in view['vcpupin']),
+                             key=lambda p: p['vcpu'] if p['vcpu'] is not None else -1)
+    view['emulatorpin'] = _cpuset_or_none(view['emulatorpin']) or ()
+    return view
+
+
+def _compare_cputune(wanted, have, _ctx):
+    return _fields_match(wanted, have, skip=())
+
+
+def cpuset_text(cpus):
+    return ','.join(str(c) for c in cpus)
+
+
+def _write_cputune(root, tune):
+    node = child(root, 'cputune')
+    if tune.get('vcpupin') is not None:
+        for old in node.findall('vcpupin'):
+            node.remove(old)
+        for pin in reversed(tune['vcpupin']):
+            node.insert(0, etree.Element('vcpupin', vcpu=str(pin['vcpu']), cpuset=cpuset_text(pin['cpuset'])))
+    if tune.get('emulatorpin') is not None:
+        remove(node.find('emulatorpin'))
+        if tune['emulatorpin']:
+            etree.SubElement(node, 'emulatorpin', cpuset=cpuset_text(tune['emulatorpin']))
+    for key in ('shares', 'period', 'quota'):
+        if tune.get(key) is not None:
+            child(node, key).text = str(tune[key])
+    if len(node) == 0:
+        remove(node)
+
+
+def _live_cputune(tune, live):
+    """The live calls for a running guest (virsh vcpupin / emulatorpin / schedinfo --live)."""
+    have = _read_cputune(live)
+    calls = []
+    if tune.get('vcpupin') is not None and tune['vcpupin'] != have['vcpupin']:
+        wanted = dict((p['vcpu'], p['cpuset']) for p in tune['vcpupin'])
+        for vcpu in sorted(set(wanted) | set(p['vcpu'] for p in have['vcpupin'] if p['vcpu'] is not None)):
+            calls.append(('pinVcpuFlags', vcpu, wanted.get(vcpu)))   # None: back to every host CPU
+    if tune.get('emulatorpin') is not None and tune['emulatorpin'] != have['emulatorpin']:
+        calls.append(('pinEmulator', None, tune['emulatorpin'] or None))
+    params = dict((libvirt_name, tune[key]) for key, libvirt_name in
+                  (('shares', 'cpu_shares'), ('period', 'vcpu_period'), ('quota', 'vcpu_quota'))
+                  if tune.get(key) is not None and tune[key] != have[key])
+    if params:
+        calls.append(('setSchedulerParametersFlags', None, params))
+    return calls
+
+
+HARDWARE_OPTIONS = [
+    Option('loader', 'path', _read_loader, _write_loader, compare=_text_compare, preflight=_path_preflight('loader')),
+    Option('nvram_template', 'path', lambda r: find_text(r, 'os/nvram/@template'), _write_nvram_template,
+           compare=_text_compare, preflight=_path_preflight('nvram_template')),
+    Option('secure_boot', 'struct', secure_boot_of, _write_secure_boot, spec=dict(type='bool'),
+           check=lambda _o, v: v),
+    Option('enrolled_keys', 'struct', enrolled_keys_of, _write_enrolled_keys, spec=dict(type='bool'),
+           check=lambda _o, v: v),
+    Option('tpm', 'struct', tpm_facts, _write_tpm, compare=_single_device_compare, spec=TPM_SPEC, check=_check_tpm,
+           preflight=_preflight_tpm),
+    Option('memory_backing', 'struct', _read_memory_backing, _write_memory_backing, compare=_compare_memory_backing,
+           spec=MEMORY_BACKING_SPEC, check=_check_memory_backing, preflight=_preflight_memory_backing),
+    Option('filesystems', 'struct', _read_filesystems, _write_filesystems, compare=_compare_filesystems,
+           spec=FILESYSTEM_SPEC, check=_check_filesystems, preflight=_preflight_filesystems),
+    Option('rng', 'struct', rng_facts, _write_rng, compare=_single_device_compare, spec=RNG_SPEC, check=_check_rng),
+    Option('watchdog', 'struct', watchdog_facts, _write_watchdog, compare=_single_device_compare, spec=WATCHDOG_SPEC,
+           check=lambda o, v: _check_fields(o, v, WATCHDOG_SPEC['options'])),
+    Option('boot', 'struct', boot_facts, _write_boot, compare=_compare_boot, spec=BOOT_SPEC, check=_check_boot),
+    Option('iothreads', 'struct', _read_iothreads, _write_iothreads, spec=dict(type='int'),
+           check=lambda o, v: valid.count(o, v, minimum=0, maximum=valid.MAX_VCPUS)),
+    Option('cputune', 'struct', _read_cputune, _write_cputune, live=_live_cputune, compare=_compare_cputune,
+           spec=CPUTUNE_SPEC, check=_check_cputune),
+]
+
+
+def check_combination(options, base, current):
+    """Checks across options and the definition they amend (before any write): a clear refusal, not libvirt's."""
+    machine = find_text(base, 'os/type/@machine') or ''
+    if options.get('secure_boot') and ('q35' not in machine):
+        raise KvmError('secure_boot: Secure Boot needs a q35 machine (set machine: q35); this guest has %s'
+                       % (machine or "libvirt's default (pc)"))
+    if options.get('firmware') == 'bios':
+        for name in ('secure_boot', 'enrolled_keys', 'loader', 'nvram_template'):
+            if options.get(name):
+                raise KvmError('%s: needs firmware efi, not bios' % name)
+    if options.get('enrolled_keys') and options.get('secure_boot') is False:
+        raise KvmError('enrolled_keys: enrolled Secure Boot keys need secure_boot: true')
+    explicit = bool(options['loader']) if 'loader' in options else (current is not None and _explicit_loader(current))
+    if options.get('enrolled_keys') is not None and explicit:
+        raise KvmError('enrolled_keys: chooses a firmware through libvirt\'s auto-selection; with an explicit loader '
+                       'choose the keys with nvram_template (for example OVMF_VARS_4M.ms.fd)')
+    if options.get('nvram_template') and not explicit:
+        raise KvmError('nvram_template: needs an explicit loader (the loader option); libvirt\'s firmware '
+                       'auto-selection picks the template itself')
+    boot = options.get('boot') or {}
+    if boot.get('order') and base.find('devices//boot') is not None:
+        raise KvmError('boot.order: this guest has per-device boot orders (disks[].boot_order); use one or the other')
+    if boot.get('order') and base.find('os/kernel') is not None:
+        raise KvmError('boot.order: a guest with direct kernel boot (kernel) boots the kernel, not a device')
+    mb = options.get('memory_backing') or {}
+    if mb.get('access') == 'private' and base.find("devices/filesystem/driver[@type='virtiofs']") is not None:
+        raise KvmError('memory_backing.access: virtiofs filesystems need shared memory, not private')
+    tune = options.get('cputune') or {}
+    vcpus = _read_max_vcpus(base) or 1
+    for pin in tune.get('vcpupin') or []:
+        if pin['vcpu'] >= vcpus:
+            raise KvmError('cputune.vcpupin: vCPU %d does not exist (the guest has %d)' % (pin['vcpu'], vcpus))
+
+
 _virt_read, _virt_write = _attr('.', 'type')
 _machine_read, _machine_write = _attr('os/type', 'machine')
 _cpu_read, _cpu_write = _attr('cpu', 'mode')
@@ -231,7 +937,7 @@ OPTIONS = [
     Option('initrd', 'path', *_text('os/initrd'), compare=_compare_text),
     Option('cmdline', 'text', *_text('os/cmdline'), compare=_compare_text),
     Option('os_variant', 'osinfo', _read_os_variant, _write_os_variant, live='none'),
-]
+] + HARDWARE_OPTIONS
 OPTIONS_BY_NAME = dict((o.name, o) for o in OPTIONS)
 
 

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import libvirt
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, libvirt
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import find_text, parse
 
 DOMAIN_STATES = {
@@ -128,6 +128,111 @@ def _firmware(root):
     return 'bios'
 
 
+def _yes(value):
+    return None if value is None else value == 'yes'
+
+
+def tpm_facts(root):
+    """The first ``<tpm>`` (option ``tpm``), or None."""
+    tpm = root.find('devices/tpm')
+    if tpm is None:
+        return None
+    backend = tpm.find('backend')
+    return dict(
+        model=tpm.get('model', 'tpm-tis'),
+        backend=backend.get('type') if backend is not None else None,
+        version=backend.get('version') if backend is not None else None,
+        persistent_state=(backend.get('persistent_state') == 'yes') if backend is not None else False,
+        device=find_text(backend, 'device/@path') if backend is not None else None,
+    )
+
+
+def secure_boot_of(root):
+    """Secure Boot as the definition asks for it: the auto-selection feature, else the loader's ``secure``."""
+    feature = root.find("os/firmware/feature[@name='secure-boot']")
+    if feature is not None:
+        return _yes(feature.get('enabled'))
+    return _yes(find_text(root, 'os/loader/@secure'))
+
+
+def enrolled_keys_of(root):
+    feature = root.find("os/firmware/feature[@name='enrolled-keys']")
+    return _yes(feature.get('enabled')) if feature is not None else None
+
+
+def filesystem_facts(elem):
+    """One ``<filesystem>`` (option ``filesystems``): virtiofs or 9p."""
+    driver = elem.find('driver')
+    return dict(
+        driver='virtiofs' if driver is not None and driver.get('type') == 'virtiofs' else '9p',
+        source=find_text(elem, 'source/@dir'),
+        target=find_text(elem, 'target/@dir'),
+        readonly=elem.find('readonly') is not None,
+        accessmode=elem.get('accessmode', 'passthrough'),
+    )
+
+
+def memory_backing_facts(root):
+    """``<memoryBacking>`` (option ``memory_backing``), or None; page sizes in KiB."""
+    node = root.find('memoryBacking')
+    if node is None:
+        return None
+    from ansible_collections.kvmops.kvm.plugins.module_utils._units import to_kib
+    pages = []
+    for page in node.findall('hugepages/page'):
+        try:
+            size = to_kib(page.get('size'), page.get('unit', 'KiB'))
+        except KvmError:   # untrusted text: an unreadable size is shown as None
+            size = None
+        pages.append(dict(size_kib=size, nodeset=page.get('nodeset')))
+    return dict(
+        hugepages=node.find('hugepages') is not None,
+        pages=pages,
+        source=find_text(node, 'source/@type'),
+        access=find_text(node, 'access/@mode'),
+        locked=node.find('locked') is not None,
+        nosharepages=node.find('nosharepages') is not None,
+    )
+
+
+def rng_facts(root):
+    rng = root.find('devices/rng')
+    if rng is None:
+        return None
+    backend = rng.find('backend')
+    source = (backend.text or '').strip() if backend is not None else ''
+    return dict(model=rng.get('model'), backend=backend.get('model') if backend is not None else None,
+                source=source or None)
+
+
+def watchdog_facts(root):
+    dog = root.find('devices/watchdog')
+    if dog is None:
+        return None
+    return dict(model=dog.get('model'), action=dog.get('action', 'reset'))
+
+
+def boot_facts(root):
+    menu = root.find('os/bootmenu')
+    return dict(order=[b.get('dev') for b in root.findall('os/boot')],
+                menu=_yes(menu.get('enable')) if menu is not None else None,
+                menu_timeout=_int(menu.get('timeout')) if menu is not None else None)
+
+
+def cputune_facts(root):
+    """``<cputune>`` (option ``cputune``), or None; cpusets as libvirt writes them."""
+    node = root.find('cputune')
+    if node is None:
+        return None
+    return dict(
+        shares=_int(find_text(node, 'shares')),
+        period=_int(find_text(node, 'period')),
+        quota=_int(find_text(node, 'quota')),
+        vcpupin=[dict(vcpu=_int(p.get('vcpu')), cpuset=p.get('cpuset')) for p in node.findall('vcpupin')],
+        emulatorpin=find_text(node, 'emulatorpin/@cpuset'),
+    )
+
+
 def domain_xml_facts(root):
     """Facts derivable from a domain XML document alone (config or live)."""
     vcpu = root.find('vcpu')
@@ -155,6 +260,19 @@ def domain_xml_facts(root):
         graphics=graphics,
         memballoon=balloon.get('model') if balloon is not None else None,
         os_variant=find_text(root, "metadata/*[local-name()='libosinfo']/*[local-name()='os']/@id"),
+        secure_boot=secure_boot_of(root),
+        enrolled_keys=enrolled_keys_of(root),
+        loader=find_text(root, 'os/loader'),
+        nvram=find_text(root, 'os/nvram'),
+        nvram_template=find_text(root, 'os/nvram/@template'),
+        tpm=tpm_facts(root),
+        filesystems=[filesystem_facts(f) for f in devices.findall('filesystem')] if devices is not None else [],
+        memory_backing=memory_backing_facts(root),
+        rng=rng_facts(root),
+        watchdog=watchdog_facts(root),
+        boot=boot_facts(root),
+        iothreads=_int(find_text(root, 'iothreads'), 0),
+        cputune=cputune_facts(root),
     )
 
 

@@ -55,8 +55,8 @@ options:
         power button through systemd-logind (which needs D-Bus) or acpid.
       - V(destroyed) - hard power-off (C(virsh destroy)).
       - V(paused) - running and suspended.
-      - V(absent) - powered off and undefined, with its UEFI NVRAM, managed save image and snapshot and checkpoint
-        metadata. Disk images are kept unless O(remove_storage=true). Absent on a missing guest is not a change.
+      - V(absent) - powered off and undefined, with its UEFI NVRAM, emulated TPM state, managed save image and
+        snapshot and checkpoint metadata. Disk images are kept unless O(remove_storage=true). Absent on a missing guest is not a change.
     type: str
     choices: [present, running, shutdown, destroyed, paused, absent]
     default: present
@@ -130,6 +130,247 @@ options:
     description: V(bios) (SeaBIOS) or V(efi) (OVMF, chosen by libvirt's firmware auto-selection).
     type: str
     choices: [bios, efi]
+  secure_boot:
+    description:
+      - UEFI Secure Boot. Without O(loader), through libvirt's firmware auto-selection (C(<os firmware='efi'>) with
+        a C(secure-boot) firmware feature) - libvirt picks a Secure Boot OVMF build from the host's firmware
+        descriptors and enables SMM. With O(loader), the loader's C(secure) flag (and SMM).
+      - Needs a q35 machine (O(machine=q35)) and, on a KVM host, SMM support in KVM (under nested KVM without SMM use
+        O(virt_type=qemu)). Implies UEFI; refused with O(firmware=bios).
+      - The NVRAM (the guest's UEFI variables) is kept when the guest is redefined and removed with O(state=absent).
+        Changing O(secure_boot) or O(enrolled_keys) does not rewrite an existing NVRAM file.
+      - On a running guest the change applies at the next boot.
+    type: bool
+    version_added: 1.1.0
+  enrolled_keys:
+    description:
+      - With libvirt's firmware auto-selection, whether the NVRAM template has the Microsoft and distribution Secure
+        Boot keys enrolled (the C(enrolled-keys) firmware feature; Windows 11 needs V(true)).
+      - Not with O(loader) (choose the keys with O(nvram_template) there). V(true) needs O(secure_boot) not V(false).
+    type: bool
+    version_added: 1.1.0
+  loader:
+    description:
+      - Explicit UEFI loader (for hosts without firmware descriptors), for example
+        V(/usr/share/OVMF/OVMF_CODE_4M.secboot.fd). Written as a read-only pflash C(<loader>) instead of
+        auto-selection. An empty string goes back to libvirt's auto-selection.
+      - Must exist on the host (local URI).
+    type: path
+    version_added: 1.1.0
+  nvram_template:
+    description:
+      - With O(loader), the variables template the guest's NVRAM is created from, for example
+        V(/usr/share/OVMF/OVMF_VARS_4M.ms.fd) (keys enrolled). libvirt creates the NVRAM at the first start; an
+        existing NVRAM is kept. An empty string removes the template.
+    type: path
+    version_added: 1.1.0
+  tpm:
+    description:
+      - A TPM device. On a running guest the change applies at the next boot.
+      - The emulator backend runs C(swtpm) for the guest (the host needs the C(swtpm) and C(swtpm-tools) packages,
+        checked before any write on a local URI). Its state (C(/var/lib/libvirt/swtpm/<uuid>)) is kept when the
+        guest is redefined and removed with O(state=absent).
+      - Only the fields given are compared with the guest's first TPM.
+    type: dict
+    version_added: 1.1.0
+    suboptions:
+      state:
+        description: V(present) or V(absent) (removes the TPM device).
+        type: str
+        choices: [present, absent]
+        default: present
+      model:
+        description: TPM interface. A new TPM gets V(tpm-crb) (what Windows 11 expects with TPM 2.0).
+        type: str
+        choices: [tpm-crb, tpm-tis]
+      backend:
+        description: V(emulator) (swtpm, the default) or V(passthrough) (a host TPM, see O(tpm.device)).
+        type: str
+        choices: [emulator, passthrough]
+      version:
+        description: TPM version of the emulator. A new emulated TPM gets V(2.0).
+        type: str
+        choices: ['2.0', '1.2']
+      persistent_state:
+        description: Emulator only - keep the TPM state even when a transient guest goes away (libvirt's C(persistent_state)).
+        type: bool
+      device:
+        description: Host TPM device of the passthrough backend (for example V(/dev/tpm0)); implies O(tpm.backend=passthrough).
+        type: path
+  filesystems:
+    description:
+      - Host directories shared with the guest, as a complete list matched by O(filesystems[].target) (a filesystem
+        the list does not name is removed). When not given, filesystems are not managed.
+      - V(virtiofs) needs the guest's memory shared with C(virtiofsd); when the guest has no shared memory backing,
+        C(<memoryBacking>) gets C(memfd) and C(shared) access for you (reported as a change of O(filesystems)).
+        libvirt starts C(virtiofsd) (found through QEMU's vhost-user descriptors) with the guest.
+      - In the guest - C(mount -t virtiofs <target> /mnt), or C(mount -t 9p -o trans=virtio <target> /mnt).
+      - On a running guest the change applies at the next boot.
+    type: list
+    elements: dict
+    version_added: 1.1.0
+    suboptions:
+      source:
+        description: Host directory (absolute path; must exist on a local URI).
+        type: path
+        required: true
+      target:
+        description: "Mount tag the guest sees (at most 36 letters, digits and C(_ . : -))."
+        type: str
+        required: true
+      driver:
+        description: V(virtiofs) or V(9p) (virtio-9p).
+        type: str
+        choices: [virtiofs, 9p]
+        default: virtiofs
+      readonly:
+        description:
+          - Read-only export (a new filesystem is read-write). libvirt 9.0 refuses it for V(virtiofs) (libvirt's
+            message is returned).
+        type: bool
+      accessmode:
+        description:
+          - How guest file ownership maps to the host (9p); a new filesystem gets V(passthrough). V(virtiofs)
+            supports V(passthrough) only.
+        type: str
+        choices: [passthrough, mapped, squash]
+  memory_backing:
+    description:
+      - How guest RAM is backed (C(<memoryBacking>)). Only the fields given are compared and written. On a running
+        guest the change applies at the next boot.
+    type: dict
+    version_added: 1.1.0
+    suboptions:
+      hugepages:
+        description: Back the guest with huge pages (reserve them on the host first, for example with C(vm.nr_hugepages)).
+        type: bool
+      pages:
+        description: Huge page sizes, per guest NUMA node set (implies O(memory_backing.hugepages)); a complete list.
+        type: list
+        elements: dict
+        suboptions:
+          size:
+            description: Page size with units (V(2MiB), V(1GiB)); a bare number is KiB. The host must offer it.
+            type: str
+            required: true
+          nodeset:
+            description: Guest NUMA nodes these pages back (V(0), V(0-1)).
+            type: str
+      source:
+        description: Memory source.
+        type: str
+        choices: [anonymous, file, memfd]
+      access:
+        description: V(shared) (needed by virtiofs and vhost-user) or V(private).
+        type: str
+        choices: [shared, private]
+      locked:
+        description: Lock guest memory in host RAM (never swapped).
+        type: bool
+      nosharepages:
+        description: Keep KSM from merging the guest's pages.
+        type: bool
+  rng:
+    description:
+      - A virtio random number generator. A new one reads the host's V(/dev/urandom). On a running guest the change
+        applies at the next boot.
+    type: dict
+    version_added: 1.1.0
+    suboptions:
+      state:
+        description: V(present) or V(absent).
+        type: str
+        choices: [present, absent]
+        default: present
+      model:
+        description: Device model (V(virtio) for a new one).
+        type: str
+        choices: [virtio, virtio-transitional, virtio-non-transitional]
+      backend:
+        description: V(random) (a host file) or V(builtin) (QEMU's own).
+        type: str
+        choices: [random, builtin]
+      source:
+        description: Host entropy file of the random backend (V(/dev/urandom) for a new one).
+        type: path
+  watchdog:
+    description:
+      - A watchdog device and what happens when the guest stops feeding it. On a running guest the change applies at
+        the next boot.
+    type: dict
+    version_added: 1.1.0
+    suboptions:
+      state:
+        description: V(present) or V(absent).
+        type: str
+        choices: [present, absent]
+        default: present
+      model:
+        description: Device model (V(i6300esb) for a new one; V(diag288) is for s390x).
+        type: str
+        choices: [i6300esb, ib700, diag288]
+      action:
+        description: Action when it fires (V(reset) for a new one).
+        type: str
+        choices: [reset, shutdown, poweroff, pause, none, dump, inject-nmi]
+  boot:
+    description:
+      - Boot order and menu (C(<os><boot dev=...>), C(<bootmenu>)). Not with per-device O(disks[].boot_order) or a
+        direct kernel boot. On a running guest the change applies at the next boot.
+    type: dict
+    version_added: 1.1.0
+    suboptions:
+      order:
+        description: Devices to boot from, in order (at least one, each once).
+        type: list
+        elements: str
+        choices: [hd, cdrom, network, fd]
+      menu:
+        description: Show the boot menu.
+        type: bool
+      menu_timeout:
+        description: Boot menu timeout in milliseconds (0-65535).
+        type: int
+  iothreads:
+    description:
+      - Number of I/O threads (C(<iothreads>)) disks can be given to; V(0) removes them. On a running guest the change
+        applies at the next boot.
+    type: int
+    version_added: 1.1.0
+  cputune:
+    description:
+      - CPU tuning (C(<cputune>)). Only the fields given are compared; cpusets compare by the CPUs they name (V(0-2)
+        is V(0,1,2)).
+      - On a running guest everything here is also applied live and read back - C(virsh vcpupin), C(virsh
+        emulatorpin), C(virsh schedinfo) (C(pinVcpuFlags), C(pinEmulator), C(setSchedulerParametersFlags)).
+    type: dict
+    version_added: 1.1.0
+    suboptions:
+      shares:
+        description: Relative CPU weight (2-262144).
+        type: int
+      period:
+        description: Scheduler period of each vCPU in microseconds (1000-1000000).
+        type: int
+      quota:
+        description: Scheduler quota of each vCPU in microseconds per period (V(-1) is unlimited).
+        type: int
+      vcpupin:
+        description: vCPU to host CPU pinning, a complete list (a vCPU not listed is unpinned).
+        type: list
+        elements: dict
+        suboptions:
+          vcpu:
+            description: vCPU number (below O(max_vcpus)).
+            type: int
+            required: true
+          cpuset:
+            description: Host CPUs, for example V(0-3,^2) or V(1,5).
+            type: str
+            required: true
+      emulatorpin:
+        description: Host CPUs for QEMU's emulator threads (a cpuset); an empty string removes the pin.
+        type: str
   virt_type:
     description:
       - Domain type. V(auto) chooses V(kvm) where KVM can really run a full guest OS on this host (see
@@ -561,6 +802,36 @@ domain:
       elements: dict
       returned: success
     memballoon: {description: Balloon model., type: str, returned: success}
+    secure_boot: {description: "Secure Boot as defined (true/false), null when not stated.", type: bool, returned: success, version_added: 1.1.0}
+    enrolled_keys: {description: "Enrolled-keys firmware feature (true/false), null when not stated.", type: bool, returned: success, version_added: 1.1.0}
+    loader: {description: "UEFI loader path (the running guest's, or an explicit one).", type: str, returned: success, version_added: 1.1.0}
+    nvram: {description: NVRAM file of a UEFI guest (once libvirt made it)., type: str, returned: success, version_added: 1.1.0}
+    nvram_template: {description: NVRAM template., type: str, returned: success, version_added: 1.1.0}
+    tpm:
+      description: The TPM (model, backend, version, persistent_state, device), null without one.
+      type: dict
+      returned: success
+      version_added: 1.1.0
+    filesystems:
+      description: Shared directories (driver, source, target, readonly, accessmode).
+      type: list
+      elements: dict
+      returned: success
+      version_added: 1.1.0
+    memory_backing:
+      description: Memory backing (hugepages, pages with size_kib and nodeset, source, access, locked, nosharepages), null without one.
+      type: dict
+      returned: success
+      version_added: 1.1.0
+    rng: {description: "The RNG device (model, backend, source), null without one.", type: dict, returned: success, version_added: 1.1.0}
+    watchdog: {description: "The watchdog (model, action), null without one.", type: dict, returned: success, version_added: 1.1.0}
+    boot: {description: "Boot order (order, a list of devices), menu and menu_timeout.", type: dict, returned: success, version_added: 1.1.0}
+    iothreads: {description: Number of I/O threads (0 without)., type: int, returned: success, version_added: 1.1.0}
+    cputune:
+      description: CPU tuning (shares, period, quota, vcpupin with vcpu and cpuset, emulatorpin), null without one.
+      type: dict
+      returned: success
+      version_added: 1.1.0
     vcpu_info: {description: Per-vCPU state of a running guest., type: list, elements: dict, returned: success}
     balloon: {description: Balloon statistics of a running guest (KiB)., type: dict, returned: success}
     addresses:

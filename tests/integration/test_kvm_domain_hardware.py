@@ -1,0 +1,195 @@
+"""kvm_domain's typed hardware options (issue 16) against the real qemu:///system.
+
+* ``test_tpm_secure_boot_rng_watchdog_virtiofs_guest``: one OS-less guest with an emulated TPM 2.0, Secure
+  Boot through libvirt's firmware auto-selection with enrolled keys, a virtio RNG, a watchdog and a virtiofs
+  share is defined and really started (libvirt launches swtpm and virtiofsd): the four-step proof, the live
+  XML read back, the TPM state and NVRAM kept across a redefinition, vCPU pinning changed live (read back
+  from libvirt's pin info), and ``state: absent`` removing the NVRAM and the TPM state.
+  Secure Boot needs SMM, which the nested KVM of this machine lacks: that guest runs under TCG (``qemu``).
+* ``test_adopted_hardware_guest_reports_one_option``: a guest defined with ``virsh define`` carrying a TPM,
+  an RNG and a watchdog; a task naming one option reports exactly that option.
+"""
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import textwrap
+
+import pytest
+
+from conftest import one_task_play, osless_virt_type
+
+TEST_ROOT = '/var/lib/kvmops-test'
+
+
+def _libvirt():
+    import libvirt
+    return libvirt
+
+
+def run_domain(playbook, tmp_path, args, check=False, diff=False):
+    result = playbook(one_task_play(tmp_path, 'kvmops.kvm.kvm_domain', args, 'domain'), check=check, diff=diff)
+    task = result.tasks('domain')
+    assert task, (result.stdout + result.stderr)[-4000:]
+    task = task[-1]
+    assert not task.get('failed'), json.dumps(task, indent=1)[-4000:]
+    assert 'Traceback' not in result.stdout
+    return task
+
+
+def _xml(dom, inactive):
+    from lxml import etree
+    libvirt = _libvirt()
+    return etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0))
+
+
+def _remove(conn, name):
+    """Destroy and undefine with NVRAM and TPM state (tolerates a missing guest)."""
+    libvirt = _libvirt()
+    try:
+        dom = conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return
+    try:
+        if dom.isActive():
+            dom.destroy()
+    except libvirt.libvirtError:
+        pass
+    try:
+        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_TPM
+                          | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+    except libvirt.libvirtError:
+        pass
+
+
+@pytest.fixture
+def guest(conn, unique):
+    directory = os.path.join(TEST_ROOT, unique)
+    os.makedirs(directory)
+    yield dict(name=unique, dir=directory)
+    _remove(conn, unique)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _processes(word):
+    out = subprocess.run(['ps', '-eww', '-o', 'args'], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if word in line]
+
+
+def test_tpm_secure_boot_rng_watchdog_virtiofs_guest(conn, guest, playbook, tmp_path):
+    libvirt = _libvirt()
+    name, directory = guest['name'], guest['dir']
+    share = os.path.join(directory, 'share')
+    os.makedirs(share)
+    args = dict(name=name, virt_type='qemu', machine='q35', memory='128MiB', vcpus=1, graphics=dict(type='none'),
+                firmware='efi', secure_boot=True, enrolled_keys=True,
+                tpm=dict(model='tpm-crb', backend='emulator', version='2.0'),
+                rng=dict(model='virtio', source='/dev/urandom'), watchdog=dict(model='i6300esb', action='poweroff'),
+                filesystems=[dict(source=share, target='share0')], state='running')
+
+    # check mode writes nothing
+    first = run_domain(playbook, tmp_path, args, check=True, diff=True)
+    assert first['changed'] is True and first['diff']['after'] and '<tpm' in first['diff']['after']
+    with pytest.raises(libvirt.libvirtError):
+        conn.lookupByName(name)
+
+    real = run_domain(playbook, tmp_path, args, diff=True)
+    assert real['changed'] is True
+    dom = conn.lookupByName(name)
+    assert dom.isActive(), 'the guest really started'
+    uuid = dom.UUIDString()
+    live, config = _xml(dom, False), _xml(dom, True)
+    # Secure Boot: auto-selection picked a secure loader and an enrolled-keys NVRAM template
+    loader = live.find('os/loader')
+    assert loader is not None and loader.get('secure') == 'yes' and loader.get('type') == 'pflash'
+    nvram = live.find('os/nvram')
+    assert 'ms' in os.path.basename(nvram.get('template')), nvram.get('template')   # OVMF_VARS*.ms.fd: keys enrolled
+    assert os.path.exists(nvram.text)
+    assert live.find("features/smm[@state='on']") is not None
+    assert config.find("os/firmware/feature[@name='secure-boot'][@enabled='yes']") is not None
+    # TPM: swtpm runs for this guest, its state lives under /var/lib/libvirt/swtpm/<uuid>
+    tpm = live.find('devices/tpm')
+    assert tpm.get('model') == 'tpm-crb' and tpm.find('backend').get('type') == 'emulator'
+    assert tpm.find('backend').get('version') == '2.0'
+    assert any(uuid in line for line in _processes('swtpm'))
+    tpm_state = '/var/lib/libvirt/swtpm/%s' % uuid
+    assert glob.glob(tpm_state + '/tpm2/*')
+    # virtiofs: virtiofsd serves the share; the memory is memfd + shared (set for the user)
+    fs = live.find('devices/filesystem')
+    assert fs.find('driver').get('type') == 'virtiofs' and fs.find('source').get('dir') == share
+    assert fs.find('target').get('dir') == 'share0'
+    assert any('source=%s' % share in line for line in _processes('virtiofsd'))
+    assert config.find("memoryBacking/source[@type='memfd']") is not None
+    assert config.find("memoryBacking/access[@mode='shared']") is not None
+    # rng and watchdog
+    assert live.find("devices/rng[@model='virtio']/backend[@model='random']").text == '/dev/urandom'
+    assert live.find("devices/watchdog[@model='i6300esb'][@action='poweroff']") is not None
+    facts = real['domain']
+    assert facts['secure_boot'] is True and facts['enrolled_keys'] is True and facts['tpm']['backend'] == 'emulator'
+    assert facts['filesystems'] == [dict(driver='virtiofs', source=share, target='share0', readonly=False,
+                                         accessmode='passthrough')]
+    assert facts['rng']['source'] == '/dev/urandom' and facts['watchdog'] == dict(model='i6300esb', action='poweroff')
+
+    for check in (True, False):
+        again = run_domain(playbook, tmp_path, args, check=check, diff=True)
+        assert again['changed'] is False and again['changes'] == [], json.dumps(again['changes'], indent=1)
+
+    # a redefinition keeps the NVRAM and the TPM state; the watchdog action waits for the next boot
+    nvram_inode = os.stat(nvram.text).st_ino
+    changed = run_domain(playbook, tmp_path, dict(name=name, watchdog=dict(action='reset')))
+    assert [c['option'] for c in changed['changes']] == ['watchdog'] and changed['pending_restart'] == ['watchdog']
+    assert _xml(dom, True).find("devices/watchdog[@action='reset']") is not None
+    assert os.stat(nvram.text).st_ino == nvram_inode and glob.glob(tpm_state + '/tpm2/*')
+
+    # cputune: vCPU pinning applied live and read back from libvirt's pin info
+    pin = dict(name=name, cputune=dict(vcpupin=[dict(vcpu=0, cpuset='0')]))
+    pinned = run_domain(playbook, tmp_path, pin)
+    assert pinned['changed'] is True and pinned['pending_restart'] == []
+    assert [c['option'] for c in pinned['changes'] if c['scope'] == 'live'] == ['cputune.vcpupin[0]']
+    cpumap = dom.vcpuPinInfo(libvirt.VIR_DOMAIN_AFFECT_LIVE)[0]
+    assert cpumap[0] and not any(cpumap[1:]), cpumap
+    assert _xml(dom, True).find("cputune/vcpupin[@vcpu='0'][@cpuset='0']") is not None
+    assert run_domain(playbook, tmp_path, pin)['changed'] is False
+
+    gone = run_domain(playbook, tmp_path, dict(name=name, state='absent'))
+    assert gone['changed'] is True
+    assert not os.path.exists(nvram.text), 'state: absent removes the NVRAM'
+    assert not os.path.exists(tpm_state), 'state: absent removes the TPM state'
+
+
+ADOPTED = """
+<domain type='{virt}'>
+  <name>{name}</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64'>hvm</type><boot dev='hd'/></os>
+  <devices>
+    <tpm model='tpm-tis'><backend type='emulator' version='2.0'/></tpm>
+    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
+    <watchdog model='i6300esb' action='reset'/>
+    <filesystem type='mount' accessmode='mapped'><source dir='{share}'/><target dir='data'/></filesystem>
+  </devices>
+</domain>
+"""
+
+
+def test_adopted_hardware_guest_reports_one_option(conn, guest, playbook, tmp_path):
+    name = guest['name']
+    dom = conn.defineXML(textwrap.dedent(ADOPTED).format(virt=osless_virt_type(conn), name=name, share=guest['dir']))
+    same = dict(name=name, tpm=dict(version='2.0'), rng=dict(), watchdog=dict(action='reset'),
+                filesystems=[dict(source=guest['dir'], target='data', driver='9p')])
+    task = run_domain(playbook, tmp_path, same)
+    assert task['changed'] is False and task['changes'] == [], json.dumps(task['changes'], indent=1)
+    for option, value, xpath in (('tpm', dict(model='tpm-crb'), "devices/tpm[@model='tpm-crb']"),
+                                 ('watchdog', dict(action='pause'), "devices/watchdog[@action='pause']")):
+        outcomes = [run_domain(playbook, tmp_path, {'name': name, option: value}, check=check)
+                    for check in (True, False, False)]
+        for task in outcomes[:2]:
+            assert [c['option'] for c in task['changes']] == [option], json.dumps(task['changes'], indent=1)
+        assert outcomes[2]['changed'] is False
+        assert _xml(dom, True).find(xpath) is not None
+    config = _xml(dom, True)
+    assert config.find('devices/rng') is not None and config.find("devices/filesystem[@accessmode='mapped']") is not None
+    assert config.find('devices/serial') is None, 'an adopted guest gets no serial console it did not ask for'

@@ -1,0 +1,276 @@
+"""kvm_domain's typed hardware options (issue 16): tpm, Secure Boot firmware, filesystems, memory_backing,
+rng, watchdog, boot, iothreads, cputune - options -> XML -> facts, comparison by meaning, refusals.
+
+The round trips go through the planner (pure) and through the Manager on libvirt's test:/// driver, which
+parses and stores the XML as libvirt does (check mode writes nothing, a second run is no change)."""
+
+import copy
+
+import pytest
+from test_domain import CTX, _converge, params, test_client, vm01  # noqa: F401 (test_client is a fixture)
+
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
+from ansible_collections.kvmops.kvm.plugins.module_utils._domain import ARGUMENT_SPEC, validate
+from ansible_collections.kvmops.kvm.plugins.module_utils._domain_plan import plan_config, plan_live
+from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import OPTIONS, OPTIONS_BY_NAME
+from ansible_collections.kvmops.kvm.plugins.module_utils._facts import domain_xml_facts
+from ansible_collections.kvmops.kvm.plugins.module_utils._validate import ValidationError
+from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, parse, to_string
+
+HARDWARE = ('tpm', 'secure_boot', 'enrolled_keys', 'loader', 'nvram_template', 'filesystems', 'memory_backing',
+            'rng', 'watchdog', 'boot', 'iothreads', 'cputune')
+
+
+def fill(name, value):
+    """A structured option's value as AnsibleModule fills it (suboption defaults)."""
+    spec = ARGUMENT_SPEC[name]
+    if spec.get('type') not in ('dict', 'list') or 'options' not in spec:
+        return value
+
+    def one(item, sub):
+        full = dict((k, v.get('default')) for k, v in sub.items())
+        for key, val in item.items():
+            inner = sub[key]
+            if inner.get('options') and val is not None:
+                val = [one(v, inner['options']) for v in val] if inner['type'] == 'list' else one(val, inner['options'])
+            full[key] = val
+        return full
+    if spec['type'] == 'list':
+        return [one(item, spec['options']) for item in value]
+    return one(value, spec['options'])
+
+
+def hw_params(**kw):
+    return params(**dict((k, fill(k, v) if k in HARDWARE else v) for k, v in kw.items()))
+
+
+def spec_of(**kw):
+    return validate(hw_params(name='vm01', **kw))
+
+
+def plan(current, **kw):
+    return plan_config(spec_of(**kw), current, CTX)
+
+
+def options_changed(changes):
+    return sorted(set(c['option'] for c in changes))
+
+
+# ---------------------------------------------------------------- the declaration
+def test_every_hardware_option_is_one_line_of_the_table():
+    names = [o.name for o in OPTIONS]
+    for name in HARDWARE:
+        assert names.count(name) == 1 and name in ARGUMENT_SPEC
+        assert OPTIONS_BY_NAME[name].read is not None and OPTIONS_BY_NAME[name].write is not None
+
+
+# ---------------------------------------------------------------- round trips (pure)
+ROUND_TRIPS = [
+    ('tpm', dict(model='tpm-crb', backend='emulator', version='2.0', persistent_state=True),
+     "devices/tpm[@model='tpm-crb']/backend[@type='emulator'][@version='2.0'][@persistent_state='yes']"),
+    ('tpm', dict(model='tpm-tis', device='/dev/tpm0'),
+     "devices/tpm[@model='tpm-tis']/backend[@type='passthrough']/device[@path='/dev/tpm0']"),
+    ('rng', dict(), "devices/rng[@model='virtio']/backend[@model='random']"),
+    ('watchdog', dict(model='ib700', action='poweroff'), "devices/watchdog[@model='ib700'][@action='poweroff']"),
+    ('boot', dict(order=['network', 'hd'], menu=True, menu_timeout=3000), "os/bootmenu[@enable='yes'][@timeout='3000']"),
+    ('iothreads', 2, "iothreads"),
+    ('memory_backing', dict(hugepages=True, pages=[dict(size='2MiB', nodeset='0')], locked=True, nosharepages=True),
+     "memoryBacking/hugepages/page[@size='2048'][@unit='KiB'][@nodeset='0']"),
+    ('cputune', dict(shares=2048, period=100000, quota=50000, vcpupin=[dict(vcpu=0, cpuset='0-1,^1')], emulatorpin='0'),
+     "cputune/vcpupin[@vcpu='0'][@cpuset='0']"),
+    ('filesystems', [dict(source='/srv/share', target='share0')],
+     "devices/filesystem[@type='mount'][@accessmode='passthrough']/driver[@type='virtiofs']"),
+    ('filesystems', [dict(source='/srv/ro', target='ro', driver='9p', readonly=True, accessmode='mapped')],
+     "devices/filesystem[@accessmode='mapped']/readonly"),
+]
+
+
+@pytest.mark.parametrize('name, value, xpath', ROUND_TRIPS)
+def test_option_to_xml_to_facts_and_stable(name, value, xpath):
+    current = vm01()
+    desired, changes, _options = plan(current, **{name: value})
+    assert options_changed(changes) in ([name], sorted([name, 'filesystems'])), changes
+    assert desired.xpath(xpath), to_string(desired)
+    # libvirt's own normalized XML holds what was written: the same request is no change
+    again = parse(to_string(desired))
+    _desired, changes, _options = plan(again, **{name: value})
+    assert changes == []
+    facts = domain_xml_facts(again)
+    assert facts[name] not in (None, [], 0)
+
+
+def test_tpm_facts_and_removal():
+    current = vm01()
+    desired, _c, _o = plan(current, tpm=dict(persistent_state=True))
+    facts = domain_xml_facts(desired)
+    assert facts['tpm'] == dict(model='tpm-crb', backend='emulator', version='2.0', persistent_state=True, device=None)
+    # only the given fields are compared: another model is a change of exactly that field
+    _d, changes, _o = plan(desired, tpm=dict(model='tpm-tis'))
+    assert changes[0]['option'] == 'tpm' and changes[0]['after'] == dict(state='present', model='tpm-tis')
+    gone, changes, _o = plan(desired, tpm=dict(state='absent'))
+    assert gone.find('devices/tpm') is None and options_changed(changes) == ['tpm']
+    assert plan(gone, tpm=dict(state='absent'))[1] == []
+
+
+def test_virtiofs_gets_shared_memory_for_the_user():
+    desired, changes, _o = plan(vm01(), filesystems=[dict(source='/srv/share', target='share0')])
+    assert desired.find("memoryBacking/source[@type='memfd']") is not None
+    assert desired.find("memoryBacking/access[@mode='shared']") is not None
+    assert options_changed(changes) == ['filesystems'] and len(changes) == 2
+    # hugepages already back the memory: only shared access is added
+    huge, _c, _o = plan(vm01(), memory_backing=dict(hugepages=True))
+    desired, _c, _o = plan(huge, filesystems=[dict(source='/srv/share', target='share0')])
+    assert desired.find('memoryBacking/source') is None and desired.find("memoryBacking/access[@mode='shared']") is not None
+    with pytest.raises(KvmError, match='memory_backing.access: virtiofs'):
+        plan(vm01(), filesystems=[dict(source='/srv/share', target='s')], memory_backing=dict(access='private'))
+
+
+def test_filesystems_are_a_complete_list_matched_by_tag():
+    two, _c, _o = plan(vm01(), filesystems=[dict(source='/a', target='a'), dict(source='/b', target='b', driver='9p')])
+    one, changes, _o = plan(parse(to_string(two)), filesystems=[dict(source='/b2', target='b', driver='9p')])
+    assert [f['target'] for f in domain_xml_facts(one)['filesystems']] == ['b']
+    assert domain_xml_facts(one)['filesystems'][0]['source'] == '/b2' and options_changed(changes) == ['filesystems']
+
+
+def test_secure_boot_through_firmware_auto_selection():
+    current = vm01()
+    current.find('os/type').set('machine', 'pc-q35-7.2')
+    desired, changes, _o = plan(current, firmware='efi', secure_boot=True, enrolled_keys=True)
+    assert desired.find('os').get('firmware') == 'efi'
+    assert desired.find("os/firmware/feature[@name='secure-boot'][@enabled='yes']") is not None
+    assert desired.find("os/firmware/feature[@name='enrolled-keys'][@enabled='yes']") is not None
+    assert options_changed(changes) == ['enrolled_keys', 'firmware', 'secure_boot']
+    facts = domain_xml_facts(desired)
+    assert facts['firmware'] == 'efi' and facts['secure_boot'] is True and facts['enrolled_keys'] is True
+    assert plan(parse(to_string(desired)), firmware='efi', secure_boot=True, enrolled_keys=True)[1] == []
+    _d, changes, _o = plan(desired, secure_boot=False, enrolled_keys=False)
+    assert options_changed(changes) == ['enrolled_keys', 'secure_boot']
+
+
+def test_explicit_loader_and_nvram_template():
+    current = vm01()
+    current.find('os/type').set('machine', 'q35')
+    loader = '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd'
+    template = '/usr/share/OVMF/OVMF_VARS_4M.ms.fd'
+    desired, changes, _o = plan(current, loader=loader, nvram_template=template, secure_boot=True)
+    node = desired.find('os/loader')
+    assert node.text == loader and node.get('type') == 'pflash' and node.get('secure') == 'yes'
+    assert desired.find('os').get('firmware') is None and desired.find("features/smm[@state='on']") is not None
+    assert desired.find('os/nvram').get('template') == template
+    facts = domain_xml_facts(desired)
+    assert facts['loader'] == loader and facts['nvram_template'] == template and facts['firmware'] == 'efi'
+    # firmware: efi on an explicit loader is the same firmware (no auto-selection added beside the loader)
+    assert plan(parse(to_string(desired)), firmware='efi', loader=loader, nvram_template=template, secure_boot=True)[1] == []
+    back, changes, _o = plan(desired, loader='')
+    assert back.find('os/loader') is None and back.find('os').get('firmware') == 'efi'
+    assert back.find("os/firmware/feature[@name='secure-boot'][@enabled='yes']") is not None
+
+
+@pytest.mark.parametrize('machine, kw, message', [
+    ('pc-i440fx-7.2', dict(secure_boot=True), 'secure_boot: Secure Boot needs a q35 machine'),
+    ('q35', dict(firmware='bios', secure_boot=True), 'secure_boot: needs firmware efi'),
+    ('q35', dict(secure_boot=False, enrolled_keys=True), 'enrolled_keys: enrolled Secure Boot keys need'),
+    ('q35', dict(nvram_template='/x/VARS.fd'), 'nvram_template: needs an explicit loader'),
+    ('q35', dict(loader='/x/CODE.fd', enrolled_keys=True), 'enrolled_keys: chooses a firmware'),
+    ('q35', dict(boot=dict(order=['hd']), kernel='/boot/vmlinuz'), 'boot.order: a guest with direct kernel boot'),
+    ('q35', dict(cputune=dict(vcpupin=[dict(vcpu=3, cpuset='0')])), 'cputune.vcpupin: vCPU 3 does not exist'),
+])
+def test_combinations_are_refused_before_any_write(machine, kw, message):
+    current = vm01()
+    current.find('os/type').set('machine', machine)
+    with pytest.raises(KvmError, match=message):
+        plan(current, **kw)
+
+
+@pytest.mark.parametrize('kw, message', [
+    (dict(tpm=dict(backend='passthrough')), 'tpm.device: required with backend passthrough'),
+    (dict(tpm=dict(backend='emulator', device='/dev/tpm0')), 'tpm.device: is for backend passthrough only'),
+    (dict(tpm=dict(device='/dev/tpm0', version='2.0')), 'tpm.version: is for backend emulator only'),
+    (dict(tpm=dict(device='dev/tpm0')), 'tpm.device: must be an absolute path'),
+    (dict(filesystems=[dict(source='/a', target='bad tag')]), r'filesystems\[0\].target: must be a mount tag'),
+    (dict(filesystems=[dict(source='/a', target='t'), dict(source='/b', target='t')]), r'filesystems\[1\].target: duplicate'),
+    (dict(filesystems=[dict(source='/a/../b', target='t')]), r"filesystems\[0\].source: must not contain '..'"),
+    (dict(filesystems=[dict(source='/a', target='t', accessmode='mapped')]), 'virtiofs supports passthrough only'),
+    (dict(memory_backing=dict(pages=[dict(size='3KiB')])), r'memory_backing.pages\[0\].size: must be a page size'),
+    (dict(memory_backing=dict(hugepages=False, pages=[dict(size='2MiB')])), 'memory_backing.pages: needs hugepages'),
+    (dict(memory_backing=dict(pages=[dict(size='2MiB', nodeset='0;1')])), r'memory_backing.pages\[0\].nodeset: must be a cpuset'),
+    (dict(rng=dict(backend='builtin', source='/dev/random')), 'rng.source: is for backend random only'),
+    (dict(boot=dict(order=['hd', 'hd'])), 'boot.order: names a device twice'),
+    (dict(boot=dict(order=[])), 'boot.order: must name at least one device'),
+    (dict(iothreads=-1), 'iothreads: must be at least 0'),
+    (dict(cputune=dict(shares=1)), 'cputune.shares: must be at least 2'),
+    (dict(cputune=dict(vcpupin=[dict(vcpu=0, cpuset='0-')])), r'cputune.vcpupin\[0\].cpuset: must be a cpuset'),
+    (dict(cputune=dict(vcpupin=[dict(vcpu=0, cpuset='1,^1')])), r'cputune.vcpupin\[0\].cpuset: names no CPU'),
+    (dict(cputune=dict(vcpupin=[dict(vcpu=0, cpuset='0'), dict(vcpu=0, cpuset='1')])), 'vCPU pinned twice'),
+    (dict(cputune=dict(emulatorpin='5-2')), 'cputune.emulatorpin: has an invalid range'),
+])
+def test_bad_input_is_refused_naming_the_option(kw, message):
+    with pytest.raises(ValidationError, match=message):
+        spec_of(**kw)
+
+
+def test_cpusets_compare_by_meaning():
+    current = vm01()
+    desired, _c, _o = plan(current, max_vcpus=2, cputune=dict(vcpupin=[dict(vcpu=0, cpuset='0-3,^2')]))
+    stored = parse(to_string(desired))
+    assert stored.find('cputune/vcpupin').get('cpuset') == '0,1,3'
+    assert plan(stored, cputune=dict(vcpupin=[dict(vcpu=0, cpuset='0-1,3')]))[1] == []
+    stored.find('cputune/vcpupin').set('cpuset', '0-1,3')     # libvirt writes ranges: the same CPUs
+    assert plan(stored, cputune=dict(vcpupin=[dict(vcpu=0, cpuset='0,1,3')]))[1] == []
+
+
+def test_cputune_changes_live_the_rest_waits_for_a_restart():
+    current = vm01()
+    spec = spec_of(tpm=dict(), cputune=dict(shares=512, vcpupin=[dict(vcpu=0, cpuset='1')]), rng=dict())
+    desired, _changes, options = plan_config(spec, current, CTX)
+    live = copy.deepcopy(current)
+    actions, pending = plan_live(spec, options, desired, live, CTX, before=current)
+    assert sorted(pending) == ['rng', 'tpm']
+    assert sorted(a['option'] for a in actions) == ['cputune', 'cputune.vcpupin[0]']
+    assert all(a['kind'] == 'call' for a in actions)
+    # the live guest already pinned and weighted: nothing to do
+    live.append(etree.fromstring("<cputune><shares>512</shares><vcpupin vcpu='0' cpuset='1'/></cputune>"))
+    actions, pending = plan_live(spec, options, desired, live, CTX, before=current)
+    assert actions == [] and sorted(pending) == ['rng', 'tpm']
+
+
+def test_adopted_guest_with_hardware_changes_only_the_named_option():
+    """A guest with every hardware option set elsewhere: a task naming one option reports only that one."""
+    current = vm01()
+    current.find('os/type').set('machine', 'pc-q35-7.2')
+    everything = dict(tpm=dict(), firmware='efi', secure_boot=True, rng=dict(), watchdog=dict(action='pause'),
+                      filesystems=[dict(source='/srv/s', target='s')], boot=dict(menu=True), iothreads=1,
+                      memory_backing=dict(locked=True), cputune=dict(shares=100))
+    full, _c, _o = plan(current, **everything)
+    adopted = parse(to_string(full))
+    assert plan(adopted, autostart=True)[1] == []
+    _d, changes, _o = plan(adopted, watchdog=dict(action='reset'))
+    assert options_changed(changes) == ['watchdog']
+    assert changes[0]['before'] == dict(model='i6300esb', action='pause')
+
+
+# ---------------------------------------------------------------- through the Manager (test:/// driver)
+GUEST = dict(name='kvmops-unit-hw', memory='128MiB', vcpus=2, virt_type='qemu', machine='q35', graphics=dict(type='none'))
+
+
+def test_manager_check_real_noop_and_facts(test_client):
+    args = hw_params(**dict(GUEST, tpm=dict(), rng=dict(), watchdog=dict(action='poweroff'), iothreads=1,
+                            boot=dict(order=['hd', 'cdrom'], menu=True), cputune=dict(vcpupin=[dict(vcpu=1, cpuset='0')])))
+    first = _converge(test_client, args, check=True, diff=True)
+    assert first['changed'] is True and test_client.write_log == []
+    real = _converge(test_client, args)
+    assert real['changed'] is True and test_client.write_log == ['defineXMLFlags']
+    facts = real['domain']
+    assert facts['tpm']['model'] == 'tpm-crb' and facts['rng']['source'] == '/dev/urandom'
+    assert facts['watchdog'] == dict(model='i6300esb', action='poweroff') and facts['iothreads'] == 1
+    assert facts['boot']['order'] == ['hd', 'cdrom'] and facts['boot']['menu'] is True
+    assert facts['cputune']['vcpupin'] == [dict(vcpu=1, cpuset='0')]
+    again = _converge(test_client, args)
+    assert again['changed'] is False and again['changes'] == [] and test_client.write_log == ['defineXMLFlags']
+    one = _converge(test_client, hw_params(name=GUEST['name'], watchdog=dict(action='reset')), diff=True)
+    assert [c['option'] for c in one['changes']] == ['watchdog'] and one['domain']['watchdog']['action'] == 'reset'
+    assert "action='poweroff'" in one['diff']['before'].replace('"', "'")
+    untpm = _converge(test_client, hw_params(name=GUEST['name'], tpm=dict(state='absent')))
+    assert [c['option'] for c in untpm['changes']] == ['tpm'] and untpm['domain']['tpm'] is None
+    _converge(test_client, dict(name=GUEST['name'], state='absent'))   # the test driver knows no UNDEFINE_TPM
+    assert test_client.find_domain(GUEST['name']) is None
