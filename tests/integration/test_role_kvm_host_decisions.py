@@ -5,6 +5,11 @@ package lists, service units and file paths the role would use there are
 checked by running the role's decision step with that platform's facts.
 """
 
+import glob
+import json
+import os
+import re
+
 import pytest
 
 from role_decisions import decide
@@ -99,3 +104,122 @@ def test_values_reaching_files_are_checked(playbook, tmp_path, extra, name):
 def test_plain_values_are_accepted(playbook, tmp_path, extra):
     result = _decide(playbook, tmp_path, DEBIAN, extra)
     assert result.rc == 0, result.stdout[-2000:]
+
+
+# ---------------------------------------------------------------- kvm_host_features
+ALL_FEATURES = ['tpm', 'secure_boot', 'virtiofs', 'hugepages']
+
+
+@pytest.mark.parametrize('distribution, family, version, wanted, virtiofsd', [
+    ('Debian', 'Debian', '12', {'swtpm', 'swtpm-tools', 'ovmf', 'qemu-system-common'}, '/usr/lib/qemu/virtiofsd'),
+    ('Debian', 'Debian', '13', {'swtpm', 'swtpm-tools', 'ovmf', 'virtiofsd'}, '/usr/libexec/virtiofsd'),
+    ('Ubuntu', 'Debian', '22', {'swtpm', 'swtpm-tools', 'ovmf', 'qemu-system-common'}, '/usr/lib/qemu/virtiofsd'),
+    ('Ubuntu', 'Debian', '24', {'swtpm', 'swtpm-tools', 'ovmf', 'virtiofsd'}, '/usr/libexec/virtiofsd'),
+    ('RedHat', 'RedHat', '8', {'swtpm', 'swtpm-tools', 'edk2-ovmf', 'qemu-kvm-common'}, '/usr/libexec/virtiofsd'),
+    ('Rocky', 'RedHat', '9', {'swtpm', 'swtpm-tools', 'edk2-ovmf', 'virtiofsd'}, '/usr/libexec/virtiofsd'),
+    ('RedHat', 'RedHat', '10', {'swtpm', 'swtpm-tools', 'edk2-ovmf', 'virtiofsd'}, '/usr/libexec/virtiofsd'),
+])
+def test_feature_packages(playbook, tmp_path, distribution, family, version, wanted, virtiofsd):
+    facts = dict(os_family=family, distribution=distribution, distribution_major_version=version,
+                 service_mgr='systemd', processor=[])
+    result = _decide(playbook, tmp_path, facts, {'kvm_host_features': ALL_FEATURES, 'kvm_host_hugepages_count': 16})
+    assert result.rc == 0, result.stdout[-2000:]
+    plan = result.task('plan')['_kvm_host_plan']
+    assert wanted <= set(plan['packages'])
+    assert len(plan['packages']) == len(set(plan['packages']))
+    # The package of the other virtiofsd generation is not asked for (it does not exist on that release).
+    other = {'virtiofsd', 'qemu-system-common', 'qemu-kvm-common'} - wanted
+    assert not other & set(plan['packages']) - (DEBIAN_PACKAGES | RHEL_PACKAGES)
+    assert plan['virtiofsd'] == virtiofsd
+    assert plan['features'] == ALL_FEATURES
+    assert plan['hugepages'] == {'count': 16, 'size': '2M', 'size_kb': 2048,
+                                 'sysctl_file': '/etc/sysctl.d/61-kvm-host-hugepages.conf'}
+
+
+def test_no_features_adds_nothing(playbook, tmp_path):
+    plain = _decide(playbook, tmp_path, DEBIAN).task('plan')['_kvm_host_plan']
+    assert plain['features'] == []
+    assert not {'swtpm', 'swtpm-tools', 'virtiofsd'} & set(plain['packages'])
+    tpm = _decide(playbook, tmp_path, DEBIAN, {'kvm_host_features': ['tpm']}).task('plan')['_kvm_host_plan']
+    assert set(tpm['packages']) - set(plain['packages']) == {'swtpm', 'swtpm-tools'}
+
+
+@pytest.mark.parametrize('extra, name', [
+    ({'kvm_host_features': ['tpm', 'sgx']}, 'kvm_host_features'),
+    ({'kvm_host_features': 'tpm'}, 'kvm_host_features'),
+    ({'kvm_host_features': ['hugepages'], 'kvm_host_hugepages_count': -4}, 'kvm_host_hugepages_count'),
+    ({'kvm_host_features': ['hugepages'], 'kvm_host_hugepages_count': '16\nvm.overcommit_memory = 1'},
+     'kvm_host_hugepages_count'),
+    ({'kvm_host_features': ['hugepages'], 'kvm_host_hugepages_size': '16M'}, 'kvm_host_hugepages_size'),
+], ids=['unknown-feature', 'feature-string', 'count-negative', 'count-newline', 'size-unknown'])
+def test_bad_features_are_rejected(playbook, tmp_path, extra, name):
+    result = _decide(playbook, tmp_path, DEBIAN, extra)
+    assert result.rc != 0
+    assert name in result.stdout
+    assert not result.tasks('plan')
+
+
+# The feature checks run for real against this machine (which has swtpm, Debian 12's OVMF and QEMU's
+# virtiofsd), in check mode: nothing may be written, and the published status must match the host.
+FEATURE_PROBE = """
+- hosts: localhost
+  gather_facts: true
+  tasks:
+    - name: decide
+      ansible.builtin.include_role:
+        name: kvmops.kvm.kvm_host
+        tasks_from: decide
+    - name: preflight
+      ansible.builtin.include_role:
+        name: kvmops.kvm.kvm_host
+        tasks_from: preflight
+    - name: features
+      ansible.builtin.include_role:
+        name: kvmops.kvm.kvm_host
+        tasks_from: features
+    - name: status
+      ansible.builtin.debug:
+        var: kvm_host_features_status
+"""
+
+
+def _probe(playbook, tmp_path, extra):
+    path = tmp_path / 'probe.yml'
+    path.write_text(FEATURE_PROBE)
+    return playbook(str(path), extra_vars=dict({'kvm_host_allow_emulation': True}, **extra), check=True)
+
+
+def test_feature_status_on_this_host(playbook, tmp_path):
+    sysctl_file = '/etc/sysctl.d/61-kvm-host-hugepages.conf'
+    before = os.path.exists(sysctl_file)
+    pages = int(open('/proc/sys/vm/nr_hugepages').read())
+    result = _probe(playbook, tmp_path, {'kvm_host_features': ALL_FEATURES, 'kvm_host_hugepages_count': pages + 3})
+    assert result.rc == 0, result.stdout[-3000:]
+    status = result.task('status')['kvm_host_features_status']
+    assert status['tpm']['usable'] is os.access('/usr/bin/swtpm', os.X_OK)
+    wanted = sorted(path for path in glob.glob('/usr/share/qemu/firmware/*.json') + glob.glob('/etc/qemu/firmware/*.json')
+                    if {'secure-boot', 'enrolled-keys'} <= set(json.load(open(path)).get('features', [])))
+    assert status['secure_boot']['descriptors'] == wanted
+    assert status['secure_boot']['usable'] is bool(wanted)
+    assert status['virtiofs']['usable'] is os.path.exists('/usr/lib/qemu/virtiofsd')
+    # Check mode: nothing reserved, nothing written; the status says the pool is short.
+    assert status['hugepages']['reserved'] == pages == int(open('/proc/sys/vm/nr_hugepages').read())
+    assert status['hugepages']['wanted'] == pages + 3 and status['hugepages']['usable'] is False
+    assert os.path.exists(sysctl_file) is before
+
+
+def test_hugepages_refused_before_any_write(playbook, tmp_path):
+    meminfo = open('/proc/meminfo').read()
+    default_kb = int(re.search(r'^Hugepagesize:\s+(\d+) kB', meminfo, re.M).group(1))
+    total_kb = int(re.search(r'^MemTotal:\s+(\d+) kB', meminfo, re.M).group(1))
+    other = '1G' if default_kb == 2048 else '2M'
+    result = _probe(playbook, tmp_path, {'kvm_host_features': ['hugepages'], 'kvm_host_hugepages_size': other,
+                                         'kvm_host_hugepages_count': 1})
+    assert result.rc != 0
+    assert "kernel's default huge page size is %d kB" % default_kb in result.stdout
+    assert 'default_hugepagesz=1G' in result.stdout
+    too_many = total_kb // default_kb
+    result = _probe(playbook, tmp_path, {'kvm_host_features': ['hugepages'], 'kvm_host_hugepages_count': too_many})
+    assert result.rc != 0
+    assert 'more than 90%' in result.stdout
+    assert 'Persist the huge page pool' not in result.stdout
