@@ -66,6 +66,9 @@ options:
         skipped on a O(read_only) connection, which libvirt refuses for agent queries).
       - V(arp) - the hypervisor's ARP/neighbour table (the guest must have sent traffic to the host).
       - A source that cannot answer is recorded in the C(address_errors) host variable, never a failure.
+      - M(kvmops.kvm.kvm_info) (C(addresses) of each guest) and M(kvmops.kvm.kvm_domain)
+        (O(kvmops.kvm.kvm_domain#module:wait_for)) read the same sources with the same code. A reported value that is not an IP address is dropped, MACs and
+        prefixes are checked, interface names are cut to 64 characters, and a source gives at most 256 entries.
     type: list
     elements: str
     choices: [lease, agent, arp]
