@@ -323,7 +323,7 @@ def test_drain_host_rejects_bad_answers_before_listing_guests(tmp_path, answers,
     for word in words:
         assert word in failed['res']['msg'], failed['res']['msg']
     started = [e['event_data'].get('task') for e in result.events if e['event'] == 'runner_on_start']
-    assert 'List the guests of the source' not in started
+    assert 'Migrate every guest of the source to the best candidate' not in started
 
 
 # ---------------------------------------------------------------- snapshot
