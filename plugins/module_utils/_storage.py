@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 
+from ansible_collections.kvmops.kvm.plugins.module_utils import _transfer
 from ansible_collections.kvmops.kvm.plugins.module_utils._changes import ChangeSet
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, libvirt
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, error_text, libvirt
 from ansible_collections.kvmops.kvm.plugins.module_utils._qemu_img import create_image, image_check, image_info
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, find_text, make_diff, parse
 
@@ -342,3 +344,78 @@ def upload(client, vol, path):
         raise
     finally:
         os.close(fd)
+
+
+# ------------------------------------------------------------------ imports through the upload stream
+# Used by kvm_volume's import_from (a file on the host that runs the module, or an http(s) URL), on a local and
+# a remote URI alike: libvirt creates the volume and writes it, the module only streams bytes.
+FILE_POOLS = ('dir', 'fs', 'netfs')
+REFRESH_TRIES = 50
+
+
+def refresh_pool(client, pool):
+    """``pool.refresh`` once libvirt's own refresh after an upload has let go of the pool."""
+    for attempt in range(REFRESH_TRIES):
+        try:
+            pool.refresh(0)
+            return
+        except libvirt.libvirtError as exc:
+            if attempt == REFRESH_TRIES - 1 or 'asynchronous jobs' not in error_text(exc):
+                raise KvmError(client.describe_error(exc, 'pool %s: refresh' % pool.name()))
+        time.sleep(0.1)
+
+
+def stream_into_pool(changes, client, pool, name, plan, perms, source, head, expected=None, algorithm=None,
+                     check=None):
+    """Create volume ``name`` in ``pool`` from ``source`` (a _transfer source whose first bytes ``head`` were
+    read already), through libvirt's upload stream, and check it before keeping it.
+
+    In a file pool (dir, fs, netfs) the volume is created empty and receives exactly the source's bytes
+    (libvirt then reads the format from the image itself); in other pools it is created with the plan's
+    format and the source's size. ``expected`` (a hex digest of ``algorithm``) is compared with the bytes
+    streamed; ``check`` (a callable of the new volume) may refuse it. On any failure the new volume is
+    deleted again: nothing is left behind. Grown to ``plan['capacity']`` when that is larger.
+    Returns ``(vol, transfer)``: ``transfer`` is ``dict(bytes, seconds, checksum)``; ``(None, None)`` in check mode.
+    """
+    what = 'volume %s/%s' % (pool.name(), name)
+    with client.errors('pool %s' % pool.name()):
+        pool_type = parse(pool.XMLDesc(0), 'pool XML').get('type')
+    if pool_type in FILE_POOLS:
+        xml = volume_xml(name, dict(plan, format='raw', allocation='sparse', backing=None), perms, create_size=0)
+        length = 0
+    else:
+        if not source.size:
+            raise KvmError('%s: the size of %s is not known (no Content-Length); a %s pool needs it to create the volume'
+                           % (what, source.label, pool_type))
+        xml = volume_xml(name, dict(plan, allocation='sparse'), perms, create_size=max(source.size, plan['capacity']))
+        length = source.size
+    vol = changes.write('%s: create' % what, pool.createXML, xml, 0)
+    if vol is None:
+        return None, None
+    hasher = _transfer.new_hasher(algorithm or 'sha256')
+    try:
+        stream, transfer = _transfer.upload(client, vol, source, head, hasher, length, '%s: upload %s' % (what, source.label))
+        digest = hasher.hexdigest()
+        if expected and digest != expected:
+            _transfer.abort(stream)
+            raise KvmError('checksum mismatch for %s: expected %s:%s, got %s:%s; the new volume %s was deleted'
+                           % (source.label, algorithm, expected, algorithm, digest, what))
+        _transfer.finish(client, stream, '%s: upload %s' % (what, source.label))
+        transfer['checksum'] = '%s:%s' % (algorithm or 'sha256', digest)
+        refresh_pool(client, pool)
+        vol = find_volume(client, pool, name, what, refresh=False)
+        if vol is None:
+            raise KvmError('%s disappeared after the upload' % what)
+        if check is not None:
+            check(vol)
+        with client.errors(what):
+            have = vol.info()[1]
+        if round_up(have) < plan['capacity']:   # a raw image of an odd size is not padded to whole sectors
+            client.call('%s: resize to %d' % (what, plan['capacity']), vol.resize, plan['capacity'], 0)
+    except BaseException:
+        try:
+            vol.delete(0)
+        except libvirt.libvirtError:
+            pass
+        raise
+    return vol, transfer

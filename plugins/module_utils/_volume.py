@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.kvmops.kvm.plugins.module_utils import _storage, _validate as valid
+from ansible_collections.kvmops.kvm.plugins.module_utils import _storage, _transfer, _validate as valid
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, is_local_uri, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import volume_facts
-from ansible_collections.kvmops.kvm.plugins.module_utils._qemu_img import chain_summary, image_info
+from ansible_collections.kvmops.kvm.plugins.module_utils._qemu_img import chain_summary, image_check, image_info
 from ansible_collections.kvmops.kvm.plugins.module_utils._storage import StorageManager, round_up
 from ansible_collections.kvmops.kvm.plugins.module_utils._units import to_bytes
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import find_text, parse
@@ -35,13 +35,25 @@ ARGUMENT_SPEC = dict(
     backing=dict(type='str'),
     backing_format=dict(type='str', choices=FORMATS),
     clone_from=dict(type='str'),
-    import_from=dict(type='path'),
+    import_from=dict(type='raw'),
+    checksum=dict(type='str'),
+    validate_certs=dict(type='bool', default=True),
+    url_username=dict(type='str'),
+    url_password=dict(type='str', no_log=True),
+    force_basic_auth=dict(type='bool', default=False),
+    use_proxy=dict(type='bool', default=True),
+    timeout=dict(type='int', default=10),
+    export_to=dict(type='path'),
+    export_mode=dict(type='raw'),
     shrink=dict(type='bool', default=False),
     force=dict(type='bool', default=False),
     owner=dict(type='str'),
     group=dict(type='str'),
     mode=dict(type='raw'),
 )
+
+IMPORT_FROM_RULE = ('must be an absolute path of a file on the host that runs the module, an http(s) URL, '
+                    'or another volume as pool/volume (or a dict with pool and name)')
 
 
 # ------------------------------------------------------------------ shared helpers
@@ -55,11 +67,15 @@ def disk_users(client):
     with client.errors('list domains'):
         domains = client.conn.listAllDomains(0)
     for dom in domains:
-        with client.errors('domain %s' % dom.name()):
+        try:
             texts = [dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)] if dom.isPersistent() else []
             if dom.isActive():
                 texts.append(dom.XMLDesc(0))
             name = dom.name()
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                continue   # gone since the listing (a transient guest stopped)
+            raise KvmError(client.describe_error(exc, 'domain %s' % dom.name()))
         for text in texts:
             root = parse(text, 'domain XML')
             for disk in root.findall('devices/disk'):
@@ -80,8 +96,12 @@ def running_disk_target(client, path):
     with client.errors('list domains'):
         domains = client.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
     for dom in domains:
-        with client.errors('domain %s' % dom.name()):
+        try:
             root = parse(dom.XMLDesc(0), 'domain XML')
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                continue   # stopped since the listing
+            raise KvmError(client.describe_error(exc, 'domain %s' % dom.name()))
         for disk in root.findall('devices/disk'):
             src = disk.find('source')
             if src is not None and path in (src.get('file'), src.get('dev')):
@@ -94,6 +114,34 @@ def volume_ref(option, value):
     if isinstance(value, str) and value.startswith('/'):
         return valid.abs_path(option, value)
     return valid.object_name(option, value, 'volume name (or an absolute path)')
+
+
+def import_ref(value):
+    """``import_from`` -> ``dict(kind, label, ...)``: ``file`` (path), ``url`` (url) or ``volume`` (pool, name)."""
+    option = 'import_from'
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(('pool', 'name', 'volume')))
+        if unknown:
+            valid.refuse(option, 'a volume is given as {pool: ..., name: ...}; unknown key %s' % ', '.join(unknown))
+        pool = valid.object_name('import_from.pool', value.get('pool'), 'pool name')
+        name = valid.object_name('import_from.name', value.get('name') or value.get('volume'), 'volume name')
+        return dict(kind='volume', pool=pool, name=name, label='%s/%s' % (pool, name))
+    if not isinstance(value, str) or not value:
+        valid.refuse(option, IMPORT_FROM_RULE, value)
+    if _transfer.is_url(value):
+        url = _transfer.check_url(option, value)
+        return dict(kind='url', url=url, label=_transfer.safe_url(url))
+    if value.startswith('~'):
+        value = os.path.expanduser(value)
+    if value.startswith('/'):
+        path = valid.abs_path(option, value)
+        return dict(kind='file', path=path, label=path)
+    if value.count('/') == 1 and '://' not in value:
+        pool, name = value.split('/')
+        return dict(kind='volume', pool=valid.object_name('import_from', pool, 'pool name in pool/volume'),
+                    name=valid.object_name('import_from', name, 'volume name in pool/volume'), label=value)
+    valid.refuse(option, IMPORT_FROM_RULE, value)
+    return None
 
 
 def set_permissions(path, mode, owner, group):
@@ -131,8 +179,13 @@ class VolumeManager(StorageManager):
             raise KvmError('backing_format needs backing')
         if p.get('backing') and p.get('format') == 'raw':
             raise KvmError('format raw cannot have a backing file; a copy-on-write overlay needs format qcow2')
-        if p.get('import_from'):
-            p['import_from'] = valid.abs_path('import_from', p['import_from'])
+        self.ref = import_ref(p['import_from']) if p.get('import_from') is not None else None
+        self.checksum = _transfer.parse_checksum(p['checksum']) if p.get('checksum') else None
+        if self.checksum and not self.ref:
+            raise valid.ValidationError('checksum: needs import_from (the checksum of the image to import)')
+        if p.get('timeout') is not None and not 1 <= p['timeout'] <= 86400:
+            raise valid.ValidationError('timeout: must be between 1 and 86400 seconds (got %s)' % p['timeout'])
+        self.validate_export()
         self.capacity = None
         if p.get('capacity') is not None:
             try:
@@ -141,8 +194,34 @@ class VolumeManager(StorageManager):
                 raise valid.ValidationError('capacity: %s' % exc.msg)
             self.capacity = valid.size_bytes('capacity', capacity, valid.MAX_VOLUME_BYTES)
         from ansible_collections.kvmops.kvm.plugins.module_utils._pool import normalize_mode, resolve_id
+        for key in ('owner', 'group'):
+            if not self.local and p.get(key) is not None and not str(p[key]).isdigit():
+                raise valid.ValidationError(
+                    '%s: %r is a name, and names are looked up on the host that runs the module, not on the hypervisor '
+                    'of %s; give the numeric %s' % (key, p[key], self.client.uri, 'uid' if key == 'owner' else 'gid'))
         self.perms = dict(mode=normalize_mode(p.get('mode')), owner=resolve_id(p.get('owner'), 'owner'),
                           group=resolve_id(p.get('group'), 'group'))
+
+    def validate_export(self):
+        """``export_to``: an absolute path whose directory exists, not a link, not anything but a regular file."""
+        p = self.params
+        self.export = None
+        if not p.get('export_to'):
+            if p.get('export_mode') is not None:
+                raise valid.ValidationError('export_mode: needs export_to')
+            return
+        from ansible_collections.kvmops.kvm.plugins.module_utils._pool import normalize_mode
+        if p['state'] != 'present':
+            raise valid.ValidationError('export_to: needs state present (the volume to export)')
+        path = valid.abs_path('export_to', p['export_to'])
+        if os.path.islink(path):
+            raise valid.ValidationError('export_to: %s is a symbolic link; refusing to write through it' % path)
+        if os.path.lexists(path) and not os.path.isfile(path):
+            raise valid.ValidationError('export_to: %s exists and is not a regular file' % path)
+        if not os.path.isdir(os.path.dirname(path)):
+            raise valid.ValidationError('export_to: the directory %s does not exist' % os.path.dirname(path))
+        mode = normalize_mode(p.get('export_mode'), 'export_mode') if p.get('export_mode') is not None else '0600'
+        self.export = dict(path=path, mode=mode)
 
     # -- lookups -----------------------------------------------------------
     def find_pool(self):
@@ -165,6 +244,7 @@ class VolumeManager(StorageManager):
     # -- run ---------------------------------------------------------------
     def run(self):
         self.validate()
+        self.transfer = self.exported = self.verified = None
         pool = self.find_pool()
         vol = self.find_volume(pool, self.params['name'])
         if self.params['state'] == 'absent':
@@ -183,7 +263,10 @@ class VolumeManager(StorageManager):
         elif vol is None:
             chain = [dict(path=b['path'], format=b['format'], virtual_size=None) for b in after.get('backing', [])]
         self.diff(_render(before), _render(after if after is not None else _summary(facts)))
-        return self.result(volume=facts, backing_chain=chain)
+        if self.export:
+            self.export_volume(vol)
+        return self.result(volume=facts, backing_chain=chain, transfer=self.transfer, export=self.exported,
+                           checksum_check=self.verified)
 
     # -- create --------------------------------------------------------------
     def create(self, pool):
@@ -191,43 +274,107 @@ class VolumeManager(StorageManager):
         p = self.params
         fmt = p.get('format')
         capacity = self.capacity
-        backing = clone = imported = None
+        backing = clone = None
+        if self.ref and self.ref['kind'] != 'volume':
+            return self.create_streamed(pool)
         if p.get('backing'):
             backing = self.resolve_ref(pool, p['backing'], 'backing')
-        elif p.get('clone_from'):
-            clone = self.resolve_ref(pool, p['clone_from'], 'clone_from')
-            if clone['vol'] is None:
-                raise KvmError('clone_from: %s is not a libvirt volume (use import_from for a plain file)' % clone['path'])
+        elif p.get('clone_from') or self.ref:
+            if self.ref:
+                option, label = 'import_from', self.ref['label']
+                clone = self.source_volume()
+            else:
+                option, label = 'clone_from', p['clone_from']
+                clone = self.resolve_ref(pool, p['clone_from'], 'clone_from')
+                if clone['vol'] is None:
+                    raise KvmError('clone_from: %s is not a libvirt volume (use import_from for a plain file)' % clone['path'])
             fmt = fmt or clone['format']
-            capacity = _storage.check_capacity('capacity', capacity, clone, 'clone_from %s' % p['clone_from'])
-        elif p.get('import_from'):
-            imported = _storage.inspect_import(self.module, self.client, p['import_from'], local=self.local)
-            if fmt and fmt != imported['format']:
-                raise KvmError('import_from %s is a %s image but format is %s; omit format or convert the image first'
-                               % (p['import_from'], imported['format'], fmt))
-            fmt = imported['format']
-            capacity = _storage.check_capacity('capacity', capacity, imported,
-                                               'the virtual size of import_from %s' % p['import_from'])
+            capacity = _storage.check_capacity('capacity', capacity, clone, '%s %s' % (option, label))
         plan = _storage.image_plan(self.what, capacity, fmt, backing, p.get('backing_format'), p['allocation'])
-
-        with self.client.errors('pool %s' % pool.name()):
-            pool_root = parse(pool.XMLDesc(0), 'pool XML')
-        after = _storage.predicted_volume(pool_root, p['name'], plan)
-        if clone:
+        after = _storage.predicted_volume(self.pool_root(pool), p['name'], plan)
+        if self.ref:
+            self.record('config', 'volume', 'create', 'create', after=after)
+            self.record('config', 'import_from', 'import', 'import %s' % self.ref['label'], before=self.ref['label'])
+        elif clone:
             self.record('config', 'clone_from', 'clone', 'clone from %s' % clone['path'], before=clone['path'], after=after)
         else:
             self.record('config', 'volume', 'create', 'create', after=after)
-        if imported:
-            self.record('config', 'import_from', 'import', 'import %s' % p['import_from'], before=p['import_from'])
         vol = _storage.create_in_pool(self.changes, self.client, pool, p['name'], plan, self.perms,
-                                      clone=clone['vol'] if clone else None, import_from=imported)
+                                      clone=clone['vol'] if clone else None)
         return self.summary(vol, None, after if vol is None else None)
+
+    def pool_root(self, pool):
+        with self.client.errors('pool %s' % pool.name()):
+            return parse(pool.XMLDesc(0), 'pool XML')
+
+    def source_volume(self):
+        """``import_from`` naming another volume -> backing_image's dict; its checksum is verified first when given."""
+        ref = self.ref
+        other = self.client.find_pool(ref['pool'])
+        if other is None:
+            raise KvmError('import_from: pool %s does not exist' % ref['pool'])
+        with self.client.errors('pool %s' % ref['pool']):
+            active = other.isActive()
+        if not active:
+            raise KvmError('import_from: pool %s is not active' % ref['pool'])
+        source = _storage.backing_image(self.module, self.client, 'import_from', ref['name'], pool=other, local=self.local)
+        if self.checksum:
+            expected = _transfer.fetch_digest(self.checksum, ref['name'], self.params)
+            digest = _transfer.volume_digest(self.client, source['vol'], self.checksum['algorithm'], 'import_from %s' % ref['label'])
+            if digest != expected:
+                raise KvmError('checksum mismatch for import_from %s: expected %s:%s, got %s:%s; nothing was created'
+                               % (ref['label'], self.checksum['algorithm'], expected, self.checksum['algorithm'], digest))
+            self.verified = 'source'
+        return source
+
+    def create_streamed(self, pool):
+        """A new volume from a local file or a URL, through the upload stream (see _storage.stream_into_pool)."""
+        p = self.params
+        ref = self.ref
+        location = ref.get('url') or ref['path']
+        expected = _transfer.fetch_digest(self.checksum, location, p) if self.checksum else None
+        source = _transfer.open_source('import_from', location, p)
+        try:
+            head = _transfer.read_head(source)
+            header = _transfer.image_header('import_from', ref['label'], head, p.get('format'))
+            fmt = header['format']
+            if ref['kind'] == 'file' and fmt == 'qcow2' and self.module.get_bin_path('qemu-img'):
+                image_check(self.module, ref['path'], fmt)
+            size = header['capacity'] if fmt == 'qcow2' else source.size
+            capacity = _storage.check_capacity('capacity', self.capacity, dict(capacity=size),
+                                               'the virtual size of import_from %s' % ref['label'])
+            plan = _storage.image_plan(self.what, capacity or 0, fmt, None, None, p['allocation'])
+            after = _storage.predicted_volume(self.pool_root(pool), p['name'], plan)
+            self.record('config', 'volume', 'create', 'create', after=after)
+            self.record('config', 'import_from', 'import', 'import %s' % ref['label'], before=ref['label'])
+            vol, transfer = _storage.stream_into_pool(
+                self.changes, self.client, pool, p['name'], plan, self.perms, source, head, expected,
+                self.checksum['algorithm'] if self.checksum else None, check=lambda new: self.check_imported(new, fmt))
+        finally:
+            source.close()
+        if transfer is not None:
+            transfer['source'] = ref['label']
+            self.transfer = transfer
+            self.verified = 'stream' if expected else None
+        return self.summary(vol, None, after if vol is None else None)
+
+    def check_imported(self, vol, fmt):
+        """The new volume as libvirt sees it is the format the header said; a local qcow2 passes qemu-img check."""
+        with self.client.errors(self.what):
+            root = parse(vol.XMLDesc(0), 'volume XML')
+        have = find_text(root, 'target/format/@type')
+        if have and (fmt == 'qcow2') != (have == 'qcow2'):
+            raise KvmError('%s: libvirt reads the imported image as %s, not %s; it was deleted' % (self.what, have, fmt))
+        if self.local and fmt == 'qcow2' and find_text(root, 'target/path') and self.module.get_bin_path('qemu-img'):
+            image_check(self.module, find_text(root, 'target/path'), fmt)
 
     # -- existing --------------------------------------------------------------
     def update(self, pool, vol):
         p = self.params
         facts = volume_facts(self.client, vol)
         before = _summary(facts)
+        if self.checksum:
+            self.verify_existing(pool, vol, facts)
         if p.get('format') and facts['format'] != p['format']:
             raise KvmError('%s exists with format %s, not %s; libvirt cannot convert a volume in place '
                            '(remove it or use another name)' % (self.what, facts['format'], p['format']))
@@ -291,6 +438,57 @@ class VolumeManager(StorageManager):
                               self.perms['group'] if 'group' in wrong else None)
         except OSError as exc:
             raise KvmError('%s: cannot set %s on %s: %s' % (self.what, ', '.join(wrong), facts['path'], exc.strerror))
+
+    def verify_existing(self, pool, vol, facts):
+        """An existing volume and ``checksum``: its content is hashed through the download stream (nothing is
+        downloaded from import_from) unless a guest uses it - then its content is expected to change and it is
+        not hashed. Another content is an error: the volume is never overwritten."""
+        users = disk_users(self.client)
+        who = users.get(facts['path'], set()) | users.get((pool.name(), facts['name']), set())
+        if who:
+            self.verified = 'skipped: used by guest %s' % ', '.join(sorted(who))
+            return
+        if facts.get('type') != 'file':
+            self.verified = 'skipped: a %s volume holds more than the imported bytes' % facts.get('type')
+            return
+        algorithm = self.checksum['algorithm']
+        location = self.ref.get('url') or self.ref.get('path') or self.ref['name']
+        expected = _transfer.fetch_digest(self.checksum, location, self.params)
+        digest = _transfer.volume_digest(self.client, vol, algorithm, self.what)
+        if digest != expected:
+            raise KvmError('%s exists but its content does not match checksum (it is %s:%s, expected %s:%s); it is not '
+                           'overwritten: remove it (state: absent) to import it again, or drop checksum to keep it'
+                           % (self.what, algorithm, digest, algorithm, expected))
+        self.verified = 'content'
+
+    # -- export_to ---------------------------------------------------------------
+    def export_volume(self, vol):
+        """Download the volume to ``export_to`` unless the file there has the same content (and mode)."""
+        path, mode = self.export['path'], self.export['mode']
+        existing = os.path.isfile(path)
+        old = new = None
+        if existing and vol is not None:
+            with self.client.errors(self.what):
+                physical = vol.infoFlags(libvirt.VIR_STORAGE_VOL_GET_PHYSICAL)[2]
+            if physical == os.path.getsize(path):
+                old = _transfer.file_digest(path, 'sha256')
+                new = _transfer.volume_digest(self.client, vol, 'sha256', self.what)
+        if old is not None and old == new:
+            have = '%04o' % (os.stat(path).st_mode & 0o7777)
+            self.exported = dict(path=path, checksum='sha256:%s' % new, bytes=None, seconds=None)
+            if have != mode:
+                self.record('host', 'export_mode', 'set', 'set export_mode', before=have, after=mode, path=path)
+                self.changes.host(set_permissions, path, mode, None, None)
+            return
+        if existing and not self.params['force']:
+            raise KvmError('export_to: %s exists with other content; set force: true to replace it' % path)
+        self.record('host', 'export_to', 'export', 'export to %s' % path, before='sha256:%s' % old if old else None,
+                    after=path, path=path)
+        if vol is None:
+            return   # check mode, volume not created yet
+        self.exported = self.changes.host(_transfer.export_file, self.client, vol, 'export_to', path, int(mode, 8))
+        if self.exported:
+            self.exported['path'] = path
 
     # -- absent ------------------------------------------------------------------
     def absent(self, pool, vol):

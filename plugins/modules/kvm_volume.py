@@ -12,7 +12,12 @@ version_added: 0.1.0
 description:
   - Replaces C(qemu-img create), C(virsh vol-create-as), C(vol-clone), C(vol-upload), C(vol-resize) and C(vol-delete).
   - A new volume is empty (O(capacity)), a thin copy-on-write overlay on a backing image (O(backing)), a full copy of
-    another volume (O(clone_from)) or a copy of a local image file (O(import_from)).
+    another volume (O(clone_from)), or an import (O(import_from)) of an image file on the host that runs the module,
+    of an http(s) URL streamed into the pool, or of a volume of another pool, optionally verified with O(checksum).
+  - O(export_to) downloads the volume into a file on the host that runs the module.
+  - Everything the module creates is created by libvirt (a volume, written through libvirt's upload stream), so it
+    works the same with a remote O(uri) such as C(qemu+ssh://root@hv/system); what only works on a local URI is
+    refused on a remote one with the reason.
   - An existing volume is never overwritten. It is compared on format, virtual size and backing file as libvirt and
     qemu-img report them; a larger O(capacity) grows it (through the running guest when one uses it), a smaller one
     is refused unless O(shrink=true). A different format or backing file is an error, never a silent rewrite.
@@ -84,18 +89,89 @@ options:
     type: str
   import_from:
     description:
-      - Create the volume from this local image file (on the managed host, local URI only), uploaded through libvirt
-        with holes kept sparse.
-      - The format is detected with C(qemu-img info); only standalone raw and qcow2 images are accepted, and a qcow2
-        image must pass C(qemu-img check).
-      - An absolute path without C(..) components. The module writes no file itself; libvirt creates the volume.
+      - Create the volume from this image. Only used to create a volume; an existing volume is never overwritten.
+      - An absolute path (or C(~/...)) - a file on the host that runs the module, uploaded through libvirt's upload
+        stream (also to a remote O(uri)). The file is read as it is; a qcow2 image is checked with C(qemu-img check)
+        when C(qemu-img) is installed there.
+      - An C(http://) or C(https://) URL - streamed from the server into the pool in chunks, never stored whole in
+        memory or on a disk of the host that runs the module. See O(validate_certs), O(url_username), O(timeout);
+        proxies come from the C(http_proxy), C(https_proxy) and C(no_proxy) environment variables (O(use_proxy)).
+        In check mode the URL is opened only to read the image's header (format and size).
+      - "A volume of another pool, as V(pool/volume) (for example V(images/debian12.qcow2)) or as a dictionary
+        C({pool: images, name: debian12.qcow2}); libvirt copies it (and converts it when O(format) differs).
+        A volume of the same pool can also be given with O(clone_from)."
+      - The format is read from the image's first bytes. Only standalone raw and qcow2 images are accepted; a qcow2
+        image with a backing file, an external data file or encryption is refused, and so are other formats and
+        compressed files (C(.xz), C(.gz), ...) unless O(format=raw) says the bytes are a raw disk.
+      - A failed import (a broken download, a wrong O(checksum)) deletes the new volume again, so nothing is left behind.
+      - Before 1.1.0 this option took only a local path, and only with a local O(uri).
+    type: raw
+  checksum:
+    description:
+      - The checksum the image given by O(import_from) must have, as V(sha256:<hex digest>) (also V(sha512:),
+        V(sha384:) and V(sha1:)), or as V(sha256:<URL of a checksum file>) such as
+        V(sha256:https://cloud.debian.org/images/cloud/bookworm/latest/SHA256SUMS); the line of the image's file
+        name is used (GNU C(sha256sum) and BSD layouts).
+      - Verified while the image is streamed; on a mismatch the new volume is deleted and the task fails.
+      - When the volume exists already, nothing is downloaded, and the volume's content is hashed through libvirt's
+        download stream and compared - unless a guest uses it (its content is expected to change then) or it is not
+        a file; RV(checksum_check) says which. Another content is an error; the volume is never overwritten.
+        A checksum file URL is fetched on every run (it is small).
+    type: str
+    version_added: 1.1.0
+  validate_certs:
+    description:
+      - Verify the TLS certificate of an C(https://) O(import_from) and O(checksum) URL.
+      - Set V(false) only for a server you trust by other means (a self-signed lab server).
+    type: bool
+    default: true
+    version_added: 1.1.0
+  url_username:
+    description: User name for HTTP basic authentication of O(import_from) and O(checksum) URLs.
+    type: str
+    version_added: 1.1.0
+  url_password:
+    description: Password for HTTP basic authentication (never logged).
+    type: str
+    version_added: 1.1.0
+  force_basic_auth:
+    description: Send the basic authentication header with the first request instead of waiting for a 401.
+    type: bool
+    default: false
+    version_added: 1.1.0
+  use_proxy:
+    description: Use the proxy of the C(http_proxy)/C(https_proxy) environment variables for URLs (C(no_proxy) honoured).
+    type: bool
+    default: true
+    version_added: 1.1.0
+  timeout:
+    description: Seconds to wait for the server of a URL, to connect and for each read (not for the whole download).
+    type: int
+    default: 10
+    version_added: 1.1.0
+  export_to:
+    description:
+      - Download the volume into this file on the host that runs the module (also from a remote O(uri)), through
+        libvirt's download stream, with holes kept sparse.
+      - The file is written under a temporary name in the same directory and renamed into place (never half written),
+        with mode O(export_mode). A symbolic link at the path is refused, never followed; the directory must exist.
+      - Nothing is written when the file there has the same content already (compared by SHA-256); a file with
+        other content is replaced only with O(force=true). In check mode nothing is written.
+      - An absolute path without C(..) components. Needs O(state=present); the volume is created first if needed.
     type: path
+    version_added: 1.1.0
+  export_mode:
+    description: Mode of the O(export_to) file, an octal string such as V('0640'). Default V('0600') (owner only).
+    type: raw
+    version_added: 1.1.0
   shrink:
     description: Allow a smaller O(capacity) to shrink an existing volume. B(Loses the data past the new end.)
     type: bool
     default: false
   force:
-    description: With O(state=absent), delete the volume even when a defined guest or an overlay uses it.
+    description:
+      - With O(state=absent), delete the volume even when a defined guest or an overlay uses it.
+      - With O(export_to), replace a file with other content.
     type: bool
     default: false
   owner:
@@ -111,6 +187,11 @@ options:
 notes:
   - O(backing), O(clone_from) and O(import_from) are mutually exclusive and are only used to create a volume.
   - RV(backing_chain) comes from C(qemu-img info --backing-chain), so only for a local O(uri).
+  - "With a remote O(uri): O(owner) and O(group) must be numbers (names would be looked up on the wrong host);
+    O(backing) and O(clone_from) must be volumes libvirt knows there, not plain paths; O(mode), O(owner) and
+    O(group) of an existing volume cannot be changed."
+  - In a directory-like pool (dir, fs, netfs) an imported volume holds exactly the image's bytes, and libvirt reads
+    its format from them; in other pools (logical, ...) it is created with the image's size first.
 '''
 
 EXAMPLES = r'''
@@ -140,6 +221,34 @@ EXAMPLES = r'''
     pool: images
     name: debian12.qcow2
     import_from: /srv/isos/debian-12-genericcloud-amd64.qcow2
+
+- name: Import a cloud image from a URL, verified with the distribution's checksum file
+  kvmops.kvm.kvm_volume:
+    pool: images
+    name: debian12.qcow2
+    import_from: https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2
+    checksum: sha512:https://cloud.debian.org/images/cloud/bookworm/latest/SHA512SUMS
+
+- name: The same on a remote hypervisor, from the controller
+  kvmops.kvm.kvm_volume:
+    uri: qemu+ssh://root@hv01.example.com/system
+    pool: images
+    name: debian12.qcow2
+    import_from: https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2
+    checksum: sha512:https://cloud.debian.org/images/cloud/bookworm/latest/SHA512SUMS
+  delegate_to: localhost
+
+- name: Copy a golden image from another pool
+  kvmops.kvm.kvm_volume:
+    pool: vms
+    name: web01.qcow2
+    import_from: images/debian12.qcow2
+
+- name: Download a volume into a file (0600, written atomically)
+  kvmops.kvm.kvm_volume:
+    pool: images
+    name: db01.qcow2
+    export_to: /srv/backup/db01.qcow2
 
 - name: Grow a disk (also while the guest runs)
   kvmops.kvm.kvm_volume:
@@ -190,6 +299,40 @@ backing_chain:
   type: list
   elements: dict
   sample: [{path: /var/lib/libvirt/images/centos7-golden.qcow2, format: qcow2, virtual_size: 10737418240}]
+transfer:
+  description:
+    - The import streamed in this run (O(import_from) as a file or URL), or null when nothing was streamed.
+  returned: always
+  type: dict
+  version_added: 1.1.0
+  contains:
+    source: {description: The file or URL (without user name and password)., type: str, returned: success}
+    bytes: {description: Bytes streamed into the volume., type: int, returned: success}
+    seconds: {description: How long the stream took., type: float, returned: success}
+    checksum: {description: "The digest of the streamed bytes (V(sha256:...), or the O(checksum) algorithm).", type: str, returned: success}
+  sample: {source: "https://cloud.example.com/debian-12.qcow2", bytes: 343490560, seconds: 12.4, checksum: "sha256:3f0c..."}
+export:
+  description:
+    - With O(export_to), the file and its digest; C(bytes) and C(seconds) are null when the file was up to date
+      already. Null without O(export_to), or in check mode.
+  returned: always
+  type: dict
+  version_added: 1.1.0
+  contains:
+    path: {description: The file., type: str, returned: success}
+    bytes: {description: Bytes downloaded (holes included)., type: int, returned: success}
+    seconds: {description: How long the download took., type: float, returned: success}
+    checksum: {description: The SHA-256 of the file (V(sha256:...))., type: str, returned: success}
+  sample: {path: /srv/backup/db01.qcow2, bytes: 21474836480, seconds: 48.2, checksum: "sha256:9b1e..."}
+checksum_check:
+  description:
+    - "How O(checksum) was verified - V(stream) (while importing), V(source) (the source volume, before copying it),
+      V(content) (the existing volume, hashed through libvirt), or C(skipped: ) and the reason (a guest uses the
+      volume, or it is not a file). Null without O(checksum), and in check mode for a volume not created yet."
+  returned: always
+  type: str
+  version_added: 1.1.0
+  sample: content
 changes:
   description:
     - What was changed (or would be in check mode), in order, one entry per change.
@@ -197,7 +340,8 @@ changes:
       directories on the hypervisor); C(option) names what changed, C(action) how; C(before) and C(after)
       are the values around it.
       Actions - V(create) of the volume, V(clone) (O(clone_from)), V(import) (O(import_from)), V(resize) of
-      O(capacity) (live through a running guest), V(delete) (config); V(set) of O(mode), O(owner), O(group) (host).
+      O(capacity) (live through a running guest), V(delete) (config); V(set) of O(mode), O(owner), O(group),
+      O(export_mode), and V(export) (O(export_to)) (host).
   returned: always
   type: list
   elements: dict

@@ -1,0 +1,445 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) kvmops.kvm contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Image bytes in and out of libvirt volumes: sources, checksums, image headers and streams.
+
+Private module (leading underscore): free to change between releases.
+
+* **Sources** (:class:`FileSource`, :class:`UrlSource`) are read in chunks, never whole: a URL through
+  ansible-core's ``open_url`` (``validate_certs``, proxies from the environment, basic authentication,
+  ``timeout``), a file on the host that runs the module.
+* **Checksums** are ``<algorithm>:<hex>`` or ``<algorithm>:<URL of a checksum file>`` (``SHA256SUMS`` in
+  the GNU or the BSD layout; the line of the image's basename is used).
+* **Image headers** are read from the first bytes (:func:`image_header`): the format (raw or qcow2), the
+  qcow2 virtual size, and what is refused (a backing file, encryption, an external data file, other
+  formats, compressed files). This needs no ``qemu-img`` on the machine that runs the module, so it works
+  from a controller or an execution environment.
+* **Streams** are libvirt's volume upload and download streams (:func:`upload`, :func:`download`), sparse
+  both ways: a chunk of zeros is sent as a hole. They work the same on a local and a remote URI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+import ssl
+import stat
+import struct
+import tempfile
+import time
+from http.client import HTTPException
+from urllib.error import HTTPError, URLError
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from ansible.module_utils.urls import ConnectionError as UrlConnectionError, MissingModuleError, SSLValidationError, open_url
+
+from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, error_text, libvirt
+from ansible_collections.kvmops.kvm.plugins.module_utils._files import refuse_link
+
+CHUNK = 1024 * 1024
+ZEROS = bytes(CHUNK)
+HEAD = 4096               # bytes read before anything is created, to know the image's format
+MAX_SUMS_BYTES = 1024 * 1024
+ALGORITHMS = dict(sha1=40, sha256=64, sha384=96, sha512=128)
+
+
+# ------------------------------------------------------------------ URLs and checksums
+def is_url(value):
+    return isinstance(value, str) and value[:8].lower().startswith(('http://', 'https://'))
+
+
+def safe_url(url):
+    """``url`` without user name and password, for messages and results."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return '(invalid URL)'
+    netloc = parts.netloc.rsplit('@', 1)[-1]
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ''))
+
+
+def check_url(option, value):
+    """An http(s) URL with a host, one line, no spaces."""
+    valid.text(option, value, max_length=8192)
+    if any(ch.isspace() for ch in value):
+        valid.refuse(option, 'a URL must not contain spaces (encode them as %20)', safe_url(value))
+    try:
+        parts = urlsplit(value)
+        parts.port  # pylint: disable=pointless-statement  # raises on a bad port
+    except ValueError as exc:
+        valid.refuse(option, 'not a valid URL (%s)' % exc, safe_url(value))
+    if parts.scheme.lower() not in ('http', 'https') or not parts.hostname:
+        valid.refuse(option, 'must be an http:// or https:// URL with a host', safe_url(value))
+    return value
+
+
+def url_basename(url):
+    """The file name a URL ends with (percent-decoded), as a checksum file lists it."""
+    return unquote(urlsplit(url).path.rstrip('/').rsplit('/', 1)[-1])
+
+
+def parse_checksum(value, option='checksum'):
+    """``sha256:<hex>`` or ``sha256:https://.../SHA256SUMS`` -> ``dict(algorithm, digest, url)``."""
+    valid.text(option, value, max_length=8192)
+    algorithm, sep, rest = value.partition(':')
+    algorithm = algorithm.strip().lower()
+    if not sep or algorithm not in ALGORITHMS:
+        valid.refuse(option, 'must be <algorithm>:<hex digest> or <algorithm>:<URL of a checksum file>, '
+                             'with algorithm one of %s' % ', '.join(sorted(ALGORITHMS)), value)
+    rest = rest.strip()
+    if is_url(rest):
+        return dict(algorithm=algorithm, digest=None, url=check_url(option, rest))
+    if not re.fullmatch(r'[0-9a-fA-F]{%d}' % ALGORITHMS[algorithm], rest):
+        valid.refuse(option, 'a %s digest is %d hexadecimal digits' % (algorithm, ALGORITHMS[algorithm]), value)
+    return dict(algorithm=algorithm, digest=rest.lower(), url=None)
+
+
+_GNU_LINE = re.compile(r'^([0-9a-fA-F]+)\s+[*]?(.+?)\s*$')
+_BSD_LINE = re.compile(r'^([A-Za-z0-9-]+)\s*\((.+)\)\s*=\s*([0-9a-fA-F]+)\s*$')
+
+
+def digest_from_sums(text, name, algorithm, label):
+    """The digest of file ``name`` in a checksum file's ``text`` (``<hex>  name`` or ``SHA256 (name) = <hex>``)."""
+    size = ALGORITHMS[algorithm]
+    for line in text.splitlines():
+        line = line.strip()
+        match = _GNU_LINE.match(line)
+        if match:
+            digest, listed = match.group(1), match.group(2)
+        else:
+            match = _BSD_LINE.match(line)
+            if not match or match.group(1).replace('-', '').lower() != algorithm:
+                continue
+            listed, digest = match.group(2), match.group(3)
+        if len(digest) != size:
+            continue
+        listed = listed.strip()
+        if listed.startswith('./'):
+            listed = listed[2:]
+        if listed == name or listed.rsplit('/', 1)[-1] == name:
+            return digest.lower()
+    raise KvmError('checksum: %s lists no %s digest for %s' % (label, algorithm, name))
+
+
+# ------------------------------------------------------------------ sources
+class FileSource(object):
+    """A regular file on the host that runs the module, read in chunks."""
+
+    def __init__(self, option, path):
+        self.label = path
+        try:
+            self.fd = os.open(path, os.O_RDONLY | getattr(os, 'O_CLOEXEC', 0) | getattr(os, 'O_NONBLOCK', 0))
+        except OSError as exc:
+            raise KvmError('%s: cannot read %s: %s' % (option, path, exc.strerror))
+        info = os.fstat(self.fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(self.fd)
+            raise KvmError('%s: %s is not a regular file' % (option, path))
+        self.size = info.st_size
+
+    def read(self, size):
+        return os.read(self.fd, size)
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def url_error(option, url, exc, params):
+    """One line for a failed request: the HTTP status, a certificate problem (with what to do), or the reason."""
+    label = safe_url(url)
+    if isinstance(exc, HTTPError):
+        return '%s: %s answered HTTP %s %s' % (option, label, exc.code, exc.reason)
+    reason = getattr(exc, 'reason', exc)
+    text = error_text(reason)
+    if isinstance(exc, SSLValidationError) or isinstance(reason, ssl.SSLError) or 'CERTIFICATE_VERIFY_FAILED' in text:
+        if params.get('validate_certs', True):
+            return ('%s: the TLS certificate of %s could not be verified (%s); add its CA to the trust store of the host '
+                    'that runs the module, or set validate_certs: false for a server you trust otherwise'
+                    % (option, label, text))
+        return '%s: TLS error talking to %s: %s' % (option, label, text)
+    if isinstance(reason, (socket.timeout, TimeoutError)) or 'timed out' in text:
+        return '%s: %s did not answer within %s seconds (timeout)' % (option, label, params.get('timeout'))
+    return '%s: cannot download %s: %s' % (option, label, text)
+
+
+class UrlSource(object):
+    """An http(s) response read in chunks (ansible-core's ``open_url``; nothing stored on disk)."""
+
+    def __init__(self, option, url, params):
+        self.option = option
+        self.label = safe_url(url)
+        self.params = params
+        failure = None
+        try:
+            self.response = open_url(
+                url, validate_certs=params.get('validate_certs', True), use_proxy=params.get('use_proxy', True),
+                url_username=params.get('url_username'), url_password=params.get('url_password'),
+                force_basic_auth=params.get('force_basic_auth', False), timeout=params.get('timeout') or 10,
+                http_agent='ansible-kvmops.kvm', decompress=False)
+        except (HTTPError, URLError, UrlConnectionError, MissingModuleError, HTTPException, OSError, ValueError) as exc:
+            failure = url_error(option, url, exc, params)
+        if failure:
+            raise KvmError(failure)
+        length = self.response.headers.get('Content-Length')
+        self.size = int(length) if length and length.isdigit() else None
+
+    def read(self, size):
+        failure = None
+        try:
+            return self.response.read(size)
+        except (HTTPException, OSError, ValueError) as exc:
+            failure = url_error(self.option, self.label, exc, self.params)
+        raise KvmError(failure + ' (while reading)')
+
+    def close(self):
+        try:
+            self.response.close()
+        except (HTTPException, OSError):
+            pass
+
+
+def open_source(option, ref, params):
+    """A :class:`UrlSource` for an http(s) URL, else a :class:`FileSource`."""
+    if is_url(ref):
+        return UrlSource(option, ref, params)
+    return FileSource(option, ref)
+
+
+def read_head(source, size=HEAD):
+    """The first ``size`` bytes (fewer at the end of the source)."""
+    parts = []
+    have = 0
+    while have < size:
+        data = source.read(size - have)
+        if not data:
+            break
+        parts.append(data)
+        have += len(data)
+    return b''.join(parts)
+
+
+def fetch_digest(checksum, image_url, params):
+    """The expected digest: given, or read from the checksum file (at most 1 MiB) for the image's basename."""
+    if checksum['digest'] or not checksum['url']:
+        return checksum['digest']
+    source = UrlSource('checksum', checksum['url'], params)
+    try:
+        data = read_head(source, MAX_SUMS_BYTES + 1)
+    finally:
+        source.close()
+    if len(data) > MAX_SUMS_BYTES:
+        raise KvmError('checksum: %s is larger than 1 MiB; not a checksum file' % safe_url(checksum['url']))
+    name = url_basename(image_url) if is_url(image_url) else os.path.basename(image_url)
+    return digest_from_sums(data.decode('utf-8', 'replace'), name, checksum['algorithm'], safe_url(checksum['url']))
+
+
+# ------------------------------------------------------------------ image headers
+OTHER_FORMATS = (
+    (b'\x1f\x8b', 'a gzip-compressed file; decompress it first'),
+    (b'\xfd7zXZ\x00', 'an xz-compressed file; decompress it first'),
+    (b'BZh', 'a bzip2-compressed file; decompress it first'),
+    (b'\x28\xb5\x2f\xfd', 'a zstd-compressed file; decompress it first'),
+    (b'KDMV', 'a vmdk image; convert it to qcow2 or raw first (qemu-img convert)'),
+    (b'# Disk DescriptorFile', 'a vmdk descriptor; convert the image to qcow2 or raw first'),
+    (b'vhdxfile', 'a vhdx image; convert it to qcow2 or raw first (qemu-img convert)'),
+    (b'conectix', 'a vpc (vhd) image; convert it to qcow2 or raw first (qemu-img convert)'),
+    (b'QED\x00', 'a qed image; convert it to qcow2 or raw first (qemu-img convert)'),
+    (b'LUKS\xba\xbe', 'a LUKS-encrypted image; only raw and qcow2 can be imported'),
+    (b'<<< ', 'probably a vdi image; convert it to qcow2 or raw first (qemu-img convert)'),
+)
+QCOW2_MAGIC = b'QFI\xfb'
+
+
+def image_header(option, label, head, fmt=None):
+    """What the first bytes of an image say: ``dict(format, capacity)`` (capacity None for raw: its size).
+
+    A qcow2 image with a backing file, encryption or an external data file is refused (it would make the
+    hypervisor open other files); so are other formats and compressed files, unless ``fmt`` is raw (the
+    caller says the bytes are a raw disk). ``fmt`` given and different from a detected qcow2 is refused.
+    """
+    if head.startswith(QCOW2_MAGIC):
+        if len(head) < 72:
+            raise KvmError('%s: %s is a truncated qcow2 image' % (option, label))
+        version, backing_offset = struct.unpack('>IQ', head[4:16])
+        size, crypt = struct.unpack('>QI', head[24:36])
+        incompatible = struct.unpack('>Q', head[72:80])[0] if version >= 3 and len(head) >= 80 else 0
+        if backing_offset:
+            raise KvmError('%s: %s has a backing file; import a standalone image (qemu-img convert it first)' % (option, label))
+        if crypt:
+            raise KvmError('%s: %s is an encrypted qcow2 image; only unencrypted images can be imported' % (option, label))
+        if incompatible & 0x4:
+            raise KvmError('%s: %s is a qcow2 image with an external data file; import a standalone image' % (option, label))
+        if incompatible & 0x2:
+            raise KvmError('%s: %s is a qcow2 image marked corrupt' % (option, label))
+        if fmt and fmt != 'qcow2':
+            raise KvmError('%s %s is a qcow2 image but format is %s; omit format or convert the image first' % (option, label, fmt))
+        return dict(format='qcow2', capacity=size)
+    if fmt != 'raw':
+        for magic, what in OTHER_FORMATS:
+            if head.startswith(magic):
+                raise KvmError('%s: %s is %s (or set format: raw if it really is a raw disk)' % (option, label, what))
+        if fmt and fmt != 'raw':
+            raise KvmError('%s %s is a raw image but format is %s; omit format or convert the image first' % (option, label, fmt))
+    return dict(format='raw', capacity=None)
+
+
+# ------------------------------------------------------------------ streams
+def new_hasher(algorithm):
+    return hashlib.new(algorithm) if algorithm else None
+
+
+def _send_all(stream, data):
+    view = memoryview(data)
+    while view:
+        sent = stream.send(view.tobytes())
+        if sent < 0:
+            raise libvirt.libvirtError('the upload stream refused data (%d)' % sent)
+        view = view[sent:]
+
+
+def upload(client, vol, source, head, hasher=None, length=0, what=None):
+    """Stream ``head`` and the rest of ``source`` into ``vol`` from offset 0, chunks of zeros as holes.
+
+    Feeds ``hasher`` with every byte. Returns ``dict(bytes, seconds)``. Neither finishes nor aborts the stream
+    on success: the caller finishes it (:func:`finish`) after checking the digest, or aborts it.
+    """
+    what = what or 'upload into volume %s' % vol.name()
+    started = time.monotonic()
+    stream = client.call(what, client.conn.newStream, 0)
+    sent = 0
+    try:
+        with client.errors(what):
+            vol.upload(stream, 0, length, libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)
+            chunk = head
+            while chunk:
+                if hasher is not None:
+                    hasher.update(chunk)
+                if chunk == ZEROS[:len(chunk)]:
+                    stream.sendHole(len(chunk), 0)
+                else:
+                    _send_all(stream, chunk)
+                sent += len(chunk)
+                chunk = source.read(CHUNK)
+    except BaseException:
+        abort(stream)
+        raise
+    return stream, dict(bytes=sent, seconds=round(time.monotonic() - started, 3))
+
+
+def finish(client, stream, what):
+    try:
+        client.call(what, stream.finish)
+    except KvmError:
+        abort(stream)
+        raise
+
+
+def abort(stream):
+    try:
+        stream.abort()
+    except Exception:  # pylint: disable=broad-except  # the stream may already be finished or broken
+        pass
+
+
+def download(client, vol, data, hole, what=None):
+    """Stream the volume's bytes: ``data(bytes)`` for data, ``hole(length)`` for holes. Returns bytes and seconds."""
+    what = what or 'download volume %s' % vol.name()
+    started = time.monotonic()
+    stream = client.call(what, client.conn.newStream, 0)
+    total = 0
+    try:
+        with client.errors(what):
+            vol.download(stream, 0, 0, libvirt.VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)
+            while True:
+                got = stream.recvFlags(CHUNK, libvirt.VIR_STREAM_RECV_STOP_AT_HOLE)
+                if got == -3:
+                    length = stream.recvHole(0)
+                    hole(length)
+                    total += length
+                    continue
+                if not isinstance(got, bytes):
+                    raise KvmError('%s: unexpected answer %r from the download stream' % (what, got))
+                if not got:
+                    break
+                data(got)
+                total += len(got)
+            stream.finish()
+    except BaseException:
+        abort(stream)
+        raise
+    return dict(bytes=total, seconds=round(time.monotonic() - started, 3))
+
+
+def hash_zeros(hasher, length):
+    while length > 0:
+        step = min(length, CHUNK)
+        hasher.update(ZEROS[:step])
+        length -= step
+
+
+def volume_digest(client, vol, algorithm, what=None):
+    """The ``algorithm`` digest of the volume's bytes, read through the download stream (nothing written)."""
+    hasher = hashlib.new(algorithm)
+    download(client, vol, hasher.update, lambda length: hash_zeros(hasher, length), what)
+    return hasher.hexdigest()
+
+
+def file_digest(path, algorithm):
+    """The digest of a local file, or None when it cannot be read."""
+    hasher = hashlib.new(algorithm)
+    try:
+        with open(path, 'rb') as handle:
+            for chunk in iter(lambda: handle.read(CHUNK), b''):
+                hasher.update(chunk)
+    except OSError:
+        return None
+    return hasher.hexdigest()
+
+
+def export_file(client, vol, option, path, mode, algorithm='sha256'):
+    """Download ``vol`` into the file ``path`` on the host that runs the module, atomically.
+
+    The bytes go into a private temporary file beside ``path`` (``mkstemp``: O_EXCL, mode 0600), holes kept
+    sparse, fsync'ed, given ``mode`` (an int) and renamed over ``path``: a reader never sees half a file, and a
+    symbolic link at ``path`` is refused (and, planted during the download, replaced rather than followed).
+    Returns ``dict(bytes, seconds, checksum)``.
+    """
+    refuse_link(option, path)
+    hasher = hashlib.new(algorithm)
+    fd = tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix='.kvmops-export-', suffix='.tmp', dir=os.path.dirname(path) or '.')
+
+        def data(chunk):
+            hasher.update(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+
+        def hole(length):
+            hash_zeros(hasher, length)
+            os.lseek(fd, length, os.SEEK_CUR)
+
+        info = download(client, vol, data, hole, 'export volume %s to %s' % (vol.name(), path))
+        os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR))
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+        os.close(fd)
+        fd = None
+        refuse_link(option, path)
+        os.rename(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise KvmError('%s: cannot write %s: %s' % (option, path, exc.strerror or exc))
+    finally:
+        if fd is not None:
+            os.close(fd)
+        if tmp is not None and os.path.lexists(tmp):
+            os.unlink(tmp)
+    info['checksum'] = '%s:%s' % (algorithm, hasher.hexdigest())
+    return info

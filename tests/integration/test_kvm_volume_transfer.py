@@ -1,0 +1,198 @@
+"""kvm_volume import_from (URL, local file, another volume) with checksum, and export_to, against the real libvirtd.
+
+An HTTP and an HTTPS server (self-signed certificate) on 127.0.0.1, in threads of the test, serve an image and a
+SHA256SUMS file and count the requests per path; the volumes are read back from the pool's directory.
+"""
+
+import hashlib
+import http.server
+import os
+import shutil
+import ssl
+import subprocess
+import threading
+
+import pytest
+
+from storage_helpers import expect_failure, four_step, run_task, write_play
+
+BASE = '/var/lib/kvmops-test'
+MIB = 1024 * 1024
+
+VOLUME = """
+- name: t
+  kvmops.kvm.kvm_volume:
+    pool: "{{ pool }}"
+    name: "{{ name }}"
+    capacity: "{{ capacity | default(omit) }}"
+    format: "{{ format | default(omit) }}"
+    import_from: "{{ import_from | default(omit) }}"
+    checksum: "{{ checksum | default(omit) }}"
+    validate_certs: "{{ validate_certs | default(omit) }}"
+    export_to: "{{ export_to | default(omit) }}"
+    export_mode: "{{ export_mode | default(omit) }}"
+    force: "{{ force | default(omit) }}"
+"""
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+class Server(object):
+    """A static file server on 127.0.0.1 (http, or https with ``certfile``) that counts GETs per path."""
+
+    def __init__(self, root, certfile=None):
+        counts = self.counts = {}
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=root, **kwargs)
+
+            def do_GET(self):
+                counts[self.path] = counts.get(self.path, 0) + 1
+                return super().do_GET()
+
+            def log_message(self, *_args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        scheme = 'http'
+        if certfile:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(certfile)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = 'https'
+        self.url = '%s://127.0.0.1:%d' % (scheme, self.httpd.server_address[1])
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def pool(conn, unique):
+    import libvirt
+    path = os.path.join(BASE, unique)
+    os.makedirs(path)
+    obj = conn.storagePoolDefineXML(
+        "<pool type='dir'><name>%s</name><target><path>%s</path></target></pool>" % (unique, path), 0)
+    obj.create(0)
+    try:
+        yield dict(name=unique, path=path, pool=obj)
+    finally:
+        for func in (obj.destroy, obj.undefine):
+            try:
+                func()
+            except libvirt.libvirtError:
+                pass
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A qcow2 image with data (and a raw one), SHA256SUMS listing both, served over http."""
+    root = tmp_path / 'www'
+    root.mkdir()
+    image = root / 'cloud.qcow2'
+    subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', str(image), '32M'], check=True)
+    subprocess.run(['qemu-io', '-f', 'qcow2', '-c', 'write -P 0x6b 1M 192k', '-c', 'write -P 0x2e 20M 64k', str(image)],
+                   check=True, capture_output=True)
+    raw = root / 'disk.raw'
+    raw.write_bytes(os.urandom(300 * 1024) + bytes(2 * MIB) + b'tail' * 1024)
+    sums = ''.join('%s  %s\n' % (sha256(p.read_bytes()), p.name) for p in (raw, image))
+    (root / 'SHA256SUMS').write_text('# comment\n' + sums)
+    server = Server(str(root))
+    try:
+        yield dict(root=root, server=server, image=image.read_bytes(), raw=raw.read_bytes())
+    finally:
+        server.close()
+
+
+def test_import_url_checksum_idempotent_and_export(playbook, tmp_path, pool, served, conn):
+    play = write_play(tmp_path, VOLUME)
+    server = served['server']
+    url = server.url + '/cloud.qcow2'
+    dest = os.path.join(pool['path'], 'cloud.qcow2')
+
+    # a wrong digest: the task fails, the volume is deleted again, nothing is left in the pool
+    wrong = dict(pool=pool['name'], name='cloud.qcow2', import_from=url, checksum='sha256:' + '0' * 64)
+    msg = expect_failure(playbook, play, wrong)
+    assert msg.startswith('checksum mismatch for %s' % url) and 'deleted' in msg
+    assert os.listdir(pool['path']) == []
+    pool['pool'].refresh(0)
+    assert pool['pool'].listVolumes() == []
+
+    # the checksum file: check, real, check, real; only the first two fetch the image
+    extra = dict(pool=pool['name'], name='cloud.qcow2', import_from=url, checksum='sha256:%s/SHA256SUMS' % server.url)
+    before = server.counts.get('/cloud.qcow2', 0)
+    results = four_step(playbook, play, extra)
+    assert server.counts['/cloud.qcow2'] - before == 2, server.counts
+    with open(dest, 'rb') as handle:
+        assert handle.read() == served['image'], 'the volume holds the served bytes'
+    info = results[1]
+    assert info['transfer']['bytes'] == len(served['image']) and info['transfer']['seconds'] >= 0
+    assert info['transfer']['checksum'] == 'sha256:' + sha256(served['image'])
+    assert info['checksum_check'] == 'stream' and results[3]['checksum_check'] == 'content'
+    assert results[3]['transfer'] is None
+    vol = pool['pool'].storageVolLookupByName('cloud.qcow2')
+    assert vol.info()[1] == 32 * MIB and 'qcow2' in vol.XMLDesc(0)
+    assert results[0]['volume']['capacity'] == 32 * MIB, 'check mode predicted the qcow2 virtual size'
+
+    # another volume as the source (pool/volume), converted to raw by libvirt
+    copy = dict(pool=pool['name'], name='copy.raw', import_from='%s/cloud.qcow2' % pool['name'], format='raw')
+    first = run_task(playbook, play, copy)
+    assert first['changed'] and [c['action'] for c in first['changes']] == ['create', 'import']
+    assert run_task(playbook, play, copy)['changed'] is False
+    read = subprocess.run(['qemu-io', '-f', 'raw', '-c', 'read -P 0x6b 1M 192k', '-c', 'read -P 0x2e 20M 64k',
+                           os.path.join(pool['path'], 'copy.raw')], capture_output=True, text=True, check=False)
+    assert read.returncode == 0 and 'Pattern verification failed' not in read.stdout, read.stdout
+
+    # export_to: check mode writes nothing; the file is 0600 and equals the volume; a second run changes nothing
+    out_dir = tmp_path / 'out'
+    out_dir.mkdir()
+    target = str(out_dir / 'cloud.qcow2')
+    export = dict(pool=pool['name'], name='cloud.qcow2', export_to=target)
+    exported = four_step(playbook, play, export)
+    assert os.listdir(str(out_dir)) == ['cloud.qcow2'], 'no temporary file left'
+    assert os.stat(target).st_mode & 0o777 == 0o600
+    with open(target, 'rb') as handle:
+        assert handle.read() == served['image']
+    assert exported[1]['export']['checksum'] == 'sha256:' + sha256(served['image'])
+
+    # a planted symlink is refused, and what it points at is untouched
+    victim = tmp_path / 'victim'
+    victim.write_text('keep')
+    link = str(out_dir / 'link.qcow2')
+    os.symlink(str(victim), link)
+    msg = expect_failure(playbook, play, dict(export, export_to=link))
+    assert 'symbolic link' in msg and victim.read_text() == 'keep' and os.path.islink(link)
+    # an existing file with other content is replaced only with force
+    other = out_dir / 'other.img'
+    other.write_bytes(b'other')
+    msg = expect_failure(playbook, play, dict(export, export_to=str(other)))
+    assert 'force: true' in msg and other.read_bytes() == b'other'
+
+
+def test_import_raw_over_https_validate_certs(playbook, tmp_path, pool, served):
+    cert = tmp_path / 'cert.pem'
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
+                    '-keyout', str(cert), '-out', str(cert)], check=True, capture_output=True)
+    server = Server(str(served['root']), certfile=str(cert))
+    try:
+        play = write_play(tmp_path, VOLUME)
+        extra = dict(pool=pool['name'], name='disk.raw', import_from=server.url + '/disk.raw',
+                     checksum='sha256:' + sha256(served['raw']))
+        msg = expect_failure(playbook, play, extra)
+        assert 'certificate' in msg and 'validate_certs: false' in msg, msg
+        assert os.listdir(pool['path']) == []
+        result = run_task(playbook, play, dict(extra, validate_certs=False))
+        assert result['changed'] and result['volume']['format'] == 'raw'
+        path = os.path.join(pool['path'], 'disk.raw')
+        with open(path, 'rb') as handle:
+            assert handle.read() == served['raw']
+        assert os.stat(path).st_blocks * 512 < len(served['raw']), 'the run of zeros stayed a hole'
+    finally:
+        server.close()
