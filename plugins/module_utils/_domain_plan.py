@@ -363,7 +363,7 @@ def _disk_spec_of(elem):
 
 
 def _call_action(option, call):
-    """A live API call of a typed option: ``(method, vcpu, value)`` as computed by the option's ``live``."""
+    """A live API call of a typed option: ``(method, number, value)`` as computed by the option's ``live``."""
     method, vcpu, value = call
     label = '%s.vcpupin[%d]' % (option, vcpu) if method == 'pinVcpuFlags' else option
 
@@ -379,11 +379,15 @@ def _call_action(option, call):
             client.call('pinVcpuFlags %s' % name, dom.pinVcpuFlags, vcpu, cpumap(client, value), 1)
         elif method == 'pinEmulator':
             client.call('pinEmulator %s' % name, dom.pinEmulator, cpumap(client, value), 1)
+        elif method == 'addIOThread':
+            client.call('addIOThread %s' % name, dom.addIOThread, vcpu, 1)
         else:
             client.call('setSchedulerParametersFlags %s' % name, dom.setSchedulerParametersFlags, value, 1)
 
     def read_back(live):
         from ansible_collections.kvmops.kvm.plugins.module_utils._facts import cputune_facts
+        if method == 'addIOThread':
+            return len(live.findall('iothreadids/iothread'))
         view = cputune_facts(live) or {}
         if method == 'pinVcpuFlags':
             return next((p['cpuset'] for p in view.get('vcpupin', []) if p['vcpu'] == vcpu), None)
@@ -392,8 +396,10 @@ def _call_action(option, call):
         return dict((k, view.get(k)) for k in ('shares', 'period', 'quota'))
 
     shown = cpuset_text(value) if isinstance(value, tuple) else value
+    if method == 'addIOThread':
+        shown = dict(iothread_id=vcpu)
     return dict(kind='call', option=label, call=do, read_back=read_back, before=None,
-                after=shown if value is not None else 'all')
+                after=shown if value is not None or method == 'addIOThread' else 'all')
 
 
 def _disk_spec_of(elem):
@@ -427,9 +433,11 @@ def plan_live(spec, options, wanted, live, ctx=None, before=None):
                 actions.append(dict(kind='memory', option='memory', before=have, after=value))
             else:
                 pending.append('memory')
-        elif callable(option.live):   # a typed option with live API calls (cputune)
-            for call in option.live(value, live):
-                actions.append(_call_action(option.name, call))
+        elif callable(option.live):   # a typed option's own live plan: hot-plug, API calls, or the next boot
+            steps, restart = option.live(value, live, wanted)
+            actions.extend(step if isinstance(step, dict) else _call_action(option.name, step) for step in steps)
+            if restart:
+                pending.append(option.name)
         elif option.live == 'vcpus':
             live_max = OPTIONS_BY_NAME['max_vcpus'].read(live) or 0
             if have is not None and have < value <= live_max:

@@ -839,7 +839,7 @@ def _write_cputune(root, tune):
         remove(node)
 
 
-def _live_cputune(tune, live):
+def _live_cputune(tune, live, _wanted):
     """The live calls for a running guest (virsh vcpupin / emulatorpin / schedinfo --live)."""
     have = _read_cputune(live)
     calls = []
@@ -854,7 +854,48 @@ def _live_cputune(tune, live):
                   if tune.get(key) is not None and tune[key] != have[key])
     if params:
         calls.append(('setSchedulerParametersFlags', None, params))
-    return calls
+    return calls, False
+
+
+def _attach_action(option, elem, view):
+    return dict(kind='attach', option=option, xml=copy.deepcopy(elem), before=None, after=view)
+
+
+def _live_single(tag, view):
+    """A device option on a running guest: a new device is hot-plugged (rng, watchdog); a change or a removal
+    waits for the next boot (a guest without an OS never releases a device, and libvirt cannot update them live)."""
+    def live(value, live_root, wanted):
+        elem = wanted.find('devices/' + tag)
+        if value['state'] == 'present' and live_root.find('devices/' + tag) is None and elem is not None:
+            return [_attach_action(tag, elem, view(wanted))], False
+        return [], True
+    return live
+
+
+def _live_filesystems(value, live_root, wanted):
+    """New filesystems are hot-plugged (virtiofs, when the running guest's memory is shared already); a changed,
+    removed or 9p filesystem waits for the next boot (QEMU cannot hot-plug virtio-9p)."""
+    have = dict((f['target'], f) for f in _read_filesystems(live_root))
+    actions, restart = [], False
+    for index, elem in enumerate(wanted.findall('devices/filesystem')):
+        view = filesystem_facts(elem)
+        if view['target'] in have:
+            restart = restart or not _fields_match(view, have.pop(view['target']))
+        elif view['driver'] == 'virtiofs' and shared_memory(live_root):
+            actions.append(_attach_action('filesystems[%s]' % view['target'], elem, view))
+        else:
+            restart = True
+    return actions, restart or bool(have)
+
+
+def _live_iothreads(value, live_root, _wanted):
+    """More I/O threads are added live (virsh iothreadadd); fewer wait for the next boot (disks may use them)."""
+    ids = [_int(n.get('id')) for n in live_root.findall('iothreadids/iothread')]
+    have = _read_iothreads(live_root)
+    if value < have:
+        return [], True
+    free = (i for i in range(1, 100000) if i not in ids)
+    return [('addIOThread', next(free), None) for _n in range(value - have)], False
 
 
 HARDWARE_OPTIONS = [
@@ -869,13 +910,14 @@ HARDWARE_OPTIONS = [
            preflight=_preflight_tpm),
     Option('memory_backing', 'struct', _read_memory_backing, _write_memory_backing, compare=_compare_memory_backing,
            spec=MEMORY_BACKING_SPEC, check=_check_memory_backing, preflight=_preflight_memory_backing),
-    Option('filesystems', 'struct', _read_filesystems, _write_filesystems, compare=_compare_filesystems,
-           spec=FILESYSTEM_SPEC, check=_check_filesystems, preflight=_preflight_filesystems),
-    Option('rng', 'struct', rng_facts, _write_rng, compare=_single_device_compare, spec=RNG_SPEC, check=_check_rng),
-    Option('watchdog', 'struct', watchdog_facts, _write_watchdog, compare=_single_device_compare, spec=WATCHDOG_SPEC,
-           check=lambda o, v: _check_fields(o, v, WATCHDOG_SPEC['options'])),
+    Option('filesystems', 'struct', _read_filesystems, _write_filesystems, live=_live_filesystems,
+           compare=_compare_filesystems, spec=FILESYSTEM_SPEC, check=_check_filesystems, preflight=_preflight_filesystems),
+    Option('rng', 'struct', rng_facts, _write_rng, live=_live_single('rng', rng_facts), compare=_single_device_compare,
+           spec=RNG_SPEC, check=_check_rng),
+    Option('watchdog', 'struct', watchdog_facts, _write_watchdog, live=_live_single('watchdog', watchdog_facts),
+           compare=_single_device_compare, spec=WATCHDOG_SPEC, check=lambda o, v: _check_fields(o, v, WATCHDOG_SPEC['options'])),
     Option('boot', 'struct', boot_facts, _write_boot, compare=_compare_boot, spec=BOOT_SPEC, check=_check_boot),
-    Option('iothreads', 'struct', _read_iothreads, _write_iothreads, spec=dict(type='int'),
+    Option('iothreads', 'struct', _read_iothreads, _write_iothreads, live=_live_iothreads, spec=dict(type='int'),
            check=lambda o, v: valid.count(o, v, minimum=0, maximum=valid.MAX_VCPUS)),
     Option('cputune', 'struct', _read_cputune, _write_cputune, live=_live_cputune, compare=_compare_cputune,
            spec=CPUTUNE_SPEC, check=_check_cputune),

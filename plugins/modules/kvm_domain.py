@@ -205,7 +205,8 @@ options:
         C(<memoryBacking>) gets C(memfd) and C(shared) access for you (reported as a change of O(filesystems)).
         libvirt starts C(virtiofsd) (found through QEMU's vhost-user descriptors) with the guest.
       - In the guest - C(mount -t virtiofs <target> /mnt), or C(mount -t 9p -o trans=virtio <target> /mnt).
-      - On a running guest the change applies at the next boot.
+      - On a running guest a new virtiofs filesystem is hot-plugged when the guest's memory is shared already; other
+        changes (9p, a changed or removed filesystem, the memory backing) apply at the next boot.
     type: list
     elements: dict
     version_added: 1.1.0
@@ -272,8 +273,8 @@ options:
         type: bool
   rng:
     description:
-      - A virtio random number generator. A new one reads the host's V(/dev/urandom). On a running guest the change
-        applies at the next boot.
+      - A virtio random number generator. A new one reads the host's V(/dev/urandom).
+      - On a running guest a new RNG is hot-plugged; a change or a removal applies at the next boot.
     type: dict
     version_added: 1.1.0
     suboptions:
@@ -295,8 +296,9 @@ options:
         type: path
   watchdog:
     description:
-      - A watchdog device and what happens when the guest stops feeding it. On a running guest the change applies at
-        the next boot.
+      - A watchdog device and what happens when the guest stops feeding it.
+      - On a running guest a new watchdog is hot-plugged; a change (libvirt cannot update a watchdog live) or a
+        removal applies at the next boot.
     type: dict
     version_added: 1.1.0
     suboptions:
@@ -333,8 +335,8 @@ options:
         type: int
   iothreads:
     description:
-      - Number of I/O threads (C(<iothreads>)) disks can be given to; V(0) removes them. On a running guest the change
-        applies at the next boot.
+      - Number of I/O threads (C(<iothreads>)) disks can be given to; V(0) removes them.
+      - On a running guest more I/O threads are added live (C(virsh iothreadadd)); fewer apply at the next boot.
     type: int
     version_added: 1.1.0
   cputune:

@@ -193,3 +193,32 @@ def test_adopted_hardware_guest_reports_one_option(conn, guest, playbook, tmp_pa
     config = _xml(dom, True)
     assert config.find('devices/rng') is not None and config.find("devices/filesystem[@accessmode='mapped']") is not None
     assert config.find('devices/serial') is None, 'an adopted guest gets no serial console it did not ask for'
+
+
+def test_hot_plug_on_a_running_guest(conn, guest, playbook, tmp_path):
+    """An OS-less KVM guest with a virtiofs share (shared memory): an RNG, a watchdog, a second virtiofs share and
+    an I/O thread are hot-plugged and read back from the live XML; a TPM waits for the next boot."""
+    name, directory = guest['name'], guest['dir']
+    shares = [os.path.join(directory, s) for s in ('one', 'two')]
+    for path in shares:
+        os.makedirs(path)
+    base = dict(name=name, virt_type=osless_virt_type(conn), memory='64MiB', vcpus=1, graphics=dict(type='none'),
+                filesystems=[dict(source=shares[0], target='one')], state='running')
+    run_domain(playbook, tmp_path, base)
+    dom = conn.lookupByName(name)
+    assert dom.isActive() and _xml(dom, False).find("memoryBacking/access[@mode='shared']") is not None
+    more = dict(base, rng=dict(), watchdog=dict(action='poweroff'), iothreads=1, tpm=dict(),
+                filesystems=base['filesystems'] + [dict(source=shares[1], target='two')])
+    task = run_domain(playbook, tmp_path, more)
+    live_changes = sorted((c['option'], c['action']) for c in task['changes'] if c['scope'] == 'live')
+    assert live_changes == [('filesystems[two]', 'attach'), ('iothreads', 'set'), ('rng', 'attach'),
+                            ('watchdog', 'attach')], json.dumps(task['changes'], indent=1)
+    assert task['pending_restart'] == ['tpm']
+    live = _xml(dom, False)
+    assert [t.get('dir') for t in live.findall('devices/filesystem/target')] == ['one', 'two']
+    assert any('source=%s' % shares[1] in line for line in _processes('virtiofsd'))
+    assert live.find("devices/rng/backend[@model='random']").text == '/dev/urandom'
+    assert live.find("devices/watchdog[@action='poweroff']") is not None
+    assert len(live.findall('iothreadids/iothread')) == 1 and live.find('devices/tpm') is None
+    again = run_domain(playbook, tmp_path, more)
+    assert again['changed'] is False and again['pending_restart'] == ['tpm'], json.dumps(again['changes'], indent=1)

@@ -219,19 +219,46 @@ def test_cpusets_compare_by_meaning():
     assert plan(stored, cputune=dict(vcpupin=[dict(vcpu=0, cpuset='0,1,3')]))[1] == []
 
 
-def test_cputune_changes_live_the_rest_waits_for_a_restart():
+def test_live_plan_hot_plugs_pins_and_leaves_the_rest_for_the_next_boot():
     current = vm01()
-    spec = spec_of(tpm=dict(), cputune=dict(shares=512, vcpupin=[dict(vcpu=0, cpuset='1')]), rng=dict())
+    spec = spec_of(tpm=dict(), cputune=dict(shares=512, vcpupin=[dict(vcpu=0, cpuset='1')]), rng=dict(),
+                   watchdog=dict(), iothreads=2)
     desired, _changes, options = plan_config(spec, current, CTX)
     live = copy.deepcopy(current)
     actions, pending = plan_live(spec, options, desired, live, CTX, before=current)
-    assert sorted(pending) == ['rng', 'tpm']
-    assert sorted(a['option'] for a in actions) == ['cputune', 'cputune.vcpupin[0]']
-    assert all(a['kind'] == 'call' for a in actions)
-    # the live guest already pinned and weighted: nothing to do
-    live.append(etree.fromstring("<cputune><shares>512</shares><vcpupin vcpu='0' cpuset='1'/></cputune>"))
-    actions, pending = plan_live(spec, options, desired, live, CTX, before=current)
-    assert actions == [] and sorted(pending) == ['rng', 'tpm']
+    assert pending == ['tpm'], 'a TPM is never hot-plugged'
+    kinds = sorted((a['option'], a['kind']) for a in actions)
+    assert kinds == [('cputune', 'call'), ('cputune.vcpupin[0]', 'call'), ('iothreads', 'call'), ('iothreads', 'call'),
+                     ('rng', 'attach'), ('watchdog', 'attach')]
+    assert [a['after'] for a in actions if a['option'] == 'iothreads'] == [dict(iothread_id=1), dict(iothread_id=2)]
+    # the running guest has them all: nothing to do but the TPM
+    for xml in ("<cputune><shares>512</shares><vcpupin vcpu='0' cpuset='1'/></cputune>",
+                "<iothreads>2</iothreads>"):
+        live.append(etree.fromstring(xml))
+    for tag in ('rng', 'watchdog'):
+        live.find('devices').append(copy.deepcopy(desired.find('devices/' + tag)))
+    assert plan_live(spec, options, desired, live, CTX, before=current) == ([], ['tpm'])
+    # a changed watchdog, fewer I/O threads: the next boot
+    spec = spec_of(watchdog=dict(action='pause'), iothreads=1)
+    desired, _changes, options = plan_config(spec, live, CTX)
+    actions, pending = plan_live(spec, options, desired, live, CTX, before=live)
+    assert actions == [] and sorted(pending) == ['iothreads', 'watchdog']
+
+
+def test_live_plan_of_filesystems():
+    shared = vm01()
+    shared.append(etree.fromstring("<memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>"))
+    for current, attach in ((shared, True), (vm01(), False)):
+        spec = spec_of(filesystems=[dict(source='/srv/a', target='a')])
+        desired, _changes, options = plan_config(spec, current, CTX)
+        actions, pending = plan_live(spec, options, desired, current, CTX, before=current)
+        if attach:   # virtiofs on a guest whose memory is shared already: hot-plugged
+            assert [(a['option'], a['kind']) for a in actions] == [('filesystems[a]', 'attach')] and pending == []
+        else:        # the memory backing changes too: the next boot
+            assert actions == [] and pending == ['filesystems']
+    spec = spec_of(filesystems=[dict(source='/srv/a', target='a', driver='9p')])
+    desired, _changes, options = plan_config(spec, shared, CTX)
+    assert plan_live(spec, options, desired, shared, CTX, before=shared) == ([], ['filesystems'])
 
 
 def test_adopted_guest_with_hardware_changes_only_the_named_option():
@@ -253,7 +280,7 @@ def test_adopted_guest_with_hardware_changes_only_the_named_option():
 GUEST = dict(name='kvmops-unit-hw', memory='128MiB', vcpus=2, virt_type='qemu', machine='q35', graphics=dict(type='none'))
 
 
-def test_manager_check_real_noop_and_facts(test_client):
+def test_manager_check_real_noop_and_facts(test_client):  # noqa: F811 (the fixture)
     args = hw_params(**dict(GUEST, tpm=dict(), rng=dict(), watchdog=dict(action='poweroff'), iothreads=1,
                             boot=dict(order=['hd', 'cdrom'], menu=True), cputune=dict(vcpupin=[dict(vcpu=1, cpuset='0')])))
     first = _converge(test_client, args, check=True, diff=True)
