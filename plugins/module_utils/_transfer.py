@@ -187,14 +187,22 @@ class UrlSource(object):
             raise KvmError(failure)
         length = self.response.headers.get('Content-Length')
         self.size = int(length) if length and length.isdigit() else None
+        self.received = 0
 
     def read(self, size):
         failure = None
         try:
-            return self.response.read(size)
+            data = self.response.read(size)
         except (HTTPException, OSError, ValueError) as exc:
             failure = url_error(self.option, self.label, exc, self.params)
-        raise KvmError(failure + ' (while reading)')
+        if failure:
+            raise KvmError(failure + ' (while reading)')
+        self.received += len(data)
+        if not data and self.size is not None and self.received < self.size:
+            # http.client returns b'' (no IncompleteRead) when a sized read meets a closed connection
+            raise KvmError('%s: the download of %s ended after %d of %d bytes (while reading)'
+                           % (self.option, self.label, self.received, self.size))
+        return data
 
     def close(self):
         try:
@@ -325,6 +333,8 @@ def upload(client, vol, source, head, hasher=None, length=0, what=None):
                     _send_all(stream, chunk)
                 sent += len(chunk)
                 chunk = source.read(CHUNK)
+            if source.size is not None and sent != source.size:
+                raise KvmError('%s: %s changed size while it was read (%d bytes, not %d)' % (what, source.label, sent, source.size))
     except BaseException:
         abort(stream)
         raise

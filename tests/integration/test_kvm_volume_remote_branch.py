@@ -116,3 +116,39 @@ def test_remote_refusals(remote, pool, params, fragment):
         ensure(pool=pool['name'], name='refused.qcow2', **params)
     assert fragment in err.value.msg
     assert os.listdir(pool['path']) == []
+
+
+def test_remote_broken_download_leaves_nothing_and_export_streams(remote, pool, tmp_path):
+    """A server that closes before Content-Length: the new volume is deleted again. export_to uses the download stream."""
+    body = os.urandom(300 * 1024)
+
+    class Short(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header('Content-Length', str(len(body) * 4))
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+
+        def log_message(self, *_args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Short)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(KvmError) as err:
+            ensure(pool=pool['name'], name='short.raw', import_from='http://127.0.0.1:%d/x.raw' % httpd.server_address[1])
+        assert 'while reading' in err.value.msg, err.value.msg
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    pool['pool'].refresh(0)
+    assert os.listdir(pool['path']) == [] and pool['pool'].listVolumes() == []
+
+    (tmp_path / 'src.raw').write_bytes(body)
+    ensure(pool=pool['name'], name='src.raw', import_from=str(tmp_path / 'src.raw'))
+    target = tmp_path / 'out.raw'
+    result = ensure(pool=pool['name'], name='src.raw', export_to=str(target), export_mode='0640')
+    assert result['changed'] and result['export']['bytes'] == len(body)
+    assert target.read_bytes() == body and target.stat().st_mode & 0o777 == 0o640
+    assert ensure(pool=pool['name'], name='src.raw', export_to=str(target), export_mode='0640')['changed'] is False
