@@ -269,6 +269,9 @@ class Fleet(object):
         valid.count('concurrency', params['concurrency'], minimum=1, maximum=MAX_CONCURRENCY)
         guests = params['guests']
         check_names(guests)
+        if params['unlisted'] == 'undefine' and not guests:
+            raise valid.ValidationError('unlisted: undefine with an empty guests list would remove every guest of %s; '
+                                        'refused' % self.uri)
         jobs = []
         for guest in guests:
             try:

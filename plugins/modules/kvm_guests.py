@@ -41,7 +41,7 @@ options:
     description:
       - How many guests are converged at the same time, each worker with its own libvirt connection. From 1 to 32.
       - Guests wait on libvirt and QEMU far more than on the module, so a few workers cut the run time of many
-        guests; a guest's slow graceful shutdown does not hold up the others.
+        guests; a guest's slow graceful shutdown or its O(guests[].wait_for) does not hold up the others.
     type: int
     default: 4
   fail_fast:
@@ -59,7 +59,8 @@ options:
       - V(ignore) - do not look for them.
       - V(undefine) - power off and undefine each persistent unlisted guest, as kvm_domain's O(kvmops.kvm.kvm_domain#module:state=absent)
         does, keeping its disk images; transient guests are left as they are. Only when every listed guest
-        converged without failure. Use with care - it removes every guest the list does not name.
+        converged without failure, and refused with an empty O(guests) list. Use with care - it removes every
+        guest the list does not name.
     type: str
     choices: [report, ignore, undefine]
     default: report
@@ -74,6 +75,19 @@ options:
       autostart:
         description: As O(kvmops.kvm.kvm_domain#module:autostart).
         type: raw
+      boot:
+        description: As O(kvmops.kvm.kvm_domain#module:boot).
+        type: dict
+        suboptions:
+          menu:
+            description: As O(kvmops.kvm.kvm_domain#module:boot.menu).
+            type: raw
+          menu_timeout:
+            description: As O(kvmops.kvm.kvm_domain#module:boot.menu_timeout).
+            type: raw
+          order:
+            description: As O(kvmops.kvm.kvm_domain#module:boot.order).
+            type: raw
       cloud_init:
         description: As O(kvmops.kvm.kvm_domain#module:cloud_init).
         type: dict
@@ -99,6 +113,33 @@ options:
       cpu_mode:
         description: As O(kvmops.kvm.kvm_domain#module:cpu_mode).
         type: raw
+      cputune:
+        description: As O(kvmops.kvm.kvm_domain#module:cputune).
+        type: dict
+        suboptions:
+          emulatorpin:
+            description: As O(kvmops.kvm.kvm_domain#module:cputune.emulatorpin).
+            type: raw
+          period:
+            description: As O(kvmops.kvm.kvm_domain#module:cputune.period).
+            type: raw
+          quota:
+            description: As O(kvmops.kvm.kvm_domain#module:cputune.quota).
+            type: raw
+          shares:
+            description: As O(kvmops.kvm.kvm_domain#module:cputune.shares).
+            type: raw
+          vcpupin:
+            description: As O(kvmops.kvm.kvm_domain#module:cputune.vcpupin).
+            type: list
+            elements: dict
+            suboptions:
+              cpuset:
+                description: As O(kvmops.kvm.kvm_domain#module:cputune.vcpupin[].cpuset).
+                type: raw
+              vcpu:
+                description: As O(kvmops.kvm.kvm_domain#module:cputune.vcpupin[].vcpu).
+                type: raw
       disks:
         description: As O(kvmops.kvm.kvm_domain#module:disks).
         type: list
@@ -148,6 +189,29 @@ options:
             type: raw
           volume:
             description: As O(kvmops.kvm.kvm_domain#module:disks[].volume).
+            type: raw
+      enrolled_keys:
+        description: As O(kvmops.kvm.kvm_domain#module:enrolled_keys).
+        type: raw
+      filesystems:
+        description: As O(kvmops.kvm.kvm_domain#module:filesystems).
+        type: list
+        elements: dict
+        suboptions:
+          accessmode:
+            description: As O(kvmops.kvm.kvm_domain#module:filesystems[].accessmode).
+            type: raw
+          driver:
+            description: As O(kvmops.kvm.kvm_domain#module:filesystems[].driver).
+            type: raw
+          readonly:
+            description: As O(kvmops.kvm.kvm_domain#module:filesystems[].readonly).
+            type: raw
+          source:
+            description: As O(kvmops.kvm.kvm_domain#module:filesystems[].source).
+            type: raw
+          target:
+            description: As O(kvmops.kvm.kvm_domain#module:filesystems[].target).
             type: raw
       firmware:
         description: As O(kvmops.kvm.kvm_domain#module:firmware).
@@ -203,8 +267,14 @@ options:
           type:
             description: As O(kvmops.kvm.kvm_domain#module:interfaces[].type).
             type: raw
+      iothreads:
+        description: As O(kvmops.kvm.kvm_domain#module:iothreads).
+        type: raw
       kernel:
         description: As O(kvmops.kvm.kvm_domain#module:kernel).
+        type: raw
+      loader:
+        description: As O(kvmops.kvm.kvm_domain#module:loader).
         type: raw
       machine:
         description: As O(kvmops.kvm.kvm_domain#module:machine).
@@ -218,6 +288,39 @@ options:
       memory:
         description: As O(kvmops.kvm.kvm_domain#module:memory).
         type: raw
+      memory_backing:
+        description: As O(kvmops.kvm.kvm_domain#module:memory_backing).
+        type: dict
+        suboptions:
+          access:
+            description: As O(kvmops.kvm.kvm_domain#module:memory_backing.access).
+            type: raw
+          hugepages:
+            description: As O(kvmops.kvm.kvm_domain#module:memory_backing.hugepages).
+            type: raw
+          locked:
+            description: As O(kvmops.kvm.kvm_domain#module:memory_backing.locked).
+            type: raw
+          nosharepages:
+            description: As O(kvmops.kvm.kvm_domain#module:memory_backing.nosharepages).
+            type: raw
+          pages:
+            description: As O(kvmops.kvm.kvm_domain#module:memory_backing.pages).
+            type: list
+            elements: dict
+            suboptions:
+              nodeset:
+                description: As O(kvmops.kvm.kvm_domain#module:memory_backing.pages[].nodeset).
+                type: raw
+              size:
+                description: As O(kvmops.kvm.kvm_domain#module:memory_backing.pages[].size).
+                type: raw
+          source:
+            description: As O(kvmops.kvm.kvm_domain#module:memory_backing.source).
+            type: raw
+      nvram_template:
+        description: As O(kvmops.kvm.kvm_domain#module:nvram_template).
+        type: raw
       os_variant:
         description: As O(kvmops.kvm.kvm_domain#module:os_variant).
         type: raw
@@ -226,6 +329,25 @@ options:
         type: raw
       restart:
         description: As O(kvmops.kvm.kvm_domain#module:restart).
+        type: raw
+      rng:
+        description: As O(kvmops.kvm.kvm_domain#module:rng).
+        type: dict
+        suboptions:
+          backend:
+            description: As O(kvmops.kvm.kvm_domain#module:rng.backend).
+            type: raw
+          model:
+            description: As O(kvmops.kvm.kvm_domain#module:rng.model).
+            type: raw
+          source:
+            description: As O(kvmops.kvm.kvm_domain#module:rng.source).
+            type: raw
+          state:
+            description: As O(kvmops.kvm.kvm_domain#module:rng.state).
+            type: raw
+      secure_boot:
+        description: As O(kvmops.kvm.kvm_domain#module:secure_boot).
         type: raw
       serial_console:
         description: As O(kvmops.kvm.kvm_domain#module:serial_console).
@@ -242,6 +364,28 @@ options:
       threads:
         description: As O(kvmops.kvm.kvm_domain#module:threads).
         type: raw
+      tpm:
+        description: As O(kvmops.kvm.kvm_domain#module:tpm).
+        type: dict
+        suboptions:
+          backend:
+            description: As O(kvmops.kvm.kvm_domain#module:tpm.backend).
+            type: raw
+          device:
+            description: As O(kvmops.kvm.kvm_domain#module:tpm.device).
+            type: raw
+          model:
+            description: As O(kvmops.kvm.kvm_domain#module:tpm.model).
+            type: raw
+          persistent_state:
+            description: As O(kvmops.kvm.kvm_domain#module:tpm.persistent_state).
+            type: raw
+          state:
+            description: As O(kvmops.kvm.kvm_domain#module:tpm.state).
+            type: raw
+          version:
+            description: As O(kvmops.kvm.kvm_domain#module:tpm.version).
+            type: raw
       uuid:
         description: As O(kvmops.kvm.kvm_domain#module:uuid).
         type: raw
@@ -270,6 +414,19 @@ options:
             aliases: [source]
           timeout:
             description: As O(kvmops.kvm.kvm_domain#module:wait_for.timeout).
+            type: raw
+      watchdog:
+        description: As O(kvmops.kvm.kvm_domain#module:watchdog).
+        type: dict
+        suboptions:
+          action:
+            description: As O(kvmops.kvm.kvm_domain#module:watchdog.action).
+            type: raw
+          model:
+            description: As O(kvmops.kvm.kvm_domain#module:watchdog.model).
+            type: raw
+          state:
+            description: As O(kvmops.kvm.kvm_domain#module:watchdog.state).
             type: raw
       xml:
         description: As O(kvmops.kvm.kvm_domain#module:xml).
@@ -390,6 +547,14 @@ results:
       description: The guest's facts afterwards, as kvm_domain's RV(kvmops.kvm.kvm_domain#module:domain).
       type: dict
       returned: when the guest did not fail
+    address:
+      description: As kvm_domain's RV(kvmops.kvm.kvm_domain#module:address), for this guest (its O(guests[].wait_for)).
+      type: str
+      returned: when the guest's O(guests[].wait_for) is given and the guest did not fail
+    address_source:
+      description: As kvm_domain's RV(kvmops.kvm.kvm_domain#module:address_source).
+      type: str
+      returned: when the guest's O(guests[].wait_for) is given and the guest did not fail
     diff:
       description: This guest's diff (diff mode), as kvm_domain returns it.
       type: dict

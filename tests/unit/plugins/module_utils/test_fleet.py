@@ -138,6 +138,11 @@ def test_duplicate_names_are_refused_before_anything(names):
     assert failed and out['msg'].startswith('guests[1].name: ') and not defined(names[0])
 
 
+def test_undefine_with_an_empty_list_is_refused(names):
+    out, failed = run_main(fleet_module([], unlisted='undefine'))
+    assert failed and out['msg'].startswith('unlisted: undefine with an empty guests list') and defined('test')
+
+
 def test_concurrency_is_bounded(names):
     out, failed = run_main(fleet_module([dict(name=names[0], memory='64MiB')], concurrency=0))
     assert failed and out['msg'].startswith('concurrency: must be at least 1')
