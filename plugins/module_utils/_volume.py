@@ -14,6 +14,7 @@ them; it is never overwritten.
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit
 
 from ansible_collections.kvmops.kvm.plugins.module_utils import _storage, _transfer, _validate as valid
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, is_local_uri, libvirt, run
@@ -180,6 +181,12 @@ class VolumeManager(StorageManager):
         if p.get('backing') and p.get('format') == 'raw':
             raise KvmError('format raw cannot have a backing file; a copy-on-write overlay needs format qcow2')
         self.ref = import_ref(p['import_from']) if p.get('import_from') is not None else None
+        for url in (p.get('import_from'), (p.get('checksum') or '').partition(':')[2].strip()):
+            if _transfer.is_url(url) and '@' in url:   # a password inside a URL is masked like url_password
+                try:
+                    self.changes.secret(urlsplit(url).password)
+                except ValueError:
+                    pass
         self.checksum = _transfer.parse_checksum(p['checksum']) if p.get('checksum') else None
         if self.checksum and not self.ref:
             raise valid.ValidationError('checksum: needs import_from (the checksum of the image to import)')

@@ -257,3 +257,12 @@ def test_url_source_against_a_loopback_server(tmp_path):
         _transfer.UrlSource('import_from', 'http://u:secret@127.0.0.1:%d/x' % port, params)
     assert err.value.msg.startswith('import_from: cannot download http://127.0.0.1:%d/x' % port)
     assert 'secret' not in err.value.msg
+
+
+def test_a_password_inside_a_url_is_masked():
+    mgr = manager(import_from='https://me:s3cret@h/i.qcow2', checksum='sha256:https://me:other@h/SUMS')
+    mgr.validate()
+    assert mgr.module.no_log_values == set(['s3cret', 'other'])
+    mgr = manager(import_from='pool/vol@1')
+    mgr.validate()
+    assert mgr.module.no_log_values == set()
