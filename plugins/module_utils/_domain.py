@@ -124,6 +124,7 @@ ARGUMENT_SPEC = dict(
     guest_agent=dict(type='bool'),
     serial_console=dict(type='bool'),
     xml=dict(type='str', no_log=True),
+    xml_mode=dict(type='str', choices=['merge', 'replace'], default='merge'),
 )
 
 TARGET_RE = re.compile(r'(vd|sd|hd|xvd)[a-z]{1,3}')
@@ -206,6 +207,11 @@ def _user_xml(text, name, hide):
         hide(find_secrets(xml))
     if xml.tag != 'domain':
         valid.refuse('xml', 'the root element must be <domain>, not <%s>' % xml.tag)
+    from ansible_collections.kvmops.kvm.plugins.module_utils._xml_merge import check_markers
+    try:
+        check_markers(xml)   # kvmops:remove / kvmops:replace, and the size a merge accepts
+    except KvmError as exc:
+        raise valid.ValidationError(exc.msg)
     xml_name = xml.findtext('name')
     if xml_name is not None and xml_name != name:
         valid.refuse('xml', '<name> does not match name %s' % name, xml_name)
@@ -277,7 +283,7 @@ def validate(params, hide=None):
         cloud_init = _validate_cloud_init(name, params['cloud_init'], disks)
     return dict(name=name, uuid=uuid, options=options, disks=disks, interfaces=nics,
                 graphics=graphics, cloud_init=cloud_init, xml=xml, guest_agent=params.get('guest_agent'),
-                serial_console=params.get('serial_console'))
+                serial_console=params.get('serial_console'), xml_mode=params.get('xml_mode') or 'merge')
 
 
 def _validate_nic(index, raw, macs):
@@ -882,6 +888,9 @@ class Manager(object):
         def render(root):
             return to_string(mask_secrets(root)) if root is not None else ''
         before_text, after_text = render(before), render(after)
+        removed = [path for item in self.changes.entries if item['option'] == 'xml' for path in item.get('removed') or ()]
+        if removed:   # what xml removes, named (xml_mode replace: all the new definition lacks)
+            after_text = ''.join('# removed by xml: %s\n' % path for path in removed) + '\n' + after_text
         live = [c for c in self.changes.entries if c['scope'] == 'live']
         if live:
             lines_before = ['# live (running guest)']

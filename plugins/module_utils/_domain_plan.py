@@ -113,7 +113,8 @@ def complete_new_xml(root, virt_type):
     Taken from the typed options' :func:`skeleton`: the domain type (``virt_type``, or auto's choice),
     ``<os><type>`` with the features and ``<devices>``; everything the user wrote is kept as written.
     """
-    root = copy.deepcopy(root)
+    from ansible_collections.kvmops.kvm.plugins.module_utils._xml_merge import without_markers
+    root = without_markers(root)   # an element marked kvmops:remove is not created
     base = skeleton(root.findtext('name'), virt_type or 'kvm')
     if not root.get('type'):
         root.set('type', base.get('type'))
@@ -141,6 +142,57 @@ def _adopt_identity(wanted, current):
         if iface.find('mac') is None and index < len(have) and have[index].find('mac') is not None:
             iface.insert(0, copy.deepcopy(have[index].find('mac')))
     return wanted
+
+
+# The typed device lists: when the task gives one, it owns those devices and ``xml``'s elements of that tag give way.
+TYPED_DEVICES = (('disks', 'disk'), ('interfaces', 'interface'), ('graphics', 'graphics'))
+
+
+def _xml_fragment(spec, normalized):
+    """The ``xml`` option as it applies: without the devices a typed list of the task owns."""
+    fragment = copy.deepcopy(normalized)
+    for key, tag in TYPED_DEVICES:
+        if spec.get(key) is not None:
+            for node in fragment.findall('devices/' + tag):
+                node.getparent().remove(node)
+    return fragment
+
+
+def _plan_xml(spec, normalized, current, options):
+    """(base, xml change entry or None) for ``xml`` on an existing guest, by ``xml_mode``.
+
+    ``merge`` (the default) lays the XML over the definition by meaning (``_xml_merge``); ``replace`` takes it
+    as the whole definition when what it specifies differs. Typed options take precedence: they are written on
+    both sides of the comparison (and, by plan_config, on the result afterwards), so a typed option's own change
+    is reported once, as itself.
+    """
+    from ansible_collections.kvmops.kvm.plugins.module_utils._xml_merge import describe, has_markers, merge
+
+    def amend(root):
+        root = copy.deepcopy(root)
+        for option in OPTIONS:
+            if option.name in options:
+                option.write(root, options[option.name])
+        return root
+
+    wanted, amended = _xml_fragment(spec, normalized), amend(current)
+    if (spec.get('xml_mode') or 'merge') == 'merge':
+        _merged, log = merge(amended, amend(wanted))
+        if not log:
+            return copy.deepcopy(current), None
+        base, _log = merge(current, wanted)
+        return base, entry('config', 'xml', 'update', before=None, after=describe(log), xml_mode='merge',
+                           added=[path for action, path, _b, _a in log if action == 'add'],
+                           removed=[path for action, path, _b, _a in log if action == 'remove'])
+    if has_markers(normalized):
+        raise KvmError('xml: kvmops:remove and kvmops:replace need xml_mode merge '
+                       '(xml_mode replace takes the XML as the whole definition)')
+    diffs = subset_differences(amend(wanted), amended, ignore=('address', 'alias', 'uuid', 'mac'))
+    if not diffs:
+        return copy.deepcopy(current), None
+    # removed (what the new definition lacks) is filled in by plan_config once the typed options are on it
+    return _adopt_identity(normalized, current), entry('config', 'xml', 'update', before=None, after=diffs,
+                                                       xml_mode='replace', removed=[])
 
 
 def _replace(old, new):
@@ -296,21 +348,9 @@ def plan_config(spec, current, ctx=None):
     if not creating:
         base = copy.deepcopy(current)
         if user_xml is not None:
-            # Typed options take precedence over the XML: compare the XML as they amend it.
-            # (both sides amended, so a typed option's change is reported once, as itself).
-            wanted, amended = copy.deepcopy(normalized), copy.deepcopy(current)
-            for option in OPTIONS:
-                if option.name in options:
-                    option.write(wanted, options[option.name])
-                    option.write(amended, options[option.name])
-            for key, tag in (('disks', 'disk'), ('interfaces', 'interface'), ('graphics', 'graphics')):
-                if spec.get(key) is not None:
-                    for node in wanted.findall('devices/' + tag):
-                        node.getparent().remove(node)
-            diffs = subset_differences(wanted, amended, ignore=('address', 'alias', 'uuid', 'mac'))
-            if diffs:
-                base = _adopt_identity(normalized, current)
-                changes.append(entry('config', 'xml', 'update', before=None, after=diffs))
+            base, xml_change = _plan_xml(spec, normalized, current, options)
+            if xml_change is not None:
+                changes.append(xml_change)
     for option in OPTIONS:
         if option.name not in options:
             continue
@@ -353,6 +393,10 @@ def plan_config(spec, current, ctx=None):
         if ensure_balloon(base) and not creating and current.find('devices/memballoon') is None:
             changes.append(entry('config', 'memory', 'add', after=dict(memballoon='virtio')))
     set_default_boot(base)
+    for item in changes:   # xml_mode replace names what the new definition drops
+        if item['option'] == 'xml' and item.get('xml_mode') == 'replace':
+            from ansible_collections.kvmops.kvm.plugins.module_utils._xml_merge import removed_paths
+            item['removed'] = removed_paths(current, base)
     return base, changes, options
 
 
@@ -527,4 +571,10 @@ def plan_live(spec, options, wanted, live, ctx=None, before=None):
     if ('memory' in options or 'max_memory' in options) and wanted.find('devices/memballoon') is not None \
             and live.find('devices/memballoon') is None:
         pending.append('memory')
+    if spec.get('xml') is not None and (spec.get('xml_mode') or 'merge') == 'merge':
+        # a merged xml is never applied live: elements it adds or removes wait for the next boot
+        from ansible_collections.kvmops.kvm.plugins.module_utils._xml_merge import merge
+        _merged, log = merge(live, _xml_fragment(spec, _normalize_user_xml(spec['xml'])))
+        if any(action in ('add', 'remove') for action, _path, _b, _a in log):
+            pending.append('xml')
     return actions, pending

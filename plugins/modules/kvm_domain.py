@@ -634,11 +634,13 @@ options:
         default: 300
   xml:
     description:
-      - A full domain XML, as the alternative to the typed options.
-      - Precedence - the typed options are applied on top of O(xml); O(name) must match its C(<name>).
-      - On an existing guest only what the XML specifies is compared (memory units are normalized; addresses,
-        aliases, UUID and MACs are ignored). When it differs, the XML replaces the definition, keeping the
-        guest's UUID and, for NICs without a C(<mac>), the MACs in the same position.
+      - A domain XML, full or partial, as the alternative to (or beside) the typed options; O(name) must match
+        its C(<name>).
+      - On an existing guest, O(xml_mode) says how it applies - V(merge) (the default) lays it over the current
+        definition, V(replace) takes it as the whole definition.
+      - Precedence - the typed options win. They are applied after the XML (merged or replacing), and a device
+        list the task gives (O(disks), O(interfaces), O(graphics)) owns those devices - the XML's elements of that
+        kind are then ignored.
       - A new guest may be created from a partial XML. What libvirt cannot do without is added, as virt-install
         would - the domain type (O(virt_type), or what C(auto) picks), C(<os><type>hvm</type></os>), ACPI and APIC
         features, the devices element, a pty serial console and a virtio balloon; C(<memory>) (or O(memory)) is
@@ -649,6 +651,43 @@ options:
       - Parsed with DTDs, entities and network access off - a C(DOCTYPE) or an entity is refused. Host paths in it
         (disk sources, kernel, initrd, loader, NVRAM) follow the rules of the typed path options.
     type: str
+  xml_mode:
+    description:
+      - How O(xml) applies to an existing guest (a new guest is created from O(xml) either way).
+      - V(merge) - the XML is laid over the current definition by meaning, and nothing it does not mention is
+        removed. Elements are matched by identity - a disk by C(<target dev>), a NIC by C(<mac>) (else by its
+        C(<alias>), else the first NIC of the same type and source), a hostdev by its source address (PCI address,
+        USB vendor and product, mdev UUID), a controller by type and index, a filesystem by C(<target dir>), a
+        serial or parallel port by port, a console by target type and port, a channel by target name, graphics by
+        type, input devices by the attributes the XML gives them, a device with a user C(<alias name>) by that
+        alias, C(<os><boot>) by C(dev), C(<cpu><feature>) and C(<clock><timer>) by C(name), pinning by vCPU;
+        every other element (C(<memory>), C(<vcpu>), C(<os>), C(<features>), C(<cpu>), C(<tpm>), C(<rng>),
+        C(<watchdog>), ...) by its place among the elements of its
+        tag (the first C(<rng>) of the XML is the guest's first). A matched element takes the XML's attributes
+        and text, its children are merged the same way; an unmatched element is added.
+      - In V(merge), C(kvmops:remove="true") on an element removes what it names - the element of its identity, or,
+        for elements matched by place or attributes, every element of its tag with the attributes it gives
+        (C(<rng kvmops:remove="true"/>) removes every RNG) - so a second run has nothing more to remove; an element
+        cannot be removed and given in one XML. C(kvmops:replace="true") puts the XML's element in the place of the
+        matching one instead of merging into it (keeping the C(<mac>), C(<address>) and C(<alias>) libvirt
+        generated unless it gives its own), when what it specifies differs. The namespace is declared as
+        C(xmlns:kvmops="urn:kvmops:xml-merge"); neither attribute reaches libvirt, and on a new guest an element
+        marked removed is left out.
+      - V(merge) reports the elements it adds, updates or removes in RV(changes) (C(option=xml), C(added),
+        C(removed)); a value libvirt writes differently (C(0x1) and C(0x01), a MAC in capitals, memory units)
+        is no change. A disk, filesystem or hostdev without its identity is refused. On a running guest nothing
+        of the XML is applied live; elements it adds or removes wait for the next boot (RV(pending_restart)
+        lists V(xml)).
+      - V(replace) - only what the XML specifies is compared (memory units are normalized; addresses, aliases,
+        UUID and MACs are ignored); when it differs, the XML becomes the definition, keeping the guest's UUID, its
+        serial console and, for NICs without a C(<mac>), the MACs in the same position. Everything else of the
+        current definition that the XML lacks is removed - the RV(changes) entry lists it in C(removed), and the
+        diff names it (libvirt adds back its own defaults, such as controllers and input devices).
+      - Before 1.1.0 the only behaviour was V(replace).
+    type: str
+    choices: [merge, replace]
+    default: merge
+    version_added: 1.1.0
 notes:
   - The balloon is set live when the definition's O(memory) changes. libvirt reports only the balloon's actual
     size, which a booting guest reaches late (or never without a balloon driver), so a live-only balloon change
@@ -756,6 +795,17 @@ EXAMPLES = r'''
     state: shutdown
     shutdown_timeout: 60
     force: true
+
+- name: Add a watchdog and drop the USB tablet of a guest defined elsewhere, keeping everything else
+  kvmops.kvm.kvm_domain:
+    name: vm01-centos7
+    xml: |
+      <domain xmlns:kvmops="urn:kvmops:xml-merge">
+        <devices>
+          <watchdog model="i6300esb" action="reset"/>
+          <input type="tablet" bus="usb" kvmops:remove="true"/>
+        </devices>
+      </domain>
 
 - name: Remove the guest, keep its disks
   kvmops.kvm.kvm_domain:
@@ -885,6 +935,10 @@ changes:
       create_volume, delete_file, delete_volume, start, shutdown, destroy, restart, suspend, resume.
     - Live changes carry C(read_back), the value libvirt reports after the call, where one applies, and a vCPU
       hot-add on a guest with the guest agent carries C(guest_online), the vCPUs online inside the guest.
+    - The V(xml) entry carries C(xml_mode); its C(after) lists what changed, one line each (an element's path
+      followed by added, removed or replaced, or an attribute's path with its old and new value), and C(added) and
+      C(removed) the paths of the elements added and removed (V(domain/devices/disk[vda]),
+      V(domain/devices/interface[52:54:00:12:34:56])).
   returned: always
   type: list
   elements: dict

@@ -431,6 +431,9 @@ options:
       xml:
         description: As O(kvmops.kvm.kvm_domain#module:xml).
         type: raw
+      xml_mode:
+        description: As O(kvmops.kvm.kvm_domain#module:xml_mode).
+        type: raw
   guests:
     description:
       - The guests, each with kvm_domain's options (see M(kvmops.kvm.kvm_domain) for what each does, its type,

@@ -591,7 +591,7 @@ def test_xml_secrets_are_registered_masked_in_changes_and_diff(test_client):
         result = Manager(test_client, module).run()
         assert {'old-pw-1', 'new-pw-2'} <= module.no_log_values, 'the current definition and the user XML'
         [entry] = result['changes']
-        assert entry['option'] == 'xml' and entry['after'] == ["domain/devices/graphics/@passwd: '********' -> '********'"]
+        assert entry['option'] == 'xml' and entry['after'] == ["domain/devices/graphics[vnc]/@passwd: '********' -> '********'"]
         assert 'old-pw-1' not in str(result) and 'new-pw-2' not in str(result)
     finally:
         _converge(test_client, dict(name=name, state='absent'))
