@@ -951,6 +951,9 @@ def check_combination(options, base, current):
     mb = options.get('memory_backing') or {}
     if mb.get('access') == 'private' and base.find("devices/filesystem/driver[@type='virtiofs']") is not None:
         raise KvmError('memory_backing.access: virtiofs filesystems need shared memory, not private')
+    if any(page['nodeset'] for page in mb.get('pages') or ()) and base.find('cpu/numa/cell') is None:
+        raise KvmError('memory_backing.pages: nodeset needs guest NUMA nodes (<cpu><numa>); this guest has none, '
+                       'leave nodeset out (libvirt drops it)')
     tune = options.get('cputune') or {}
     vcpus = _read_max_vcpus(base) or 1
     for pin in tune.get('vcpupin') or []:

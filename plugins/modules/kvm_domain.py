@@ -255,7 +255,8 @@ options:
             type: str
             required: true
           nodeset:
-            description: Guest NUMA nodes these pages back (V(0), V(0-1)).
+            description: Guest NUMA nodes these pages back (V(0), V(0-1)); only for a guest with NUMA nodes (C(<cpu><numa>)).
+              Without it, the pages back all of the guest's memory.
             type: str
       source:
         description: Memory source.

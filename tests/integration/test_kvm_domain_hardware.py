@@ -3,11 +3,15 @@
 * ``test_tpm_secure_boot_rng_watchdog_virtiofs_guest``: one OS-less guest with an emulated TPM 2.0, Secure
   Boot through libvirt's firmware auto-selection with enrolled keys, a virtio RNG, a watchdog and a virtiofs
   share is defined and really started (libvirt launches swtpm and virtiofsd): the four-step proof, the live
-  XML read back, the TPM state and NVRAM kept across a redefinition, vCPU pinning changed live (read back
-  from libvirt's pin info), and ``state: absent`` removing the NVRAM and the TPM state.
+  XML read back, the TPM state and NVRAM kept across a redefinition, and ``state: absent`` removing the NVRAM
+  and the TPM state.
   Secure Boot needs SMM, which the nested KVM of this machine lacks: that guest runs under TCG (``qemu``).
 * ``test_adopted_hardware_guest_reports_one_option``: a guest defined with ``virsh define`` carrying a TPM,
-  an RNG and a watchdog; a task naming one option reports exactly that option.
+  an RNG, a watchdog and a 9p share; the same values are no change, a task naming one option reports exactly it.
+* ``test_hot_plug_on_a_running_guest``: rng, watchdog, a virtiofs share and an I/O thread hot-plugged, a vCPU
+  pinned live (read back from libvirt's pin info); a TPM waits for the next boot.
+* ``test_four_step_tuning_and_explicit_loader``: memory_backing, boot, iothreads, cputune, and Secure Boot with
+  an explicit loader and NVRAM template, on a stopped guest: the four-step proof and libvirt's XML read back.
 """
 
 import glob
@@ -136,22 +140,13 @@ def test_tpm_secure_boot_rng_watchdog_virtiofs_guest(conn, guest, playbook, tmp_
         again = run_domain(playbook, tmp_path, args, check=check, diff=True)
         assert again['changed'] is False and again['changes'] == [], json.dumps(again['changes'], indent=1)
 
+    dom.suspend()   # OVMF spins under TCG: paused from here on, the rest of the test costs no guest CPU
     # a redefinition keeps the NVRAM and the TPM state; the watchdog action waits for the next boot
     nvram_inode = os.stat(nvram.text).st_ino
     changed = run_domain(playbook, tmp_path, dict(name=name, watchdog=dict(action='reset')))
     assert [c['option'] for c in changed['changes']] == ['watchdog'] and changed['pending_restart'] == ['watchdog']
     assert _xml(dom, True).find("devices/watchdog[@action='reset']") is not None
     assert os.stat(nvram.text).st_ino == nvram_inode and glob.glob(tpm_state + '/tpm2/*')
-
-    # cputune: vCPU pinning applied live and read back from libvirt's pin info
-    pin = dict(name=name, cputune=dict(vcpupin=[dict(vcpu=0, cpuset='0')]))
-    pinned = run_domain(playbook, tmp_path, pin)
-    assert pinned['changed'] is True and pinned['pending_restart'] == []
-    assert [c['option'] for c in pinned['changes'] if c['scope'] == 'live'] == ['cputune.vcpupin[0]']
-    cpumap = dom.vcpuPinInfo(libvirt.VIR_DOMAIN_AFFECT_LIVE)[0]
-    assert cpumap[0] and not any(cpumap[1:]), cpumap
-    assert _xml(dom, True).find("cputune/vcpupin[@vcpu='0'][@cpuset='0']") is not None
-    assert run_domain(playbook, tmp_path, pin)['changed'] is False
 
     gone = run_domain(playbook, tmp_path, dict(name=name, state='absent'))
     assert gone['changed'] is True
@@ -182,8 +177,7 @@ def test_adopted_hardware_guest_reports_one_option(conn, guest, playbook, tmp_pa
                 filesystems=[dict(source=guest['dir'], target='data', driver='9p')])
     task = run_domain(playbook, tmp_path, same)
     assert task['changed'] is False and task['changes'] == [], json.dumps(task['changes'], indent=1)
-    for option, value, xpath in (('tpm', dict(model='tpm-crb'), "devices/tpm[@model='tpm-crb']"),
-                                 ('watchdog', dict(action='pause'), "devices/watchdog[@action='pause']")):
+    for option, value, xpath in (('watchdog', dict(action='pause'), "devices/watchdog[@action='pause']"),):
         outcomes = [run_domain(playbook, tmp_path, {'name': name, option: value}, check=check)
                     for check in (True, False, False)]
         for task in outcomes[:2]:
@@ -208,11 +202,12 @@ def test_hot_plug_on_a_running_guest(conn, guest, playbook, tmp_path):
     dom = conn.lookupByName(name)
     assert dom.isActive() and _xml(dom, False).find("memoryBacking/access[@mode='shared']") is not None
     more = dict(base, rng=dict(), watchdog=dict(action='poweroff'), iothreads=1, tpm=dict(),
+                cputune=dict(vcpupin=[dict(vcpu=0, cpuset='0')]),
                 filesystems=base['filesystems'] + [dict(source=shares[1], target='two')])
     task = run_domain(playbook, tmp_path, more)
     live_changes = sorted((c['option'], c['action']) for c in task['changes'] if c['scope'] == 'live')
-    assert live_changes == [('filesystems[two]', 'attach'), ('iothreads', 'set'), ('rng', 'attach'),
-                            ('watchdog', 'attach')], json.dumps(task['changes'], indent=1)
+    assert live_changes == [('cputune.vcpupin[0]', 'set'), ('filesystems[two]', 'attach'), ('iothreads', 'set'),
+                            ('rng', 'attach'), ('watchdog', 'attach')], json.dumps(task['changes'], indent=1)
     assert task['pending_restart'] == ['tpm']
     live = _xml(dom, False)
     assert [t.get('dir') for t in live.findall('devices/filesystem/target')] == ['one', 'two']
@@ -220,5 +215,44 @@ def test_hot_plug_on_a_running_guest(conn, guest, playbook, tmp_path):
     assert live.find("devices/rng/backend[@model='random']").text == '/dev/urandom'
     assert live.find("devices/watchdog[@action='poweroff']") is not None
     assert len(live.findall('iothreadids/iothread')) == 1 and live.find('devices/tpm') is None
+    # cputune: vCPU pinning applied live and read back from libvirt's pin info
+    cpumap = dom.vcpuPinInfo(_libvirt().VIR_DOMAIN_AFFECT_LIVE)[0]
+    assert cpumap[0] and not any(cpumap[1:]), cpumap
+    assert _xml(dom, True).find("cputune/vcpupin[@vcpu='0'][@cpuset='0']") is not None
     again = run_domain(playbook, tmp_path, more)
     assert again['changed'] is False and again['pending_restart'] == ['tpm'], json.dumps(again['changes'], indent=1)
+
+
+def test_four_step_tuning_and_explicit_loader(conn, guest, playbook, tmp_path):
+    name = guest['name']
+    loader, template = '/usr/share/OVMF/OVMF_CODE_4M.secboot.fd', '/usr/share/OVMF/OVMF_VARS_4M.ms.fd'
+    run_domain(playbook, tmp_path, dict(name=name, virt_type='qemu', machine='q35', memory='64MiB', vcpus=2,
+                                        graphics=dict(type='none')))
+    args = dict(name=name, loader=loader, nvram_template=template, secure_boot=True, iothreads=2,
+                memory_backing=dict(pages=[dict(size='2MiB')], nosharepages=True),
+                boot=dict(order=['network', 'hd'], menu=True, menu_timeout=2000),
+                cputune=dict(shares=1024, period=100000, quota=50000, emulatorpin='0-1',
+                             vcpupin=[dict(vcpu=0, cpuset='0'), dict(vcpu=1, cpuset='1,0')]))
+    outcomes = [run_domain(playbook, tmp_path, args, check=check, diff=True) for check in (True, False, True, False)]
+    assert [t['changed'] for t in outcomes] == [True, True, False, False], json.dumps(outcomes[2]['changes'], indent=1)
+    assert sorted(c['option'] for c in outcomes[0]['changes']) == [
+        'boot', 'cputune', 'iothreads', 'loader', 'memory_backing', 'nvram_template', 'secure_boot']
+    assert outcomes[0]['diff']['before'] != outcomes[0]['diff']['after']
+    config = _xml(conn.lookupByName(name), True)
+    node = config.find('os/loader')
+    assert node.text == loader and node.get('secure') == 'yes' and node.get('type') == 'pflash'
+    assert config.find('os/nvram').get('template') == template and config.find('os').get('firmware') is None
+    assert config.find("features/smm[@state='on']") is not None
+    assert [b.get('dev') for b in config.findall('os/boot')] == ['network', 'hd']
+    assert config.find('os/bootmenu').attrib == {'enable': 'yes', 'timeout': '2000'}
+    assert config.findtext('iothreads') == '2'
+    page = config.find('memoryBacking/hugepages/page')
+    assert (int(page.get('size')), page.get('unit')) == (2048, 'KiB')
+    assert config.find('memoryBacking/nosharepages') is not None
+    tune = config.find('cputune')
+    assert [(p.get('vcpu'), p.get('cpuset')) for p in tune.findall('vcpupin')] == [('0', '0'), ('1', '0-1')]
+    assert (tune.findtext('shares'), tune.findtext('period'), tune.findtext('quota')) == ('1024', '100000', '50000')
+    assert tune.find('emulatorpin').get('cpuset') == '0-1'
+    facts = outcomes[3]['domain']
+    assert facts['loader'] == loader and facts['nvram_template'] == template and facts['secure_boot'] is True
+    assert facts['memory_backing']['pages'] == [dict(size_kib=2048, nodeset=None)] and facts['iothreads'] == 2

@@ -74,8 +74,8 @@ ROUND_TRIPS = [
     ('watchdog', dict(model='ib700', action='poweroff'), "devices/watchdog[@model='ib700'][@action='poweroff']"),
     ('boot', dict(order=['network', 'hd'], menu=True, menu_timeout=3000), "os/bootmenu[@enable='yes'][@timeout='3000']"),
     ('iothreads', 2, "iothreads"),
-    ('memory_backing', dict(hugepages=True, pages=[dict(size='2MiB', nodeset='0')], locked=True, nosharepages=True),
-     "memoryBacking/hugepages/page[@size='2048'][@unit='KiB'][@nodeset='0']"),
+    ('memory_backing', dict(hugepages=True, pages=[dict(size='2MiB')], locked=True, nosharepages=True),
+     "memoryBacking/hugepages/page[@size='2048'][@unit='KiB']"),
     ('cputune', dict(shares=2048, period=100000, quota=50000, vcpupin=[dict(vcpu=0, cpuset='0-1,^1')], emulatorpin='0'),
      "cputune/vcpupin[@vcpu='0'][@cpuset='0']"),
     ('filesystems', [dict(source='/srv/share', target='share0')],
@@ -174,6 +174,7 @@ def test_explicit_loader_and_nvram_template():
     ('q35', dict(loader='/x/CODE.fd', enrolled_keys=True), 'enrolled_keys: chooses a firmware'),
     ('q35', dict(boot=dict(order=['hd']), kernel='/boot/vmlinuz'), 'boot.order: a guest with direct kernel boot'),
     ('q35', dict(cputune=dict(vcpupin=[dict(vcpu=3, cpuset='0')])), 'cputune.vcpupin: vCPU 3 does not exist'),
+    ('q35', dict(memory_backing=dict(pages=[dict(size='2M', nodeset='0')])), 'memory_backing.pages: nodeset needs guest NUMA'),
 ])
 def test_combinations_are_refused_before_any_write(machine, kw, message):
     current = vm01()
@@ -207,6 +208,17 @@ def test_combinations_are_refused_before_any_write(machine, kw, message):
 def test_bad_input_is_refused_naming_the_option(kw, message):
     with pytest.raises(ValidationError, match=message):
         spec_of(**kw)
+
+
+def test_hugepage_nodesets_on_a_numa_guest():
+    current = vm01()
+    current.append(etree.fromstring("<cpu><numa><cell id='0' cpus='0' memory='512' unit='MiB'/>"
+                                    "<cell id='1' cpus='1' memory='512' unit='MiB'/></numa></cpu>"))
+    pages = [dict(size='1GiB', nodeset='1'), dict(size='2048', nodeset='0')]
+    desired, changes, _o = plan(current, memory_backing=dict(pages=pages))
+    assert [(p.get('size'), p.get('nodeset')) for p in desired.findall('memoryBacking/hugepages/page')] == [
+        ('2048', '0'), ('1048576', '1')]
+    assert plan(parse(to_string(desired)), memory_backing=dict(pages=list(reversed(pages))))[1] == []
 
 
 def test_cpusets_compare_by_meaning():
