@@ -465,6 +465,10 @@ def plan_live(spec, options, wanted, live, ctx=None, before=None):
         if option.name not in options:
             continue
         value = options[option.name]
+        if option.live == 'definition':   # the live XML holds what libvirt resolved at boot (firmware auto-selection)
+            if before is None or not option.compare(value, option.read(before), ctx):
+                pending.append(option.name)
+            continue
         have = option.read(live)
         if option.compare(value, have, ctx):
             continue

@@ -11,6 +11,9 @@ running guest (``live``):
 
 * ``'balloon'`` / ``'vcpus'`` — applied live by an API call (setMemoryFlags, setVcpusFlags);
 * ``'none'``   — nothing to do on the running guest (metadata);
+* ``'definition'`` — at the next boot, when this run changes the definition (the live XML shows what libvirt
+  resolved, not what was asked: firmware auto-selection);
+* a function  — the option's own live plan (hot-plug, API calls such as vCPU pinning), see ``HARDWARE_OPTIONS``;
 * ``None``     — only at the next boot: listed in ``pending_restart``.
 
 Devices (disks, interfaces, graphics) have their own field tables below; they
@@ -899,9 +902,12 @@ def _live_iothreads(value, live_root, _wanted):
 
 
 HARDWARE_OPTIONS = [
-    Option('loader', 'path', _read_loader, _write_loader, compare=_text_compare, preflight=_path_preflight('loader')),
+    # live 'definition': a running guest's XML shows the loader and template auto-selection chose, so only a change
+    # of the definition in this run is pending
+    Option('loader', 'path', _read_loader, _write_loader, live='definition', compare=_text_compare,
+           preflight=_path_preflight('loader')),
     Option('nvram_template', 'path', lambda r: find_text(r, 'os/nvram/@template'), _write_nvram_template,
-           compare=_text_compare, preflight=_path_preflight('nvram_template')),
+           live='definition', compare=_text_compare, preflight=_path_preflight('nvram_template')),
     Option('secure_boot', 'struct', secure_boot_of, _write_secure_boot, spec=dict(type='bool'),
            check=lambda _o, v: v),
     Option('enrolled_keys', 'struct', enrolled_keys_of, _write_enrolled_keys, spec=dict(type='bool'),

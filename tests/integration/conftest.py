@@ -51,6 +51,17 @@ class PlaybookResult(object):
         return found[-1]
 
 
+# ansible-core 2.19's controller gives every failed result an ``exception`` key; without traceback
+# display enabled (the default) its value is this placeholder, never a traceback.
+NO_TRACEBACK = '(traceback unavailable)'
+
+
+def traceback_of(result):
+    """The traceback a task result carries (module or controller), or None."""
+    value = result.get('exception')
+    return None if value in (None, NO_TRACEBACK) else value
+
+
 def run_playbook(path, extra_vars=None, check=False, diff=False, json_output=True, timeout=1800):
     cmd = [os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), path,
            '-i', os.path.join(ROOT, 'inventory', 'localhost.yml')]

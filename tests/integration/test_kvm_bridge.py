@@ -18,7 +18,7 @@ import pytest
 
 import busybox_guest
 
-from conftest import ROOT, PlaybookResult, _env, one_task_play
+from conftest import ROOT, PlaybookResult, _env, one_task_play, traceback_of
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which('ip'),
                                 reason='needs root and iproute2 to make network namespaces')
@@ -152,7 +152,7 @@ class Lab(object):
         except ValueError:
             raise AssertionError('no JSON from ansible-playbook: %s %s' % (proc.stdout[-2000:], proc.stderr[-2000:]))
         result = PlaybookResult(proc, data).task('bridge')
-        assert 'exception' not in result, result.get('exception')
+        assert traceback_of(result) is None, result.get('exception')
         return result
 
 

@@ -257,6 +257,24 @@ def test_live_plan_hot_plugs_pins_and_leaves_the_rest_for_the_next_boot():
     assert actions == [] and sorted(pending) == ['iothreads', 'watchdog']
 
 
+def test_auto_selected_loader_on_a_running_guest_is_no_pending_change():
+    """The live XML of an auto-selected UEFI guest names the loader libvirt chose: loader '' is no restart."""
+    current = vm01()
+    current.find('os').set('firmware', 'efi')
+    live = copy.deepcopy(current)
+    del live.find('os').attrib['firmware']
+    live.find('os').append(etree.fromstring("<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader>"))
+    live.find('os').append(etree.fromstring("<nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'>/n/vm01_VARS.fd</nvram>"))
+    spec = spec_of(loader='', nvram_template='')
+    desired, changes, options = plan_config(spec, current, CTX)
+    assert changes == []
+    assert plan_live(spec, options, desired, live, CTX, before=current) == ([], [])
+    spec = spec_of(loader='/x/CODE.fd')
+    desired, changes, options = plan_config(spec, current, CTX)
+    assert options_changed(changes) == ['loader']
+    assert plan_live(spec, options, desired, live, CTX, before=current) == ([], ['loader'])
+
+
 def test_live_plan_of_filesystems():
     shared = vm01()
     shared.append(etree.fromstring("<memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>"))
