@@ -355,7 +355,10 @@ class MigrateGuests(object):
     def _run(self):
         params = self.params
         source = self._source_identity()
-        self.candidates = [Candidate(self.module, uri, source) for uri in params['dest_candidates']]
+        # every candidate at once: one slow or unreachable candidate costs its own connect time, not the sum
+        uris = params['dest_candidates']
+        with ThreadPoolExecutor(max_workers=min(len(uris), MAX_CONCURRENCY)) as pool:
+            self.candidates = list(pool.map(lambda uri: Candidate(self.module, uri, source), uris))
         results = {}
         planned = []
         names = self._names()
