@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from storage_helpers import expect_failure, four_step, run_task, write_play
+from storage_helpers import expect_failure, run_task, write_play
 
 BASE = '/var/lib/kvmops-test'
 MIB = 1024 * 1024
@@ -125,11 +125,19 @@ def test_import_url_checksum_idempotent_and_export(playbook, tmp_path, pool, ser
     pool['pool'].refresh(0)
     assert pool['pool'].listVolumes() == []
 
-    # the checksum file: check, real, check, real; only the first two fetch the image
+    # the checksum file: check, real, check, real; only the first two open the image's URL
     extra = dict(pool=pool['name'], name='cloud.qcow2', import_from=url, checksum='sha256:%s/SHA256SUMS' % server.url)
     before = server.counts.get('/cloud.qcow2', 0)
-    results = four_step(playbook, play, extra)
-    assert server.counts['/cloud.qcow2'] - before == 2, server.counts
+    results = [run_task(playbook, play, extra, check=True)]
+    assert os.listdir(pool['path']) == [], 'check mode created a volume'
+    results.append(run_task(playbook, play, extra))
+    assert server.counts['/cloud.qcow2'] - before == 2, server.counts   # the check-mode header read, the import
+    imported = server.counts['/cloud.qcow2']
+    results += [run_task(playbook, play, extra, check=check) for check in (True, False)]
+    assert server.counts['/cloud.qcow2'] == imported, 'a re-run downloaded the image again'
+    assert [r['changed'] for r in results] == [True, True, False, False]
+    assert results[0]['actions'] == results[1]['actions'] == ['create', 'import %s' % url]
+    assert results[2]['changes'] == results[3]['changes'] == []
     with open(dest, 'rb') as handle:
         assert handle.read() == served['image'], 'the volume holds the served bytes'
     info = results[1]
@@ -155,7 +163,10 @@ def test_import_url_checksum_idempotent_and_export(playbook, tmp_path, pool, ser
     out_dir.mkdir()
     target = str(out_dir / 'cloud.qcow2')
     export = dict(pool=pool['name'], name='cloud.qcow2', export_to=target)
-    exported = four_step(playbook, play, export)
+    exported = [run_task(playbook, play, export, check=True)]
+    assert exported[0]['changed'] and os.listdir(str(out_dir)) == [], 'check mode wrote the export'
+    exported += [run_task(playbook, play, export, check=check) for check in (False, True, False)]
+    assert [r['changed'] for r in exported] == [True, True, False, False]
     assert os.listdir(str(out_dir)) == ['cloud.qcow2'], 'no temporary file left'
     assert os.stat(target).st_mode & 0o777 == 0o600
     with open(target, 'rb') as handle:
