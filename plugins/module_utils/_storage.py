@@ -375,7 +375,8 @@ def stream_into_pool(changes, client, pool, name, plan, perms, source, head, exp
     format and the source's size. ``expected`` (a hex digest of ``algorithm``) is compared with the bytes
     streamed; ``check`` (a callable of the new volume) may refuse it. On any failure the new volume is
     deleted again: nothing is left behind. Grown to ``plan['capacity']`` when that is larger.
-    Returns ``(vol, transfer)``: ``transfer`` is ``dict(bytes, seconds, checksum)``; ``(None, None)`` in check mode.
+    Returns ``(vol, transfer)``: ``transfer`` is ``dict(bytes, seconds, checksum)`` (checksum None without
+    ``algorithm``); ``(None, None)`` in check mode.
     """
     what = 'volume %s/%s' % (pool.name(), name)
     with client.errors('pool %s' % pool.name()):
@@ -392,16 +393,16 @@ def stream_into_pool(changes, client, pool, name, plan, perms, source, head, exp
     vol = changes.write('%s: create' % what, pool.createXML, xml, 0)
     if vol is None:
         return None, None
-    hasher = _transfer.new_hasher(algorithm or 'sha256')
+    hasher = _transfer.new_hasher(algorithm)   # None without a checksum: a large sparse file is not hashed for nothing
     try:
         stream, transfer = _transfer.upload(client, vol, source, head, hasher, length, '%s: upload %s' % (what, source.label))
-        digest = hasher.hexdigest()
+        digest = hasher.hexdigest() if hasher is not None else None
         if expected and digest != expected:
             _transfer.abort(stream)
             raise KvmError('checksum mismatch for %s: expected %s:%s, got %s:%s; the new volume %s was deleted'
                            % (source.label, algorithm, expected, algorithm, digest, what))
         _transfer.finish(client, stream, '%s: upload %s' % (what, source.label))
-        transfer['checksum'] = '%s:%s' % (algorithm or 'sha256', digest)
+        transfer['checksum'] = '%s:%s' % (algorithm, digest) if digest else None
         refresh_pool(client, pool)
         vol = find_volume(client, pool, name, what, refresh=False)
         if vol is None:

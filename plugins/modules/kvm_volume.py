@@ -309,7 +309,7 @@ transfer:
     source: {description: The file or URL (without user name and password)., type: str, returned: success}
     bytes: {description: Bytes streamed into the volume., type: int, returned: success}
     seconds: {description: How long the stream took., type: float, returned: success}
-    checksum: {description: "The digest of the streamed bytes (V(sha256:...), or the O(checksum) algorithm).", type: str, returned: success}
+    checksum: {description: "The digest of the streamed bytes with the O(checksum) algorithm (null without O(checksum)).", type: str, returned: success}
   sample: {source: "https://cloud.example.com/debian-12.qcow2", bytes: 343490560, seconds: 12.4, checksum: "sha256:3f0c..."}
 export:
   description:
