@@ -87,6 +87,29 @@ def _text(node):
     return (node.text or '').strip()
 
 
+def _quantity(elem):
+    """The field holding a size that ``unit`` qualifies: the text (``<memory>``), else ``size`` or ``memory``."""
+    for field in (None, 'size', 'memory'):
+        value = _text(elem) if field is None else (elem.get(field) or '').strip()
+        if value and value.isdigit():
+            return field, value
+    return None, None
+
+
+def _same_size(frag, target):
+    """The field of a sized element that holds the same number of bytes in both, in whatever units (or None)."""
+    field, want = _quantity(frag)
+    if want is None:
+        return None
+    have = _text(target) if field is None else (target.get(field) or '').strip()
+    from ansible_collections.kvmops.kvm.plugins.module_utils._units import to_bytes
+    try:
+        same = have.isdigit() and to_bytes(want, frag.get('unit') or 'KiB') == to_bytes(have, target.get('unit') or 'KiB')
+    except KvmError:
+        return None
+    return (field or '#text') if same else None
+
+
 def _norm(value):
     """A value as an identity compares it."""
     if value is None:
@@ -380,14 +403,16 @@ def _show(node, key, value):
 
 
 def _merge_into(target, frag, path, log):
+    # a size in other units (<memory unit='GiB'>1</memory> and libvirt's 1048576 KiB) is no change
+    same_size = _same_size(frag, target) if frag.get('unit') is not None else None
     for key, value in frag.attrib.items():
-        if key in MARKERS:
+        if key in MARKERS or (same_size and key in ('unit', same_size)):
             continue
         have = target.get(key)
         if not same_value(have, value):
             target.set(key, value)
             log.append(('update', '%s/@%s' % (path, _attr_name(frag, key)), _show(frag, key, have), _show(frag, key, value)))
-    if _text(frag) and not same_value(_text(target), _text(frag)):
+    if _text(frag) and same_size != '#text' and not same_value(_text(target), _text(frag)):
         before = _text(target) or None
         target.text = frag.text
         log.append(('update', path, _show(frag, None, before), _show(frag, None, _text(frag))))

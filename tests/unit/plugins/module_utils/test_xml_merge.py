@@ -208,6 +208,17 @@ def test_values_equal_by_meaning_are_no_change():
     assert log == []
 
 
+def test_sizes_in_other_units_are_no_change():
+    base, _log = merged("<memtune><hard_limit unit='KiB'>1048576</hard_limit></memtune>"
+                        "<memoryBacking><hugepages><page size='2048' unit='KiB'/></hugepages></memoryBacking>")
+    _out, log = merge(base, frag("<memtune><hard_limit unit='GiB'>1</hard_limit></memtune>"
+                                 "<memoryBacking><hugepages><page size='2' unit='M'/></hugepages></memoryBacking>"
+                                 "<memory unit='MiB'>128</memory>"))
+    assert log == []
+    out, log = merge(base, frag("<memtune><hard_limit unit='GiB'>2</hard_limit></memtune>"))
+    assert describe(log) == ["domain/memtune/hard_limit/@unit: 'KiB' -> 'GiB'", "domain/memtune/hard_limit: '1048576' -> '2'"]
+
+
 def test_remove_marker_removes_the_matched_element_only():
     out, log = merged("""<devices>
       <disk kvmops:remove='true'><target dev='sda'/></disk>
