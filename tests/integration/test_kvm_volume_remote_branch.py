@@ -94,6 +94,12 @@ def test_remote_imports_go_through_libvirt(remote, pool, tmp_path):
         assert result['backing_chain'] == [], 'no qemu-img on the module host for a remote URI'
         with open(os.path.join(pool['path'], 'web.raw'), 'rb') as handle:
             assert handle.read() == data
+        # a wrong digest: the volume made for the upload is deleted again
+        with pytest.raises(KvmError) as err:
+            ensure(pool=pool['name'], name='bad.raw', import_from=url, checksum='sha512:' + 'ab' * 64)
+        assert err.value.msg.startswith('checksum mismatch for %s: expected sha512:' % url) and 'deleted' in err.value.msg
+        pool['pool'].refresh(0)
+        assert sorted(pool['pool'].listVolumes()) == ['web.raw'] and os.listdir(pool['path']) == ['web.raw']
         # a file on the module's host is uploaded through the stream too
         result = ensure(pool=pool['name'], name='file.raw', import_from=str(tmp_path / 'disk.raw'), checksum=digest)
         assert result['changed'] and result['checksum_check'] == 'stream'
