@@ -493,6 +493,11 @@ class VolumeManager(StorageManager):
                     after=path, path=path)
         if vol is None:
             return   # check mode, volume not created yet
+        with self.client.errors(self.what):
+            dom = running_disk_target(self.client, vol.path())[0]
+        if dom is not None:
+            self.module.warn('%s is exported while guest %s runs and may write to it; the copy may be inconsistent '
+                             '(shut the guest down, or export a snapshot)' % (self.what, dom.name()))
         self.exported = self.changes.host(_transfer.export_file, self.client, vol, 'export_to', path, int(mode, 8))
         if self.exported:
             self.exported['path'] = path

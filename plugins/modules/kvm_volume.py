@@ -158,6 +158,7 @@ options:
       - Nothing is written when the file there has the same content already (compared by SHA-256); a file with
         other content is replaced only with O(force=true). In check mode nothing is written.
       - An absolute path without C(..) components. Needs O(state=present); the volume is created first if needed.
+      - A volume a running guest writes to is exported with a warning (the copy may be inconsistent).
     type: path
     version_added: 1.1.0
   export_mode:
