@@ -409,7 +409,11 @@ def _disk_spec_of(elem):
 def _call_action(option, call):
     """A live API call of a typed option: ``(method, number, value)`` as computed by the option's ``live``."""
     method, vcpu, value = call
-    label = '%s.vcpupin[%d]' % (option, vcpu) if method == 'pinVcpuFlags' else option
+    label = option
+    if method == 'pinVcpuFlags':
+        label = '%s.vcpupin[%d]' % (option, vcpu)
+    elif method == 'pinIOThread':
+        label = '%s.iothreadpin[%d]' % (option, vcpu)
 
     def cpumap(client, cpus):
         host = client.conn.getInfo()[2]
@@ -425,6 +429,10 @@ def _call_action(option, call):
             client.call('pinEmulator %s' % name, dom.pinEmulator, cpumap(client, value), 1)
         elif method == 'addIOThread':
             client.call('addIOThread %s' % name, dom.addIOThread, vcpu, 1)
+        elif method == 'pinIOThread':
+            client.call('pinIOThread %s' % name, dom.pinIOThread, vcpu, cpumap(client, value), 1)
+        elif method == 'setNumaParameters':
+            client.call('setNumaParameters %s' % name, dom.setNumaParameters, value, 1)
         else:
             client.call('setSchedulerParametersFlags %s' % name, dom.setSchedulerParametersFlags, value, 1)
 
@@ -432,7 +440,11 @@ def _call_action(option, call):
         from ansible_collections.kvmops.kvm.plugins.module_utils._facts import cputune_facts
         if method == 'addIOThread':
             return len(live.findall('iothreadids/iothread'))
+        if method == 'setNumaParameters':
+            return live.find('numatune/memory').get('nodeset') if live.find('numatune/memory') is not None else None
         view = cputune_facts(live) or {}
+        if method == 'pinIOThread':
+            return next((p['cpuset'] for p in view.get('iothreadpin', []) if p['iothread'] == vcpu), None)
         if method == 'pinVcpuFlags':
             return next((p['cpuset'] for p in view.get('vcpupin', []) if p['vcpu'] == vcpu), None)
         if method == 'pinEmulator':

@@ -40,9 +40,12 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._facts import (
     interface_facts,
     memory_backing_facts,
     memory_kib,
+    numatune_facts,
     rng_facts,
     secure_boot_of,
+    sound_facts,
     tpm_facts,
+    video_facts,
     watchdog_facts,
 )
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import SECRET_MASK, etree, find_text
@@ -780,6 +783,8 @@ CPUTUNE_SPEC = dict(type='dict', options=dict(
     vcpupin=dict(type='list', elements='dict', options=dict(vcpu=dict(type='int', required=True),
                                                             cpuset=dict(type='str', required=True))),
     emulatorpin=dict(type='str'),
+    iothreadpin=dict(type='list', elements='dict', options=dict(iothread=dict(type='int', required=True),
+                                                                cpuset=dict(type='str', required=True))),
 ))
 
 
@@ -801,6 +806,16 @@ def _check_cputune(option, raw):
             seen.add(pin['vcpu'])
             pins.append(dict(vcpu=pin['vcpu'], cpuset=cpuset(label + '.cpuset', pin['cpuset'])))
         tune['vcpupin'] = sorted(pins, key=lambda p: p['vcpu'])
+    if tune.get('iothreadpin') is not None:
+        pins, seen = [], set()
+        for index, pin in enumerate(tune['iothreadpin']):
+            label = '%s.iothreadpin[%d]' % (option, index)
+            valid.count(label + '.iothread', pin['iothread'], minimum=1, maximum=valid.MAX_VCPUS)
+            if pin['iothread'] in seen:
+                valid.refuse(label + '.iothread', 'I/O thread pinned twice', pin['iothread'])
+            seen.add(pin['iothread'])
+            pins.append(dict(iothread=pin['iothread'], cpuset=cpuset(label + '.cpuset', pin['cpuset'])))
+        tune['iothreadpin'] = sorted(pins, key=lambda p: p['iothread'])
     if tune.get('emulatorpin'):
         tune['emulatorpin'] = cpuset(option + '.emulatorpin', tune['emulatorpin'])
     elif tune.get('emulatorpin') == '':
@@ -809,9 +824,11 @@ def _check_cputune(option, raw):
 
 
 def _read_cputune(root):
-    view = cputune_facts(root) or dict(shares=None, period=None, quota=None, vcpupin=[], emulatorpin=None)
+    view = cputune_facts(root) or dict(shares=None, period=None, quota=None, vcpupin=[], emulatorpin=None, iothreadpin=[])
     view['vcpupin'] = sorted((dict(vcpu=p['vcpu'], cpuset=_cpuset_or_none(p['cpuset'])) for p in view['vcpupin']),
                              key=lambda p: p['vcpu'] if p['vcpu'] is not None else -1)
+    view['iothreadpin'] = sorted((dict(iothread=p['iothread'], cpuset=_cpuset_or_none(p['cpuset']))
+                                  for p in view['iothreadpin']), key=lambda p: p['iothread'] if p['iothread'] is not None else -1)
     view['emulatorpin'] = _cpuset_or_none(view['emulatorpin']) or ()
     return view
 
@@ -835,6 +852,11 @@ def _write_cputune(root, tune):
         remove(node.find('emulatorpin'))
         if tune['emulatorpin']:
             etree.SubElement(node, 'emulatorpin', cpuset=cpuset_text(tune['emulatorpin']))
+    if tune.get('iothreadpin') is not None:
+        for old in node.findall('iothreadpin'):
+            node.remove(old)
+        for pin in tune['iothreadpin']:
+            etree.SubElement(node, 'iothreadpin', iothread=str(pin['iothread']), cpuset=cpuset_text(pin['cpuset']))
     for key in ('shares', 'period', 'quota'):
         if tune.get(key) is not None:
             child(node, key).text = str(tune[key])
@@ -852,6 +874,10 @@ def _live_cputune(tune, live, _wanted):
             calls.append(('pinVcpuFlags', vcpu, wanted.get(vcpu)))   # None: back to every host CPU
     if tune.get('emulatorpin') is not None and tune['emulatorpin'] != have['emulatorpin']:
         calls.append(('pinEmulator', None, tune['emulatorpin'] or None))
+    if tune.get('iothreadpin') is not None and tune['iothreadpin'] != have['iothreadpin']:
+        wanted = dict((p['iothread'], p['cpuset']) for p in tune['iothreadpin'])
+        for iothread in sorted(set(wanted) | set(p['iothread'] for p in have['iothreadpin'] if p['iothread'] is not None)):
+            calls.append(('pinIOThread', iothread, wanted.get(iothread)))
     params = dict((libvirt_name, tune[key]) for key, libvirt_name in
                   (('shares', 'cpu_shares'), ('period', 'vcpu_period'), ('quota', 'vcpu_quota'))
                   if tune.get(key) is not None and tune[key] != have[key])
@@ -901,6 +927,103 @@ def _live_iothreads(value, live_root, _wanted):
     return [('addIOThread', next(free), None) for _n in range(value - have)], False
 
 
+# -- numatune
+NUMATUNE_SPEC = dict(type='dict', options=dict(
+    mode=dict(type='str', choices=['strict', 'preferred', 'interleave', 'restrictive']),
+    nodeset=dict(type='str'),
+))
+
+
+def _check_numatune(option, raw):
+    tune = _check_fields(option, raw, NUMATUNE_SPEC['options'])
+    if tune.get('nodeset') is not None:
+        tune['nodeset'] = cpuset(option + '.nodeset', tune['nodeset'])
+    return tune
+
+
+def _read_numatune(root):
+    view = numatune_facts(root) or dict(mode=None, nodeset=None)
+    return dict(mode=view['mode'], nodeset=_cpuset_or_none(view['nodeset']))
+
+
+def _write_numatune(root, tune):
+    memory = child(child(root, 'numatune'), 'memory')
+    if tune.get('mode'):
+        memory.set('mode', tune['mode'])
+    else:
+        memory.set('mode', memory.get('mode', 'strict'))
+    if tune.get('nodeset'):
+        memory.set('nodeset', cpuset_text(tune['nodeset']))
+        memory.attrib.pop('placement', None)
+
+
+def _live_numatune(tune, live_root, _wanted):
+    """The memory nodeset of a running guest in strict or restrictive mode changes live (virsh numatune --live)."""
+    have = _read_numatune(live_root)
+    if tune.get('mode') is not None and tune['mode'] != have['mode']:
+        return [], True
+    if have['mode'] not in ('strict', 'restrictive') or have['nodeset'] is None:
+        return [], True
+    return [('setNumaParameters', None, dict(numa_nodeset=cpuset_text(tune['nodeset'])))], False
+
+
+# -- video, sound
+VIDEO_SPEC = dict(type='dict', options=dict(
+    model=dict(type='str', choices=['virtio', 'qxl', 'vga', 'cirrus', 'bochs', 'ramfb', 'none']),
+    vram=dict(type='int'),
+    heads=dict(type='int'),
+))
+
+
+def _check_video(option, raw):
+    video = _check_fields(option, raw, VIDEO_SPEC['options'])
+    if video.get('vram') is not None:
+        valid.count(option + '.vram', video['vram'], minimum=1024, maximum=1048576)
+    if video.get('heads') is not None:
+        valid.count(option + '.heads', video['heads'], minimum=1, maximum=16)
+    if video.get('model') == 'none' and (video.get('vram') or video.get('heads')):
+        valid.refuse(option, 'model none has no vram or heads')
+    return video
+
+
+def _write_video(root, video):
+    devices = _devices(root)
+    elem = devices.find('video')
+    if elem is None:
+        elem = etree.SubElement(devices, 'video')
+    model = child(elem, 'model')
+    if video.get('model') and video['model'] != model.get('type'):
+        for extra in devices.findall('video')[1:]:
+            devices.remove(extra)
+        model.attrib.clear()
+        model.set('type', video['model'])
+        for node in list(model):
+            model.remove(node)
+        remove(elem.find('address'))   # another model may sit elsewhere
+    for key in ('vram', 'heads'):
+        if video.get(key) is not None:
+            model.set(key, str(video[key]))
+
+
+SOUND_SPEC = dict(type='dict', options=dict(
+    state=STATE,
+    model=dict(type='str', choices=['ich9', 'ich6', 'ac97', 'es1370', 'sb16', 'usb']),
+))
+
+
+def _write_sound(root, sound):
+    devices = _devices(root)
+    existing = devices.findall('sound')
+    if sound['state'] == 'absent':
+        for elem in existing:
+            devices.remove(elem)
+        return
+    elem = existing[0] if existing else etree.SubElement(devices, 'sound', model='ich9')
+    if sound.get('model') and sound['model'] != elem.get('model'):
+        elem.set('model', sound['model'])
+        remove(elem.find('address'))
+
+
 HARDWARE_OPTIONS = [
     # live 'definition': a running guest's XML shows the loader and template auto-selection chose, so only a change
     # of the definition in this run is pending
@@ -927,6 +1050,13 @@ HARDWARE_OPTIONS = [
            check=lambda o, v: valid.count(o, v, minimum=0, maximum=valid.MAX_VCPUS)),
     Option('cputune', 'struct', _read_cputune, _write_cputune, live=_live_cputune, compare=_compare_cputune,
            spec=CPUTUNE_SPEC, check=_check_cputune),
+    Option('numatune', 'struct', _read_numatune, _write_numatune, live=_live_numatune,
+           compare=lambda wanted, have, _ctx: _fields_match(wanted, have, skip=()), spec=NUMATUNE_SPEC, check=_check_numatune),
+    Option('video', 'struct', video_facts, _write_video,
+           compare=lambda wanted, have, _ctx: have is not None and _fields_match(wanted, have, skip=()),
+           spec=VIDEO_SPEC, check=_check_video),
+    Option('sound', 'struct', sound_facts, _write_sound, compare=_single_device_compare, spec=SOUND_SPEC,
+           check=lambda o, v: _check_fields(o, v, SOUND_SPEC['options'])),
 ]
 
 
@@ -965,6 +1095,13 @@ def check_combination(options, base, current):
     for pin in tune.get('vcpupin') or []:
         if pin['vcpu'] >= vcpus:
             raise KvmError('cputune.vcpupin: vCPU %d does not exist (the guest has %d)' % (pin['vcpu'], vcpus))
+    memory = base.find('numatune/memory')
+    if options.get('numatune') and memory is not None and not memory.get('nodeset') and memory.get('placement') != 'auto':
+        raise KvmError('numatune.nodeset: required (the host NUMA nodes the guest memory comes from)')
+    ids = set(_int(n.get('id')) for n in base.findall('iothreadids/iothread')) | set(range(1, _read_iothreads(base) + 1))
+    for pin in tune.get('iothreadpin') or []:
+        if pin['iothread'] not in ids:
+            raise KvmError('cputune.iothreadpin: I/O thread %d does not exist (set iothreads)' % pin['iothread'])
 
 
 _virt_read, _virt_write = _attr('.', 'type')

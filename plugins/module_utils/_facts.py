@@ -230,7 +230,27 @@ def cputune_facts(root):
         quota=_int(find_text(node, 'quota')),
         vcpupin=[dict(vcpu=_int(p.get('vcpu')), cpuset=p.get('cpuset')) for p in node.findall('vcpupin')],
         emulatorpin=find_text(node, 'emulatorpin/@cpuset'),
+        iothreadpin=[dict(iothread=_int(p.get('iothread')), cpuset=p.get('cpuset')) for p in node.findall('iothreadpin')],
     )
+
+
+def numatune_facts(root):
+    memory = root.find('numatune/memory')
+    if memory is None:
+        return None
+    return dict(mode=memory.get('mode', 'strict'), nodeset=memory.get('nodeset'))
+
+
+def video_facts(root):
+    model = root.find('devices/video/model')
+    if model is None:
+        return None
+    return dict(model=model.get('type'), vram=_int(model.get('vram')), heads=_int(model.get('heads')))
+
+
+def sound_facts(root):
+    sound = root.find('devices/sound')
+    return dict(model=sound.get('model')) if sound is not None else None
 
 
 def domain_xml_facts(root):
@@ -273,6 +293,9 @@ def domain_xml_facts(root):
         boot=boot_facts(root),
         iothreads=_int(find_text(root, 'iothreads'), 0),
         cputune=cputune_facts(root),
+        numatune=numatune_facts(root),
+        video=video_facts(root),
+        sound=sound_facts(root),
     )
 
 

@@ -345,7 +345,8 @@ options:
       - CPU tuning (C(<cputune>)). Only the fields given are compared; cpusets compare by the CPUs they name (V(0-2)
         is V(0,1,2)).
       - On a running guest everything here is also applied live and read back - C(virsh vcpupin), C(virsh
-        emulatorpin), C(virsh schedinfo) (C(pinVcpuFlags), C(pinEmulator), C(setSchedulerParametersFlags)).
+        emulatorpin), C(virsh iothreadpin), C(virsh schedinfo) (C(pinVcpuFlags), C(pinEmulator), C(pinIOThread),
+        C(setSchedulerParametersFlags)).
     type: dict
     version_added: 1.1.0
     suboptions:
@@ -374,6 +375,66 @@ options:
       emulatorpin:
         description: Host CPUs for QEMU's emulator threads (a cpuset); an empty string removes the pin.
         type: str
+      iothreadpin:
+        description: I/O thread to host CPU pinning (C(virsh iothreadpin)), a complete list (a thread not listed is unpinned).
+        type: list
+        elements: dict
+        suboptions:
+          iothread:
+            description: I/O thread id (1 up to O(iothreads)).
+            type: int
+            required: true
+          cpuset:
+            description: Host CPUs, for example V(0-3,^2).
+            type: str
+            required: true
+  numatune:
+    description:
+      - The host NUMA nodes guest memory comes from (C(<numatune><memory>)). A new policy needs O(numatune.nodeset).
+      - On a running guest in mode V(strict) or V(restrictive) a new nodeset applies live (C(virsh numatune --live),
+        C(setNumaParameters)); a mode change applies at the next boot.
+    type: dict
+    version_added: 1.1.0
+    suboptions:
+      mode:
+        description: Memory policy (V(strict) for a new one).
+        type: str
+        choices: [strict, preferred, interleave, restrictive]
+      nodeset:
+        description: Host NUMA nodes, for example V(0) or V(0-1); compared by the nodes it names.
+        type: str
+  video:
+    description:
+      - The first video device's model (C(<video><model>)). Only the fields given are compared. On a running guest the
+        change applies at the next boot.
+    type: dict
+    version_added: 1.1.0
+    suboptions:
+      model:
+        description: Model; V(none) leaves the guest without a display adapter.
+        type: str
+        choices: [virtio, qxl, vga, cirrus, bochs, ramfb, none]
+      vram:
+        description: Video memory in KiB (1024-1048576).
+        type: int
+      heads:
+        description: Number of screens (1-16).
+        type: int
+  sound:
+    description:
+      - A sound device. On a running guest the change applies at the next boot.
+    type: dict
+    version_added: 1.1.0
+    suboptions:
+      state:
+        description: V(present) or V(absent).
+        type: str
+        choices: [present, absent]
+        default: present
+      model:
+        description: Model (V(ich9) for a new one).
+        type: str
+        choices: [ich9, ich6, ac97, es1370, sb16, usb]
   virt_type:
     description:
       - Domain type. V(auto) chooses V(kvm) where KVM can really run a full guest OS on this host (see
@@ -881,10 +942,13 @@ domain:
     boot: {description: "Boot order (order, a list of devices), menu and menu_timeout.", type: dict, returned: success, version_added: 1.1.0}
     iothreads: {description: Number of I/O threads (0 without)., type: int, returned: success, version_added: 1.1.0}
     cputune:
-      description: CPU tuning (shares, period, quota, vcpupin with vcpu and cpuset, emulatorpin), null without one.
+      description: CPU tuning (shares, period, quota, vcpupin with vcpu and cpuset, emulatorpin, iothreadpin with iothread and cpuset), null without one.
       type: dict
       returned: success
       version_added: 1.1.0
+    numatune: {description: "Memory NUMA policy (mode, nodeset), null without one.", type: dict, returned: success, version_added: 1.1.0}
+    video: {description: "The first video device (model, vram, heads), null without one.", type: dict, returned: success, version_added: 1.1.0}
+    sound: {description: "The first sound device (model), null without one.", type: dict, returned: success, version_added: 1.1.0}
     vcpu_info: {description: Per-vCPU state of a running guest., type: list, elements: dict, returned: success}
     balloon: {description: Balloon statistics of a running guest (KiB)., type: dict, returned: success}
     addresses:

@@ -10,7 +10,8 @@
   an RNG, a watchdog and a 9p share; the same values are no change, a task naming one option reports exactly it.
 * ``test_hot_plug_on_a_running_guest``: rng, watchdog, a virtiofs share and an I/O thread hot-plugged, a vCPU
   pinned live (read back from libvirt's pin info); a TPM waits for the next boot.
-* ``test_four_step_tuning_and_explicit_loader``: memory_backing, boot, iothreads, cputune, and Secure Boot with
+* ``test_four_step_tuning_and_explicit_loader``: memory_backing, boot, iothreads, cputune, numatune, video,
+  sound, and Secure Boot with
   an explicit loader and NVRAM template, on a stopped guest: the four-step proof and libvirt's XML read back.
 """
 
@@ -232,11 +233,14 @@ def test_four_step_tuning_and_explicit_loader(conn, guest, playbook, tmp_path):
                 memory_backing=dict(pages=[dict(size='2MiB')], nosharepages=True),
                 boot=dict(order=['network', 'hd'], menu=True, menu_timeout=2000),
                 cputune=dict(shares=1024, period=100000, quota=50000, emulatorpin='0-1',
-                             vcpupin=[dict(vcpu=0, cpuset='0'), dict(vcpu=1, cpuset='1,0')]))
+                             vcpupin=[dict(vcpu=0, cpuset='0'), dict(vcpu=1, cpuset='1,0')],
+                             iothreadpin=[dict(iothread=1, cpuset='1')]),
+                numatune=dict(mode='strict', nodeset='0'), video=dict(model='virtio'), sound=dict(model='ich9'))
     outcomes = [run_domain(playbook, tmp_path, args, check=check, diff=True) for check in (True, False, True, False)]
     assert [t['changed'] for t in outcomes] == [True, True, False, False], json.dumps(outcomes[2]['changes'], indent=1)
     assert sorted(c['option'] for c in outcomes[0]['changes']) == [
-        'boot', 'cputune', 'iothreads', 'loader', 'memory_backing', 'nvram_template', 'secure_boot']
+        'boot', 'cputune', 'iothreads', 'loader', 'memory_backing', 'numatune', 'nvram_template', 'secure_boot',
+        'sound', 'video']
     assert outcomes[0]['diff']['before'] != outcomes[0]['diff']['after']
     config = _xml(conn.lookupByName(name), True)
     node = config.find('os/loader')
@@ -253,6 +257,10 @@ def test_four_step_tuning_and_explicit_loader(conn, guest, playbook, tmp_path):
     assert [(p.get('vcpu'), p.get('cpuset')) for p in tune.findall('vcpupin')] == [('0', '0'), ('1', '0-1')]
     assert (tune.findtext('shares'), tune.findtext('period'), tune.findtext('quota')) == ('1024', '100000', '50000')
     assert tune.find('emulatorpin').get('cpuset') == '0-1'
+    assert tune.find('iothreadpin').attrib == {'iothread': '1', 'cpuset': '1'}
+    assert config.find('numatune/memory').attrib == {'mode': 'strict', 'nodeset': '0'}
+    assert config.find('devices/video/model').get('type') == 'virtio'
+    assert config.find('devices/sound').get('model') == 'ich9'
     facts = outcomes[3]['domain']
     assert facts['loader'] == loader and facts['nvram_template'] == template and facts['secure_boot'] is True
     assert facts['memory_backing']['pages'] == [dict(size_kib=2048, nodeset=None)] and facts['iothreads'] == 2

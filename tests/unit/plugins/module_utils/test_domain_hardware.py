@@ -18,7 +18,7 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._validate import Valida
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, parse, to_string
 
 HARDWARE = ('tpm', 'secure_boot', 'enrolled_keys', 'loader', 'nvram_template', 'filesystems', 'memory_backing',
-            'rng', 'watchdog', 'boot', 'iothreads', 'cputune')
+            'rng', 'watchdog', 'boot', 'iothreads', 'cputune', 'numatune', 'video', 'sound')
 
 
 def fill(name, value):
@@ -78,6 +78,9 @@ ROUND_TRIPS = [
      "memoryBacking/hugepages/page[@size='2048'][@unit='KiB']"),
     ('cputune', dict(shares=2048, period=100000, quota=50000, vcpupin=[dict(vcpu=0, cpuset='0-1,^1')], emulatorpin='0'),
      "cputune/vcpupin[@vcpu='0'][@cpuset='0']"),
+    ('numatune', dict(mode='interleave', nodeset='0-1'), "numatune/memory[@mode='interleave'][@nodeset='0,1']"),
+    ('video', dict(model='virtio', heads=2), "devices/video/model[@type='virtio'][@heads='2']"),
+    ('sound', dict(model='ich6'), "devices/sound[@model='ich6']"),
     ('filesystems', [dict(source='/srv/share', target='share0')],
      "devices/filesystem[@type='mount'][@accessmode='passthrough']/driver[@type='virtiofs']"),
     ('filesystems', [dict(source='/srv/ro', target='ro', driver='9p', readonly=True, accessmode='mapped')],
@@ -175,6 +178,8 @@ def test_explicit_loader_and_nvram_template():
     ('q35', dict(boot=dict(order=['hd']), kernel='/boot/vmlinuz'), 'boot.order: a guest with direct kernel boot'),
     ('q35', dict(cputune=dict(vcpupin=[dict(vcpu=3, cpuset='0')])), 'cputune.vcpupin: vCPU 3 does not exist'),
     ('q35', dict(memory_backing=dict(pages=[dict(size='2M', nodeset='0')])), 'memory_backing.pages: nodeset needs guest NUMA'),
+    ('q35', dict(numatune=dict(mode='strict')), 'numatune.nodeset: required'),
+    ('q35', dict(cputune=dict(iothreadpin=[dict(iothread=1, cpuset='0')])), 'cputune.iothreadpin: I/O thread 1 does not exist'),
 ])
 def test_combinations_are_refused_before_any_write(machine, kw, message):
     current = vm01()
@@ -204,6 +209,10 @@ def test_combinations_are_refused_before_any_write(machine, kw, message):
     (dict(cputune=dict(vcpupin=[dict(vcpu=0, cpuset='1,^1')])), r'cputune.vcpupin\[0\].cpuset: names no CPU'),
     (dict(cputune=dict(vcpupin=[dict(vcpu=0, cpuset='0'), dict(vcpu=0, cpuset='1')])), 'vCPU pinned twice'),
     (dict(cputune=dict(emulatorpin='5-2')), 'cputune.emulatorpin: has an invalid range'),
+    (dict(cputune=dict(iothreadpin=[dict(iothread=0, cpuset='0')])), r'cputune.iothreadpin\[0\].iothread: must be at least 1'),
+    (dict(numatune=dict(nodeset='x')), 'numatune.nodeset: must be a cpuset'),
+    (dict(video=dict(model='none', vram=16384)), 'video: model none has no vram or heads'),
+    (dict(video=dict(vram=10)), 'video.vram: must be at least 1024'),
 ])
 def test_bad_input_is_refused_naming_the_option(kw, message):
     with pytest.raises(ValidationError, match=message):
@@ -273,6 +282,22 @@ def test_auto_selected_loader_on_a_running_guest_is_no_pending_change():
     desired, changes, options = plan_config(spec, current, CTX)
     assert options_changed(changes) == ['loader']
     assert plan_live(spec, options, desired, live, CTX, before=current) == ([], ['loader'])
+
+
+def test_numatune_and_iothreadpin_live():
+    current = vm01()
+    current.append(etree.fromstring("<numatune><memory mode='strict' nodeset='0'/></numatune>"))
+    current.append(etree.fromstring("<iothreads>2</iothreads>"))
+    spec = spec_of(numatune=dict(nodeset='0-1'), cputune=dict(iothreadpin=[dict(iothread=2, cpuset='1')]))
+    desired, changes, options = plan_config(spec, current, CTX)
+    assert options_changed(changes) == ['cputune', 'numatune']
+    assert desired.find('cputune/iothreadpin').attrib == {'iothread': '2', 'cpuset': '1'}
+    actions, pending = plan_live(spec, options, desired, current, CTX, before=current)
+    assert pending == [] and sorted((a['option'], a['after']) for a in actions) == [
+        ('cputune.iothreadpin[2]', '1'), ('numatune', dict(numa_nodeset='0,1'))]
+    spec = spec_of(numatune=dict(mode='interleave'))   # the mode of a running guest never changes live
+    desired, changes, options = plan_config(spec, current, CTX)
+    assert plan_live(spec, options, desired, current, CTX, before=current) == ([], ['numatune'])
 
 
 def test_live_plan_of_filesystems():
