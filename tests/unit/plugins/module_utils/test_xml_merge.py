@@ -415,6 +415,31 @@ def test_typed_options_win_over_the_fragment():
     assert 'xml' not in [c['option'] for c in changes]
 
 
+def _filled(name, value):
+    """A structured option's value as AnsibleModule fills it (suboption defaults)."""
+    def one(item, sub):
+        full = dict((k, v.get('default')) for k, v in sub.items())
+        for key, val in item.items():
+            inner = sub[key]
+            if inner.get('options') and val is not None:
+                val = [one(v, inner['options']) for v in val] if inner['type'] == 'list' else one(val, inner['options'])
+            full[key] = val
+        return full
+    spec = ARGUMENT_SPEC[name]
+    return [one(v, spec['options']) for v in value] if spec['type'] == 'list' else one(value, spec['options'])
+
+
+def test_typed_hardware_options_win_over_the_fragment_s_devices():
+    fragment = ("<domain><devices><tpm model='tpm-tis'><backend type='emulator' version='2.0'/></tpm>"
+                "<watchdog model='i6300esb' action='reset'/></devices></domain>")
+    base, changes, _opts = plan(guest(), xml=fragment, tpm=_filled('tpm', dict(model='tpm-crb')))
+    by_option = dict((c['option'], c) for c in changes)
+    assert by_option['xml']['added'] == ['domain/devices/watchdog'], 'the tpm is the typed option\'s'
+    assert 'tpm' in by_option and [t.get('model') for t in base.findall('devices/tpm')] == ['tpm-crb']
+    again, changes, _opts = plan(base, xml=fragment, tpm=_filled('tpm', dict(model='tpm-crb')))
+    assert changes == []
+
+
 def test_new_guest_from_a_fragment_with_markers():
     base, _changes, _opts = plan(None, virt_type='qemu', xml="<domain xmlns:k='%s'><memory unit='MiB'>64</memory>"
                                  "<devices><rng model='virtio' k:replace='true'/><watchdog k:remove='true'/></devices>"
