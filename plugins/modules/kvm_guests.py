@@ -120,6 +120,17 @@ options:
           emulatorpin:
             description: As O(kvmops.kvm.kvm_domain#module:cputune.emulatorpin).
             type: raw
+          iothreadpin:
+            description: As O(kvmops.kvm.kvm_domain#module:cputune.iothreadpin).
+            type: list
+            elements: dict
+            suboptions:
+              cpuset:
+                description: As O(kvmops.kvm.kvm_domain#module:cputune.iothreadpin[].cpuset).
+                type: raw
+              iothread:
+                description: As O(kvmops.kvm.kvm_domain#module:cputune.iothreadpin[].iothread).
+                type: raw
           period:
             description: As O(kvmops.kvm.kvm_domain#module:cputune.period).
             type: raw
@@ -318,6 +329,16 @@ options:
           source:
             description: As O(kvmops.kvm.kvm_domain#module:memory_backing.source).
             type: raw
+      numatune:
+        description: As O(kvmops.kvm.kvm_domain#module:numatune).
+        type: dict
+        suboptions:
+          mode:
+            description: As O(kvmops.kvm.kvm_domain#module:numatune.mode).
+            type: raw
+          nodeset:
+            description: As O(kvmops.kvm.kvm_domain#module:numatune.nodeset).
+            type: raw
       nvram_template:
         description: As O(kvmops.kvm.kvm_domain#module:nvram_template).
         type: raw
@@ -358,6 +379,16 @@ options:
       sockets:
         description: As O(kvmops.kvm.kvm_domain#module:sockets).
         type: raw
+      sound:
+        description: As O(kvmops.kvm.kvm_domain#module:sound).
+        type: dict
+        suboptions:
+          model:
+            description: As O(kvmops.kvm.kvm_domain#module:sound.model).
+            type: raw
+          state:
+            description: As O(kvmops.kvm.kvm_domain#module:sound.state).
+            type: raw
       state:
         description: As O(kvmops.kvm.kvm_domain#module:state).
         type: raw
@@ -392,6 +423,19 @@ options:
       vcpus:
         description: As O(kvmops.kvm.kvm_domain#module:vcpus).
         type: raw
+      video:
+        description: As O(kvmops.kvm.kvm_domain#module:video).
+        type: dict
+        suboptions:
+          heads:
+            description: As O(kvmops.kvm.kvm_domain#module:video.heads).
+            type: raw
+          model:
+            description: As O(kvmops.kvm.kvm_domain#module:video.model).
+            type: raw
+          vram:
+            description: As O(kvmops.kvm.kvm_domain#module:video.vram).
+            type: raw
       virt_type:
         description: As O(kvmops.kvm.kvm_domain#module:virt_type).
         type: raw
