@@ -5,7 +5,8 @@ fragment holding only an ``<rng>``: check mode reports exactly that device and w
 it and libvirt's definition keeps everything else (read back and compared element by element), the next check
 and real runs change nothing. ``kvmops:remove`` takes it away again. ``xml_mode: replace`` with a fragment lists
 the disk, the NIC and the loader in ``removed`` and in the diff, and libvirt's definition then indeed lacks them.
-The guest is never started (cheap: definitions only).
+That guest is never started (cheap: definitions only). On a running guest, the merged device waits in
+``pending_restart`` until ``restart: if_needed`` restarts it.
 """
 
 import copy
@@ -117,12 +118,9 @@ def test_partial_xml_merges_and_replace_names_what_it_removes(merge_guest, playb
     without_rng.find('devices').remove(without_rng.find('devices/rng'))
     assert _canonical(without_rng) == _canonical(before)
 
-    # kvmops:remove takes it out again; a second run has nothing left to remove
+    # kvmops:remove takes it out again (its second run is a no-op: unit tests), back to the definition we began with
     gone = _run(playbook, tmp_path, dict(name=name, xml=RNG_GONE))
     assert gone['changed'] is True and [c['removed'] for c in gone['changes']] == [['domain/devices/rng']]
-    assert _inactive(dom).find('devices/rng') is None
-    again = _run(playbook, tmp_path, dict(name=name, xml=RNG_GONE))
-    assert again['changed'] is False and again['changes'] == []
     assert _canonical(_inactive(dom)) == _canonical(before)
 
     # replace: check mode names what the new definition lacks, and writes nothing
@@ -143,3 +141,38 @@ def test_partial_xml_merges_and_replace_names_what_it_removes(merge_guest, playb
     assert now.find('devices/disk') is None and now.find('devices/interface') is None
     assert now.find('os/loader') is None and now.find('devices/rng') is not None
     assert now.findtext('uuid') == before.findtext('uuid')
+
+
+RUNNING_XML = """
+<domain type='{virt}'>
+  <name>{name}</name>
+  <memory unit='KiB'>65536</memory>
+  <vcpu placement='static'>1</vcpu>
+  <os><type arch='x86_64'>hvm</type></os>
+  <devices><graphics type='vnc' listen='127.0.0.1' autoport='yes'/></devices>
+</domain>
+"""
+WATCHDOG = "<domain><devices><watchdog model='i6300esb' action='reset'/></devices></domain>"
+
+
+def test_merged_xml_on_a_running_guest_waits_for_the_restart(conn, unique, playbook, tmp_path):
+    """Nothing of a merged fragment is applied live: the added device is pending until restart: if_needed."""
+    try:
+        dom = conn.defineXML(RUNNING_XML.format(virt=osless_virt_type(conn), name=unique))
+        dom.create()
+        task = _run(playbook, tmp_path, dict(name=unique, xml=WATCHDOG))
+        assert task['changed'] is True and task['pending_restart'] == ['xml']
+        assert [c['added'] for c in task['changes']] == [['domain/devices/watchdog']]
+        live = _live(dom)
+        assert _inactive(dom).find('devices/watchdog') is not None and live.find('devices/watchdog') is None
+        restarted = _run(playbook, tmp_path, dict(name=unique, xml=WATCHDOG, restart='if_needed', force=True,
+                                                  shutdown_timeout=1))
+        assert restarted['pending_restart'] == [] and dom.isActive()
+        assert _live(dom).find('devices/watchdog').get('model') == 'i6300esb'
+    finally:
+        remove_guest(conn, unique)
+
+
+def _live(dom):
+    from lxml import etree
+    return etree.fromstring(dom.XMLDesc(0))
