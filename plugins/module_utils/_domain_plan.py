@@ -175,7 +175,13 @@ def _plan_xml(spec, normalized, current, options):
                 option.write(root, options[option.name])
         return root
 
+    uuid, have_uuid = (normalized.findtext('uuid') or '').strip(), current.findtext('uuid') or ''
+    if uuid and have_uuid and uuid.replace('-', '').lower() != have_uuid.replace('-', '').lower():
+        raise KvmError('xml: <uuid> %s is not the UUID of guest %s (%s); a UUID cannot be changed'
+                       % (uuid[:40], spec['name'], have_uuid))
     wanted, amended = _xml_fragment(spec, normalized), amend(current)
+    for node in wanted.findall('uuid'):   # the guest's own, in whatever spelling
+        wanted.remove(node)
     if (spec.get('xml_mode') or 'merge') == 'merge':
         _merged, log = merge(amended, amend(wanted))
         if not log:

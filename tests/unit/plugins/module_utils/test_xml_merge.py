@@ -440,6 +440,14 @@ def test_typed_hardware_options_win_over_the_fragment_s_devices():
     assert changes == []
 
 
+@pytest.mark.parametrize('mode', ['merge', 'replace'])
+def test_a_uuid_that_is_not_the_guest_s_is_refused(mode):
+    with pytest.raises(KvmError, match=r'^xml: <uuid> 11111111-2222-3333-4444-555555555555 is not the UUID of guest vm01'):
+        plan(guest(), xml_mode=mode, xml='<domain><uuid>11111111-2222-3333-4444-555555555555</uuid></domain>')
+    _base, changes, _opts = plan(guest(), xml_mode=mode, xml='<domain><uuid>6695EB01F6A4830479AA97F2502E193F</uuid></domain>')
+    assert changes == []
+
+
 def test_new_guest_from_a_fragment_with_markers():
     base, _changes, _opts = plan(None, virt_type='qemu', xml="<domain xmlns:k='%s'><memory unit='MiB'>64</memory>"
                                  "<devices><rng model='virtio' k:replace='true'/><watchdog k:remove='true'/></devices>"
