@@ -223,3 +223,81 @@ def test_hugepages_refused_before_any_write(playbook, tmp_path):
     assert result.rc != 0
     assert 'more than 90%' in result.stdout
     assert 'Persist the huge page pool' not in result.stdout
+
+
+# Not in check mode: the feature checks write nothing (hugepages, the one feature that writes, is left out), so
+# they run for real here; the paths they look at are pointed at a temporary directory to prove each verdict.
+FEATURE_CHECKS = """
+- hosts: localhost
+  gather_facts: true
+  tasks:
+    - name: decide
+      ansible.builtin.include_role:
+        name: kvmops.kvm.kvm_host
+        tasks_from: decide
+    - name: features
+      ansible.builtin.include_role:
+        name: kvmops.kvm.kvm_host
+        tasks_from: features
+    - name: status
+      ansible.builtin.debug:
+        var: kvm_host_features_status
+"""
+
+
+def _checks(playbook, tmp_path, extra):
+    path = tmp_path / 'checks.yml'
+    path.write_text(FEATURE_CHECKS)
+    return playbook(str(path), extra_vars=dict({'kvm_host_features': ['tpm', 'secure_boot', 'virtiofs']}, **extra))
+
+
+def _descriptor(directory, name, features):
+    directory.mkdir(exist_ok=True)
+    (directory / name).write_text(json.dumps({'interface-types': ['uefi'], 'features': features}, indent=4))
+
+
+def test_feature_checks_find_what_is_there(playbook, tmp_path):
+    firmware = tmp_path / 'firmware'
+    _descriptor(firmware, '30-sb-enrolled.json', ['acpi-s3', 'enrolled-keys', 'requires-smm', 'secure-boot'])
+    _descriptor(firmware, '50-sb-no-keys.json', ['requires-smm', 'secure-boot'])
+    _descriptor(firmware, '60-plain.json', ['acpi-s3'])
+    (tmp_path / 'swtpm').write_text('')
+    (tmp_path / 'swtpm_setup').write_text('')
+    (tmp_path / 'virtiofsd').write_text('')
+    result = _checks(playbook, tmp_path, {
+        '_kvm_host_swtpm_binaries': [str(tmp_path / 'swtpm'), str(tmp_path / 'swtpm_setup')],
+        '_kvm_host_firmware_dirs': [str(firmware), str(tmp_path / 'missing')],
+        '_kvm_host_virtiofsd_paths': [str(tmp_path / 'virtiofsd')],
+    })
+    assert result.rc == 0, result.stdout[-3000:]
+    status = result.task('status')['kvm_host_features_status']
+    assert status['tpm']['usable'] is True
+    assert status['secure_boot'] == {'usable': True, 'descriptors': [str(firmware / '30-sb-enrolled.json')],
+                                     'detail': 'descriptor %s' % (firmware / '30-sb-enrolled.json')}
+    # /usr/lib/qemu/virtiofsd (Debian 12's plan path) is looked at first when this machine has it.
+    assert status['virtiofs']['usable'] is True
+    assert status['virtiofs']['path'] in (str(tmp_path / 'virtiofsd'), '/usr/lib/qemu/virtiofsd')
+
+
+def test_unusable_features_fail_the_run(playbook, tmp_path):
+    firmware = tmp_path / 'firmware'
+    _descriptor(firmware, '50-sb-no-keys.json', ['requires-smm', 'secure-boot'])
+    (tmp_path / 'swtpm').write_text('')
+    missing = str(tmp_path / 'nothing' / 'virtiofsd')
+    result = _checks(playbook, tmp_path, {
+        '_kvm_host_swtpm_binaries': [str(tmp_path / 'swtpm'), str(tmp_path / 'swtpm_setup')],
+        '_kvm_host_firmware_dirs': [str(firmware)],
+        '_kvm_host_virtiofsd_paths': [missing],
+        '_kvm_host_virtiofsd': {'separate_from': {'default': 1}, 'separate': {'package': 'virtiofsd', 'path': missing},
+                                'bundled': {'package': 'virtiofsd', 'path': missing}},
+    })
+    assert result.rc != 0
+    assert not result.tasks('status')
+    failed = [task for task in result.tasks() if task.get('failed')]
+    assert len(failed) == 1
+    failed = failed[0]
+    assert failed.get('failed') is True
+    assert 'kvm_host: tpm, secure_boot, virtiofs not usable' in failed['msg']
+    assert 'missing %s' % (tmp_path / 'swtpm_setup') in failed['msg']
+    assert 'no firmware descriptor with secure-boot and enrolled-keys' in failed['msg']
+    assert 'no virtiofsd (looked for %s)' % missing in failed['msg']
