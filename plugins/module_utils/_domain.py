@@ -35,7 +35,9 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._domain_plan import (
 )
 from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import (
     AGENT_CHANNEL,
+    IOTUNE_SPEC,
     OPTIONS,
+    check_disk_extras,
     disk_view,
     has_agent_channel,
     nic_view,
@@ -80,6 +82,10 @@ DISK_SPEC = dict(
     readonly=dict(type='bool'),
     device=dict(type='str', choices=['disk', 'cdrom'], default='disk'),
     boot_order=dict(type='int'),
+    serial=dict(type='str'),
+    wwn=dict(type='str'),
+    shareable=dict(type='bool'),
+    iotune=dict(type='dict', options=IOTUNE_SPEC),
 )
 
 NIC_SPEC = dict(
@@ -382,6 +388,7 @@ def _validate_disk(index, raw):
         raise valid.ValidationError('%s.backing: an overlay of a backing image must be qcow2' % label)
     disk['source'] = disk.pop('path', None) or ('' if disk['device'] == 'cdrom' and not disk.get('pool') else None)
     disk['label'] = label
+    check_disk_extras(label, disk)   # serial, wwn, shareable, iotune
     return disk
 
 

@@ -51,7 +51,7 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import (
     update_disk,
     update_nic,
 )
-from ansible_collections.kvmops.kvm.plugins.module_utils._facts import memory_kib
+from ansible_collections.kvmops.kvm.plugins.module_utils._facts import IOTUNE_KEYS, memory_kib
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, subset_differences
 
 # Buses QEMU can hot-plug a disk on; sata/ide disks and cdroms need a restart.
@@ -221,6 +221,8 @@ def _plan_disks(spec, base, changes):
     by_target = dict((disk_view(d)['target'], d) for d in managed)
     for wanted in spec['disks']:
         label = 'disks[%s]' % wanted['target']
+        if wanted.get('shareable') and wanted.get('format') == 'qcow2':   # libvirt's own refusal comes after the image
+            raise KvmError('%s.shareable: a disk shared between guests needs a raw image, not qcow2' % wanted['label'])
         elem = by_target.pop(wanted['target'], None)
         if elem is None:
             _insert_device(devices, build_disk(wanted))
@@ -437,6 +439,9 @@ def _call_action(option, call):
             client.call('addIOThread %s' % name, dom.addIOThread, vcpu, 1)
         elif method == 'pinIOThread':
             client.call('pinIOThread %s' % name, dom.pinIOThread, vcpu, cpumap(client, value), 1)
+        elif method == 'setBlockIoTune':   # every typed limit: 0 lifts one
+            params = dict((key, (value or {}).get(key, 0)) for key in IOTUNE_KEYS)
+            client.call('setBlockIoTune %s' % name, dom.setBlockIoTune, vcpu, params, 1)
         elif method == 'setNumaParameters':
             client.call('setNumaParameters %s' % name, dom.setNumaParameters, value, 1)
         else:
@@ -446,6 +451,9 @@ def _call_action(option, call):
         from ansible_collections.kvmops.kvm.plugins.module_utils._facts import cputune_facts
         if method == 'addIOThread':
             return len(live.findall('iothreadids/iothread'))
+        if method == 'setBlockIoTune':
+            disk = next((d for d in live.findall('devices/disk') if disk_view(d)['target'] == vcpu), None)
+            return disk_view(disk)['iotune'] if disk is not None else None
         if method == 'setNumaParameters':
             return live.find('numatune/memory').get('nodeset') if live.find('numatune/memory') is not None else None
         view = cputune_facts(live) or {}
@@ -458,6 +466,8 @@ def _call_action(option, call):
         return dict((k, view.get(k)) for k in ('shares', 'period', 'quota'))
 
     shown = cpuset_text(value) if isinstance(value, tuple) else value
+    if method == 'setBlockIoTune':
+        label, shown = option, dict(iotune=dict((k, v) for k, v in (value or {}).items() if v))
     if method == 'addIOThread':
         shown = dict(iothread_id=vcpu)
     return dict(kind='call', option=label, call=do, read_back=read_back, before=None,
@@ -536,6 +546,8 @@ def plan_live(spec, options, wanted, live, ctx=None, before=None):
             if view['device'] == 'cdrom' and media_only_change(diffs):
                 actions.append(dict(kind='update', option=label, xml=elem,
                                     before=disk_view(have[target])['source'], after=view['source']))
+            elif all(field == 'iotune' for field, _b, _a in diffs):   # virsh blkdeviotune --live
+                actions.append(_call_action(label, ('setBlockIoTune', target, view['iotune'] or {})))
             else:
                 pending.append(label)
         for target, elem in sorted(have.items()):

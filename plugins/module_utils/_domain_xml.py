@@ -39,6 +39,7 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._facts import (
     graphics_facts,
     interface_facts,
     memory_backing_facts,
+    IOTUNE_KEYS,
     memory_kib,
     numatune_facts,
     rng_facts,
@@ -1199,7 +1200,57 @@ def set_default_boot(root):
 
 # ---------------------------------------------------------------- disks
 DISK_FIELDS = ('device', 'bus', 'source', 'pool', 'volume', 'format', 'cache', 'io', 'discard',
-               'readonly', 'boot_order')
+               'readonly', 'boot_order', 'serial', 'wwn', 'shareable')
+DISK_SERIAL_RE = re.compile(r'[A-Za-z0-9_.+-]{1,20}')
+WWN_RE = re.compile(r'(0x)?[0-9a-fA-F]{16}')
+IOTUNE_SPEC = dict((key, dict(type='int')) for key in IOTUNE_KEYS)
+
+
+def check_disk_extras(label, disk):
+    """disks[].serial, wwn, shareable and iotune (validation, no I/O); the normalized disk."""
+    if disk.get('serial') and not DISK_SERIAL_RE.fullmatch(disk['serial']):   # '' removes it
+        valid.refuse(label + '.serial', 'must be 1 to 20 letters, digits and _ . + -', disk['serial'])
+    if disk.get('wwn'):   # '' removes it
+        if not WWN_RE.fullmatch(disk['wwn']):
+            valid.refuse(label + '.wwn', 'must be 16 hexadecimal digits (a World Wide Name)', disk['wwn'])
+        disk['wwn'] = disk['wwn'].lower()[-16:]
+        if disk.get('bus') not in ('scsi', 'sata', 'ide'):
+            valid.refuse(label + '.wwn', 'is for scsi, sata and ide disks, not %s' % disk.get('bus'))
+    if disk.get('iotune') is not None:
+        tune = dict((k, v) for k, v in disk['iotune'].items() if v is not None)
+        for key, value in tune.items():
+            valid.count('%s.iotune.%s' % (label, key), value, minimum=0, maximum=2 ** 53)
+        for kind in ('bytes', 'iops'):
+            if tune.get('total_%s_sec' % kind) and (tune.get('read_%s_sec' % kind) or tune.get('write_%s_sec' % kind)):
+                valid.refuse('%s.iotune.total_%s_sec' % (label, kind),
+                             'cannot be combined with read_%s_sec or write_%s_sec' % (kind, kind))
+        disk['iotune'] = tune
+    return disk
+
+
+def _iotune_differences(wanted, have):
+    have = have or {}
+    return dict((k, v) for k, v in (wanted or {}).items() if have.get(k, 0) != v)
+
+
+def write_iotune(elem, wanted):
+    """Set the given limits on ``elem``'s ``<iotune>`` (0 removes a limit; the others are kept)."""
+    node = elem.find('iotune')
+    if node is None:
+        node = etree.Element('iotune')
+        target = elem.find('target')
+        if target is not None:
+            target.addnext(node)
+        else:
+            elem.append(node)
+    for key in IOTUNE_KEYS:
+        if key not in wanted:
+            continue
+        remove(node.find(key))
+        if wanted[key]:
+            etree.SubElement(node, key).text = str(wanted[key])
+    if len(node) == 0:
+        remove(node)
 
 
 def disk_view(elem):
@@ -1220,8 +1271,13 @@ def disk_differences(spec, elem):
             continue
         if field == 'source' and (wanted or None) == (current or None):
             continue
+        if field in ('serial', 'wwn') and (wanted or None) == (current or None):
+            continue
         if wanted != current:
             diffs.append((field, current, wanted))
+    iotune = _iotune_differences(spec.get('iotune'), have.get('iotune'))
+    if iotune:
+        diffs.append(('iotune', dict((k, (have.get('iotune') or {}).get(k, 0)) for k in iotune), iotune))
     return diffs
 
 
@@ -1246,6 +1302,13 @@ def build_disk(spec):
         etree.SubElement(elem, 'boot', order=str(spec['boot_order']))
     if spec.get('readonly') or spec['device'] == 'cdrom':
         etree.SubElement(elem, 'readonly')
+    if spec.get('shareable'):
+        etree.SubElement(elem, 'shareable')
+    for tag in ('serial', 'wwn'):
+        if spec.get(tag):
+            etree.SubElement(elem, tag).text = spec[tag]
+    if spec.get('iotune'):
+        write_iotune(elem, spec['iotune'])
     return elem
 
 
@@ -1257,10 +1320,14 @@ def update_disk(elem, spec):
         merged['source'] = None
     elif spec.get('source') is not None:
         merged['pool'] = merged['volume'] = None
+    merged['iotune'] = None   # the old element's, amended below: limits kvm_domain does not type are kept
     fresh = build_disk(merged)
-    for tag in ('address', 'alias', 'serial', 'wwn', 'iotune'):
+    for tag in ('address', 'alias', 'iotune'):
         for node in elem.findall(tag):
             fresh.append(copy.deepcopy(node))
+    if spec.get('iotune'):
+        write_iotune(fresh, spec['iotune'])
+
     if spec.get('readonly') is False and spec['device'] != 'cdrom':
         remove(fresh.find('readonly'))
     return fresh

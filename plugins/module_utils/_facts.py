@@ -60,6 +60,16 @@ def memory_kib(elem, xpath):
 
 
 # ---------------------------------------------------------------- domains
+IOTUNE_KEYS = ('total_bytes_sec', 'read_bytes_sec', 'write_bytes_sec', 'total_iops_sec', 'read_iops_sec', 'write_iops_sec')
+
+
+def iotune_facts(node):
+    """A disk's ``<iotune>`` limits (the ones kvm_domain types; 0 is no limit), or None without one."""
+    if node is None:
+        return None
+    return dict((key, _int(find_text(node, key), 0)) for key in IOTUNE_KEYS)
+
+
 def disk_facts(disk):
     source = disk.find('source')
     src = None
@@ -85,6 +95,10 @@ def disk_facts(disk):
         discard=driver.get('discard') if driver is not None else None,
         readonly=disk.find('readonly') is not None,
         boot_order=_int(boot.get('order')) if boot is not None else None,
+        serial=find_text(disk, 'serial'),
+        wwn=find_text(disk, 'wwn'),
+        shareable=disk.find('shareable') is not None,
+        iotune=iotune_facts(disk.find('iotune')),
     )
 
 

@@ -535,6 +535,50 @@ options:
       boot_order:
         description: Per-device boot order (replaces C(<os><boot dev=...>)).
         type: int
+      serial:
+        description:
+          - Serial number the guest sees (1 to 20 letters, digits and C(_ . + -)), for example to find the disk under
+            C(/dev/disk/by-id). An empty string removes it. On a running guest it changes at the next boot.
+        type: str
+        version_added: 1.1.0
+      wwn:
+        description:
+          - World Wide Name of a scsi, sata or ide disk (16 hexadecimal digits). An empty string removes it. On a
+            running guest it changes at the next boot.
+        type: str
+        version_added: 1.1.0
+      shareable:
+        description:
+          - The image may be shared with other guests at the same time (C(<shareable/>); use O(disks[].cache=none) and a
+            cluster-aware file system in the guests). On a running guest it changes at the next boot.
+        type: bool
+        version_added: 1.1.0
+      iotune:
+        description:
+          - I/O throttling (C(virsh blkdeviotune)). Only the limits given are compared and written; V(0) lifts a limit.
+            A total limit cannot be combined with the read or write limit of the same kind.
+          - On a running guest a change of the limits alone is applied live (C(setBlockIoTune)) and read back.
+        type: dict
+        version_added: 1.1.0
+        suboptions:
+          total_bytes_sec:
+            description: Total throughput in bytes per second.
+            type: int
+          read_bytes_sec:
+            description: Read throughput in bytes per second.
+            type: int
+          write_bytes_sec:
+            description: Write throughput in bytes per second.
+            type: int
+          total_iops_sec:
+            description: Total I/O operations per second.
+            type: int
+          read_iops_sec:
+            description: Read I/O operations per second.
+            type: int
+          write_iops_sec:
+            description: Write I/O operations per second.
+            type: int
   interfaces:
     description:
       - The guest's NICs, as a complete list - a NIC that is not listed is detached. When not given, NICs are not
@@ -901,7 +945,10 @@ domain:
     vcpus: {description: current and maximum vCPUs., type: dict, returned: success, sample: {current: 2, maximum: 2}}
     memory: {description: current_kib and max_kib., type: dict, returned: success, sample: {current_kib: 1048576, max_kib: 1048576}}
     disks:
-      description: Disks (target, source, pool, volume, format, bus, cache, io, discard, device, readonly, boot_order).
+      description:
+        - Disks (target, source, pool, volume, format, bus, cache, io, discard, device, readonly, boot_order).
+        - Since 1.1.0 also serial, wwn, shareable and iotune (the typed limits in bytes and I/O operations per second; 0 is no
+          limit; null without an C(<iotune>)).
       type: list
       elements: dict
       returned: success

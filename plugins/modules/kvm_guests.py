@@ -183,6 +183,28 @@ options:
           io:
             description: As O(kvmops.kvm.kvm_domain#module:disks[].io).
             type: raw
+          iotune:
+            description: As O(kvmops.kvm.kvm_domain#module:disks[].iotune).
+            type: dict
+            suboptions:
+              read_bytes_sec:
+                description: As O(kvmops.kvm.kvm_domain#module:disks[].iotune.read_bytes_sec).
+                type: raw
+              read_iops_sec:
+                description: As O(kvmops.kvm.kvm_domain#module:disks[].iotune.read_iops_sec).
+                type: raw
+              total_bytes_sec:
+                description: As O(kvmops.kvm.kvm_domain#module:disks[].iotune.total_bytes_sec).
+                type: raw
+              total_iops_sec:
+                description: As O(kvmops.kvm.kvm_domain#module:disks[].iotune.total_iops_sec).
+                type: raw
+              write_bytes_sec:
+                description: As O(kvmops.kvm.kvm_domain#module:disks[].iotune.write_bytes_sec).
+                type: raw
+              write_iops_sec:
+                description: As O(kvmops.kvm.kvm_domain#module:disks[].iotune.write_iops_sec).
+                type: raw
           path:
             description: As O(kvmops.kvm.kvm_domain#module:disks[].path).
             type: raw
@@ -192,6 +214,12 @@ options:
           readonly:
             description: As O(kvmops.kvm.kvm_domain#module:disks[].readonly).
             type: raw
+          serial:
+            description: As O(kvmops.kvm.kvm_domain#module:disks[].serial).
+            type: raw
+          shareable:
+            description: As O(kvmops.kvm.kvm_domain#module:disks[].shareable).
+            type: raw
           size:
             description: As O(kvmops.kvm.kvm_domain#module:disks[].size).
             type: raw
@@ -200,6 +228,9 @@ options:
             type: raw
           volume:
             description: As O(kvmops.kvm.kvm_domain#module:disks[].volume).
+            type: raw
+          wwn:
+            description: As O(kvmops.kvm.kvm_domain#module:disks[].wwn).
             type: raw
       enrolled_keys:
         description: As O(kvmops.kvm.kvm_domain#module:enrolled_keys).

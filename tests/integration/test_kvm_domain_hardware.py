@@ -9,7 +9,8 @@
 * ``test_adopted_hardware_guest_reports_one_option``: a guest defined with ``virsh define`` carrying a TPM,
   an RNG, a watchdog and a 9p share; the same values are no change, a task naming one option reports exactly it.
 * ``test_hot_plug_on_a_running_guest``: rng, watchdog, a virtiofs share and an I/O thread hot-plugged, a vCPU
-  pinned live (read back from libvirt's pin info); a TPM waits for the next boot.
+  pinned live (read back from libvirt's pin info), disk I/O limits set live (read back with blockIoTune), disk
+  serial, wwn and shareable defined; a TPM waits for the next boot.
 * ``test_four_step_tuning_and_explicit_loader``: memory_backing, boot, iothreads, cputune, numatune, video,
   sound, and Secure Boot with
   an explicit loader and NVRAM template, on a stopped guest: the four-step proof and libvirt's XML read back.
@@ -197,18 +198,22 @@ def test_hot_plug_on_a_running_guest(conn, guest, playbook, tmp_path):
     shares = [os.path.join(directory, s) for s in ('one', 'two')]
     for path in shares:
         os.makedirs(path)
+    disks = [dict(path=os.path.join(directory, 'root.qcow2'), size='16MiB', serial='ROOT-1'),
+             dict(path=os.path.join(directory, 'data.raw'), size='16MiB', format='raw', target='sda', bus='scsi',
+                  wwn='5000c50015ea71ac', shareable=True, cache='none')]
     base = dict(name=name, virt_type=osless_virt_type(conn), memory='64MiB', vcpus=1, graphics=dict(type='none'),
-                filesystems=[dict(source=shares[0], target='one')], state='running')
+                filesystems=[dict(source=shares[0], target='one')], disks=disks, state='running')
     run_domain(playbook, tmp_path, base)
     dom = conn.lookupByName(name)
     assert dom.isActive() and _xml(dom, False).find("memoryBacking/access[@mode='shared']") is not None
     more = dict(base, rng=dict(), watchdog=dict(action='poweroff'), iothreads=1, tpm=dict(),
                 cputune=dict(vcpupin=[dict(vcpu=0, cpuset='0')]),
-                filesystems=base['filesystems'] + [dict(source=shares[1], target='two')])
+                filesystems=base['filesystems'] + [dict(source=shares[1], target='two')],
+                disks=[dict(disks[0], iotune=dict(total_iops_sec=100, read_bytes_sec=1048576))] + disks[1:])
     task = run_domain(playbook, tmp_path, more)
     live_changes = sorted((c['option'], c['action']) for c in task['changes'] if c['scope'] == 'live')
-    assert live_changes == [('cputune.vcpupin[0]', 'set'), ('filesystems[two]', 'attach'), ('iothreads', 'set'),
-                            ('rng', 'attach'), ('watchdog', 'attach')], json.dumps(task['changes'], indent=1)
+    assert live_changes == [('cputune.vcpupin[0]', 'set'), ('disks[vda]', 'set'), ('filesystems[two]', 'attach'),
+                            ('iothreads', 'set'), ('rng', 'attach'), ('watchdog', 'attach')], json.dumps(task['changes'], indent=1)
     assert task['pending_restart'] == ['tpm']
     live = _xml(dom, False)
     assert [t.get('dir') for t in live.findall('devices/filesystem/target')] == ['one', 'two']
@@ -216,6 +221,13 @@ def test_hot_plug_on_a_running_guest(conn, guest, playbook, tmp_path):
     assert live.find("devices/rng/backend[@model='random']").text == '/dev/urandom'
     assert live.find("devices/watchdog[@action='poweroff']") is not None
     assert len(live.findall('iothreadids/iothread')) == 1 and live.find('devices/tpm') is None
+    # disks: serial, wwn and shareable in the definition; I/O limits applied live (virsh blkdeviotune)
+    tune = dom.blockIoTune('vda', _libvirt().VIR_DOMAIN_AFFECT_LIVE)
+    assert tune['total_iops_sec'] == 100 and tune['read_bytes_sec'] == 1048576 and tune['write_bytes_sec'] == 0
+    config = _xml(dom, True)
+    vda, sda = (config.xpath("devices/disk[target/@dev='%s']" % dev)[0] for dev in ('vda', 'sda'))
+    assert vda.findtext('serial') == 'ROOT-1' and vda.findtext('iotune/total_iops_sec') == '100'
+    assert sda.findtext('wwn') == '5000c50015ea71ac' and sda.find('shareable') is not None
     # cputune: vCPU pinning applied live and read back from libvirt's pin info
     cpumap = dom.vcpuPinInfo(_libvirt().VIR_DOMAIN_AFFECT_LIVE)[0]
     assert cpumap[0] and not any(cpumap[1:]), cpumap

@@ -356,3 +356,70 @@ def test_manager_check_real_noop_and_facts(test_client):  # noqa: F811 (the fixt
     assert [c['option'] for c in untpm['changes']] == ['tpm'] and untpm['domain']['tpm'] is None
     _converge(test_client, dict(name=GUEST['name'], state='absent'))   # the test driver knows no UNDEFINE_TPM
     assert test_client.find_domain(GUEST['name']) is None
+
+
+# ---------------------------------------------------------------- per-disk serial, wwn, shareable, iotune
+DISK = '/var/lib/libvirt/images/vm01.qcow2'
+
+
+def disk_params(**extra):
+    if 'iotune' in extra:
+        extra['iotune'] = dict(dict((k, None) for k in ARGUMENT_SPEC['disks']['options']['iotune']['options']), **extra['iotune'])
+    return hw_params(name='vm01', disks=[dict(path=DISK, **extra)])
+
+
+def test_disk_extras_round_trip_and_compare():
+    spec = validate(disk_params(serial='VM01-ROOT', shareable=True, format='raw',
+                                iotune=dict(read_iops_sec=200, write_bytes_sec=1048576)))
+    desired, changes, _o = plan_config(spec, vm01(), CTX)
+    assert options_changed(changes) == ['disks[vda]']
+    disk = desired.find('devices/disk')
+    assert disk.findtext('serial') == 'VM01-ROOT' and disk.find('shareable') is not None
+    assert disk.findtext('iotune/read_iops_sec') == '200' and disk.findtext('iotune/write_bytes_sec') == '1048576'
+    stored = parse(to_string(desired))
+    facts = domain_xml_facts(stored)['disks'][0]
+    assert facts['serial'] == 'VM01-ROOT' and facts['shareable'] is True and facts['wwn'] is None
+    assert facts['iotune']['read_iops_sec'] == 200 and facts['iotune']['total_bytes_sec'] == 0
+    assert plan_config(spec, stored, CTX)[1] == []
+    # a limit kvm_domain does not type survives a change of one it does; 0 lifts a limit
+    stored.find('devices/disk/iotune').append(etree.fromstring('<read_iops_sec_max>400</read_iops_sec_max>'))
+    spec = validate(disk_params(iotune=dict(read_iops_sec=0, write_bytes_sec=2097152)))
+    desired, changes, _o = plan_config(spec, stored, CTX)
+    assert changes[0]['before'] == dict(iotune=dict(read_iops_sec=200, write_bytes_sec=1048576))
+    tune = desired.find('devices/disk/iotune')
+    assert tune.find('read_iops_sec') is None and tune.findtext('write_bytes_sec') == '2097152'
+    assert tune.findtext('read_iops_sec_max') == '400' and desired.findtext('devices/disk/serial') == 'VM01-ROOT'
+    # serial '' removes it
+    desired, changes, _o = plan_config(validate(disk_params(serial='')), stored, CTX)
+    assert desired.find('devices/disk/serial') is None and options_changed(changes) == ['disks[vda]']
+    assert plan_config(validate(disk_params(serial='')), parse(to_string(desired)), CTX)[1] == []
+
+
+def test_disk_iotune_changes_live_the_rest_at_the_next_boot():
+    current = vm01()
+    for kw, kind in ((dict(iotune=dict(total_iops_sec=100)), 'call'), (dict(serial='X1'), None)):
+        spec = validate(disk_params(**kw))
+        desired, _changes, options = plan_config(spec, current, CTX)
+        actions, pending = plan_live(spec, options, desired, current, CTX, before=current)
+        if kind:
+            assert [(a['option'], a['kind'], a['after']) for a in actions] == [
+                ('disks[vda]', 'call', dict(iotune=dict(total_iops_sec=100)))] and pending == []
+        else:
+            assert actions == [] and pending == ['disks[vda]']
+
+
+@pytest.mark.parametrize('extra, message', [
+    (dict(serial='has space'), r'disks\[0\].serial: must be 1 to 20'),
+    (dict(wwn='5000c50015ea71ac'), r'disks\[0\].wwn: is for scsi, sata and ide disks, not virtio'),
+    (dict(wwn='xyz', bus='scsi'), r'disks\[0\].wwn: must be 16 hexadecimal digits'),
+    (dict(iotune=dict(total_bytes_sec=1, read_bytes_sec=2)), r'disks\[0\].iotune.total_bytes_sec: cannot be combined'),
+    (dict(iotune=dict(read_iops_sec=-1)), r'disks\[0\].iotune.read_iops_sec: must be at least 0'),
+])
+def test_disk_extras_refused_naming_the_field(extra, message):
+    with pytest.raises(ValidationError, match=message):
+        validate(disk_params(**extra))
+
+
+def test_shareable_qcow2_is_refused_before_any_write():
+    with pytest.raises(KvmError, match=r'disks\[0\].shareable: a disk shared between guests needs a raw image'):
+        plan_config(validate(disk_params(shareable=True, format='qcow2')), vm01(), CTX)
