@@ -244,6 +244,7 @@ class _Matcher(object):
                 self.by_tag.setdefault(child.tag, []).append(child)
         self.keyed = {}   # (tag, rule) -> {identity: [elements]}
         self.used = set()
+        self.free = dict((tag, dict((id(c), c) for c in elems)) for tag, elems in self.by_tag.items())
 
     def _rule(self, elem):
         qname = etree.QName(elem)
@@ -252,10 +253,12 @@ class _Matcher(object):
     def _take(self, found):
         if found is not None:
             self.used.add(id(found))
+            self.free[found.tag].pop(id(found), None)
         return found
 
     def _free(self, tag):
-        return (c for c in self.by_tag.get(tag, ()) if id(c) not in self.used)
+        """The current elements of ``tag`` not paired yet, in document order (a copy: pairing changes it)."""
+        return list(self.free.get(tag, {}).values())
 
     def _index(self, tag, rule, ident):
         """The current elements of ``tag`` by identity (``ident`` computes it), built once."""
@@ -289,17 +292,17 @@ class _Matcher(object):
         return 'position', None, name
 
     def _matches(self, frag, kind, ident, candidates):
-        """Whether a current element ``c`` is the one ``frag`` names (for the kinds without a position)."""
+        """The current elements among ``candidates`` that ``frag`` names (lazily, in order)."""
         if kind == 'alias':
-            return [c for c in candidates if c.find('alias') is not None and c.find('alias').get('name') == ident]
+            return (c for c in candidates if c.find('alias') is not None and c.find('alias').get('name') == ident)
         if kind == 'key':
             rule = self._rule(frag)
-            return [c for c in candidates if KEYS[rule](c) == ident]
+            return (c for c in candidates if KEYS[rule](c) == ident)
         if kind == 'nic':
-            return [c for c in candidates if c.get('type') == frag.get('type') and c.find('source') is not None
-                    and all(same_value(c.find('source').get(k), v) for k, v in ident)]
+            return (c for c in candidates if c.get('type') == frag.get('type') and c.find('source') is not None
+                    and all(same_value(c.find('source').get(k), v) for k, v in ident))
         wanted = ident if kind == 'attributes' else [(k, v) for k, v in frag.attrib.items() if k not in MARKERS]
-        return [c for c in candidates if all(same_value(c.get(k), v) for k, v in wanted)]
+        return (c for c in candidates if all(same_value(c.get(k), v) for k, v in wanted))
 
     def pair(self, frags, path):
         """``[(fragment child, current element or None, path)]`` in the fragment's order.
@@ -313,7 +316,7 @@ class _Matcher(object):
         removing = [_is_true(f, REMOVE) for f in frags]
         for index, (frag, (kind, ident, _label)) in enumerate(zip(frags, kinds)):
             if kind == 'alias' and not removing[index]:
-                found[index] = self._take(next(iter(self._matches(frag, kind, ident, self._free(frag.tag))), None))
+                found[index] = self._take(next(self._matches(frag, kind, ident, self._free(frag.tag)), None))
             elif kind == 'key' and not removing[index]:
                 rule = self._rule(frag)
                 candidates = self._index(frag.tag, rule, KEYS[rule]).get(ident, ())
@@ -329,12 +332,12 @@ class _Matcher(object):
                     found[index] = self._take(same[position])
                 label = label if position == 0 else '%s[%d]' % (label, position + 1)
             elif kind in ('nic', 'attributes') and not removing[index]:
-                found[index] = self._take(next(iter(self._matches(frag, kind, ident, self._free(frag.tag))), None))
+                found[index] = self._take(next(self._matches(frag, kind, ident, self.free.get(frag.tag, {}).values()), None))
             labels.append('%s/%s' % (path, label))
         _check_removals(frags, kinds, labels)
         for index, (frag, (kind, ident, _label)) in enumerate(zip(frags, kinds)):
             if removing[index]:
-                found[index] = [self._take(c) for c in self._matches(frag, kind, ident, list(self._free(frag.tag)))]
+                found[index] = [self._take(c) for c in list(self._matches(frag, kind, ident, self._free(frag.tag)))]
         return list(zip(frags, found, labels))
 
 
