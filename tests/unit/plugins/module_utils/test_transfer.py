@@ -266,3 +266,41 @@ def test_a_password_inside_a_url_is_masked():
     mgr = manager(import_from='pool/vol@1')
     mgr.validate()
     assert mgr.module.no_log_values == set()
+
+
+def test_url_source_uses_the_proxy_from_the_environment(monkeypatch):
+    """http_proxy is honoured (ansible-core's open_url), and use_proxy: false goes around it."""
+    import http.server
+    import threading
+    seen = []
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            self.send_response(200)
+            self.send_header('Content-Length', '5')
+            self.end_headers()
+            self.wfile.write(b'proxy')
+
+        def log_message(self, *_args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Proxy)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    monkeypatch.setenv('http_proxy', 'http://127.0.0.1:%d' % httpd.server_address[1])
+    monkeypatch.delenv('no_proxy', raising=False)
+    monkeypatch.delenv('NO_PROXY', raising=False)
+    try:
+        source = _transfer.UrlSource('import_from', 'http://images.example.invalid/disk.raw',
+                                     dict(validate_certs=True, use_proxy=True, timeout=5))
+        assert _transfer.read_head(source) == b'proxy'
+        source.close()
+        assert seen == ['http://images.example.invalid/disk.raw']
+        with pytest.raises(KvmError) as err:
+            _transfer.UrlSource('import_from', 'http://images.example.invalid/disk.raw',
+                                dict(validate_certs=True, use_proxy=False, timeout=5))
+        assert err.value.msg.startswith('import_from: cannot download http://images.example.invalid/disk.raw')
+        assert len(seen) == 1
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
