@@ -202,8 +202,9 @@ options:
     type: float
     default: 0.5
 notes:
-  - Option problems are reported in one failure before anything connects. Guests are read and placed before the first
-    migration starts, so the placement counts the guests already placed on each candidate.
+  - Option problems are reported in one failure before anything connects. The candidates are read concurrently.
+  - Guests are read and placed before the first migration starts, so the placement counts the guests already placed on
+    each candidate, not memory that other tools take meanwhile.
   - The guests of the source are untrusted input like any hypervisor data; their names only select guests.
 seealso:
   - module: kvmops.kvm.kvm_migrate
