@@ -178,3 +178,49 @@ def test_check_mode_run_on_the_test_driver_places_nothing_it_cannot_and_writes_n
         assert src.find_domain('web01').isActive()
     finally:
         src.close()
+
+
+# ------------------------------------------------------------ host-passthrough guests (kvm_migrate's CPU check)
+class _CpuConn(object):
+    def __init__(self, answer):
+        self.answer = answer
+        self.asked = []
+
+    def compareCPU(self, xml, flags):  # noqa: N802 (libvirt's name)
+        self.asked.append(xml)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+class _Guest(object):
+    def __init__(self, mode):
+        self.cpu = parse("<cpu mode='%s'/>" % mode, 'cpu')
+
+
+@pytest.mark.parametrize('answer, problem, note', [
+    (0, 'CPU: host-passthrough guest, and the destination host CPU lacks features of the source host CPU', None),
+    (1, None, 'CPU: host-passthrough guest; the destination host CPU is identical to the source host CPU'),
+    (2, None, 'CPU: host-passthrough guest; the destination host CPU is a superset of the source host CPU'),
+])
+def test_host_passthrough_compares_the_host_cpus(answer, problem, note):
+    from ansible_collections.kvmops.kvm.plugins.module_utils._migrate import _cpu_check
+    conn = _CpuConn(answer)
+    problems, notes = [], []
+    _cpu_check(conn, _Guest('host-passthrough'), dict(method='live'), problems, notes,
+               source_host_cpu='<cpu><arch>x86_64</arch></cpu>')
+    assert conn.asked == ['<cpu><arch>x86_64</arch></cpu>']
+    assert problems == ([problem] if problem else []) and notes == ([note] if note else [])
+
+
+def test_host_passthrough_without_the_source_cpu_or_a_driver_that_cannot_compare():
+    import libvirt
+    from ansible_collections.kvmops.kvm.plugins.module_utils._migrate import _cpu_check
+    problems, notes = [], []
+    conn = _CpuConn(0)
+    _cpu_check(conn, _Guest('host-passthrough'), dict(method='live'), problems, notes)
+    assert conn.asked == [] and problems == [] and 'libvirt checks it when the migration starts' in notes[0]
+    notes = []
+    _cpu_check(_CpuConn(libvirt.libvirtError('not supported')), _Guest('maximum'), dict(method='live'), problems,
+               notes, source_host_cpu='<cpu/>')
+    assert problems == [] and notes[0].startswith('CPU: maximum guest; the destination cannot compare host CPUs')
