@@ -325,6 +325,10 @@ class VolumeManager(StorageManager):
         if not active:
             raise KvmError('import_from: pool %s is not active' % ref['pool'])
         source = _storage.backing_image(self.module, self.client, 'import_from', ref['name'], pool=other, local=self.local)
+        dom = running_disk_target(self.client, source['path'])[0]
+        if dom is not None:
+            raise KvmError('import_from %s is a disk of running guest %s, which may be writing to it (and QEMU holds a '
+                           'lock that libvirt\'s copy cannot open); shut the guest down first' % (ref['label'], dom.name()))
         if self.checksum:
             expected = _transfer.fetch_digest(self.checksum, ref['name'], self.params)
             digest = _transfer.volume_digest(self.client, source['vol'], self.checksum['algorithm'], 'import_from %s' % ref['label'])

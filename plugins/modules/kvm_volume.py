@@ -99,7 +99,8 @@ options:
         In check mode the URL is opened only to read the image's header (format and size).
       - "A volume of another pool, as V(pool/volume) (for example V(images/debian12.qcow2)) or as a dictionary
         C({pool: images, name: debian12.qcow2}); libvirt copies it (and converts it when O(format) differs).
-        A volume of the same pool can also be given with O(clone_from)."
+        A volume of the same pool can also be given with O(clone_from). A volume a running guest uses is refused
+        as a source (the guest may be writing to it)."
       - The format is read from the image's first bytes. Only standalone raw and qcow2 images are accepted; a qcow2
         image with a backing file, an external data file or encryption is refused, and so are other formats and
         compressed files (C(.xz), C(.gz), ...) unless O(format=raw) says the bytes are a raw disk.

@@ -207,3 +207,35 @@ def test_import_raw_over_https_validate_certs(playbook, tmp_path, pool, served):
         assert os.stat(path).st_blocks * 512 < len(served['raw']), 'the run of zeros stayed a hole'
     finally:
         server.close()
+
+
+GUEST = """<domain type='{virt_type}'><name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>
+<os><type arch='x86_64'>hvm</type><boot dev='hd'/></os><devices>
+<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{disk}'/><target dev='vda' bus='virtio'/></disk>
+</devices></domain>"""
+
+
+def test_a_volume_a_running_guest_uses(playbook, tmp_path, pool, served, conn, unique):
+    """Its content is not hashed for checksum (it is expected to change), an export warns, a copy is refused."""
+    from conftest import osless_virt_type, remove_guest
+    play = write_play(tmp_path, VOLUME)
+    url = served['server'].url + '/cloud.qcow2'
+    extra = dict(pool=pool['name'], name='used.qcow2', import_from=url, checksum='sha256:' + sha256(served['image']))
+    assert run_task(playbook, play, extra)['changed']
+    conn.createXML(GUEST.format(virt_type=osless_virt_type(conn), name=unique,
+                                disk=os.path.join(pool['path'], 'used.qcow2')), 0)
+    try:
+        fetched = served['server'].counts['/cloud.qcow2']
+        again = run_task(playbook, play, dict(extra, checksum='sha256:' + '1' * 64))
+        assert again['changed'] is False and again['checksum_check'] == 'skipped: used by guest %s' % unique
+        assert served['server'].counts['/cloud.qcow2'] == fetched
+        target = str(tmp_path / 'used.qcow2')
+        exported = run_task(playbook, play, dict(pool=pool['name'], name='used.qcow2', export_to=target))
+        assert exported['changed'] and os.path.isfile(target)
+        assert any('while guest %s runs' % unique in w for w in exported.get('warnings', [])), exported.get('warnings')
+        msg = expect_failure(playbook, play, dict(pool=pool['name'], name='copy.qcow2',
+                                                  import_from=dict(pool=pool['name'], name='used.qcow2')))
+        assert 'is a disk of running guest %s' % unique in msg and 'shut the guest down first' in msg
+        assert not os.path.exists(os.path.join(pool['path'], 'copy.qcow2'))
+    finally:
+        remove_guest(conn, unique)
