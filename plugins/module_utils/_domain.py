@@ -35,9 +35,11 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._domain_plan import (
 )
 from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import (
     AGENT_CHANNEL,
+    BANDWIDTH_SPEC,
     IOTUNE_SPEC,
     OPTIONS,
     check_disk_extras,
+    check_nic_extras,
     disk_view,
     has_agent_channel,
     nic_view,
@@ -95,6 +97,13 @@ NIC_SPEC = dict(
     mac=dict(type='str'),
     link_state=dict(type='str', choices=['up', 'down']),
     mode=dict(type='str', choices=['bridge', 'vepa', 'private', 'passthrough']),
+    mtu=dict(type='int'),
+    queues=dict(type='int'),
+    vlan=dict(type='int'),
+    portgroup=dict(type='str'),
+    filterref=dict(type='str'),
+    boot_order=dict(type='int'),
+    bandwidth=dict(type='dict', options=BANDWIDTH_SPEC),
 )
 
 GRAPHICS_SPEC = dict(
@@ -309,7 +318,7 @@ def _validate_nic(index, raw, macs):
         valid.ifname(label + '.source', nic['source'])
     if nic['type'] != 'direct':
         nic['mode'] = None
-    return nic
+    return check_nic_extras(label, nic)   # mtu, queues, vlan, portgroup, filterref, boot_order, bandwidth
 
 
 def _validate_graphics(raw):

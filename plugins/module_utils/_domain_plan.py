@@ -23,6 +23,7 @@ import os
 from ansible_collections.kvmops.kvm.plugins.module_utils._changes import entry
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
 from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import (
+    NIC_EXTRAS,
     OPTIONS,
     OPTIONS_BY_NAME,
     build_disk,
@@ -574,11 +575,15 @@ def plan_live(spec, options, wanted, live, ctx=None, before=None):
                                     after=dict((k, view[k]) for k in ('type', 'source', 'model', 'mac'))))
                 continue
             matched.add(view['mac'])
-            spec_view = dict((k, view[k]) for k in ('type', 'source', 'model', 'link_state'))
+            spec_view = dict((k, view[k]) for k in ('type', 'source', 'model', 'link_state') + NIC_EXTRAS)
+            spec_view['filterref'] = view['filterref'] or ''   # no filter in the definition: none live either
             diffs = nic_differences(spec_view, current)
-            if diffs and link_only_change(diffs):
-                actions.append(dict(kind='update', option=label, xml=elem,
-                                    before=nic_view(current)['link_state'], after=view['link_state']))
+            if diffs and link_only_change(diffs):   # link state, bandwidth, filter: updateDeviceFlags
+                if [field for field, _b, _a in diffs] == ['link_state']:
+                    before, after = nic_view(current)['link_state'], view['link_state']
+                else:
+                    before, after = dict((f, b) for f, b, _a in diffs), dict((f, a) for f, _b, a in diffs)
+                actions.append(dict(kind='update', option=label, xml=elem, before=before, after=after))
             elif diffs:
                 pending.append(label)
         for mac, elem in sorted(have.items(), key=lambda kv: str(kv[0])):

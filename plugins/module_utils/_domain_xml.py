@@ -1340,6 +1340,65 @@ def media_only_change(diffs):
 
 # ---------------------------------------------------------------- interfaces
 NIC_FIELDS = ('type', 'source', 'model', 'mac', 'link_state')
+# Typed details of a NIC (version 1.1.0): compared when given, written over what the NIC has.
+NIC_EXTRAS = ('mtu', 'queues', 'vlan', 'portgroup', 'filterref', 'boot_order', 'bandwidth')
+NIC_LIVE_FIELDS = ('link_state', 'bandwidth', 'filterref')   # changed on a running guest by updateDeviceFlags
+RATE_SPEC = dict(type='dict', options=dict(average=dict(type='int', required=True), peak=dict(type='int'),
+                                           burst=dict(type='int')))
+BANDWIDTH_SPEC = dict(inbound=RATE_SPEC, outbound=RATE_SPEC)
+NWFILTER_RE = re.compile(r'[A-Za-z0-9_.:-]{1,100}')
+
+
+def check_nic_extras(label, nic):
+    """interfaces[].mtu, queues, vlan, portgroup, filterref, boot_order, bandwidth (validation, no I/O)."""
+    if nic.get('mtu') is not None:
+        valid.count(label + '.mtu', nic['mtu'], minimum=68, maximum=65535)
+    if nic.get('queues') is not None:
+        valid.count(label + '.queues', nic['queues'], minimum=1, maximum=256)
+        if nic.get('model') != 'virtio':
+            valid.refuse(label + '.queues', 'multiqueue is for virtio NICs')
+    if nic.get('vlan') is not None:
+        valid.count(label + '.vlan', nic['vlan'], minimum=0, maximum=4095)
+    if nic.get('portgroup'):
+        valid.object_name(label + '.portgroup', nic['portgroup'], 'portgroup name')
+        if nic['type'] != 'network':
+            valid.refuse(label + '.portgroup', 'is for type network')
+    if nic.get('filterref') and not NWFILTER_RE.fullmatch(nic['filterref']):
+        valid.refuse(label + '.filterref', 'must be an nwfilter name (letters, digits and _ . : -)', nic['filterref'])
+    if nic.get('boot_order') is not None:
+        valid.count(label + '.boot_order', nic['boot_order'], minimum=1, maximum=65535)
+    if nic.get('bandwidth') is not None:
+        bandwidth = {}
+        for direction in ('inbound', 'outbound'):
+            rate = nic['bandwidth'].get(direction)
+            if rate is None:
+                continue
+            for key in ('average', 'peak', 'burst'):
+                if rate.get(key) is not None:
+                    valid.count('%s.bandwidth.%s.%s' % (label, direction, key), rate[key], minimum=0, maximum=2 ** 32 - 1)
+            bandwidth[direction] = dict(rate) if rate['average'] else None   # average 0: no limit that way
+        nic['bandwidth'] = bandwidth
+    return nic
+
+
+def _extras_differences(spec, have):
+    diffs = []
+    for field in NIC_EXTRAS:
+        wanted = spec.get(field)
+        if wanted is None:
+            continue
+        if field == 'bandwidth':   # a direction given is compared whole (a peak not given is no peak)
+            for direction, rate in sorted(wanted.items()):
+                current = (have.get('bandwidth') or {}).get(direction)
+                want = dict((k, rate.get(k)) for k in ('average', 'peak', 'burst')) if rate else None
+                if want != current:
+                    diffs.append(('bandwidth.' + direction, current, want))
+        elif field in ('portgroup', 'filterref'):
+            if (wanted or None) != (have.get(field) or None):
+                diffs.append((field, have.get(field), wanted))
+        elif wanted != have.get(field):
+            diffs.append((field, have.get(field), wanted))
+    return diffs
 
 
 def nic_view(elem):
@@ -1353,7 +1412,50 @@ def nic_view(elem):
 def nic_differences(spec, elem):
     have = nic_view(elem)
     return [(f, have.get(f), spec[f]) for f in NIC_FIELDS + ('mode',)
-            if spec.get(f) is not None and spec[f] != have.get(f)]
+            if spec.get(f) is not None and spec[f] != have.get(f)] + _extras_differences(spec, have)
+
+
+def apply_nic_extras(elem, spec, have=None):
+    """Write the typed details ``spec`` gives onto ``elem`` (``have``: the NIC's current view)."""
+    have = have or {}
+    if spec.get('mtu') is not None:
+        remove(elem.find('mtu'))
+        etree.SubElement(elem, 'mtu', size=str(spec['mtu']))
+    if spec.get('queues') is not None:
+        driver = child(elem, 'driver')
+        if spec['queues'] > 1:
+            driver.set('queues', str(spec['queues']))
+        else:
+            driver.attrib.pop('queues', None)
+            if not driver.attrib and len(driver) == 0:
+                remove(driver)
+    if spec.get('vlan') is not None:
+        remove(elem.find('vlan'))
+        etree.SubElement(etree.SubElement(elem, 'vlan'), 'tag', id=str(spec['vlan']))
+    if spec.get('portgroup') is not None:
+        source = child(elem, 'source')
+        if spec['portgroup']:
+            source.set('portgroup', spec['portgroup'])
+        else:
+            source.attrib.pop('portgroup', None)
+    if spec.get('filterref') is not None and (spec['filterref'] or None) != have.get('filterref'):
+        remove(elem.find('filterref'))   # another filter: its parameters go with it
+        if spec['filterref']:
+            etree.SubElement(elem, 'filterref', filter=spec['filterref'])
+    if spec.get('boot_order') is not None:
+        remove(elem.find('boot'))
+        etree.SubElement(elem, 'boot', order=str(spec['boot_order']))
+    if spec.get('bandwidth') is not None:
+        bandwidth = child(elem, 'bandwidth')
+        for direction, rate in spec['bandwidth'].items():
+            remove(bandwidth.find(direction))
+            if rate:
+                node = etree.SubElement(bandwidth, direction)
+                for key in ('average', 'peak', 'burst'):
+                    if rate.get(key):
+                        node.set(key, str(rate[key]))
+        if len(bandwidth) == 0:
+            remove(bandwidth)
 
 
 def build_nic(spec):
@@ -1369,21 +1471,28 @@ def build_nic(spec):
     etree.SubElement(elem, 'model', type=spec['model'])
     if spec.get('link_state'):
         etree.SubElement(elem, 'link', state=spec['link_state'])
+    apply_nic_extras(elem, spec)
     return elem
 
 
 def update_nic(elem, spec):
-    merged = dict(nic_view(elem))
-    merged.update(dict((k, v) for k, v in spec.items() if v is not None))
+    view = nic_view(elem)
+    merged = dict((k, view.get(k)) for k in NIC_FIELDS + ('mode',))
+    merged.update(dict((k, v) for k, v in spec.items() if v is not None and k in NIC_FIELDS + ('mode',)))
     fresh = build_nic(merged)
-    for tag in ('address', 'alias', 'target', 'driver', 'rom', 'mtu', 'boot'):
+    if view.get('portgroup') and merged['type'] == 'network':
+        fresh.find('source').set('portgroup', view['portgroup'])
+    for tag in ('address', 'alias', 'target', 'driver', 'rom', 'mtu', 'boot', 'vlan', 'bandwidth', 'filterref',
+                'virtualport', 'coalesce', 'tune'):
         for node in elem.findall(tag):
             fresh.append(copy.deepcopy(node))
+    apply_nic_extras(fresh, spec, view)
     return fresh
 
 
 def link_only_change(diffs):
-    return bool(diffs) and all(field == 'link_state' for field, _b, _a in diffs)
+    """Only what a running guest's NIC changes live (updateDeviceFlags): link state, bandwidth, filter."""
+    return bool(diffs) and all(field.split('.')[0] in NIC_LIVE_FIELDS for field, _b, _a in diffs)
 
 
 # ---------------------------------------------------------------- graphics

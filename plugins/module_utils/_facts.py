@@ -102,6 +102,12 @@ def disk_facts(disk):
     )
 
 
+def _bandwidth(node):
+    if node is None:
+        return None
+    return dict(average=_int(node.get('average')), peak=_int(node.get('peak')), burst=_int(node.get('burst')))
+
+
 def interface_facts(iface):
     source = iface.find('source')
     src = None
@@ -118,6 +124,14 @@ def interface_facts(iface):
         mac=mac.get('address') if mac is not None else None,
         target=target.get('dev') if target is not None else None,
         link_state=link.get('state', 'up') if link is not None else 'up',
+        mtu=_int(find_text(iface, 'mtu/@size')),
+        queues=_int(find_text(iface, 'driver/@queues')),
+        vlan=_int(find_text(iface, 'vlan/tag/@id')),
+        portgroup=source.get('portgroup') if source is not None else None,
+        filterref=find_text(iface, 'filterref/@filter'),
+        boot_order=_int(find_text(iface, 'boot/@order')),
+        bandwidth=dict(inbound=_bandwidth(iface.find('bandwidth/inbound')),
+                       outbound=_bandwidth(iface.find('bandwidth/outbound'))),
     )
 
 

@@ -291,6 +291,42 @@ options:
         type: list
         elements: dict
         suboptions:
+          bandwidth:
+            description: As O(kvmops.kvm.kvm_domain#module:interfaces[].bandwidth).
+            type: dict
+            suboptions:
+              inbound:
+                description: As O(kvmops.kvm.kvm_domain#module:interfaces[].bandwidth.inbound).
+                type: dict
+                suboptions:
+                  average:
+                    description: As O(kvmops.kvm.kvm_domain#module:interfaces[].bandwidth.inbound.average).
+                    type: raw
+                  burst:
+                    description: As O(kvmops.kvm.kvm_domain#module:interfaces[].bandwidth.inbound.burst).
+                    type: raw
+                  peak:
+                    description: As O(kvmops.kvm.kvm_domain#module:interfaces[].bandwidth.inbound.peak).
+                    type: raw
+              outbound:
+                description: As O(kvmops.kvm.kvm_domain#module:interfaces[].bandwidth.outbound).
+                type: dict
+                suboptions:
+                  average:
+                    description: As O(kvmops.kvm.kvm_domain#module:interfaces[].bandwidth.outbound.average).
+                    type: raw
+                  burst:
+                    description: As O(kvmops.kvm.kvm_domain#module:interfaces[].bandwidth.outbound.burst).
+                    type: raw
+                  peak:
+                    description: As O(kvmops.kvm.kvm_domain#module:interfaces[].bandwidth.outbound.peak).
+                    type: raw
+          boot_order:
+            description: As O(kvmops.kvm.kvm_domain#module:interfaces[].boot_order).
+            type: raw
+          filterref:
+            description: As O(kvmops.kvm.kvm_domain#module:interfaces[].filterref).
+            type: raw
           link_state:
             description: As O(kvmops.kvm.kvm_domain#module:interfaces[].link_state).
             type: raw
@@ -303,11 +339,23 @@ options:
           model:
             description: As O(kvmops.kvm.kvm_domain#module:interfaces[].model).
             type: raw
+          mtu:
+            description: As O(kvmops.kvm.kvm_domain#module:interfaces[].mtu).
+            type: raw
+          portgroup:
+            description: As O(kvmops.kvm.kvm_domain#module:interfaces[].portgroup).
+            type: raw
+          queues:
+            description: As O(kvmops.kvm.kvm_domain#module:interfaces[].queues).
+            type: raw
           source:
             description: As O(kvmops.kvm.kvm_domain#module:interfaces[].source).
             type: raw
           type:
             description: As O(kvmops.kvm.kvm_domain#module:interfaces[].type).
+            type: raw
+          vlan:
+            description: As O(kvmops.kvm.kvm_domain#module:interfaces[].vlan).
             type: raw
       iothreads:
         description: As O(kvmops.kvm.kvm_domain#module:iothreads).

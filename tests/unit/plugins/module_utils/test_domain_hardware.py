@@ -423,3 +423,57 @@ def test_disk_extras_refused_naming_the_field(extra, message):
 def test_shareable_qcow2_is_refused_before_any_write():
     with pytest.raises(KvmError, match=r'disks\[0\].shareable: a disk shared between guests needs a raw image'):
         plan_config(validate(disk_params(shareable=True, format='qcow2')), vm01(), CTX)
+
+
+# ---------------------------------------------------------------- per-NIC mtu, queues, vlan, portgroup, filterref, boot, bandwidth
+def nic_params(**extra):
+    if 'bandwidth' in extra:
+        extra['bandwidth'] = dict((d, dict(dict(peak=None, burst=None), **r) if r else None)
+                                  for d, r in dict(dict(inbound=None, outbound=None), **extra['bandwidth']).items())
+    return hw_params(name='vm01', interfaces=[dict(source='default', **extra)])
+
+
+def test_nic_details_round_trip_compare_and_live():
+    extra = dict(mtu=1400, queues=2, portgroup='web', filterref='clean-traffic', boot_order=2,
+                 bandwidth=dict(inbound=dict(average=1000, peak=2000)))
+    spec = validate(nic_params(**extra))
+    current = vm01()
+    desired, changes, options = plan_config(spec, current, CTX)
+    assert options_changed(changes) == ['interfaces[0]']
+    nic = desired.find('devices/interface')
+    assert nic.find('mtu').get('size') == '1400' and nic.find('driver').get('queues') == '2'
+    assert nic.find('source').get('portgroup') == 'web' and nic.find('filterref').get('filter') == 'clean-traffic'
+    assert nic.find('boot').get('order') == '2' and nic.find('bandwidth/inbound').attrib == {'average': '1000', 'peak': '2000'}
+    assert nic.find('mac').get('address') == current.find('devices/interface/mac').get('address')
+    stored = parse(to_string(desired))
+    facts = domain_xml_facts(stored)['interfaces'][0]
+    assert (facts['mtu'], facts['queues'], facts['portgroup'], facts['filterref'], facts['boot_order']) == (
+        1400, 2, 'web', 'clean-traffic', 2)
+    assert facts['bandwidth'] == dict(inbound=dict(average=1000, peak=2000, burst=None), outbound=None)
+    assert plan_config(spec, stored, CTX)[1] == []
+    # bandwidth and the filter change live; the MTU waits for the next boot
+    for kw, live_kind in ((dict(bandwidth=dict(inbound=dict(average=0), outbound=dict(average=500))), 'update'),
+                          (dict(filterref=''), 'update'), (dict(mtu=9000), None)):
+        spec = validate(nic_params(**kw))
+        desired, changes, options = plan_config(spec, stored, CTX)
+        assert options_changed(changes) == ['interfaces[0]']
+        actions, pending = plan_live(spec, options, desired, stored, CTX, before=stored)
+        if live_kind:
+            assert [a['kind'] for a in actions] == [live_kind] and pending == []
+        else:
+            assert actions == [] and pending == ['interfaces[0]']
+    desired, _c, _o = plan_config(validate(nic_params(bandwidth=dict(inbound=dict(average=0)))), stored, CTX)
+    assert desired.find('devices/interface/bandwidth') is None
+
+
+@pytest.mark.parametrize('extra, message', [
+    (dict(mtu=10), r'interfaces\[0\].mtu: must be at least 68'),
+    (dict(queues=2, model='e1000'), r'interfaces\[0\].queues: multiqueue is for virtio NICs'),
+    (dict(vlan=5000), r'interfaces\[0\].vlan: must be at most 4095'),
+    (dict(portgroup='a/b'), r'interfaces\[0\].portgroup'),
+    (dict(filterref='no spaces'), r'interfaces\[0\].filterref: must be an nwfilter name'),
+    (dict(bandwidth=dict(outbound=dict(average=-1))), r'interfaces\[0\].bandwidth.outbound.average: must be at least 0'),
+])
+def test_nic_details_refused_naming_the_field(extra, message):
+    with pytest.raises(ValidationError, match=message):
+        validate(nic_params(**extra))
