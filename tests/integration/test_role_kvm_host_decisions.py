@@ -48,6 +48,9 @@ def test_platform_plan(playbook, tmp_path, family, version, service_mgr, cpu, pa
     assert plan['daemon_conf'] == conf
     assert plan['sysconfig'] == ('/etc/sysconfig/libvirtd' if family == 'RedHat' else '/etc/default/libvirtd')
     assert plan['listen_socket'] == ''
+    # ssh: no listener, and those an earlier run may have enabled are turned off.
+    prefix = 'virtproxyd-' if modular else 'libvirtd-'
+    assert plan['stale_sockets'] == [prefix + 'tls.socket', prefix + 'tcp.socket']
 
 
 @pytest.mark.parametrize('family, version, socket', [
@@ -64,6 +67,9 @@ def test_insecure_tcp_only_when_named(playbook, tmp_path, family, version, socke
     assert accepted.rc == 0
     plan = accepted.task('plan')['_kvm_host_plan']
     assert plan['listen_tcp'] is True and plan['listen_socket'] == socket
+    assert plan['stale_sockets'] == [socket.replace('tcp', 'tls')]
+    tls = _decide(playbook, tmp_path, facts, {'kvm_host_migration_transport': 'tls'}).task('plan')['_kvm_host_plan']
+    assert tls['listen_socket'] == socket.replace('tcp', 'tls') and tls['stale_sockets'] == [socket]
 
 
 def test_bad_input_is_rejected(playbook, tmp_path):
