@@ -384,8 +384,6 @@ class VolumeManager(StorageManager):
         p = self.params
         facts = volume_facts(self.client, vol)
         before = _summary(facts)
-        if self.checksum:
-            self.verify_existing(pool, vol, facts)
         if p.get('format') and facts['format'] != p['format']:
             raise KvmError('%s exists with format %s, not %s; libvirt cannot convert a volume in place '
                            '(remove it or use another name)' % (self.what, facts['format'], p['format']))
@@ -395,6 +393,8 @@ class VolumeManager(StorageManager):
             if have != backing['path']:
                 raise KvmError('%s exists with backing file %s, not %s; the backing chain of an existing volume is not changed'
                                % (self.what, have or '(none)', backing['path']))
+        if self.checksum:
+            self.verify_existing(pool, vol, facts)
         after = dict(before)
         if self.capacity is not None:
             wanted = round_up(self.capacity)
