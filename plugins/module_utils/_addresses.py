@@ -298,11 +298,12 @@ def _missing_address(name, spec, by_source, errors):
                ', '.join(spec['sources']), spec['timeout'], '; '.join(parts)))
 
 
-def wait(client, dom, name, macs, spec, clock=time.monotonic, sleep=time.sleep, probe=port_open):
+def wait(client, dom, name, macs, spec, clock=time.monotonic, sleep=time.sleep, probe=None):
     """Poll until the guest has a usable address (and ``spec['port']`` accepts a connection), else KvmError.
 
     Returns ``dict(address, address_source, addresses, address_errors)`` as read at the end.
     """
+    probe = probe or port_open
     deadline = clock() + spec['timeout']
     port = spec['port']
     while True:

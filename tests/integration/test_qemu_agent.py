@@ -242,3 +242,29 @@ def test_through_the_libvirt_inventory(linux_guest, tmp_path):
     data = json.loads(proc.stdout[proc.stdout.index('{'):])
     raw = data['plays'][0]['tasks'][0]['hosts'][linux_guest]
     assert raw['rc'] == 0 and raw['stdout_lines'][:2] == ['root', 'kvmops-guest'], raw
+
+
+def test_kvm_domain_waits_for_the_agent_and_the_lease_address(conn, linux_guest, tmp_path):
+    """kvm_domain wait_for on this real guest (issue 17): the agent source and the lease source each give its address."""
+    import libvirt_qemu
+    found = {}
+    for source in ('agent', 'lease'):
+        args = dict(name=linux_guest, state='running', wait_for=dict(sources=[source], timeout=300))
+        task = run_playbook(one_task_play(tmp_path, 'kvmops.kvm.kvm_domain', args, 'domain')).task('domain')
+        assert not task.get('failed'), task.get('msg')
+        assert task['changed'] is False and task['address_source'] == source
+        found[source] = task
+    # the agent's own answer, asked directly: the guest's eth0 holds the address the agent source gave
+    reply = json.loads(libvirt_qemu.qemuAgentCommand(conn.lookupByName(linux_guest),
+                                                     '{"execute": "guest-network-get-interfaces"}', 30, 0))
+    guest_ips = dict((i['name'], [a['ip-address'] for a in i.get('ip-addresses', []) if a['ip-address-type'] == 'ipv4'])
+                     for i in reply['return'])
+    assert found['agent']['address'] in guest_ips['eth0'], guest_ips
+    agent_entries = [a for a in found['agent']['domain']['addresses'] if a['source'] == 'agent']
+    assert set(a['interface'] for a in agent_entries) >= {'lo', 'eth0'}   # the guest's own interface names
+    # the lease source gives what virsh net-dhcp-leases lists for the guest's MAC: the same address
+    mac = found['lease']['domain']['interfaces'][0]['mac']
+    leases = subprocess.run(['virsh', '-c', URI, 'net-dhcp-leases', found['lease']['domain']['interfaces'][0]['source'],
+                             '--mac', mac], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert '%s/' % found['lease']['address'] in leases, leases
+    assert found['lease']['address'] == found['agent']['address']

@@ -359,3 +359,51 @@ def test_the_inventory_reads_through_the_same_reader(monkeypatch):
     assert (guest['address'], guest['address_source']) == ('192.168.122.3', 'arp')
     assert [a['source'] for a in guest['addresses']] == ['arp', 'lease'] == [a['source'] for a in guest['facts']['addresses']]
     assert guest['interfaces'][0]['addresses'] == ['192.168.122.3']
+
+
+# ---------------------------------------------------------------- kvm_domain's Manager on the test driver
+def domain_run(check=False, **args):
+    from ansible_collections.kvmops.kvm.plugins.module_utils._domain import ARGUMENT_SPEC, Manager
+    module = FakeModule(dict(args, uri='test:///default'), check_mode=check, spec=ARGUMENT_SPEC)
+    client = LibvirtClient(module)
+    try:
+        return Manager(client, module).run(), client
+    finally:
+        client.close()
+
+
+def wait_for(**kwargs):
+    return dict(dict(address=True, sources=['lease', 'agent', 'arp'], family='ipv4', port=None, timeout=0), **kwargs)
+
+
+def test_kvm_domain_returns_the_address_it_waited_for():
+    result, _client = domain_run(name='test', state='running', wait_for=wait_for(sources=['agent', 'lease']))
+    assert result['changed'] is False
+    assert (result['address'], result['address_source']) == ('192.168.122.3', 'agent')
+    assert [a['source'] for a in result['domain']['addresses']] == ['agent', 'lease']
+    plain, _client = domain_run(name='test', state='running')
+    assert 'address' not in plain and [a['source'] for a in plain['domain']['addresses']] == ['lease', 'agent', 'arp']
+
+
+def test_kvm_domain_wait_failure_reports_what_the_task_changed(monkeypatch):
+    monkeypatch.setattr(addr, 'port_open', lambda *args: (False, 'Connection refused'))
+    try:
+        with pytest.raises(KvmError) as err:
+            domain_run(name='test', state='running', autostart=True, wait_for=wait_for(sources=['lease'], port=22))
+        assert err.value.msg == ('wait_for: guest test has the address 192.168.122.3 (lease) but nothing accepted a TCP '
+                                 'connection on port 22 from this host within 0 s (192.168.122.3: Connection refused)')
+        facts = err.value.facts
+        assert facts['changed'] is True and [(c['option'], c['after']) for c in facts['changes']] == [('autostart', True)]
+        assert facts['domain']['name'] == 'test'
+        # check mode never waits: the same kind of task succeeds, and says what it would change
+        result, _client = domain_run(check=True, name='test', state='running', autostart=False,
+                                     wait_for=wait_for(sources=['lease'], port=22, timeout=600))
+        assert result['changed'] is True and result['address'] == '192.168.122.3'
+    finally:
+        domain_run(name='test', autostart=False)   # the test driver's guests are shared by the whole process
+
+
+def test_kvm_domain_refuses_wait_for_on_a_stopping_guest_before_any_write():
+    with pytest.raises(ValidationError) as err:
+        domain_run(name='test', state='shutdown', wait_for=wait_for())
+    assert str(err.value).startswith('wait_for: a guest in state shutdown has no address to wait for')
