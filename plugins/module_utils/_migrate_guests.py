@@ -235,6 +235,7 @@ class Candidate(object):
 
     def __init__(self, module, uri, source):
         self.uri = uri
+        self.host_cpu = None
         self.client = LibvirtClient(module, uri=uri)
         self.cache = {}
         self.info = dict(uri=uri, ok=False, problems=[], hostname=None, free_memory_bytes=None, memory_bytes=None,
@@ -255,6 +256,12 @@ class Candidate(object):
             self.info['problems'].append('cannot read the node information: %s' % error_text(exc))
             return
         self.info['vcpus'] = self._running_vcpus(conn)
+        self.host_cpu = None
+        try:
+            cpu = parse(conn.getCapabilities(), 'capabilities').find('host/cpu')
+            self.host_cpu = to_string(cpu) if cpu is not None else None
+        except (libvirt.libvirtError, KvmError):
+            pass
         self.cache['ident'] = host_identity(self.client)
         self.info['hostname'] = self.cache['ident']['hostname']
         if source.get('host_cpu'):
@@ -286,6 +293,7 @@ class MigrateGuests(object):
         self.client = client
         self.check = bool(module.check_mode)
         self.candidates = []
+        self.baseline = None
         self.local = threading.local()
         self.worker_clients = []
         self.lock = threading.Lock()
@@ -324,6 +332,24 @@ class MigrateGuests(object):
         except (libvirt.libvirtError, KvmError):
             pass
         return source
+
+    def _cpu_baseline(self, source):
+        """The CPU every usable host (the source and the candidates) can give a guest (``baselineCPU``), or None.
+
+        Informational: a guest defined with this CPU can move between all of them. None when a host does not
+        report its CPU or the source's driver cannot compute a baseline.
+        """
+        hosts = [(self.client.uri, source.get('host_cpu'))] + [(c.uri, c.host_cpu) for c in self.candidates
+                                                               if c.info['ok']]
+        if len(hosts) < 2 or not all(xml for _uri, xml in hosts):
+            return None
+        try:
+            xml = self.client.conn.baselineCPU([xml for _uri, xml in hosts], 0)
+            root = parse(xml, 'baseline CPU')
+        except (libvirt.libvirtError, KvmError):
+            return None
+        return dict(model=find_text(root, 'model'), vendor=find_text(root, 'vendor'), xml=xml,
+                    hosts=[uri for uri, _xml in hosts])
 
     def _names(self):
         exclude = set(self.params.get('exclude') or [])
@@ -398,6 +424,7 @@ class MigrateGuests(object):
             planned.append(dict(name=name, method=method, memory_bytes=(snap.max_memory_kib or 0) * 1024,
                                 vcpus=guest_vcpus(snap.root), reports=reports, uuid=snap.uuid))
         placement = place(planned, [c.info for c in self.candidates], params.get('max_vcpu_ratio'))
+        self.baseline = self._cpu_baseline(source)
         jobs = []
         for guest in planned:
             uri, reason = placement[guest['name']]
@@ -479,7 +506,8 @@ class MigrateGuests(object):
             verb, len(summary['moved']), self.client.uri, len(summary['unchanged']), len(summary['skipped']),
             len(summary['failed']))
         result = dict(changed=bool(changes) or bool(summary['moved']), changes=changes, pending_restart=[],
-                      source_uri=self.client.uri, guests=ordered, summary=summary, candidates=candidates)
+                      source_uri=self.client.uri, guests=ordered, summary=summary, candidates=candidates,
+                      cpu_baseline=self.baseline)
         if summary['failed']:
             reasons = '; '.join('%s: %s' % (i['name'], i['msg']) for i in ordered if i.get('failed'))
             raise KvmError('%d of %d guest(s) could not be moved and stay on the source (%s): %s' % (

@@ -304,6 +304,31 @@ summary:
       description: The guests on each destination URI (moved or already there).
       type: dict
       returned: always
+cpu_baseline:
+  description:
+    - The CPU that the source and every usable candidate can all give a guest (libvirt's C(baselineCPU) of their host
+      CPUs). Informational; a guest defined with it (C(xml)) can move between all of them. Null when a host does not
+      report its CPU or the source cannot compute a baseline.
+  returned: always
+  type: dict
+  contains:
+    model:
+      description: The CPU model.
+      type: str
+      returned: when computed
+    vendor:
+      description: The CPU vendor.
+      type: str
+      returned: when computed
+    xml:
+      description: The baseline C(<cpu>) element.
+      type: str
+      returned: when computed
+    hosts:
+      description: The URIs of the hosts it covers.
+      type: list
+      elements: str
+      returned: when computed
 candidates:
   description: What each candidate reported before the placement, and what was placed on it.
   returned: always

@@ -770,6 +770,8 @@ def test_migrate_guests_in_one_task_with_a_failing_guest(lab_host, conn, guests,
         assert not planned.get('failed') and planned['changed'] is True, planned
         assert planned['summary']['where'] == dict((n, LAB_URI) for n in good + [bad])
         assert [c['ok'] for c in planned['candidates']] == [False, True]
+        # the lab is this machine: the baseline of the two hosts' CPUs is a model both can give
+        assert planned['cpu_baseline']['hosts'] == ['qemu:///system', LAB_URI] and planned['cpu_baseline']['model']
         assert all(UNREACHABLE in g['placement']['reason'] for g in planned['guests'])
         for name in good + [bad]:                                # check mode moved nothing
             assert running(find(conn, name)) and find(lab_host.conn, name) is None

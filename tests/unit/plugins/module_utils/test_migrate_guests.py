@@ -175,6 +175,7 @@ def test_check_mode_run_on_the_test_driver_places_nothing_it_cannot_and_writes_n
         assert by_name['web01']['msg'].startswith('no candidate can take guest web01, nothing was changed')
         assert [c['ok'] for c in facts['candidates']] == [True, False]
         assert facts['candidates'][1]['problems'] == ['the destination is the source host itself']
+        assert facts['cpu_baseline'] is None        # the test driver reports no CPU model and computes no baseline
         assert src.find_domain('web01').isActive()
     finally:
         src.close()
