@@ -142,6 +142,11 @@ def test_ssh_uri_is_a_real_ssh_transport(lab):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == lab.hostname('host4')
     assert _accepted_logins(lab) == before + 1
+    # the lab put host4's key in root's known_hosts (no no_verify in the URI), and libssh checks the lab's own file
+    assert 'no_verify' not in uri and 'command=' not in uri
+    libssh = subprocess.run(['virsh', '-c', lab.values['KVMLAB_HOST4_LIBSSH_URI'], 'hostname'], capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert libssh.returncode == 0 and libssh.stdout.strip() == lab.hostname('host4'), libssh.stderr
     # no TCP listener on host4: the ssh URI is the only way in
     tcp = subprocess.run(['virsh', '-c', 'qemu+tcp://%s/system' % lab.addr('host4'), 'hostname'],
                          capture_output=True, text=True, timeout=60, check=False)
@@ -208,6 +213,8 @@ def test_stop_leaves_nothing_behind(lab, conns):
     assert 'kvmlt' not in links
     leftovers = subprocess.run(['pgrep', '-f', lab.state_dir('host4')], capture_output=True, text=True, check=False)
     assert leftovers.stdout == ''
+    known = subprocess.run(['ssh-keygen', '-F', lab.addr('host4')], capture_output=True, text=True, check=False)
+    assert known.stdout == '', 'host4 key left in root known_hosts'
 
 
 def test_kvm_info_against_the_stopped_daemon_fails_in_one_line(lab, playbook, tmp_path):

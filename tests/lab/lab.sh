@@ -20,7 +20,8 @@
 #                 storage"); libvirtd TCP listener on the lab address
 #   host4:        PRIVATE /var/lib/libvirt/images (a bind mount of its state
 #                 dir) with a "default" pool on it; no TCP listener, reached
-#                 through a real sshd on the lab address (qemu+ssh://)
+#                 through a real sshd on the lab address (qemu+ssh://); its host
+#                 key goes into root's known_hosts while it runs
 #
 # Usage: lab.sh start|stop|status|purge|uris|env [HOST...]   (HOST: host2 host3 host4; default all)
 #   exit codes: 0 ok / running, 1 error, 2 usage, 3 not running (status)
@@ -138,7 +139,8 @@ select_host() {
     if [ "$HOST" = host4 ]; then
         PRIVATE_IMAGES=1
         BIND_DIRS="$BIND_DIRS images:$IMAGES"
-        LAB_URI="qemu+ssh://root@${LAB_ADDR}/system?keyfile=$SSH_DIR/id_ed25519&command=$SSH_DIR/ssh"
+        LAB_URI="qemu+ssh://root@${LAB_ADDR}/system?keyfile=$SSH_DIR/id_ed25519&no_tty=1"
+        LIBSSH_URI="qemu+libssh://root@${LAB_ADDR}/system?keyfile=$SSH_DIR/id_ed25519&known_hosts=$SSH_DIR/known_hosts&known_hosts_verify=normal&sshauth=privkey"
     else
         PRIVATE_IMAGES=0
         LAB_URI="qemu+tcp://${LAB_ADDR}/system"
@@ -286,6 +288,7 @@ print_uris() {   # for the hosts in $HOSTS
         if [ "$HOST" = host4 ]; then
             cat <<EOF
 lab $HOST URI (from main host):  $LAB_URI
+lab $HOST URI (libssh):           $LIBSSH_URI
   $HOST images are PRIVATE (not shared with the main host); ssh key $SSH_DIR/id_ed25519
 EOF
         else
@@ -327,6 +330,7 @@ print_env() {
         echo "KVMLAB_${_up}_NETNS='$NETNS'"
         echo "KVMLAB_${_up}_SHARED_IMAGES='$((1 - PRIVATE_IMAGES))'"
         if [ "$HOST" = host4 ]; then
+            echo "KVMLAB_${_up}_LIBSSH_URI='$LIBSSH_URI'"
             echo "KVMLAB_${_up}_SSH_KEY='$SSH_DIR/id_ed25519'"
             echo "KVMLAB_${_up}_SSH_KNOWN_HOSTS='$SSH_DIR/known_hosts'"
             echo "KVMLAB_${_up}_SSH_COMMAND='$SSH_DIR/ssh'"
@@ -449,6 +453,9 @@ do_stop() {
         umount /run/netns 2>/dev/null || true
     fi
     rm -f "$STATE_DIR/holder.pid" "$STATE_DIR/holder.pid.tmp"
+    if [ "$HOST" = host4 ]; then
+        untrust_host_key
+    fi
 
     _bad=0
     if ns_exists; then
@@ -658,9 +665,8 @@ X11Forwarding no
 PermitTunnel no
 PermitUserEnvironment no
 EOF
-    # The client side: real ssh, verifying the host key against the lab's own
-    # known_hosts (nothing read from or written to ~/.ssh). libvirt runs it
-    # through the URI's command= parameter.
+    # For commands on host4 (and libvirt's command= URI parameter): real ssh,
+    # verifying the host key against the lab's own known_hosts only.
     cat >"$SSH_DIR/ssh" <<EOF
 #!/bin/sh
 exec ssh -F none -o UserKnownHostsFile=$SSH_DIR/known_hosts -o GlobalKnownHostsFile=/dev/null \\
@@ -668,6 +674,25 @@ exec ssh -F none -o UserKnownHostsFile=$SSH_DIR/known_hosts -o GlobalKnownHostsF
     -o IdentityFile=$SSH_DIR/id_ed25519 "\$@"
 EOF
     chmod 0700 "$SSH_DIR/ssh"
+}
+
+# root's known_hosts on the main host: the lab writes (on start) and removes (on stop) the one line for the
+# lab host's address, so the plain qemu+ssh:// URI verifies the host key like any other host's.
+root_known_hosts() { printf '%s/.ssh/known_hosts' "$(getent passwd root | cut -d: -f6)"; }
+trust_host_key() {
+    _kh=$(root_known_hosts)
+    [ -d "${_kh%/*}" ] || mkdir -m 0700 "${_kh%/*}"
+    if [ -f "$_kh" ]; then ssh-keygen -q -R "$LAB_ADDR" -f "$_kh" >/dev/null 2>&1 9>&- || true; fi
+    cat "$SSH_DIR/known_hosts" >>"$_kh"
+    chmod 0600 "$_kh"
+    rm -f "$_kh.old"
+}
+untrust_host_key() {
+    _kh=$(root_known_hosts)
+    if [ -f "$_kh" ] && grep -q . "$_kh"; then
+        ssh-keygen -q -R "$LAB_ADDR" -f "$_kh" >/dev/null 2>&1 9>&- || true
+        rm -f "$_kh.old"
+    fi
 }
 
 # The main host reaches lab host i at NET.(4i+2) over its veth pair; every lab
@@ -761,6 +786,7 @@ start_daemons() {   # $1 holder pid
         chmod 0755 /run/sshd
         in_lab "$1" /usr/sbin/sshd -f "$SSH_DIR/sshd_config" -E "$STATE_DIR/log/sshd.log" ||
             die "sshd failed to start; see $STATE_DIR/log/sshd.log"
+        trust_host_key
     fi
     _i=0
     while [ "$_i" -lt "$TIMEOUT" ]; do
