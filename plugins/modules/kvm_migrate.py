@@ -205,8 +205,10 @@ notes:
   - With local disks that only look shared (the same path on both hosts), libvirt refuses the migration unless
     O(unsafe=true).
 seealso:
+  - module: kvmops.kvm.kvm_migrate_guests
+    description: Many guests, or every guest of a host, in one task, with placement and a concurrency bound.
   - name: drain_host.yml
-    description: Empties a hypervisor with this module (C(playbooks/drain_host.yml)).
+    description: Empties a hypervisor with kvmops.kvm.kvm_migrate_guests (C(playbooks/drain_host.yml)).
     link: https://libvirt.org/migration.html
 '''
 
