@@ -32,6 +32,7 @@ from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as val
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import (
     boot_facts,
+    cpu_facts,
     cputune_facts,
     disk_facts,
     enrolled_keys_of,
@@ -928,6 +929,79 @@ def _live_iothreads(value, live_root, _wanted):
     return [('addIOThread', next(free), None) for _n in range(value - have)], False
 
 
+# -- cpu model, features, cache
+FEATURE_RE = re.compile(r'[a-z0-9][a-z0-9_.-]{0,63}')
+CPU_FEATURES_SPEC = dict(type='list', elements='dict', options=dict(
+    name=dict(type='str', required=True),
+    policy=dict(type='str', choices=['require', 'disable', 'force', 'optional', 'forbid'], default='require'),
+))
+CPU_CACHE_SPEC = dict(type='dict', options=dict(
+    mode=dict(type='str', choices=['passthrough', 'emulate', 'disable'], required=True),
+    level=dict(type='int'),
+))
+
+
+def _write_cpu_model(root, value):
+    cpu = child(root, 'cpu')
+    if not value:
+        remove(cpu.find('model'))
+        return
+    cpu.set('mode', 'custom')
+    cpu.set('match', cpu.get('match', 'exact'))
+    model = child(cpu, 'model', first=True)
+    model.text = value
+    model.set('fallback', model.get('fallback', 'allow'))
+
+
+def _check_cpu_features(option, raw):
+    features, seen = [], set()
+    for index, item in enumerate(raw):
+        label = '%s[%d]' % (option, index)
+        if not isinstance(item.get('name'), str) or not FEATURE_RE.fullmatch(item['name']):
+            valid.refuse(label + '.name', 'must be a CPU feature name such as vmx or pcid', item.get('name'))
+        if item['name'] in seen:
+            valid.refuse(label + '.name', 'feature given twice', item['name'])
+        seen.add(item['name'])
+        features.append(dict(name=item['name'], policy=item.get('policy') or 'require'))
+    return features
+
+
+def _read_cpu_features(root):
+    return cpu_facts(root)['features']
+
+
+def _compare_cpu_features(wanted, have, _ctx):
+    have = dict((f['name'], f['policy']) for f in have)
+    return all(have.get(f['name']) == f['policy'] for f in wanted)
+
+
+def _write_cpu_features(root, wanted):
+    cpu = child(root, 'cpu')
+    for feature in wanted:
+        node = cpu.find("feature[@name='%s']" % feature['name'])
+        if node is None:
+            node = etree.SubElement(cpu, 'feature', name=feature['name'])
+        node.set('policy', feature['policy'])
+
+
+def _check_cpu_cache(option, raw):
+    cache = _check_fields(option, raw, CPU_CACHE_SPEC['options'])
+    if cache.get('level') is not None:
+        valid.count(option + '.level', cache['level'], minimum=1, maximum=3)
+        if cache['mode'] != 'emulate':
+            valid.refuse(option + '.level', 'is for mode emulate')
+    return cache
+
+
+def _write_cpu_cache(root, cache):
+    cpu = child(root, 'cpu')
+    node = child(cpu, 'cache')
+    node.attrib.clear()
+    if cache.get('level') is not None:
+        node.set('level', str(cache['level']))
+    node.set('mode', cache['mode'])
+
+
 # -- numatune
 NUMATUNE_SPEC = dict(type='dict', options=dict(
     mode=dict(type='str', choices=['strict', 'preferred', 'interleave', 'restrictive']),
@@ -1051,6 +1125,12 @@ HARDWARE_OPTIONS = [
            check=lambda o, v: valid.count(o, v, minimum=0, maximum=valid.MAX_VCPUS)),
     Option('cputune', 'struct', _read_cputune, _write_cputune, live=_live_cputune, compare=_compare_cputune,
            spec=CPUTUNE_SPEC, check=_check_cputune),
+    Option('cpu_model', 'token', lambda r: cpu_facts(r)['model'], _write_cpu_model, compare=_text_compare),
+    Option('cpu_features', 'struct', _read_cpu_features, _write_cpu_features, compare=_compare_cpu_features,
+           spec=CPU_FEATURES_SPEC, check=_check_cpu_features),
+    Option('cpu_cache', 'struct', lambda r: cpu_facts(r)['cache'], _write_cpu_cache,
+           compare=lambda wanted, have, _ctx: have is not None and _fields_match(wanted, have, skip=()),
+           spec=CPU_CACHE_SPEC, check=_check_cpu_cache),
     Option('numatune', 'struct', _read_numatune, _write_numatune, live=_live_numatune,
            compare=lambda wanted, have, _ctx: _fields_match(wanted, have, skip=()), spec=NUMATUNE_SPEC, check=_check_numatune),
     Option('video', 'struct', video_facts, _write_video,
@@ -1096,6 +1176,11 @@ def check_combination(options, base, current):
     for pin in tune.get('vcpupin') or []:
         if pin['vcpu'] >= vcpus:
             raise KvmError('cputune.vcpupin: vCPU %d does not exist (the guest has %d)' % (pin['vcpu'], vcpus))
+    if options.get('cpu_model') and options.get('cpu_mode'):
+        raise KvmError('cpu_model: a named CPU model is cpu mode custom; leave cpu_mode out')
+    if options.get('cpu_features') and (find_text(base, 'cpu/@mode') or 'custom') == 'host-passthrough' \
+            and any(f['policy'] in ('force', 'optional') for f in options['cpu_features']):
+        raise KvmError('cpu_features: policies force and optional are for custom CPU models, not host-passthrough')
     memory = base.find('numatune/memory')
     if options.get('numatune') and memory is not None and not memory.get('nodeset') and memory.get('placement') != 'auto':
         raise KvmError('numatune.nodeset: required (the host NUMA nodes the guest memory comes from)')

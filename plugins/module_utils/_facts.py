@@ -262,6 +262,18 @@ def cputune_facts(root):
     )
 
 
+def cpu_facts(root):
+    """The custom CPU model, features and cache of ``<cpu>``."""
+    cpu = root.find('cpu')
+    cache = cpu.find('cache') if cpu is not None else None
+    return dict(
+        model=find_text(cpu, 'model') if cpu is not None else None,
+        features=[dict(name=f.get('name'), policy=f.get('policy', 'require')) for f in cpu.findall('feature')]
+        if cpu is not None else [],
+        cache=dict(mode=cache.get('mode'), level=_int(cache.get('level'))) if cache is not None else None,
+    )
+
+
 def numatune_facts(root):
     memory = root.find('numatune/memory')
     if memory is None:
@@ -322,6 +334,7 @@ def domain_xml_facts(root):
         iothreads=_int(find_text(root, 'iothreads'), 0),
         cputune=cputune_facts(root),
         numatune=numatune_facts(root),
+        cpu=cpu_facts(root),
         video=video_facts(root),
         sound=sound_facts(root),
     )

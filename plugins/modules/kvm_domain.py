@@ -121,6 +121,44 @@ options:
     description: CPU mode (C(<cpu mode=...>)).
     type: str
     choices: [host-passthrough, host-model, maximum]
+  cpu_model:
+    description:
+      - A named CPU model (C(<cpu mode='custom'><model>), for example V(Haswell-noTSX) or V(EPYC)); the guest's CPU mode
+        becomes C(custom), so not with O(cpu_mode). C(virsh domcapabilities) lists the models this host offers.
+      - On a running guest it changes at the next boot.
+    type: str
+    version_added: 1.1.0
+  cpu_features:
+    description:
+      - CPU features (C(<cpu><feature>)). Only the features given are compared and written; others stay as they are.
+      - On a running guest the change applies at the next boot.
+    type: list
+    elements: dict
+    version_added: 1.1.0
+    suboptions:
+      name:
+        description: Feature name, for example V(vmx), V(pcid), V(invtsc).
+        type: str
+        required: true
+      policy:
+        description: V(require), V(disable), V(force), V(optional) or V(forbid) (the last three for custom models).
+        type: str
+        choices: [require, disable, force, optional, forbid]
+        default: require
+  cpu_cache:
+    description:
+      - The CPU cache the guest sees (C(<cpu><cache>)). V(passthrough) needs O(cpu_mode=host-passthrough). Next boot.
+    type: dict
+    version_added: 1.1.0
+    suboptions:
+      mode:
+        description: V(passthrough) (the host's), V(emulate) or V(disable).
+        type: str
+        choices: [passthrough, emulate, disable]
+        required: true
+      level:
+        description: Cache level (1-3) of mode V(emulate).
+        type: int
   machine:
     description:
       - Machine type, for example V(pc), V(q35) or V(pc-q35-7.2). An alias such as V(q35) matches the
@@ -1062,6 +1100,7 @@ domain:
       returned: success
       version_added: 1.1.0
     numatune: {description: "Memory NUMA policy (mode, nodeset), null without one.", type: dict, returned: success, version_added: 1.1.0}
+    cpu: {description: "The CPU model, features (name, policy) and cache (mode, level).", type: dict, returned: success, version_added: 1.1.0}
     video: {description: "The first video device (model, vram, heads), null without one.", type: dict, returned: success, version_added: 1.1.0}
     sound: {description: "The first sound device (model), null without one.", type: dict, returned: success, version_added: 1.1.0}
     vcpu_info: {description: Per-vCPU state of a running guest., type: list, elements: dict, returned: success}

@@ -110,8 +110,32 @@ options:
       cores:
         description: As O(kvmops.kvm.kvm_domain#module:cores).
         type: raw
+      cpu_cache:
+        description: As O(kvmops.kvm.kvm_domain#module:cpu_cache).
+        type: dict
+        suboptions:
+          level:
+            description: As O(kvmops.kvm.kvm_domain#module:cpu_cache.level).
+            type: raw
+          mode:
+            description: As O(kvmops.kvm.kvm_domain#module:cpu_cache.mode).
+            type: raw
+      cpu_features:
+        description: As O(kvmops.kvm.kvm_domain#module:cpu_features).
+        type: list
+        elements: dict
+        suboptions:
+          name:
+            description: As O(kvmops.kvm.kvm_domain#module:cpu_features[].name).
+            type: raw
+          policy:
+            description: As O(kvmops.kvm.kvm_domain#module:cpu_features[].policy).
+            type: raw
       cpu_mode:
         description: As O(kvmops.kvm.kvm_domain#module:cpu_mode).
+        type: raw
+      cpu_model:
+        description: As O(kvmops.kvm.kvm_domain#module:cpu_model).
         type: raw
       cputune:
         description: As O(kvmops.kvm.kvm_domain#module:cputune).

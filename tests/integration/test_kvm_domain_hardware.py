@@ -13,7 +13,7 @@
   serial, wwn and shareable defined, a NIC's nwfilter changed live (its MTU and queues defined);
   a TPM waits for the next boot.
 * ``test_four_step_tuning_and_explicit_loader``: memory_backing, boot, iothreads, cputune, numatune, video,
-  sound, and Secure Boot with
+  sound, the CPU model, features and cache, and Secure Boot with
   an explicit loader and NVRAM template, on a stopped guest: the four-step proof and libvirt's XML read back.
 """
 
@@ -271,12 +271,13 @@ def test_four_step_tuning_and_explicit_loader(conn, guest, playbook, tmp_path):
                 cputune=dict(shares=1024, period=100000, quota=50000, emulatorpin='0-1',
                              vcpupin=[dict(vcpu=0, cpuset='0'), dict(vcpu=1, cpuset='1,0')],
                              iothreadpin=[dict(iothread=1, cpuset='1')]),
-                numatune=dict(mode='strict', nodeset='0'), video=dict(model='virtio'), sound=dict(model='ich9'))
+                numatune=dict(mode='strict', nodeset='0'), video=dict(model='virtio'), sound=dict(model='ich9'),
+                cpu_model='Nehalem', cpu_features=[dict(name='pcid', policy='disable')], cpu_cache=dict(mode='emulate', level=3))
     outcomes = [run_domain(playbook, tmp_path, args, check=check, diff=True) for check in (True, False, True, False)]
     assert [t['changed'] for t in outcomes] == [True, True, False, False], json.dumps(outcomes[2]['changes'], indent=1)
     assert sorted(c['option'] for c in outcomes[0]['changes']) == [
-        'boot', 'cputune', 'iothreads', 'loader', 'memory_backing', 'numatune', 'nvram_template', 'secure_boot',
-        'sound', 'video']
+        'boot', 'cpu_cache', 'cpu_features', 'cpu_model', 'cputune', 'iothreads', 'loader', 'memory_backing', 'numatune',
+        'nvram_template', 'secure_boot', 'sound', 'video']
     assert outcomes[0]['diff']['before'] != outcomes[0]['diff']['after']
     config = _xml(conn.lookupByName(name), True)
     node = config.find('os/loader')
@@ -297,6 +298,9 @@ def test_four_step_tuning_and_explicit_loader(conn, guest, playbook, tmp_path):
     assert config.find('numatune/memory').attrib == {'mode': 'strict', 'nodeset': '0'}
     assert config.find('devices/video/model').get('type') == 'virtio'
     assert config.find('devices/sound').get('model') == 'ich9'
+    cpu = config.find('cpu')
+    assert cpu.get('mode') == 'custom' and cpu.findtext('model') == 'Nehalem'
+    assert cpu.find("feature[@name='pcid']").get('policy') == 'disable' and cpu.find('cache').attrib == {'level': '3', 'mode': 'emulate'}
     facts = outcomes[3]['domain']
     assert facts['loader'] == loader and facts['nvram_template'] == template and facts['secure_boot'] is True
     assert facts['memory_backing']['pages'] == [dict(size_kib=2048, nodeset=None)] and facts['iothreads'] == 2

@@ -18,7 +18,7 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._validate import Valida
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, parse, to_string
 
 HARDWARE = ('tpm', 'secure_boot', 'enrolled_keys', 'loader', 'nvram_template', 'filesystems', 'memory_backing',
-            'rng', 'watchdog', 'boot', 'iothreads', 'cputune', 'numatune', 'video', 'sound')
+            'rng', 'watchdog', 'boot', 'iothreads', 'cputune', 'numatune', 'video', 'sound', 'cpu_features', 'cpu_cache')
 
 
 def fill(name, value):
@@ -100,6 +100,29 @@ def test_option_to_xml_to_facts_and_stable(name, value, xpath):
     assert changes == []
     facts = domain_xml_facts(again)
     assert facts[name] not in (None, [], 0)
+
+
+def test_cpu_model_features_cache():
+    desired, changes, _o = plan(vm01(), cpu_model='Haswell-noTSX', cpu_features=[dict(name='pcid', policy='disable')],
+                                cpu_cache=dict(mode='emulate', level=3))
+    assert options_changed(changes) == ['cpu_cache', 'cpu_features', 'cpu_model']
+    cpu = desired.find('cpu')
+    assert cpu.get('mode') == 'custom' and cpu.findtext('model') == 'Haswell-noTSX'
+    assert cpu.find("feature[@name='pcid']").get('policy') == 'disable'
+    assert cpu.find('cache').attrib == {'level': '3', 'mode': 'emulate'}
+    stored = parse(to_string(desired))
+    assert domain_xml_facts(stored)['cpu'] == dict(model='Haswell-noTSX', features=[dict(name='pcid', policy='disable')],
+                                                   cache=dict(mode='emulate', level=3))
+    # only the features given are compared: another feature is added, pcid stays
+    desired, changes, _o = plan(stored, cpu_features=[dict(name='invtsc')])
+    assert [(f.get('name'), f.get('policy')) for f in desired.findall('cpu/feature')] == [('pcid', 'disable'), ('invtsc', 'require')]
+    assert plan(parse(to_string(desired)), cpu_model='Haswell-noTSX', cpu_features=[dict(name='pcid', policy='disable')])[1] == []
+    with pytest.raises(KvmError, match='cpu_model: a named CPU model is cpu mode custom'):
+        plan(vm01(), cpu_model='EPYC', cpu_mode='host-model')
+    with pytest.raises(ValidationError, match=r'cpu_features\[0\].name: must be a CPU feature name'):
+        spec_of(cpu_features=[dict(name='bad name')])
+    with pytest.raises(ValidationError, match='cpu_cache.level: is for mode emulate'):
+        spec_of(cpu_cache=dict(mode='passthrough', level=3))
 
 
 def test_tpm_facts_and_removal():
