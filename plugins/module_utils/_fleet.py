@@ -49,11 +49,11 @@ def shadow_spec(spec):
     """``spec`` with every leaf untyped and without default or required; containers, aliases and no_log kept."""
     out = {}
     for key, option in spec.items():
-        new = dict(type='raw')
+        # no_log as kvm_domain declares it, explicit either way (an untyped leaf named like a secret, such as
+        # enrolled_keys, a bool in kvm_domain, is not one)
+        new = dict(type='raw', no_log=bool(option.get('no_log', False)))
         if option.get('aliases'):
             new['aliases'] = list(option['aliases'])
-        if 'no_log' in option:
-            new['no_log'] = option['no_log']
         if option.get('options'):
             new.update(type=option.get('type', 'dict'), options=shadow_spec(option['options']))
             if option.get('elements'):

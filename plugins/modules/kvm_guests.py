@@ -680,7 +680,7 @@ results:
   elements: dict
   contains:
     name: {description: The guest's name., type: str, returned: always}
-    changed: {description: Whether this guest changed (in check mode, would change)., type: bool, returned: always}
+    changed: {description: "Whether this guest changed (in check mode, would change).", type: bool, returned: always}
     changes:
       description:
         - This guest's changes, as kvm_domain's RV(kvmops.kvm.kvm_domain#module:changes) (scope, option, action,
@@ -709,8 +709,8 @@ results:
       description: This guest's diff (diff mode), as kvm_domain returns it.
       type: dict
       returned: in diff mode, when the guest did not fail
-    failed: {description: True when this guest failed (its options were refused or its run failed)., type: bool, returned: when the guest failed}
-    msg: {description: Why the guest failed, or why it was skipped., type: str, returned: when the guest failed or was skipped}
+    failed: {description: "True when this guest failed (its options were refused or its run failed).", type: bool, returned: when the guest failed}
+    msg: {description: "Why the guest failed, or why it was skipped.", type: str, returned: when the guest failed or was skipped}
     skipped:
       description: True when O(fail_fast=true) left this guest alone after another guest failed.
       type: bool

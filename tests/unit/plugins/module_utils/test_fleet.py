@@ -106,7 +106,7 @@ def test_shadow_spec_keeps_no_log_aliases_and_containers_only():
     assert guest['cloud_init']['options']['user_data']['no_log'] is True and guest['xml']['no_log'] is True
     assert guest['disks']['type'] == 'list' and guest['disks']['elements'] == 'dict'
     assert guest['name'] == dict(type='str', required=True, aliases=['guest'])
-    assert guest['state'] == dict(type='raw'), 'no default, no choices: checked per guest after the merge'
+    assert guest['state'] == dict(type='raw', no_log=False), 'no default, no choices: checked per guest after the merge'
     assert 'name' not in _fleet.DEFAULTS_SPEC
 
 
