@@ -9,6 +9,7 @@ which selected guests run on the host it services, and records that.
 
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -188,7 +189,7 @@ def inventory(tmp_path, uris):
     return str(path)
 
 
-def roll(tmp_path, uris, prefix, fail_on='', **extra):
+def roll(tmp_path, uris, prefix, fail_on='', check=False, **extra):
     log = tmp_path / ('hook-%s.log' % (fail_on or 'ok'))
     hook = tmp_path / ('hook-%s.yml' % (fail_on or 'ok'))
     hook.write_text(HOOK.format(prefix=prefix, log=str(log), fail_on=fail_on))
@@ -196,7 +197,7 @@ def roll(tmp_path, uris, prefix, fail_on='', **extra):
                       rolling_live_options='{"unsafe": true}', rolling_concurrency=2, rolling_verify_timeout=30)
     extra_vars.update(extra)
     cmd = [os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), PLAYBOOK, '-i', inventory(tmp_path, uris),
-           '-e', json.dumps(extra_vars)]
+           '-e', json.dumps(extra_vars)] + (['--check'] if check else [])
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600, check=False)
     lines = log.read_text().splitlines() if log.exists() else []
     return proc, lines
@@ -280,6 +281,25 @@ def test_a_cluster_that_cannot_take_the_guests_stops_before_anything_moves(tmp_p
     assert hook_lines == []
     for name, home in homes.items():
         assert poller.seen[name] == [home], (name, poller.seen[name])
+
+
+def test_check_mode_plans_every_host_and_moves_nothing(tmp_path, uris, cluster):
+    homes = cluster['homes']
+    poller = Poller(uris, homes)
+    poller.start()
+    try:
+        proc, hook_lines = roll(tmp_path, uris, cluster['prefix'], check=True)
+    finally:
+        poller.stop()
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    for name, home in homes.items():
+        assert poller.seen[name] == [home], (name, poller.seen[name])
+        assert where_now(cluster['conns'], name) == [(home, True)]
+    # each host's summary names a planned place on another hypervisor for its guest
+    for name, home in homes.items():
+        planned = set(re.findall(r'"%s": "([^"]+)"' % re.escape(name), proc.stdout))
+        assert planned and planned <= set(uris.values()) - {uris[home]}, (name, planned)
+    assert hook_lines == []      # lineinfile in check mode writes nothing
 
 
 def test_bad_answers_are_refused_before_anything_runs(tmp_path, uris):
