@@ -1002,6 +1002,71 @@ def _write_cpu_cache(root, cache):
     node.set('mode', cache['mode'])
 
 
+# -- input devices
+INPUTS_SPEC = dict(type='list', elements='dict', options=dict(
+    type=dict(type='str', choices=['tablet', 'mouse', 'keyboard'], required=True),
+    bus=dict(type='str', choices=['usb', 'virtio', 'ps2']),
+    state=STATE,
+))
+
+
+def _check_inputs(option, raw):
+    result, seen = [], set()
+    for index, item in enumerate(raw):
+        label = '%s[%d]' % (option, index)
+        bus = item.get('bus') or ('usb' if item['type'] == 'tablet' else 'ps2')
+        if item['type'] == 'tablet' and bus == 'ps2':
+            valid.refuse(label + '.bus', 'a tablet is on usb or virtio, not ps2')
+        if (item['type'], bus) in seen:
+            valid.refuse(label, 'the %s on %s is given twice' % (item['type'], bus))
+        seen.add((item['type'], bus))
+        result.append(dict(type=item['type'], bus=bus, state=item.get('state') or 'present'))
+    return result
+
+
+def _read_inputs(root):
+    return [dict(type=i.get('type'), bus=i.get('bus')) for i in root.findall('devices/input')]
+
+
+def _has_input(have, item):
+    return any(i['type'] == item['type'] and i['bus'] == item['bus'] for i in have)
+
+
+def _compare_inputs(wanted, have, _ctx):
+    return all(_has_input(have, item) == (item['state'] == 'present') for item in wanted)
+
+
+def _write_inputs(root, wanted):
+    devices = _devices(root)
+    for item in wanted:
+        found = [i for i in devices.findall('input') if i.get('type') == item['type'] and i.get('bus') == item['bus']]
+        if item['state'] == 'absent':
+            for elem in found:
+                devices.remove(elem)
+        elif not found:
+            elem = etree.Element('input', type=item['type'], bus=item['bus'])
+            same = devices.findall('input')
+            if same:
+                same[-1].addnext(elem)
+            else:
+                devices.append(elem)
+
+
+def _live_inputs(wanted, live_root, wanted_root):
+    """A new usb or virtio input device is hot-plugged; a removal (or a ps2 device) waits for the next boot."""
+    have = _read_inputs(live_root)
+    actions, restart = [], False
+    for item in wanted:
+        if _has_input(have, item) == (item['state'] == 'present'):
+            continue
+        if item['state'] == 'present' and item['bus'] != 'ps2':
+            elem = etree.Element('input', type=item['type'], bus=item['bus'])
+            actions.append(_attach_action('inputs[%s/%s]' % (item['type'], item['bus']), elem, dict(type=item['type'], bus=item['bus'])))
+        else:
+            restart = True
+    return actions, restart
+
+
 # -- numatune
 NUMATUNE_SPEC = dict(type='dict', options=dict(
     mode=dict(type='str', choices=['strict', 'preferred', 'interleave', 'restrictive']),
@@ -1131,6 +1196,8 @@ HARDWARE_OPTIONS = [
     Option('cpu_cache', 'struct', lambda r: cpu_facts(r)['cache'], _write_cpu_cache,
            compare=lambda wanted, have, _ctx: have is not None and _fields_match(wanted, have, skip=()),
            spec=CPU_CACHE_SPEC, check=_check_cpu_cache),
+    Option('inputs', 'struct', _read_inputs, _write_inputs, live=_live_inputs, compare=_compare_inputs, spec=INPUTS_SPEC,
+           check=_check_inputs),
     Option('numatune', 'struct', _read_numatune, _write_numatune, live=_live_numatune,
            compare=lambda wanted, have, _ctx: _fields_match(wanted, have, skip=()), spec=NUMATUNE_SPEC, check=_check_numatune),
     Option('video', 'struct', video_facts, _write_video,

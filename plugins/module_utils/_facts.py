@@ -335,6 +335,7 @@ def domain_xml_facts(root):
         cputune=cputune_facts(root),
         numatune=numatune_facts(root),
         cpu=cpu_facts(root),
+        inputs=[dict(type=i.get('type'), bus=i.get('bus')) for i in devices.findall('input')] if devices is not None else [],
         video=video_facts(root),
         sound=sound_facts(root),
     )

@@ -101,6 +101,9 @@ options:
           network_config:
             description: As O(kvmops.kvm.kvm_domain#module:cloud_init.network_config).
             type: raw
+          pool:
+            description: As O(kvmops.kvm.kvm_domain#module:cloud_init.pool).
+            type: raw
           user_data:
             description: As O(kvmops.kvm.kvm_domain#module:cloud_init.user_data).
             type: raw
@@ -310,6 +313,20 @@ options:
       initrd:
         description: As O(kvmops.kvm.kvm_domain#module:initrd).
         type: raw
+      inputs:
+        description: As O(kvmops.kvm.kvm_domain#module:inputs).
+        type: list
+        elements: dict
+        suboptions:
+          bus:
+            description: As O(kvmops.kvm.kvm_domain#module:inputs[].bus).
+            type: raw
+          state:
+            description: As O(kvmops.kvm.kvm_domain#module:inputs[].state).
+            type: raw
+          type:
+            description: As O(kvmops.kvm.kvm_domain#module:inputs[].type).
+            type: raw
       interfaces:
         description: As O(kvmops.kvm.kvm_domain#module:interfaces).
         type: list

@@ -18,7 +18,7 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._validate import Valida
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, parse, to_string
 
 HARDWARE = ('tpm', 'secure_boot', 'enrolled_keys', 'loader', 'nvram_template', 'filesystems', 'memory_backing',
-            'rng', 'watchdog', 'boot', 'iothreads', 'cputune', 'numatune', 'video', 'sound', 'cpu_features', 'cpu_cache')
+            'rng', 'watchdog', 'boot', 'iothreads', 'cputune', 'numatune', 'video', 'sound', 'cpu_features', 'cpu_cache', 'inputs')
 
 
 def fill(name, value):
@@ -123,6 +123,27 @@ def test_cpu_model_features_cache():
         spec_of(cpu_features=[dict(name='bad name')])
     with pytest.raises(ValidationError, match='cpu_cache.level: is for mode emulate'):
         spec_of(cpu_cache=dict(mode='passthrough', level=3))
+
+
+def test_inputs_present_absent_and_live():
+    current = vm01()
+    spec = spec_of(inputs=[dict(type='tablet'), dict(type='keyboard', bus='virtio')])
+    desired, changes, options = plan_config(spec, current, CTX)
+    assert options_changed(changes) == ['inputs']
+    assert [(i.get('type'), i.get('bus')) for i in desired.findall('devices/input')][-2:] == [('tablet', 'usb'), ('keyboard', 'virtio')]
+    assert {'type': 'tablet', 'bus': 'usb'} in domain_xml_facts(desired)['inputs']
+    actions, pending = plan_live(spec, options, desired, current, CTX, before=current)
+    assert sorted(a['option'] for a in actions) == ['inputs[keyboard/virtio]', 'inputs[tablet/usb]'] and pending == []
+    stored = parse(to_string(desired))
+    assert plan_config(spec, stored, CTX)[1] == []
+    spec = spec_of(inputs=[dict(type='tablet', state='absent')])
+    gone, changes, options = plan_config(spec, stored, CTX)
+    assert gone.xpath("devices/input[@type='tablet']") == [] and options_changed(changes) == ['inputs']
+    assert plan_live(spec, options, gone, stored, CTX, before=stored) == ([], ['inputs'])
+    with pytest.raises(ValidationError, match=r'inputs\[0\].bus: a tablet is on usb or virtio'):
+        spec_of(inputs=[dict(type='tablet', bus='ps2')])
+    with pytest.raises(ValidationError, match=r'inputs\[1\]: the mouse on ps2 is given twice'):
+        spec_of(inputs=[dict(type='mouse'), dict(type='mouse', bus='ps2')])
 
 
 def test_tpm_facts_and_removal():
