@@ -227,3 +227,19 @@ def test_unlisted_undefine_is_not_run_when_a_guest_failed(names):
     out, failed = run_main(fleet_module([dict(name=names[0]), dict(name='test')], unlisted='undefine'))
     assert failed and defined(other)
     assert 'changes' not in [u for u in out['unlisted'] if u['name'] == other][0]
+
+
+def test_a_guest_failing_after_a_write_says_it_changed(names, monkeypatch):
+    def start(self, dom):
+        self.changes.record('live', 'state', 'start', before='shutoff', after='running')
+        raise KvmError('start %s: refused by the test' % dom.name())
+    monkeypatch.setattr(_fleet.Manager, 'start', start)
+    guests = [dict(name=names[0], memory='64MiB', state='running'), dict(name=names[1], memory='64MiB')]
+    out, failed = run_main(fleet_module(guests))
+    bad, good = out['results']
+    assert failed and bad['failed'] is True and bad['changed'] is True, 'defined before the start failed'
+    assert [c['action'] for c in bad['changes']] == ['define', 'start'] and defined(names[0])
+    assert good['changed'] is True and not good.get('failed') and out['changed'] is True
+    run_main(fleet_module([dict(name=names[2], memory='64MiB')]))   # defined, shut off
+    check, failed = run_main(fleet_module([dict(name=names[2], state='running')], check_mode=True))
+    assert failed and check['results'][0]['changed'] is False, 'check mode wrote nothing'
