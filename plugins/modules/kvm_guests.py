@@ -604,6 +604,7 @@ options:
         choices and default). Names must be unique.
       - Options are documented here without types because each guest's options (with O(defaults) merged) are
         checked against kvm_domain's own types and choices on their own - a bad value fails only its guest.
+        An option name kvm_domain does not know, or a duplicate name, fails the whole task before anything is done.
     type: list
     elements: dict
     required: true
