@@ -1173,7 +1173,7 @@ HARDWARE_OPTIONS = [
            live='definition', compare=_text_compare, preflight=_path_preflight('nvram_template')),
     Option('secure_boot', 'struct', secure_boot_of, _write_secure_boot, spec=dict(type='bool'),
            check=lambda _o, v: v),
-    Option('enrolled_keys', 'struct', enrolled_keys_of, _write_enrolled_keys, spec=dict(type='bool'),
+    Option('enrolled_keys', 'struct', enrolled_keys_of, _write_enrolled_keys, spec=dict(type='bool', no_log=False),  # no secret
            check=lambda _o, v: v),
     Option('tpm', 'struct', tpm_facts, _write_tpm, compare=_single_device_compare, spec=TPM_SPEC, check=_check_tpm,
            preflight=_preflight_tpm),
