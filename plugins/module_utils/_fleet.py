@@ -30,6 +30,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import (
     KvmError,
+    _infinite_options,
     LibvirtClient,
     effective_uri,
     libvirt,
@@ -108,8 +109,9 @@ def guest_params(defaults, guest, connection, secrets=None):
     merged.update(connection)
     try:
         result = ArgumentSpecValidator(GUEST_CHECK_SPEC).validate(merged)
-    except OverflowError:
-        raise KvmError('an integer option of guest %s is an infinite number' % name)
+    except OverflowError:   # ansible-core's int conversion of inf (see _client.new_module)
+        names = _infinite_options(GUEST_CHECK_SPEC, merged) or ['an integer option of guest %s' % name]
+        raise KvmError('%s: must be a finite integer (got an infinite number)' % names[0])
     if secrets is not None:
         secrets.update(getattr(result, '_no_log_values', ()))
     if result.error_messages:
