@@ -48,12 +48,15 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._facts import domain_fa
 from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
 from ansible_collections.kvmops.kvm.plugins.module_utils._files import refuse_link, write_private_file
 from ansible_collections.kvmops.kvm.plugins.module_utils._storage import (
+    FILE_POOLS,
     backing_image,
     create_at_path,
     create_in_pool,
     delete_image,
     find_volume,
     image_plan,
+    upload_bytes,
+    volume_at_path,
 )
 from ansible_collections.kvmops.kvm.plugins.module_utils._units import to_bytes
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import (
@@ -118,8 +121,11 @@ CLOUD_INIT_SPEC = dict(
     user_data=dict(type='raw', no_log=True),
     meta_data=dict(type='raw', no_log=True),
     network_config=dict(type='raw', no_log=True),
-    directory=dict(type='path', default='/var/lib/libvirt/images'),
+    directory=dict(type='path'),
+    pool=dict(type='str'),
 )
+SEED_DIRECTORY = '/var/lib/libvirt/images'   # cloud_init.directory when neither it nor cloud_init.pool is given (local URI)
+SEED_POOL = 'default'                        # cloud_init.pool when neither is given on a remote URI
 
 # The options that are no line of the XML option table (_domain_xml.OPTIONS): the run, the devices, the XML.
 ARGUMENT_SPEC = dict(
@@ -342,7 +348,11 @@ def _validate_graphics(raw):
 
 
 def _validate_cloud_init(name, raw, disks):
-    directory = valid.abs_path('cloud_init.directory', raw.get('directory'))
+    if raw.get('directory') and raw.get('pool'):
+        raise valid.ValidationError('cloud_init: give either directory (a directory of the host that runs the module, '
+                                    'local URI) or pool (a storage pool of the hypervisor), not both')
+    pool = valid.object_name('cloud_init.pool', raw['pool'], 'pool name') if raw.get('pool') else None
+    directory = valid.abs_path('cloud_init.directory', raw['directory']) if raw.get('directory') else None
     for key in ('user_data', 'meta_data', 'network_config'):
         if raw.get(key) is not None and not isinstance(raw[key], (str, dict, list)):
             valid.refuse('cloud_init.%s' % key, 'must be text or a dictionary, not %s' % type(raw[key]).__name__,
@@ -353,10 +363,11 @@ def _validate_cloud_init(name, raw, disks):
         file_name, image = seed_image(name, raw.get('user_data'), raw.get('meta_data'), raw.get('network_config'))
     except (TypeError, ValueError) as exc:
         valid.refuse('cloud_init', 'cannot build the seed: %s' % type(exc).__name__, show_value=False)
-    path = os.path.join(directory, file_name)
+    # in a pool (given, or on a remote URI) the path is the pool's directory: known in check_environment
+    path = os.path.join(directory or SEED_DIRECTORY, file_name) if not pool else None
     used = set(d['target'] for d in disks or [])
     target = next('sd' + c for c in 'zyxwvutsrqponmlkjihgfedcba' if 'sd' + c not in used)
-    return dict(path=path, image=image, directory=directory,
+    return dict(path=path, image=image, directory=directory, pool=pool, file_name=file_name,
                 disk=dict(device='cdrom', source=path, format='raw', target=target, bus='sata', readonly=True))
 
 
@@ -472,15 +483,16 @@ class Manager(object):
             existing = set(disk_view(d)['source'] for d in current.findall('devices/disk'))
         for disk in spec['disks'] or []:
             self._check_disk(disk, existing)
-        if spec['cloud_init'] is not None and self.local:
+        if spec['cloud_init'] is not None and (spec['cloud_init']['pool'] or not self.local):
+            self._check_seed_pool(spec['cloud_init'])
+        elif spec['cloud_init'] is not None:
             ci = spec['cloud_init']
-            if not os.path.isdir(ci['directory']):
-                raise KvmError('cloud_init.directory: %s does not exist' % ci['directory'])
+            directory = os.path.dirname(ci['path'])
+            if not os.path.isdir(directory):
+                raise KvmError('cloud_init.directory: %s does not exist' % directory)
             refuse_link('cloud_init.directory', ci['path'])
             if not os.path.exists(ci['path']):
                 self.storage.append(('iso', ci))
-        elif spec['cloud_init'] is not None:
-            raise KvmError('cloud_init: the seed ISO is written on the managed host; use a local URI (%s is remote)' % self.client.uri)
         for option in OPTIONS:
             if option.preflight is not None and option.name in spec['options']:
                 option.preflight(spec['options'][option.name], self.local)
@@ -488,6 +500,29 @@ class Manager(object):
             raise KvmError('kernel: %s does not exist' % spec['options']['kernel'])
         if spec['options'].get('initrd') and self.local and not os.path.exists(spec['options']['initrd']):
             raise KvmError('initrd: %s does not exist' % spec['options']['initrd'])
+
+    def _check_seed_pool(self, ci):
+        """The seed ISO as a volume of a file pool: cloud_init.pool, or on a remote URI the default pool."""
+        if ci['directory']:
+            raise KvmError('cloud_init.directory: %s would be a directory of the host that runs the module, not of the '
+                           'hypervisor (%s is remote; files reach it only through libvirt); give cloud_init.pool, a '
+                           'directory pool of the hypervisor (default %r), instead' % (ci['directory'], self.client.uri, SEED_POOL))
+        name = ci['pool'] or SEED_POOL
+        pool = self.client.find_pool(name)
+        if pool is None:
+            raise KvmError('cloud_init.pool: no pool %r on %s; the seed ISO goes into a directory pool of the hypervisor: '
+                           'create it (kvm_pool) or name another in cloud_init.pool' % (name, self.client.uri))
+        if not self.client.call('pool %s' % name, pool.isActive):
+            raise KvmError('cloud_init.pool: pool %r is not active' % name)
+        root = parse(self.client.call('pool %s' % name, pool.XMLDesc, 0), 'pool XML')
+        directory = root.findtext('target/path')
+        if root.get('type') not in FILE_POOLS or not directory:
+            raise KvmError('cloud_init.pool: pool %r is a %s pool; the seed ISO needs a directory pool (%s)'
+                           % (name, root.get('type'), ', '.join(FILE_POOLS)))
+        ci['pool'] = name
+        ci['path'] = ci['disk']['source'] = os.path.join(directory, ci['file_name'])
+        if find_volume(self.client, pool, ci['file_name'], 'cloud_init.pool %s' % name) is None:
+            self.storage.append(('seed', dict(ci, pool_obj=pool)))
 
     def _check_disk(self, disk, existing):
         label = disk['label']
@@ -520,9 +555,7 @@ class Manager(object):
         if not path:
             return
         if not self.local:
-            if not disk.get('format'):
-                raise KvmError('%s.format: required for a file disk on a remote host' % label)
-            return
+            return self._check_remote_path(disk, existing)
         if os.path.exists(path):
             if not disk.get('format'):
                 disk['format'] = image_format(path)
@@ -544,6 +577,34 @@ class Manager(object):
         disk['format'] = disk['plan']['format']
         self.storage.append(('file', disk))
 
+    def _check_remote_path(self, disk, existing):
+        """A disk given by path on a remote URI: a volume of a file pool, found and created through libvirt."""
+        label = disk['label']
+        path = disk['source']
+        pool, vol = volume_at_path(self.client, path, label + '.path')
+        if vol is not None:
+            if not disk.get('format'):
+                fmt = parse(self.client.call('volume %s' % path, vol.XMLDesc, 0), 'volume XML').find('target/format')
+                disk['format'] = fmt.get('type') if fmt is not None and fmt.get('type') in ('raw', 'qcow2') else 'raw'
+            return
+        if pool is None:
+            raise KvmError('%s.path: %s is in no storage pool of %s; on a remote URI the hypervisor\'s files are reached only '
+                           'through libvirt (nothing is read or written on the host that runs the module): give '
+                           '%s.pool and %s.volume instead, or define a directory pool for %s (kvm_pool)'
+                           % (label, path, self.client.uri, label, label, os.path.dirname(path)))
+        where = 'in pool %r of %s' % (pool.name(), self.client.uri)
+        if disk['device'] == 'cdrom':
+            raise KvmError('%s.path: %s does not exist %s' % (label, path, where))
+        if path in existing and disk.get('size_bytes') is None:
+            raise KvmError('%s.path: %s (in the current definition) does not exist %s' % (label, path, where))
+        if disk.get('size_bytes') is None and not disk.get('backing'):
+            raise KvmError('%s: %s does not exist %s; give size (or backing) to create it' % (label, path, where))
+        backing = backing_image(self.module, self.client, label + '.backing', disk['backing'], pool=pool,
+                                local=False) if disk.get('backing') else None
+        disk['plan'] = self._image_plan(disk, backing)
+        disk['format'] = disk['plan']['format']
+        self.storage.append(('volume', dict(disk=disk, pool=pool, name=os.path.basename(path))))
+
     @staticmethod
     def _image_plan(disk, backing):
         """The storage layer's checks of a new disk image (capacity against the backing image, formats)."""
@@ -558,6 +619,11 @@ class Manager(object):
             if kind == 'iso':
                 self.changes.record('host', 'cloud_init', 'create_image', after=data['path'])
                 self.changes.host(write_private_file, 'cloud_init', data['path'], data['image'])
+            elif kind == 'seed':   # built here, uploaded into the pool through libvirt (remote URIs too)
+                self.changes.record('config', 'cloud_init', 'create_volume', after=dict(
+                    pool=data['pool'], volume=data['file_name'], path=data['path']))
+                upload_bytes(self.changes, self.client, data['pool_obj'], data['file_name'], data['image'],
+                             perms=dict(mode='0600'))
             elif kind == 'file':
                 plan = data['plan']
                 self.changes.record('host', data['label'], 'create_image', after=dict(
@@ -567,10 +633,11 @@ class Manager(object):
             else:
                 disk = data['disk']
                 plan = disk['plan']
+                name = data.get('name') or disk['volume']   # a path disk on a remote URI: the file in its pool
                 self.changes.record('config', disk['label'], 'create_volume', after=dict(
-                    pool=disk['pool'], volume=disk['volume'], format=plan['format'], size=disk.get('size'),
+                    pool=data['pool'].name(), volume=name, format=plan['format'], size=disk.get('size'),
                     capacity=plan['capacity'], backing=disk.get('backing')))
-                create_in_pool(self.changes, self.client, data['pool'], disk['volume'], plan, perms=dict(mode='0600'))
+                create_in_pool(self.changes, self.client, data['pool'], name, plan, perms=dict(mode='0600'))
 
     # -- lifecycle -------------------------------------------------------
     def state_of(self, dom):
@@ -797,7 +864,10 @@ class Manager(object):
                 self.warnings.append('remove_storage: %s is in no storage pool of the remote host; left in place' % path)
         self.changes.add_diff(**make_diff(before, None, before_header='%s (persistent definition)' % name,
                                           after_header='%s (absent)' % name))
-        return self.changes.result(domain=dict(name=name, state='absent'))
+        result = self.changes.result(domain=dict(name=name, state='absent'))
+        if self.warnings:   # main() hands them to module.warn
+            result['warnings'] = self.warnings
+        return result
 
     def _undefine_flags(self, dom, before):
         """Managed save, snapshot and checkpoint metadata and NVRAM go with the definition.

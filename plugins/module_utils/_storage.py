@@ -19,7 +19,10 @@ disks can (see :func:`image_plan`, :func:`create_in_pool`, :func:`create_at_path
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import shutil
+import tempfile
 import time
 
 from ansible_collections.kvmops.kvm.plugins.module_utils import _transfer
@@ -269,12 +272,16 @@ def delete_image(changes, client, path=None, vol=None, local=True, option='stora
 
     Returns how it goes (``volume``, ``file``, or None when ``path`` is in no pool of a remote host and is
     left in place: the caller warns). Nothing is written in check mode; a missing file is no error.
+    On a remote URI a file in a pool's directory that libvirt has not listed yet is found after a refresh.
     """
     if vol is None and path:
-        try:
-            vol = client.conn.storageVolLookupByPath(path)
-        except libvirt.libvirtError:
-            vol = None
+        if local:
+            try:
+                vol = client.conn.storageVolLookupByPath(path)
+            except libvirt.libvirtError:
+                vol = None
+        else:
+            vol = volume_at_path(client, path)[1]
     if vol is not None:
         changes.write('volume %s: delete' % (path or vol.name()), vol.delete, 0)
         return 'volume'
@@ -282,6 +289,80 @@ def delete_image(changes, client, path=None, vol=None, local=True, option='stora
         return None
     changes.host(_remove_file, option, path)
     return 'file'
+
+
+def file_pool_of(client, directory):
+    """The file pool (dir, fs, netfs) whose target directory is ``directory``, or None. Read-only.
+
+    Paths are compared as the hypervisor reports them (normalized, no symbolic links resolved: on a
+    remote host they cannot be), so a disk path must name the pool's directory as the pool does.
+    """
+    wanted = os.path.normpath(directory)
+    for pool in client.call('list storage pools', client.conn.listAllStoragePools, 0):
+        with client.errors('pool %s' % pool.name()):
+            root = parse(pool.XMLDesc(0), 'pool XML')
+        target = find_text(root, 'target/path')
+        if root.get('type') in FILE_POOLS and target and os.path.normpath(target) == wanted:
+            return pool
+    return None
+
+
+def volume_at_path(client, path, option=None):
+    """``(pool, vol)`` for an image path on the hypervisor, reached only through libvirt (a remote URI).
+
+    ``vol`` is the volume libvirt knows at ``path`` (pools holding that directory are refreshed once to find
+    a file made outside libvirt), or None when the directory's pool has no such file. ``pool`` is the active
+    file pool of the path's directory (None when the volume was found by path alone). ``(None, None)`` when
+    no pool holds that directory. With ``option``, an inactive pool of that directory is refused (it
+    cannot be read or written through). Read-only, but for the refresh.
+    """
+    try:
+        return None, client.conn.storageVolLookupByPath(path)
+    except libvirt.libvirtError:
+        pass
+    pool = file_pool_of(client, os.path.dirname(path))
+    if pool is None:
+        return None, None
+    if not client.call('pool %s' % pool.name(), pool.isActive):
+        if option:
+            raise KvmError('%s: %s is in pool %r of %s, which is not active; start it (kvm_pool state: active)'
+                           % (option, path, pool.name(), client.uri))
+        return None, None
+    return pool, find_volume(client, pool, os.path.basename(path), '%s %s' % (option or 'image', path))
+
+
+def upload_bytes(changes, client, pool, name, data, perms=None):
+    """Create volume ``name`` in ``pool`` holding exactly ``data`` (small: a cloud-init seed ISO).
+
+    The bytes are written to a file in a private temporary directory on the host that runs the module
+    (``mkdtemp``: mode 0700), streamed into the pool by :func:`stream_into_pool` with their sha256
+    checked, and the directory is removed again. Nothing at all is written in check mode (returns None).
+    """
+    if changes.check:
+        return None
+    plan = dict(format='raw', capacity=round_up(len(data)), allocation='sparse', backing=None)
+    workdir = tempfile.mkdtemp(prefix='.kvmops-upload-')
+    try:
+        path = os.path.join(workdir, 'image')
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0), 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        source = _transfer.FileSource(name, path)
+        try:
+            head = _transfer.read_head(source)
+            vol, _info = stream_into_pool(changes, client, pool, name, plan, perms, source, head,
+                                          expected=hashlib.sha256(data).hexdigest(), algorithm='sha256')
+        finally:
+            source.close()
+    except OSError as exc:
+        raise KvmError('%s: cannot stage the image in a temporary directory: %s' % (name, exc.strerror or exc))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return vol
 
 
 def _remove_file(option, path):

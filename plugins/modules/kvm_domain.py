@@ -83,6 +83,8 @@ options:
     description:
       - With O(state=absent), also delete the guest's disk images (file disks and pool volumes of device V(disk))
         and its cloud-init seed ISO. Other cdrom images are never deleted.
+      - On a remote URI they are deleted as volumes through libvirt; a file in no storage pool of the hypervisor is
+        left in place with a warning.
     type: bool
     default: false
   memory:
@@ -537,7 +539,12 @@ options:
     elements: dict
     suboptions:
       path:
-        description: Image file (absolute path) or cdrom ISO. For a cdrom, omit it for an empty drive.
+        description:
+          - Image file (absolute path) or cdrom ISO. For a cdrom, omit it for an empty drive.
+          - On a remote URI the path must be in the directory of a storage pool of the hypervisor; the image is found,
+            and created (O(disks[].size), O(disks[].backing)), as a volume of that pool through libvirt. A path in no
+            pool is refused (nothing on the host that runs the module is the hypervisor's file) - give
+            O(disks[].pool) and O(disks[].volume) instead.
         type: path
       pool:
         description: Storage pool of the volume (instead of O(disks[].path)). A libvirt object name.
@@ -565,6 +572,7 @@ options:
         description:
           - Create the image as a thin qcow2 overlay of this backing image (a raw or qcow2 image, a file or a volume
             libvirt knows). Images are created by the same storage layer as M(kvmops.kvm.kvm_volume)'s.
+          - On a remote URI it must be the path of a volume libvirt knows on the hypervisor.
         type: path
       target:
         description:
@@ -777,8 +785,12 @@ options:
   cloud_init:
     description:
       - A cloud-init NoCloud seed - an ISO9660 image with volume id C(cidata) built in Python (no genisoimage),
-        named C(<name>-cidata-<hash>.iso) after a hash of its content, written to O(cloud_init.directory) and
-        attached as a read-only sata cdrom. Changing the content writes a new ISO and swaps the medium.
+        named C(<name>-cidata-<hash>.iso) after a hash of its content, written to O(cloud_init.directory) (or
+        uploaded into O(cloud_init.pool)) and attached as a read-only sata cdrom. Changing the content writes a new
+        ISO and swaps the medium.
+      - On a remote URI (C(qemu+ssh://), C(qemu+tls://)) the ISO is built on the host that runs the module in a private
+        temporary directory and uploaded through libvirt into O(cloud_init.pool) (default V(default)), with the same
+        name; O(cloud_init.directory) is refused there (it would name a directory of the wrong host).
       - The ISO holds secrets (passwords, keys), so it is written with mode 0600 under a random temporary name in
         O(cloud_init.directory) and then put in place; a symbolic link at its name is refused, never followed.
         libvirt's dynamic ownership lets QEMU read it while the guest runs.
@@ -798,9 +810,19 @@ options:
         description: network-config text or dict (omitted when not given). Never logged.
         type: raw
       directory:
-        description: Directory for the ISO on the hypervisor host.
+        description:
+          - Directory for the ISO, written as a file (local URI only). Default V(/var/lib/libvirt/images) when
+            O(cloud_init.pool) is not given either.
+          - Mutually exclusive with O(cloud_init.pool); refused on a remote URI.
         type: path
-        default: /var/lib/libvirt/images
+      pool:
+        description:
+          - A directory pool (C(dir), C(fs) or C(netfs)) of the hypervisor the ISO is uploaded into as a volume,
+            through libvirt's upload stream (its content-hash name is the volume name).
+          - Default V(default) on a remote URI; on a local URI the ISO goes into O(cloud_init.directory) unless this is given.
+          - O(remove_storage) deletes the volume with the guest.
+        type: str
+        version_added: 1.1.0
   guest_agent:
     description:
       - Whether the guest has the QEMU guest agent's virtio-serial channel (C(org.qemu.guest_agent.0)).
