@@ -285,7 +285,11 @@ class Fleet(object):
         out = dict(results=results, unlisted=[])
         failed = [r['name'] for r in results if r.get('failed')]
         if params['unlisted'] != 'ignore':
-            out['unlisted'] = self.unlisted(set(r['name'] for r in results))
+            try:
+                out['unlisted'] = self.unlisted(set(r['name'] for r in results))
+            except KvmError as exc:   # the guests' results stand; the listing is reported
+                self.module.warn('unlisted: cannot list the guests of %s: %s' % (self.uri, exc.msg))
+                self.stop.set()   # nothing is undefined on a list that could not be read
         if params['unlisted'] == 'undefine' and not failed and not self.stop.is_set():
             self.undefine(out['unlisted'])
             failed += [u['name'] for u in out['unlisted'] if u.get('failed')]
@@ -335,7 +339,7 @@ def main(module):
             module.warn('guest %s: %s' % (item['name'], warning))
     failed = result.pop('failed_guests')
     if failed:
-        module.fail_json(msg='%d guest(s) failed: %s' % (len(failed), '; '.join(
-            'guest %s%s: %s' % (r['name'], '' if r in result['results'] else ' (unlisted)', r['msg'])
-            for r in result['results'] + result['unlisted'] if r.get('failed'))), **result)
+        reasons = ['guest %s: %s' % (r['name'], r['msg']) for r in result['results'] if r.get('failed')]
+        reasons += ['guest %s (unlisted): %s' % (r['name'], r['msg']) for r in result['unlisted'] if r.get('failed')]
+        module.fail_json(msg='%d guest(s) failed: %s' % (len(failed), '; '.join(reasons)), **result)
     module.exit_json(**result)

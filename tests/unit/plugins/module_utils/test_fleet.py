@@ -245,3 +245,15 @@ def test_a_guest_failing_after_a_write_says_it_changed(names, monkeypatch):
     run_main(fleet_module([dict(name=names[2], memory='64MiB')]))   # defined, shut off
     check, failed = run_main(fleet_module([dict(name=names[2], state='running')], check_mode=True))
     assert failed and check['results'][0]['changed'] is False, 'check mode wrote nothing'
+
+
+def test_a_failed_listing_keeps_the_results_and_undefines_nothing(names, monkeypatch):
+    def unlisted(self, _names):
+        raise KvmError('listAllDomains refused by the test')
+    monkeypatch.setattr(_fleet.Fleet, 'unlisted', unlisted)
+    undefined = []
+    monkeypatch.setattr(_fleet.Fleet, 'undefine', lambda self, items: undefined.append(items))
+    module = fleet_module([dict(name=names[0], memory='64MiB')], unlisted='undefine')
+    out, failed = run_main(module)
+    assert not failed and out['results'][0]['changed'] is True and out['unlisted'] == [] and undefined == []
+    assert module.warnings == ['unlisted: cannot list the guests of %s: listAllDomains refused by the test' % URI]
