@@ -735,7 +735,8 @@ results:
       returned: when the guest was skipped
 unlisted:
   description:
-    - The guests on the host that O(guests) does not name, sorted by name. Empty with O(unlisted=ignore).
+    - The guests on the host that O(guests) does not name, sorted by name. Empty with O(unlisted=ignore), and
+      when libvirt cannot list the guests (a warning says why; O(unlisted=undefine) then undefines nothing).
     - With O(unlisted=undefine), each entry also holds C(changed), C(changes) and, when its removal failed,
       C(failed) and C(msg).
   returned: always
