@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from lab_instance import LabInstance
+from ssh_lab import host4_images, private_host4
 from storage_helpers import expect_failure, run_task, write_play
 
 PLAY = """
@@ -33,12 +33,8 @@ PLAY = """
 
 @pytest.fixture(scope='module')
 def host4():
-    lab = LabInstance('kvmvt', '10.254.83', '/var/lib/kvmops-lab-vol', 'kvmvt-')
-    lab.start('host4')
-    try:
+    with private_host4('kvmvt', '10.254.83', '/var/lib/kvmops-lab-vol', 'kvmvt-') as lab:
         yield lab
-    finally:
-        lab.run('purge', 'host4')
 
 
 @pytest.fixture
@@ -73,7 +69,7 @@ def served(tmp_path):
 def test_import_export_delete_over_qemu_ssh(playbook, tmp_path, host4, served, unique):
     play = write_play(tmp_path, PLAY)
     name = unique + '.raw'
-    remote_file = os.path.join(host4.state_dir('host4'), 'images', name)
+    remote_file = os.path.join(host4_images(host4), name)
     main_file = os.path.join('/var/lib/libvirt/images', name)
     extra = dict(uri=host4.uri('host4'), name=name, import_from=served['url'] + '/disk.raw',
                  checksum='sha256:%s/SHA256SUMS' % served['url'])

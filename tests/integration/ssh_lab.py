@@ -1,0 +1,32 @@
+"""A private lab host4 (private images behind a real sshd, reached as qemu+ssh) for one test module.
+
+``private_host4(netns, net, state_base, prefix)`` starts host4 of a :class:`~lab_instance.LabInstance`
+with the module's own netns names, /24 and state dir, yields it, and purges it afterwards (its state dir,
+with the private image directory, is deleted). A module fixture wraps it::
+
+    @pytest.fixture(scope='module')
+    def host4():
+        with private_host4('kvmvt', '10.254.83', '/var/lib/kvmops-lab-vol', 'kvmvt-') as lab:
+            yield lab
+
+``host4_images(lab)`` is host4's private ``/var/lib/libvirt/images`` as the main host sees it.
+"""
+
+import contextlib
+import os
+
+from lab_instance import LabInstance
+
+
+@contextlib.contextmanager
+def private_host4(netns, net, state_base, hostname_prefix):
+    lab = LabInstance(netns, net, state_base, hostname_prefix)
+    lab.start('host4')
+    try:
+        yield lab
+    finally:
+        lab.run('purge', 'host4')
+
+
+def host4_images(lab):
+    return os.path.join(lab.state_dir('host4'), 'images')

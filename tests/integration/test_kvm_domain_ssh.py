@@ -1,0 +1,125 @@
+"""kvm_domain over a real qemu+ssh:// URI: the lab's host4 (private images, reached only through sshd).
+
+The module runs on the main host (the "controller"). A guest with a cloud-init seed and a new qcow2 disk
+is created and started on host4: the seed ISO (built on the main host) and the disk image can only get
+into host4's private image directory through libvirt (upload stream, volume create). They are listed by
+host4's libvirt and found as files in host4's private directory, not on the main host; host4's QEMU opened
+them (the guest runs). A second run changes nothing, check mode writes nothing, a disk path in no pool of
+host4 is refused, and state absent with remove_storage deletes both volumes on host4.
+A private lab instance (own netns names, /24 and state dir) is used, so no other test's lab is touched.
+"""
+
+import fnmatch
+import json
+import os
+
+import pytest
+
+from ansible_collections.kvmops.kvm.plugins.module_utils._cloudinit import read_iso
+from conftest import osless_virt_type, remove_guest
+from ssh_lab import host4_images, private_host4
+from storage_helpers import expect_failure, run_task, write_play
+
+libvirt = pytest.importorskip('libvirt')
+
+PLAY = """
+- name: t
+  kvmops.kvm.kvm_domain:
+    uri: "{{ uri }}"
+    name: "{{ name }}"
+    state: "{{ state | default('running') }}"
+    memory: 64MiB
+    virt_type: "{{ virt }}"
+    graphics: {type: none}
+    disks: "{{ disks | default(omit) }}"
+    cloud_init: "{{ cloud_init | default(omit) }}"
+    remove_storage: "{{ remove_storage | default(omit) }}"
+"""
+MAIN_IMAGES = '/var/lib/libvirt/images'
+
+
+@pytest.fixture(scope='module')
+def host4():
+    with private_host4('kvmdr', '10.254.86', '/var/lib/kvmops-lab-dom', 'kvmdr-') as lab:
+        yield lab
+
+
+@pytest.fixture
+def remote(host4):
+    libvirt.registerErrorHandler(lambda *_: None, None)
+    connection = libvirt.open(host4.uri('host4'))
+    yield connection
+    connection.close()
+
+
+def pool_volumes(conn, name):
+    pool = conn.storagePoolLookupByName('default')
+    pool.refresh(0)
+    return sorted(v for v in pool.listVolumes() if v.startswith(name))
+
+
+def files(directory, name):
+    return sorted(f for f in os.listdir(directory) if f.startswith(name)) if os.path.isdir(directory) else []
+
+
+def test_guest_with_seed_and_new_disk_lives_only_in_the_remote_pool(conn, remote, host4, playbook, tmp_path, unique):
+    play = write_play(tmp_path, PLAY)
+    name = unique
+    images = host4_images(host4)
+    user_data = {'hostname': 'remote-seeded'}
+    extra = dict(uri=host4.uri('host4'), name=name, virt=osless_virt_type(conn),
+                 disks=[dict(path='/var/lib/libvirt/images/%s.qcow2' % name, size='64MiB')],
+                 cloud_init=dict(user_data=user_data))
+    try:
+        planned = run_task(playbook, play, extra, check=True)
+        assert planned['changed'] and ('config', 'cloud_init', 'create_volume') in [
+            (c['scope'], c['option'], c['action']) for c in planned['changes']]
+        assert pool_volumes(remote, name) == [] and files(images, name) == [], 'check mode wrote on host4'
+        with pytest.raises(libvirt.libvirtError):
+            remote.lookupByName(name)
+
+        made = run_task(playbook, play, extra)
+        assert made['changed'] and made['domain']['state'] == 'running'
+        vols = pool_volumes(remote, name)
+        assert len(vols) == 2 and '%s.qcow2' % name in vols, vols
+        [seed] = [v for v in vols if fnmatch.fnmatchcase(v, '%s-cidata-*.iso' % name)]
+        assert files(images, name) == vols, 'the volumes are files in host4\'s private image directory'
+        assert files(MAIN_IMAGES, name) == [], 'nothing was written on the main host'
+        with pytest.raises(libvirt.libvirtError):
+            conn.lookupByName(name)
+        with open(os.path.join(images, seed), 'rb') as handle:
+            volume_id, content = read_iso(handle.read())
+        assert volume_id == 'cidata' and json.loads(content['user-data'].split(b'\n', 1)[1]) == user_data
+        with open(os.path.join(images, '%s.qcow2' % name), 'rb') as handle:
+            assert handle.read(4) == b'QFI\xfb'
+        disk = remote.storagePoolLookupByName('default').storageVolLookupByName('%s.qcow2' % name)
+        assert disk.info()[1] == 64 << 20
+        dom = remote.lookupByName(name)
+        assert dom.isActive(), 'host4\'s QEMU opened the seed and the disk'
+        xml = dom.XMLDesc(0)
+        assert "file='/var/lib/libvirt/images/%s'" % seed in xml and "file='/var/lib/libvirt/images/%s.qcow2'" % name in xml
+
+        again = run_task(playbook, play, extra)
+        assert again['changed'] is False and again['changes'] == []
+
+        # a disk path in no pool of host4: refused before anything is written there
+        other = dict(extra, name=name + '-x', disks=[dict(path='/srv/kvmops-nopool/%s.qcow2' % name, size='64MiB')])
+        msg = expect_failure(playbook, play, other)
+        assert msg.startswith('disks[0].path: /srv/kvmops-nopool/%s.qcow2 is in no storage pool of qemu+ssh://' % name)
+        assert 'give disks[0].pool and disks[0].volume instead' in msg
+        with pytest.raises(libvirt.libvirtError):
+            remote.lookupByName(name + '-x')
+        assert len(pool_volumes(remote, name)) == 2, 'the refused run uploaded no seed'
+
+        absent = dict(uri=extra['uri'], name=name, virt=extra['virt'], state='absent', remove_storage=True)
+        run_task(playbook, play, absent, check=True)
+        assert pool_volumes(remote, name) == vols and remote.lookupByName(name).isActive()
+        gone = run_task(playbook, play, absent)
+        assert sorted(c['action'] for c in gone['changes']) == ['delete_volume', 'delete_volume', 'destroy', 'undefine']
+        assert pool_volumes(remote, name) == [] and files(images, name) == []
+        with pytest.raises(libvirt.libvirtError):
+            remote.lookupByName(name)
+    finally:
+        remove_guest(remote, name)
+        for leftover in files(images, name):
+            os.remove(os.path.join(images, leftover))
