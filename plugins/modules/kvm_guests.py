@@ -101,6 +101,9 @@ options:
           network_config:
             description: As O(kvmops.kvm.kvm_domain#module:cloud_init.network_config).
             type: raw
+          pool:
+            description: As O(kvmops.kvm.kvm_domain#module:cloud_init.pool).
+            type: raw
           user_data:
             description: As O(kvmops.kvm.kvm_domain#module:cloud_init.user_data).
             type: raw
