@@ -7,9 +7,9 @@ parses and stores the XML as libvirt does (check mode writes nothing, a second r
 import copy
 
 import pytest
-from test_domain import CTX, _converge, params, test_client, vm01  # noqa: F401 (test_client is a fixture)
+from test_domain import CTX, CountingConn, _converge, guest_module, params, vm01
 
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, LibvirtClient
 from ansible_collections.kvmops.kvm.plugins.module_utils._domain import ARGUMENT_SPEC, validate
 from ansible_collections.kvmops.kvm.plugins.module_utils._domain_plan import plan_config, plan_live
 from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import OPTIONS, OPTIONS_BY_NAME
@@ -379,7 +379,19 @@ def test_adopted_guest_with_hardware_changes_only_the_named_option():
 GUEST = dict(name='kvmops-unit-hw', memory='128MiB', vcpus=2, virt_type='qemu', machine='q35', graphics=dict(type='none'))
 
 
-def test_manager_check_real_noop_and_facts(test_client):  # noqa: F811 (the fixture)
+@pytest.fixture
+def hw_client():
+    """kvm_domain's Manager on libvirt's test driver, its libvirt writes logged (as test_domain's fixture)."""
+    client = LibvirtClient(guest_module(name='x'), uri='test:///default')
+    log = []
+    client._conn = CountingConn(client.conn, log)
+    client.write_log = log
+    yield client
+    client.close()
+
+
+def test_manager_check_real_noop_and_facts(hw_client):
+    test_client = hw_client
     args = hw_params(**dict(GUEST, tpm=dict(), rng=dict(), watchdog=dict(action='poweroff'), iothreads=1,
                             boot=dict(order=['hd', 'cdrom'], menu=True), cputune=dict(vcpupin=[dict(vcpu=1, cpuset='0')])))
     first = _converge(test_client, args, check=True, diff=True)
