@@ -385,8 +385,9 @@ def _validate_disk(index, raw):
     if disk.get('pool'):
         valid.object_name(label + '.pool', disk['pool'], 'pool name')
         valid.object_name(label + '.volume', disk['volume'], 'volume name')
-    if disk.get('backing'):
-        disk['backing'] = valid.abs_path(label + '.backing', disk['backing'])
+    if disk.get('backing'):   # a path, or the name of a volume in the disk's pool
+        check = valid.abs_path if disk['backing'].startswith('/') or not disk.get('pool') else valid.object_name
+        disk['backing'] = check(label + '.backing', disk['backing'])
     if disk.get('target') and not TARGET_RE.fullmatch(disk['target']):
         valid.refuse(label + '.target', 'invalid target (vda, sdb, hdc, ...)', disk['target'])
     if disk.get('boot_order') is not None:

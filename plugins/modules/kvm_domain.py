@@ -572,7 +572,8 @@ options:
         description:
           - Create the image as a thin qcow2 overlay of this backing image (a raw or qcow2 image, a file or a volume
             libvirt knows). Images are created by the same storage layer as M(kvmops.kvm.kvm_volume)'s.
-          - On a remote URI it must be the path of a volume libvirt knows on the hypervisor.
+          - With O(disks[].pool) it may be the name of a volume in that pool.
+          - On a remote URI it must be the path (or, with O(disks[].pool), the name) of a volume libvirt knows on the hypervisor.
         type: path
       target:
         description:

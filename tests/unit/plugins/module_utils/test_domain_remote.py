@@ -185,6 +185,27 @@ def test_remote_overlay_needs_a_backing_volume(remote):
     assert volumes(remote) == []
 
 
+def test_pool_disk_overlay_on_a_backing_volume_named_in_its_pool(remote):
+    pool = remote.find_pool('default-pool')
+    base = _storage.create_in_pool(_Changes(), remote, pool, 'base.qcow2',
+                                   _storage.image_plan('base', 32 << 20, 'qcow2'))
+    disk = dict(pool='default-pool', volume='o.qcow2', backing='base.qcow2')
+    try:
+        with pytest.raises(ValidationError, match=r'^disks\[0\]\.backing: must be an absolute path'):
+            validate(params(name='g', disks=[dict(path='/default-pool/o.qcow2', backing='base.qcow2')]))
+        with pytest.raises(KvmError, match=r'^disks\[0\]\.backing: no volume nope\.qcow2 in pool default-pool'):
+            converge(remote, **dict(GUEST, disks=[dict(disk, backing='nope.qcow2')]))
+        made = converge(remote, **dict(GUEST, disks=[disk]))
+        create = [c for c in made['changes'] if c['action'] == 'create_volume'][0]
+        assert create['after']['backing'] == 'base.qcow2' and create['after']['capacity'] == 32 << 20
+        assert base.path() in pool.storageVolLookupByName('o.qcow2').XMLDesc(0)
+        assert converge(remote, **dict(GUEST, disks=[disk]))['changed'] is False
+    finally:
+        converge(remote, name='kvmops-remote', state='absent', remove_storage=True)
+        base.delete(0)
+    assert volumes(remote) == []
+
+
 def test_remote_removal_leaves_a_file_in_no_pool_with_a_warning(remote):
     xml = ('<domain type="test"><name>kvmops-remote</name><memory>131072</memory><os><type>hvm</type></os>'
            '<devices><disk type="file" device="disk"><source file="/srv/x.raw"/><target dev="vda"/></disk>'
