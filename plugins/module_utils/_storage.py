@@ -303,7 +303,7 @@ def file_pool_of(client, directory):
             root = parse(pool.XMLDesc(0), 'pool XML')
         target = find_text(root, 'target/path')
         if root.get('type') in FILE_POOLS and target and os.path.normpath(target) == wanted:
-            return pool
+            return pool   # libvirt refuses a second pool of the same directory
     return None
 
 

@@ -249,3 +249,14 @@ def test_upload_bytes_writes_nothing_in_check_mode_and_leaves_nothing_when_the_u
         _storage.upload_bytes(_Changes(), remote, pool, 's.iso', b'x' * 4096)
     assert seen == [0o700] and list(tmp_path.iterdir()) == []
     assert volumes(remote) == [], 'the volume created for the upload was deleted again'
+
+
+def test_remote_path_in_an_inactive_pool_is_refused_before_any_write(remote):
+    lonely = remote.conn.storagePoolDefineXML("<pool type='dir'><name>aaa-off</name><target><path>/srv/off</path></target></pool>", 0)
+    try:
+        with pytest.raises(KvmError, match=r"^disks\[0\]\.path: /srv/off/d\.qcow2 is in pool 'aaa-off' of test:///default, "
+                                           r"which is not active"):
+            converge(remote, **dict(GUEST, disks=[dict(path='/srv/off/d.qcow2', size='1M')]))
+        assert remote.write_log == []
+    finally:
+        lonely.undefine()
