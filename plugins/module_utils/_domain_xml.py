@@ -1067,6 +1067,91 @@ def _live_inputs(wanted, live_root, wanted_root):
     return actions, restart
 
 
+# -- virtio-serial channels
+CHANNEL_NAME_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,99}')
+CHANNELS_SPEC = dict(type='list', elements='dict', options=dict(
+    name=dict(type='str', required=True),
+    type=dict(type='str', choices=['unix', 'spicevmc', 'pty']),
+    state=STATE,
+))
+
+
+def _check_channels(option, raw):
+    result, seen = [], set()
+    for index, item in enumerate(raw):
+        label = '%s[%d]' % (option, index)
+        if not isinstance(item.get('name'), str) or not CHANNEL_NAME_RE.fullmatch(item['name']):
+            valid.refuse(label + '.name', 'must be a channel name such as com.redhat.spice.0', item.get('name'))
+        if item['name'] in seen:
+            valid.refuse(label + '.name', 'channel given twice', item['name'])
+        if item['name'] == 'org.qemu.guest_agent.0':
+            valid.refuse(label + '.name', 'the guest agent channel is the guest_agent option')
+        seen.add(item['name'])
+        kind = item.get('type') or ('spicevmc' if item['name'] == 'com.redhat.spice.0' else 'unix')
+        if (kind == 'spicevmc') != (item['name'] == 'com.redhat.spice.0'):
+            valid.refuse(label + '.type', 'spicevmc is the SPICE agent channel com.redhat.spice.0 (and only it)')
+        result.append(dict(name=item['name'], type=kind, state=item.get('state') or 'present'))
+    return result
+
+
+def _read_channels(root):
+    return [dict(name=find_text(c, 'target/@name'), type=c.get('type')) for c in root.findall('devices/channel')]
+
+
+def _channel_matches(have, item):
+    return any(c['name'] == item['name'] and c['type'] == item['type'] for c in have)
+
+
+def _channel_in_place(have, item):
+    """present: a channel of that name and type; absent: no channel of that name."""
+    if item['state'] == 'present':
+        return _channel_matches(have, item)
+    return not any(c['name'] == item['name'] for c in have)
+
+
+def _compare_channels(wanted, have, _ctx):
+    return all(_channel_in_place(have, item) for item in wanted)
+
+
+def build_channel(item):
+    elem = etree.Element('channel', type=item['type'])
+    etree.SubElement(elem, 'target', type='virtio', name=item['name'])
+    return elem
+
+
+def _write_channels(root, wanted):
+    devices = _devices(root)
+    for item in wanted:
+        found = [c for c in devices.findall('channel') if find_text(c, 'target/@name') == item['name']]
+        if item['state'] == 'absent' or (found and found[0].get('type') != item['type']):
+            for elem in found:
+                devices.remove(elem)
+            found = []
+        if item['state'] == 'present' and not found:
+            same = devices.findall('channel')
+            elem = build_channel(item)
+            if same:
+                same[-1].addnext(elem)
+            else:
+                devices.append(elem)
+
+
+def _live_channels(wanted, live_root, _wanted_root):
+    """A new channel is hot-plugged when the running guest has a virtio-serial controller (libvirt adds none live);
+    otherwise, and for a removal or a changed type, at the next boot."""
+    have = _read_channels(live_root)
+    controller = live_root.find("devices/controller[@type='virtio-serial']") is not None
+    actions, restart = [], False
+    for item in wanted:
+        if _channel_in_place(have, item):
+            continue
+        if item['state'] == 'present' and controller and not any(c['name'] == item['name'] for c in have):
+            actions.append(_attach_action('channels[%s]' % item['name'], build_channel(item), dict(type=item['type'])))
+        else:
+            restart = True
+    return actions, restart
+
+
 # -- numatune
 NUMATUNE_SPEC = dict(type='dict', options=dict(
     mode=dict(type='str', choices=['strict', 'preferred', 'interleave', 'restrictive']),
@@ -1198,6 +1283,8 @@ HARDWARE_OPTIONS = [
            spec=CPU_CACHE_SPEC, check=_check_cpu_cache),
     Option('inputs', 'struct', _read_inputs, _write_inputs, live=_live_inputs, compare=_compare_inputs, spec=INPUTS_SPEC,
            check=_check_inputs),
+    Option('channels', 'struct', _read_channels, _write_channels, live=_live_channels, compare=_compare_channels,
+           spec=CHANNELS_SPEC, check=_check_channels),
     Option('numatune', 'struct', _read_numatune, _write_numatune, live=_live_numatune,
            compare=lambda wanted, have, _ctx: _fields_match(wanted, have, skip=()), spec=NUMATUNE_SPEC, check=_check_numatune),
     Option('video', 'struct', video_facts, _write_video,

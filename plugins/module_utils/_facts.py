@@ -336,6 +336,8 @@ def domain_xml_facts(root):
         numatune=numatune_facts(root),
         cpu=cpu_facts(root),
         inputs=[dict(type=i.get('type'), bus=i.get('bus')) for i in devices.findall('input')] if devices is not None else [],
+        channels=[dict(name=find_text(c, 'target/@name'), type=c.get('type'), state=find_text(c, 'target/@state'))
+                  for c in devices.findall('channel')] if devices is not None else [],
         video=video_facts(root),
         sound=sound_facts(root),
     )

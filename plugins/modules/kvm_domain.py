@@ -452,6 +452,29 @@ options:
         type: str
         choices: [present, absent]
         default: present
+  channels:
+    description:
+      - virtio-serial channels that must be there (or, with O(channels[].state=absent), must not), by target name;
+        channels the list does not name stay as they are. O(guest_agent) manages the QEMU guest agent's channel.
+      - For example V(com.redhat.spice.0) (type V(spicevmc)) - the SPICE agent's clipboard and display resize.
+      - On a running guest a new channel is hot-plugged; a removal or another type applies at the next boot.
+    type: list
+    elements: dict
+    version_added: 1.1.0
+    suboptions:
+      name:
+        description: Target name the guest sees (letters, digits and C(_ . -)).
+        type: str
+        required: true
+      type:
+        description: Host side - V(unix) socket (libvirt picks its path), V(pty), or V(spicevmc) for V(com.redhat.spice.0).
+        type: str
+        choices: [unix, spicevmc, pty]
+      state:
+        description: V(present) or V(absent).
+        type: str
+        choices: [present, absent]
+        default: present
   numatune:
     description:
       - The host NUMA nodes guest memory comes from (C(<numatune><memory>)). A new policy needs O(numatune.nodeset).
@@ -1149,6 +1172,7 @@ domain:
     numatune: {description: "Memory NUMA policy (mode, nodeset), null without one.", type: dict, returned: success, version_added: 1.1.0}
     cpu: {description: "The CPU model, features (name, policy) and cache (mode, level).", type: dict, returned: success, version_added: 1.1.0}
     inputs: {description: "Input devices (type, bus).", type: list, elements: dict, returned: success, version_added: 1.1.0}
+    channels: {description: "Channels (name, type, state - connected when the guest side is open).", type: list, elements: dict, returned: success, version_added: 1.1.0}
     video: {description: "The first video device (model, vram, heads), null without one.", type: dict, returned: success, version_added: 1.1.0}
     sound: {description: "The first sound device (model), null without one.", type: dict, returned: success, version_added: 1.1.0}
     vcpu_info: {description: Per-vCPU state of a running guest., type: list, elements: dict, returned: success}

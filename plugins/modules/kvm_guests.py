@@ -88,6 +88,20 @@ options:
           order:
             description: As O(kvmops.kvm.kvm_domain#module:boot.order).
             type: raw
+      channels:
+        description: As O(kvmops.kvm.kvm_domain#module:channels).
+        type: list
+        elements: dict
+        suboptions:
+          name:
+            description: As O(kvmops.kvm.kvm_domain#module:channels[].name).
+            type: raw
+          state:
+            description: As O(kvmops.kvm.kvm_domain#module:channels[].state).
+            type: raw
+          type:
+            description: As O(kvmops.kvm.kvm_domain#module:channels[].type).
+            type: raw
       cloud_init:
         description: As O(kvmops.kvm.kvm_domain#module:cloud_init).
         type: dict

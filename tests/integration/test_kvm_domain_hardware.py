@@ -8,7 +8,8 @@
   Secure Boot needs SMM, which the nested KVM of this machine lacks: that guest runs under TCG (``qemu``).
 * ``test_adopted_hardware_guest_reports_one_option``: a guest defined with ``virsh define`` carrying a TPM,
   an RNG, a watchdog and a 9p share; the same values are no change, a task naming one option reports exactly it.
-* ``test_hot_plug_on_a_running_guest``: rng, watchdog, a usb tablet, a virtiofs share and an I/O thread hot-plugged, a vCPU
+* ``test_hot_plug_on_a_running_guest``: rng, watchdog, a usb tablet, a channel, a virtiofs share and an I/O thread
+  hot-plugged, a vCPU
   pinned live (read back from libvirt's pin info), disk I/O limits set live (read back with blockIoTune), disk
   serial, wwn and shareable defined, a NIC's nwfilter changed live (its MTU and queues defined);
   a TPM waits for the next boot.
@@ -219,7 +220,7 @@ def test_hot_plug_on_a_running_guest(conn, guest, default_network, playbook, tmp
                   wwn='5000c50015ea71ac', shareable=True, cache='none')]
     base = dict(name=name, virt_type=osless_virt_type(conn), memory='64MiB', vcpus=1, graphics=dict(type='none'),
                 filesystems=[dict(source=shares[0], target='one')], disks=disks, state='running',
-                interfaces=[dict(source='default', mtu=1400, queues=2)])
+                interfaces=[dict(source='default', mtu=1400, queues=2)], guest_agent=True)   # a virtio-serial controller
     run_domain(playbook, tmp_path, base)
     dom = conn.lookupByName(name)
     assert dom.isActive() and _xml(dom, False).find("memoryBacking/access[@mode='shared']") is not None
@@ -227,10 +228,11 @@ def test_hot_plug_on_a_running_guest(conn, guest, default_network, playbook, tmp
                 cputune=dict(vcpupin=[dict(vcpu=0, cpuset='0')]),
                 filesystems=base['filesystems'] + [dict(source=shares[1], target='two')],
                 disks=[dict(disks[0], iotune=dict(total_iops_sec=100, read_bytes_sec=1048576))] + disks[1:],
-                interfaces=[dict(base['interfaces'][0], filterref='clean-traffic')], inputs=[dict(type='tablet')])
+                interfaces=[dict(base['interfaces'][0], filterref='clean-traffic')], inputs=[dict(type='tablet')],
+                channels=[dict(name='org.example.data')])
     task = run_domain(playbook, tmp_path, more)
     live_changes = sorted((c['option'], c['action']) for c in task['changes'] if c['scope'] == 'live')
-    assert live_changes == [('cputune.vcpupin[0]', 'set'), ('disks[vda]', 'set'), ('filesystems[two]', 'attach'),
+    assert live_changes == [('channels[org.example.data]', 'attach'), ('cputune.vcpupin[0]', 'set'), ('disks[vda]', 'set'), ('filesystems[two]', 'attach'),
                             ('inputs[tablet/usb]', 'attach'), ('interfaces[0]', 'update'), ('iothreads', 'set'), ('rng', 'attach'),
                             ('watchdog', 'attach')], \
         json.dumps(task['changes'], indent=1)
@@ -241,6 +243,7 @@ def test_hot_plug_on_a_running_guest(conn, guest, default_network, playbook, tmp
     assert live.find("devices/rng/backend[@model='random']").text == '/dev/urandom'
     assert live.find("devices/watchdog[@action='poweroff']") is not None
     assert live.xpath("devices/input[@type='tablet'][@bus='usb']")
+    assert live.xpath("devices/channel[@type='unix']/target[@type='virtio'][@name='org.example.data']")
     assert len(live.findall('iothreadids/iothread')) == 1 and live.find('devices/tpm') is None
     # disks: serial, wwn and shareable in the definition; I/O limits applied live (virsh blkdeviotune)
     tune = dom.blockIoTune('vda', _libvirt().VIR_DOMAIN_AFFECT_LIVE)

@@ -18,7 +18,7 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._validate import Valida
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, parse, to_string
 
 HARDWARE = ('tpm', 'secure_boot', 'enrolled_keys', 'loader', 'nvram_template', 'filesystems', 'memory_backing',
-            'rng', 'watchdog', 'boot', 'iothreads', 'cputune', 'numatune', 'video', 'sound', 'cpu_features', 'cpu_cache', 'inputs')
+            'rng', 'watchdog', 'boot', 'iothreads', 'cputune', 'numatune', 'video', 'sound', 'cpu_features', 'cpu_cache', 'inputs', 'channels')
 
 
 def fill(name, value):
@@ -144,6 +144,29 @@ def test_inputs_present_absent_and_live():
         spec_of(inputs=[dict(type='tablet', bus='ps2')])
     with pytest.raises(ValidationError, match=r'inputs\[1\]: the mouse on ps2 is given twice'):
         spec_of(inputs=[dict(type='mouse'), dict(type='mouse', bus='ps2')])
+
+
+def test_channels_present_absent_and_live():
+    current = vm01()
+    spec = spec_of(channels=[dict(name='com.redhat.spice.0'), dict(name='org.example.data', type='pty')])
+    desired, changes, options = plan_config(spec, current, CTX)
+    assert options_changed(changes) == ['channels']
+    spice = desired.xpath("devices/channel[target/@name='com.redhat.spice.0']")[0]
+    assert spice.get('type') == 'spicevmc' and spice.find('target').get('type') == 'virtio'
+    assert plan_live(spec, options, desired, current, CTX, before=current) == ([], ['channels']), 'no virtio-serial controller'
+    live = copy.deepcopy(current)
+    live.find('devices').append(etree.fromstring("<controller type='virtio-serial' index='0'/>"))
+    actions, pending = plan_live(spec, options, desired, live, CTX, before=current)
+    assert sorted(a['option'] for a in actions) == ['channels[com.redhat.spice.0]', 'channels[org.example.data]']
+    stored = parse(to_string(desired))
+    assert plan_config(spec, stored, CTX)[1] == []
+    assert dict(name='org.example.data', type='pty', state=None) in domain_xml_facts(stored)['channels']
+    spec = spec_of(channels=[dict(name='org.example.data', state='absent')])
+    gone, changes, options = plan_config(spec, stored, CTX)
+    assert not gone.xpath("devices/channel[target/@name='org.example.data']") and options_changed(changes) == ['channels']
+    assert plan_live(spec, options, gone, stored, CTX, before=stored) == ([], ['channels'])
+    with pytest.raises(ValidationError, match=r'channels\[0\].type: spicevmc is the SPICE agent channel'):
+        spec_of(channels=[dict(name='org.example', type='spicevmc')])
 
 
 def test_tpm_facts_and_removal():
