@@ -5,7 +5,7 @@ is created and started on host4: the seed ISO (built on the main host) and the d
 into host4's private image directory through libvirt (upload stream, volume create). They are listed by
 host4's libvirt and found as files in host4's private directory, not on the main host; host4's QEMU opened
 them (the guest runs). A second run changes nothing, check mode writes nothing, a disk path in no pool of
-host4 is refused, and state absent with remove_storage deletes both volumes on host4.
+host4 and a seed directory (one of the main host) are refused, and state absent with remove_storage deletes both volumes on host4.
 A private lab instance (own netns names, /24 and state dir) is used, so no other test's lab is touched.
 """
 
@@ -110,6 +110,11 @@ def test_guest_with_seed_and_new_disk_lives_only_in_the_remote_pool(conn, remote
         with pytest.raises(libvirt.libvirtError):
             remote.lookupByName(name + '-x')
         assert len(pool_volumes(remote, name)) == 2, 'the refused run uploaded no seed'
+        # a seed directory would be one of the main host: refused, nothing written there
+        msg = expect_failure(playbook, play, dict(extra, cloud_init=dict(user_data={'a': 2}, directory=str(tmp_path))))
+        assert msg.startswith('cloud_init.directory: %s would be a directory of the host that runs the module' % tmp_path)
+        assert not [f for f in os.listdir(str(tmp_path)) if f.endswith('.iso')]
+        assert len(pool_volumes(remote, name)) == 2
 
         absent = dict(uri=extra['uri'], name=name, virt=extra['virt'], state='absent', remove_storage=True)
         run_task(playbook, play, absent, check=True)
