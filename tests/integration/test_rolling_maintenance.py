@@ -128,43 +128,69 @@ def cluster(conn, uris, unique):
 
 
 class Poller(threading.Thread):
-    """Reads every guest's state on every hypervisor until stopped: moments when a guest runs nowhere."""
+    """Reads every guest's state on every hypervisor until stopped: moments when a guest runs nowhere.
+
+    The hypervisors are read one after the other, so one pass can miss a guest that moved between two
+    reads (an RPC to a busy libvirtd can take seconds here). A pass that finds a guest nowhere is
+    therefore followed at once by a second pass in the other order; only a guest found nowhere by both
+    counts as down. A guest that is really off stays off far longer than two passes.
+    """
 
     def __init__(self, uris, names):
         super(Poller, self).__init__(daemon=True)
         self.uris = uris
         self.names = set(names)
         self.samples = 0
+        self.rechecks = 0
         self.down = []
+        self.bad_states = []
         self.seen = dict((name, []) for name in names)
         self.errors = []
         self._stop_event = threading.Event()
 
+    def _pass(self, libvirt, conns, order):
+        """name -> [(host, state or None)] of the guests listed as active (a guest listed is active then,
+        even when it is gone before its state is read)."""
+        where = dict((name, []) for name in self.names)
+        for host in order:
+            try:
+                doms = conns[host].listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+            except libvirt.libvirtError as exc:
+                self.errors.append('%s: %s' % (host, exc))
+                continue
+            for dom in doms:
+                name = dom.name()
+                if name not in where:
+                    continue
+                try:
+                    state = dom.state()[0]
+                except libvirt.libvirtError:
+                    state = None
+                where[name].append((host, state))
+        return where
+
     def run(self):
         libvirt = _libvirt()
+        order = list(self.uris)
         conns = dict((host, libvirt.open(uri)) for host, uri in self.uris.items())
+        fine = (None, libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED)
         try:
             while not self._stop_event.is_set():
-                where = dict((name, []) for name in self.names)
-                for host, handle in conns.items():
-                    try:
-                        doms = handle.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
-                    except libvirt.libvirtError as exc:
-                        self.errors.append('%s: %s' % (host, exc))
-                        continue
-                    for dom in doms:
-                        try:
-                            name = dom.name()
-                            if name in where:
-                                where[name].append((host, dom.state()[0]))
-                        except libvirt.libvirtError:
-                            pass
+                where = self._pass(libvirt, conns, order)
                 self.samples += 1
+                missing = [name for name, places in where.items() if not places]
+                if missing:
+                    self.rechecks += 1
+                    again = self._pass(libvirt, conns, list(reversed(order)))
+                    for name in missing:
+                        if again[name]:
+                            where[name] = again[name]
+                        else:
+                            self.down.append((time.monotonic(), name))
                 for name, places in where.items():
+                    # a paused guest is the switch-over of a live migration (both ends paused for a moment)
+                    self.bad_states.extend((name, h, state) for h, state in places if state not in fine)
                     running = [h for h, state in places if state == libvirt.VIR_DOMAIN_RUNNING]
-                    # during the switch-over the guest is paused on both ends for a moment: still up
-                    if not places:
-                        self.down.append((time.monotonic(), name))
                     hosts = running or [h for h, _ in places]
                     if hosts and (not self.seen[name] or self.seen[name][-1] != hosts[0]):
                         self.seen[name].append(hosts[0])
@@ -193,7 +219,8 @@ def roll(tmp_path, uris, prefix, fail_on='', check=False, **extra):
     log = tmp_path / ('hook-%s.log' % (fail_on or 'ok'))
     hook = tmp_path / ('hook-%s.yml' % (fail_on or 'ok'))
     hook.write_text(HOOK.format(prefix=prefix, log=str(log), fail_on=fail_on))
-    extra_vars = dict(rolling_hosts='rolllab', rolling_guests='%s-*' % prefix, rolling_maintenance_tasks=str(hook),
+    extra_vars = dict(rolling_hosts='rolllab', rolling_guests='%s-*' % prefix, rolling_maintenance_dir=str(tmp_path),
+                      rolling_maintenance_tasks=hook.name,
                       rolling_live_options='{"unsafe": true}', rolling_concurrency=2, rolling_verify_timeout=30)
     extra_vars.update(extra)
     cmd = [os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), PLAYBOOK, '-i', inventory(tmp_path, uris),
@@ -232,6 +259,7 @@ def test_each_hypervisor_drained_serviced_and_restored_with_every_guest_running(
     assert not poller.errors, poller.errors[:5]
     assert poller.samples > 20
     assert poller.down == [], poller.down[:5]
+    assert poller.bad_states == [], poller.bad_states[:5]
     # the hook ran once per hypervisor, in inventory order, each time with none of the guests on the host
     assert [line.split()[0] for line in hook_lines] == list(HOSTS), hook_lines
     for line, host in zip(hook_lines, HOSTS):
@@ -256,6 +284,7 @@ def test_a_failing_hook_stops_the_roll_at_that_host(tmp_path, uris, cluster):
     assert 'rolling maintenance stopped at hv2 in step maintenance' in proc.stdout, proc.stdout[-4000:]
     assert 'Traceback' not in proc.stdout + proc.stderr
     assert poller.down == [], poller.down[:5]
+    assert poller.bad_states == [], poller.bad_states[:5]
     # main was serviced and restored, hv2 failed in its hook, hv3 was never touched
     assert [line.split()[0] for line in hook_lines] == ['main', 'hv2'], hook_lines
     by_home = dict((h, n) for n, h in homes.items())
@@ -305,7 +334,7 @@ def test_check_mode_plans_every_host_and_moves_nothing(tmp_path, uris, cluster):
 def test_bad_answers_are_refused_before_anything_runs(tmp_path, uris):
     cmd = [os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), PLAYBOOK, '-i', inventory(tmp_path, uris),
            '-e', json.dumps(dict(rolling_hosts='rolllab', rolling_max_unavailable=3, rolling_guests='a b',
-                                 rolling_maintenance_tasks='../etc/x.yml', rolling_live_options='{"nope": 1}'))]
+                                 rolling_maintenance_tasks='/etc/x.yml', rolling_live_options='{"nope": 1}'))]
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2
     out = proc.stdout
@@ -313,3 +342,10 @@ def test_bad_answers_are_refused_before_anything_runs(tmp_path, uris):
                  'rolling_maintenance_tasks:'):
         assert word in out, out[-3000:]
     assert 'Roll through the hypervisors' not in out
+    cmd[-1] = json.dumps(dict(rolling_hosts='rolllab', rolling_maintenance_tasks='hooks/../../x.yml'))
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2 and 'rolling_maintenance_tasks: empty, or the relative path' in proc.stdout, proc.stdout[-3000:]
+    cmd[-1] = json.dumps(dict(rolling_hosts='rolllab', rolling_maintenance_tasks='no-such-hook.yml'))
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2 and 'rolling_maintenance_tasks: no such file on the controller' in proc.stdout, \
+        proc.stdout[-3000:]
