@@ -14,9 +14,9 @@ import os
 import time
 
 from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, libvirt, run
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, is_local_uri, libvirt, run
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import DOMAIN_STATES, STATE_REASONS
-from ansible_collections.kvmops.kvm.plugins.module_utils._storage import StorageManager
+from ansible_collections.kvmops.kvm.plugins.module_utils._storage import StorageManager, delete_image, volume_at_path
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, find_text, parse
 
 ARGUMENT_SPEC = dict(
@@ -287,24 +287,25 @@ class SnapshotManager(StorageManager):
         self.record('config', 'snapshot', 'delete', 'delete', before=self.params['name'])
         self.write('delete', snap.delete, libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
         removed = []
+        local = is_local_uri(self.client.uri)
         for disk in commits:
-            if disk['file'] and os.path.isfile(disk['file']):
-                self.record('host', 'disks', 'delete_overlay', before=disk['file'], target=disk['target'])
-                if self.changes.host(self._remove_overlay, disk['file']):
-                    removed.append(disk['file'])
+            path = disk['file']
+            if not path:
+                continue
+            # A file is only ever looked at, or removed, on the module's host when that host is the hypervisor;
+            # on a remote URI an overlay is reached through libvirt (its pool) or left where it is.
+            vol = None if local else volume_at_path(self.client, path)[1]
+            if local and not os.path.isfile(path):
+                continue
+            if not local and vol is None:
+                self.module.warn('%s: the committed overlay %s is in no storage pool of the remote host, so it is left '
+                                 'there; remove it on the hypervisor' % (self.what, path))
+                continue
+            self.record('host', 'disks', 'delete_overlay', before=path, target=disk['target'])
+            delete_image(self.changes, self.client, path=path, vol=vol, local=local, option='disks')
+            if not self.check:
+                removed.append(path)
         self.extra = dict(commit=progress, removed_overlays=removed)
-
-    def _remove_overlay(self, path):
-        """Delete a committed overlay: through libvirt when a pool holds it, else the file itself."""
-        try:
-            vol = self.client.conn.storageVolLookupByPath(path)
-            vol.delete(0)
-        except libvirt.libvirtError:
-            try:
-                os.unlink(path)
-            except OSError as exc:
-                raise KvmError('%s: cannot remove the committed overlay %s: %s' % (self.what, path, exc.strerror))
-        return True
 
     def block_commit(self, dom, target, top):
         flags = libvirt.VIR_DOMAIN_BLOCK_COMMIT_ACTIVE
