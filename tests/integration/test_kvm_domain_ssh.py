@@ -1,7 +1,7 @@
 """kvm_domain over a real qemu+ssh:// URI: the lab's host4 (private images, reached only through sshd).
 
 The module runs on the main host (the "controller"). A guest with a cloud-init seed and a new qcow2 disk
-is created and started on host4: the seed ISO (built on the main host) and the disk image can only get
+(and a thin overlay on a base volume) is created and started on host4: the seed ISO (built on the main host) and the disk image can only get
 into host4's private image directory through libvirt (upload stream, volume create). They are listed by
 host4's libvirt and found as files in host4's private directory, not on the main host; host4's QEMU opened
 them (the guest runs). A second run changes nothing, check mode writes nothing, a disk path in no pool of
@@ -67,9 +67,14 @@ def test_guest_with_seed_and_new_disk_lives_only_in_the_remote_pool(conn, remote
     name = unique
     images = host4_images(host4)
     user_data = {'hostname': 'remote-seeded'}
+    base_name = 'base-%s.qcow2' % name
     extra = dict(uri=host4.uri('host4'), name=name, virt=osless_virt_type(conn),
-                 disks=[dict(path='/var/lib/libvirt/images/%s.qcow2' % name, size='64MiB')],
+                 disks=[dict(path='/var/lib/libvirt/images/%s.qcow2' % name, size='64MiB'),
+                        dict(pool='default', volume='%s-ovl.qcow2' % name, backing=base_name)],
                  cloud_init=dict(user_data=user_data))
+    base = remote.storagePoolLookupByName('default').createXML(
+        "<volume><name>%s</name><capacity>%d</capacity><target><format type='qcow2'/></target></volume>"
+        % (base_name, 32 << 20), 0)
     try:
         planned = run_task(playbook, play, extra, check=True)
         assert planned['changed'] and ('config', 'cloud_init', 'create_volume') in [
@@ -81,7 +86,7 @@ def test_guest_with_seed_and_new_disk_lives_only_in_the_remote_pool(conn, remote
         made = run_task(playbook, play, extra)
         assert made['changed'] and made['domain']['state'] == 'running'
         vols = pool_volumes(remote, name)
-        assert len(vols) == 2 and '%s.qcow2' % name in vols, vols
+        assert len(vols) == 3 and '%s.qcow2' % name in vols and '%s-ovl.qcow2' % name in vols, vols
         [seed] = [v for v in vols if fnmatch.fnmatchcase(v, '%s-cidata-*.iso' % name)]
         assert files(images, name) == vols, 'the volumes are files in host4\'s private image directory'
         assert files(MAIN_IMAGES, name) == [], 'nothing was written on the main host'
@@ -94,6 +99,11 @@ def test_guest_with_seed_and_new_disk_lives_only_in_the_remote_pool(conn, remote
             assert handle.read(4) == b'QFI\xfb'
         disk = remote.storagePoolLookupByName('default').storageVolLookupByName('%s.qcow2' % name)
         assert disk.info()[1] == 64 << 20
+        # the overlay libvirt made on host4 names the base volume as its backing file (qcow2 header)
+        with open(os.path.join(images, '%s-ovl.qcow2' % name), 'rb') as handle:
+            head = handle.read(4096)
+        offset, length = int.from_bytes(head[8:16], 'big'), int.from_bytes(head[16:20], 'big')
+        assert head[offset:offset + length].decode() == base.path() == '/var/lib/libvirt/images/' + base_name
         dom = remote.lookupByName(name)
         assert dom.isActive(), 'host4\'s QEMU opened the seed and the disk'
         xml = dom.XMLDesc(0)
@@ -109,22 +119,24 @@ def test_guest_with_seed_and_new_disk_lives_only_in_the_remote_pool(conn, remote
         assert 'give disks[0].pool and disks[0].volume instead' in msg
         with pytest.raises(libvirt.libvirtError):
             remote.lookupByName(name + '-x')
-        assert len(pool_volumes(remote, name)) == 2, 'the refused run uploaded no seed'
+        assert len(pool_volumes(remote, name)) == 3, 'the refused run uploaded no seed'
         # a seed directory would be one of the main host: refused, nothing written there
         msg = expect_failure(playbook, play, dict(extra, cloud_init=dict(user_data={'a': 2}, directory=str(tmp_path))))
         assert msg.startswith('cloud_init.directory: %s would be a directory of the host that runs the module' % tmp_path)
         assert not [f for f in os.listdir(str(tmp_path)) if f.endswith('.iso')]
-        assert len(pool_volumes(remote, name)) == 2
+        assert len(pool_volumes(remote, name)) == 3
 
         absent = dict(uri=extra['uri'], name=name, virt=extra['virt'], state='absent', remove_storage=True)
         run_task(playbook, play, absent, check=True)
         assert pool_volumes(remote, name) == vols and remote.lookupByName(name).isActive()
         gone = run_task(playbook, play, absent)
-        assert sorted(c['action'] for c in gone['changes']) == ['delete_volume', 'delete_volume', 'destroy', 'undefine']
+        assert sorted(c['action'] for c in gone['changes']) == ['delete_volume'] * 3 + ['destroy', 'undefine']
         assert pool_volumes(remote, name) == [] and files(images, name) == []
+        assert os.path.exists(os.path.join(images, base_name)), 'the backing volume is no disk of the guest: kept'
         with pytest.raises(libvirt.libvirtError):
             remote.lookupByName(name)
     finally:
         remove_guest(remote, name)
+        base.delete(0)
         for leftover in files(images, name):
             os.remove(os.path.join(images, leftover))
