@@ -1172,7 +1172,12 @@ domain:
     numatune: {description: "Memory NUMA policy (mode, nodeset), null without one.", type: dict, returned: success, version_added: 1.1.0}
     cpu: {description: "The CPU model, features (name, policy) and cache (mode, level).", type: dict, returned: success, version_added: 1.1.0}
     inputs: {description: "Input devices (type, bus).", type: list, elements: dict, returned: success, version_added: 1.1.0}
-    channels: {description: "Channels (name, type, state - connected when the guest side is open).", type: list, elements: dict, returned: success, version_added: 1.1.0}
+    channels:
+      description: Channels (name, type, state - connected when the guest side is open).
+      type: list
+      elements: dict
+      returned: success
+      version_added: 1.1.0
     video: {description: "The first video device (model, vram, heads), null without one.", type: dict, returned: success, version_added: 1.1.0}
     sound: {description: "The first sound device (model), null without one.", type: dict, returned: success, version_added: 1.1.0}
     vcpu_info: {description: Per-vCPU state of a running guest., type: list, elements: dict, returned: success}
