@@ -530,6 +530,7 @@ def plan_live(spec, options, wanted, live, ctx=None, before=None):
     if manage_disks or manage_cidata:
         def managed(elem):
             return manage_cidata if is_cidata(elem, name) else manage_disks
+        given_disks = dict((d['target'], d) for d in spec.get('disks') or [])
         want = dict((disk_view(d)['target'], d) for d in wanted.findall('devices/disk') if managed(d))
         have = dict((disk_view(d)['target'], d) for d in live.findall('devices/disk') if managed(d))
         for target, elem in want.items():
@@ -541,7 +542,10 @@ def plan_live(spec, options, wanted, live, ctx=None, before=None):
                 else:
                     pending.append(label)
                 continue
-            diffs = disk_differences(_disk_spec_of(elem), have[target])
+            wanted_disk = _disk_spec_of(elem)
+            # I/O limits are compared live only when the task gives them (and then only those it gives)
+            wanted_disk['iotune'] = (given_disks.get(target) or {}).get('iotune')
+            diffs = disk_differences(wanted_disk, have[target])
             if not diffs:
                 continue
             if view['device'] == 'cdrom' and media_only_change(diffs):
@@ -565,6 +569,7 @@ def plan_live(spec, options, wanted, live, ctx=None, before=None):
     if spec.get('interfaces') is not None:
         want = wanted.findall('devices/interface')
         have = dict((nic_view(i)['mac'], i) for i in live.findall('devices/interface'))
+        given_extras = [k for k in NIC_EXTRAS if any(nic.get(k) is not None for nic in spec['interfaces'])]
         matched = set()
         for index, elem in enumerate(want):
             view = nic_view(elem)
@@ -575,8 +580,10 @@ def plan_live(spec, options, wanted, live, ctx=None, before=None):
                                     after=dict((k, view[k]) for k in ('type', 'source', 'model', 'mac'))))
                 continue
             matched.add(view['mac'])
-            spec_view = dict((k, view[k]) for k in ('type', 'source', 'model', 'link_state') + NIC_EXTRAS)
-            spec_view['filterref'] = view['filterref'] or ''   # no filter in the definition: none live either
+            # the typed details only when the task gives them (a network's MTU or QoS in the live XML is no change)
+            spec_view = dict((k, view[k]) for k in ('type', 'source', 'model', 'link_state') + tuple(given_extras))
+            if 'filterref' in given_extras:
+                spec_view['filterref'] = view['filterref'] or ''   # no filter in the definition: none live either
             diffs = nic_differences(spec_view, current)
             if diffs and link_only_change(diffs):   # link state, bandwidth, filter: updateDeviceFlags
                 if [field for field, _b, _a in diffs] == ['link_state']:

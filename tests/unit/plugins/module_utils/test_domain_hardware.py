@@ -556,3 +556,19 @@ def test_nic_details_round_trip_compare_and_live():
 def test_nic_details_refused_naming_the_field(extra, message):
     with pytest.raises(ValidationError, match=message):
         validate(nic_params(**extra))
+
+
+def test_live_details_the_task_does_not_give_are_left_alone():
+    """Live-only I/O limits (virsh blkdeviotune --live) and a network's QoS in the live XML: no change unless the
+    task gives iotune / bandwidth."""
+    current = vm01()
+    live = copy.deepcopy(current)
+    live.find('devices/disk').append(etree.fromstring('<iotune><total_iops_sec>50</total_iops_sec></iotune>'))
+    live.find('devices/interface').append(etree.fromstring("<bandwidth><inbound average='100'/></bandwidth>"))
+    spec = validate(hw_params(name='vm01', disks=[dict(path=DISK)], interfaces=[dict(source='default')]))
+    desired, changes, options = plan_config(spec, current, CTX)
+    assert changes == [] and plan_live(spec, options, desired, live, CTX, before=current) == ([], [])
+    spec = validate(disk_params(iotune=dict(total_iops_sec=0)))
+    desired, changes, options = plan_config(spec, current, CTX)
+    actions, _pending = plan_live(spec, options, desired, live, CTX, before=current)
+    assert [(a['option'], a['kind']) for a in actions] == [('disks[vda]', 'call')]
