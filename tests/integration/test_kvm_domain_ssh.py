@@ -95,6 +95,7 @@ def test_guest_with_seed_and_new_disk_lives_only_in_the_remote_pool(conn, remote
         with open(os.path.join(images, seed), 'rb') as handle:
             volume_id, content = read_iso(handle.read())
         assert volume_id == 'cidata' and json.loads(content['user-data'].split(b'\n', 1)[1]) == user_data
+        assert os.stat(os.path.join(images, seed)).st_mode & 0o777 == 0o600, 'the seed holds secrets: 0600 on host4'
         with open(os.path.join(images, '%s.qcow2' % name), 'rb') as handle:
             assert handle.read(4) == b'QFI\xfb'
         disk = remote.storagePoolLookupByName('default').storageVolLookupByName('%s.qcow2' % name)
@@ -121,7 +122,7 @@ def test_guest_with_seed_and_new_disk_lives_only_in_the_remote_pool(conn, remote
             remote.lookupByName(name + '-x')
         assert len(pool_volumes(remote, name)) == 3, 'the refused run uploaded no seed'
         # a seed directory would be one of the main host: refused, nothing written there
-        msg = expect_failure(playbook, play, dict(extra, cloud_init=dict(user_data={'a': 2}, directory=str(tmp_path))))
+        msg = expect_failure(playbook, play, dict(extra, cloud_init=dict(user_data={'a': 'no-such-text-in-a-path'}, directory=str(tmp_path))))
         assert msg.startswith('cloud_init.directory: %s would be a directory of the host that runs the module' % tmp_path)
         assert not [f for f in os.listdir(str(tmp_path)) if f.endswith('.iso')]
         assert len(pool_volumes(remote, name)) == 3
