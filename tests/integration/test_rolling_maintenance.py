@@ -312,23 +312,44 @@ def test_a_cluster_that_cannot_take_the_guests_stops_before_anything_moves(tmp_p
         assert poller.seen[name] == [home], (name, poller.seen[name])
 
 
-def test_check_mode_plans_every_host_and_moves_nothing(tmp_path, uris, cluster):
+def test_check_mode_two_at_a_time_plans_the_batch_on_the_rest_and_moves_nothing(tmp_path, uris, cluster):
+    """--check with rolling_max_unavailable=2: main and hv2 are serviced together, so both their guests are
+    planned onto hv3, the only hypervisor outside the batch, then hv3's guest onto main or hv2; nothing moves."""
     homes = cluster['homes']
     poller = Poller(uris, homes)
     poller.start()
     try:
-        proc, hook_lines = roll(tmp_path, uris, cluster['prefix'], check=True)
+        proc, hook_lines = roll(tmp_path, uris, cluster['prefix'], check=True, rolling_max_unavailable=2)
     finally:
         poller.stop()
     assert proc.returncode == 0, proc.stdout[-4000:]
     for name, home in homes.items():
         assert poller.seen[name] == [home], (name, poller.seen[name])
         assert where_now(cluster['conns'], name) == [(home, True)]
-    # each host's summary names a planned place on another hypervisor for its guest
-    for name, home in homes.items():
         planned = set(re.findall(r'"%s": "([^"]+)"' % re.escape(name), proc.stdout))
-        assert planned and planned <= set(uris.values()) - {uris[home]}, (name, planned)
+        if home in ('main', 'hv2'):
+            assert planned == {uris['hv3']}, (name, planned)
+        else:
+            assert planned and planned <= {uris['main'], uris['hv2']}, (name, planned)
     assert hook_lines == []      # lineinfile in check mode writes nothing
+
+
+def test_the_poller_sees_a_guest_that_is_off(uris, cluster):
+    """The poller can fail: a guest destroyed for a moment is counted as down."""
+    homes = cluster['homes']
+    name = [n for n, h in homes.items() if h == 'hv3'][0]
+    poller = Poller(uris, homes)
+    poller.start()
+    try:
+        time.sleep(1)
+        dom = cluster['conns']['hv3'].lookupByName(name)
+        dom.destroy()
+        time.sleep(1)
+        dom.create()
+        time.sleep(1)
+    finally:
+        poller.stop()
+    assert poller.down and set(n for _, n in poller.down) == {name}
 
 
 def test_bad_answers_are_refused_before_anything_runs(tmp_path, uris):
