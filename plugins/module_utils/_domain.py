@@ -50,6 +50,7 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._files import refuse_li
 from ansible_collections.kvmops.kvm.plugins.module_utils._storage import (
     FILE_POOLS,
     backing_image,
+    check_capacity,
     create_at_path,
     create_in_pool,
     delete_image,
@@ -79,6 +80,7 @@ DISK_SPEC = dict(
     format=dict(type='str', choices=['raw', 'qcow2']),
     allocation=dict(type='str', choices=['sparse', 'full'], default='sparse'),
     backing=dict(type='path'),
+    clone_from=dict(type='str'),
     target=dict(type='str'),
     bus=dict(type='str', choices=['virtio', 'sata', 'scsi', 'ide', 'usb']),
     cache=dict(type='str', choices=['none', 'writeback', 'writethrough', 'directsync', 'unsafe', 'default']),
@@ -385,9 +387,14 @@ def _validate_disk(index, raw):
     if disk.get('pool'):
         valid.object_name(label + '.pool', disk['pool'], 'pool name')
         valid.object_name(label + '.volume', disk['volume'], 'volume name')
-    if disk.get('backing'):   # a path, or the name of a volume in the disk's pool
-        check = valid.abs_path if disk['backing'].startswith('/') or not disk.get('pool') else valid.object_name
-        disk['backing'] = check(label + '.backing', disk['backing'])
+    for key in ('backing', 'clone_from'):   # a path, or the name of a volume in the disk's pool
+        if disk.get(key):
+            check = valid.abs_path if disk[key].startswith('/') or not disk.get('pool') else valid.object_name
+            disk[key] = check('%s.%s' % (label, key), disk[key])
+    if disk.get('backing') and disk.get('clone_from'):
+        raise valid.ValidationError('%s: give either backing (a thin overlay) or clone_from (a full copy), not both' % label)
+    if disk.get('clone_from') and disk['device'] != 'disk':
+        raise valid.ValidationError('%s.clone_from: only for a disk, not a %s' % (label, disk['device']))
     if disk.get('target') and not TARGET_RE.fullmatch(disk['target']):
         valid.refuse(label + '.target', 'invalid target (vda, sdb, hdc, ...)', disk['target'])
     if disk.get('boot_order') is not None:
@@ -540,14 +547,10 @@ class Manager(object):
             if vol is None:
                 if disk['device'] != 'disk':
                     raise KvmError('%s: volume %r does not exist in pool %r' % (label, disk['volume'], disk['pool']))
-                if disk.get('size_bytes') is None and not disk.get('backing'):
-                    raise KvmError('%s: volume %r does not exist in pool %r; give size (or backing) to create it'
-                                   % (label, disk['volume'], disk['pool']))
-                backing = backing_image(self.module, self.client, label + '.backing', disk['backing'], pool=pool,
-                                        local=self.local) if disk.get('backing') else None
-                disk['plan'] = self._image_plan(disk, backing)
-                disk['format'] = disk['plan']['format']
-                self.storage.append(('volume', dict(disk=disk, pool=pool)))
+                if disk.get('size_bytes') is None and not disk.get('backing') and not disk.get('clone_from'):
+                    raise KvmError('%s: volume %r does not exist in pool %r; give size (or backing, or clone_from) to '
+                                   'create it' % (label, disk['volume'], disk['pool']))
+                self._plan_volume(disk, pool, disk['volume'])
             elif not disk.get('format'):
                 fmt = parse(self.client.call('volume %s' % disk['volume'], vol.XMLDesc, 0), 'volume XML').find('target/format')
                 disk['format'] = fmt.get('type') if fmt is not None else 'raw'
@@ -568,6 +571,9 @@ class Manager(object):
             raise KvmError('%s.path: %s does not exist' % (label, path))
         if path in existing and disk.get('size_bytes') is None:
             raise KvmError('%s.path: %s (in the current definition) does not exist' % (label, path))
+        if disk.get('clone_from'):
+            raise KvmError('%s.clone_from: a copy is made by libvirt as a volume; give %s.pool and %s.volume '
+                           '(on a local URI a disk path is created with qemu-img, which only makes overlays)' % (label, label, label))
         if disk.get('size_bytes') is None and not disk.get('backing'):
             raise KvmError('%s: %s does not exist; give size (or backing) to create it' % (label, path))
         if not os.path.isdir(os.path.dirname(path)):
@@ -598,13 +604,30 @@ class Manager(object):
             raise KvmError('%s.path: %s does not exist %s' % (label, path, where))
         if path in existing and disk.get('size_bytes') is None:
             raise KvmError('%s.path: %s (in the current definition) does not exist %s' % (label, path, where))
-        if disk.get('size_bytes') is None and not disk.get('backing'):
-            raise KvmError('%s: %s does not exist %s; give size (or backing) to create it' % (label, path, where))
+        if disk.get('size_bytes') is None and not disk.get('backing') and not disk.get('clone_from'):
+            raise KvmError('%s: %s does not exist %s; give size (or backing, or clone_from) to create it' % (label, path, where))
+        self._plan_volume(disk, pool, os.path.basename(path))
+
+    def _plan_volume(self, disk, pool, name):
+        """A new volume of ``pool`` for ``disk``: empty, an overlay on ``backing`` or a copy of ``clone_from``."""
+        label = disk['label']
         backing = backing_image(self.module, self.client, label + '.backing', disk['backing'], pool=pool,
-                                local=False) if disk.get('backing') else None
+                                local=self.local) if disk.get('backing') else None
+        clone = None
+        if disk.get('clone_from'):
+            clone = backing_image(self.module, self.client, label + '.clone_from', disk['clone_from'], pool=pool, local=False)
+            if disk.get('format') and clone['format'] and disk['format'] != clone['format']:
+                raise KvmError('%s.format: %s, but %s is a %s image; a clone keeps its format (convert it with '
+                               'kvm_volume import_from)' % (label, disk['format'], clone['path'], clone['format']))
+            if clone['format'] not in ('raw', 'qcow2'):
+                raise KvmError('%s.clone_from: %s has format %r; only raw and qcow2 images are cloned'
+                               % (label, clone['path'], clone['format']))
+            disk['format'] = clone['format']
+            disk.setdefault('size_bytes', None)
+            disk['size_bytes'] = check_capacity(label + '.size', disk['size_bytes'], clone, 'clone_from %s' % clone['path'])
         disk['plan'] = self._image_plan(disk, backing)
         disk['format'] = disk['plan']['format']
-        self.storage.append(('volume', dict(disk=disk, pool=pool, name=os.path.basename(path))))
+        self.storage.append(('volume', dict(disk=disk, pool=pool, name=name, clone=clone['vol'] if clone else None)))
 
     @staticmethod
     def _image_plan(disk, backing):
@@ -635,10 +658,13 @@ class Manager(object):
                 disk = data['disk']
                 plan = disk['plan']
                 name = data.get('name') or disk['volume']   # a path disk on a remote URI: the file in its pool
-                self.changes.record('config', disk['label'], 'create_volume', after=dict(
-                    pool=data['pool'].name(), volume=name, format=plan['format'], size=disk.get('size'),
-                    capacity=plan['capacity'], backing=disk.get('backing')))
-                create_in_pool(self.changes, self.client, data['pool'], name, plan, perms=dict(mode='0600'))
+                after = dict(pool=data['pool'].name(), volume=name, format=plan['format'], size=disk.get('size'),
+                             capacity=plan['capacity'], backing=disk.get('backing'))
+                if disk.get('clone_from'):
+                    after['clone_from'] = disk['clone_from']
+                self.changes.record('config', disk['label'], 'create_volume', after=after)
+                create_in_pool(self.changes, self.client, data['pool'], name, plan, perms=dict(mode='0600'),
+                               clone=data.get('clone'))
 
     # -- lifecycle -------------------------------------------------------
     def state_of(self, dom):

@@ -598,6 +598,16 @@ options:
           - With O(disks[].pool) it may be the name of a volume in that pool.
           - On a remote URI it must be the path (or, with O(disks[].pool), the name) of a volume libvirt knows on the hypervisor.
         type: path
+      clone_from:
+        description:
+          - Create the volume as a full copy of this volume, made by libvirt (C(virsh vol-clone)); the copy keeps the
+            source's format and is grown to O(disks[].size) when that is given (never smaller than the source).
+          - The path of a volume libvirt knows, or with O(disks[].pool) the name of a volume in that pool.
+          - For a volume disk (O(disks[].pool) and O(disks[].volume)) or, on a remote URI, a O(disks[].path) in a pool's
+            directory; a disk path on a local URI is refused (it is created with qemu-img). Mutually exclusive with
+            O(disks[].backing). An existing image is never replaced.
+        type: str
+        version_added: 1.1.0
       target:
         description:
           - Guest device name (V(vda), V(sdb), V(hdc)). Default - the first free name for the bus.

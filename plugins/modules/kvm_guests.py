@@ -212,6 +212,9 @@ options:
           cache:
             description: As O(kvmops.kvm.kvm_domain#module:disks[].cache).
             type: raw
+          clone_from:
+            description: As O(kvmops.kvm.kvm_domain#module:disks[].clone_from).
+            type: raw
           device:
             description: As O(kvmops.kvm.kvm_domain#module:disks[].device).
             type: raw

@@ -206,6 +206,53 @@ def test_pool_disk_overlay_on_a_backing_volume_named_in_its_pool(remote):
     assert volumes(remote) == []
 
 
+def test_clone_from_copies_a_volume_into_the_disk_pool(remote):
+    pool = remote.find_pool('default-pool')
+    base = _storage.create_in_pool(_Changes(), remote, pool, 'golden.qcow2',
+                                   _storage.image_plan('golden', 32 << 20, 'qcow2'))
+    del remote.write_log[:]
+    by_path = dict(path=os.path.join(POOL_DIR, 'kvmops-remote.qcow2'), clone_from=base.path(), size='64MiB')
+    by_name = dict(pool='default-pool', volume='kvmops-remote-b.qcow2', clone_from='golden.qcow2', target='vdb')
+    try:
+        for bad, fragment in ((dict(by_name, backing='golden.qcow2'), r'give either backing .* or clone_from'),
+                              (dict(by_name, device='cdrom', bus='sata'), r'clone_from: only for a disk')):
+            with pytest.raises(ValidationError, match=fragment):
+                validate(params(name='g', disks=[bad]))
+        for bad, fragment in ((dict(by_path, size='1MiB'), r'^disks\[0\]\.size: 1048576 is smaller than clone_from'),
+                              (dict(by_path, format='raw'), r'^disks\[0\]\.format: raw, but .* is a qcow2 image'),
+                              (dict(by_path, clone_from='/srv/golden.qcow2'), r'clone_from: /srv/golden\.qcow2 is not a volume')):
+            with pytest.raises(KvmError, match=fragment):
+                converge(remote, **dict(GUEST, disks=[bad]))
+        assert remote.write_log == []
+        planned = converge(remote, check=True, **dict(GUEST, disks=[by_path, by_name]))
+        creates = [c['after'] for c in planned['changes'] if c['action'] == 'create_volume']
+        assert [(c['volume'], c['clone_from'], c['capacity'], c['format']) for c in creates] == [
+            ('kvmops-remote.qcow2', base.path(), 64 << 20, 'qcow2'), ('kvmops-remote-b.qcow2', 'golden.qcow2', 32 << 20, 'qcow2')]
+        assert remote.write_log == [] and volumes(remote) == ['golden.qcow2']
+        made = converge(remote, **dict(GUEST, disks=[by_path, by_name]))
+        assert remote.write_log == ['createXMLFrom', 'createXMLFrom', 'defineXMLFlags']
+        assert [d['format'] for d in made['domain']['disks'] if d['device'] == 'disk'] == ['qcow2', 'qcow2']
+        assert pool.storageVolLookupByName('kvmops-remote.qcow2').info()[1] == 64 << 20
+        assert converge(remote, **dict(GUEST, disks=[by_path, by_name]))['changed'] is False
+    finally:
+        converge(remote, name='kvmops-remote', state='absent', remove_storage=True)
+        base.delete(0)
+    assert volumes(remote) == []
+
+
+def test_clone_from_on_a_local_path_disk_is_refused(tmp_path):
+    client = LibvirtClient(FakeModule(dict(name='x')), uri='test:///default')
+    try:
+        module = FakeModule(dict(params(**dict(GUEST, disks=[dict(path=str(tmp_path / 'd.qcow2'), clone_from='/x/y')])),
+                                 uri='test:///default'))
+        client.module = module
+        with pytest.raises(KvmError, match=r'^disks\[0\]\.clone_from: a copy is made by libvirt as a volume; give disks\[0\]\.pool'):
+            Manager(client, module).run()
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        client.close()
+
+
 def test_remote_removal_leaves_a_file_in_no_pool_with_a_warning(remote):
     xml = ('<domain type="test"><name>kvmops-remote</name><memory>131072</memory><os><type>hvm</type></os>'
            '<devices><disk type="file" device="disk"><source file="/srv/x.raw"/><target dev="vda"/></disk>'
