@@ -9,7 +9,9 @@ and drops the ``.;1`` suffix, so ``USER-DATA.;1`` is read as ``user-data``,
 which is what cloud-init's NoCloud datasource opens.
 
 The image is a pure function of its content (fixed timestamps), so its name
-can carry a hash of that content and a second run finds the same file.
+can carry a hash of that content and a second run finds the same file - or,
+on a remote URI (or with ``cloud_init.pool``), the same volume: kvm_domain then
+uploads the bytes into the pool through libvirt (``_storage.upload_bytes``).
 """
 
 from __future__ import annotations
