@@ -283,7 +283,9 @@ options:
     version_added: 1.1.0
     suboptions:
       hugepages:
-        description: Back the guest with huge pages (reserve them on the host first, for example with C(vm.nr_hugepages)).
+        description:
+          - Back the guest with huge pages (reserve them on the host first, for example with C(vm.nr_hugepages)).
+          - libvirt needs hugetlbfs mounted when libvirtd starts, unless O(memory_backing.source=memfd).
         type: bool
       pages:
         description: Huge page sizes, per guest NUMA node set (implies O(memory_backing.hugepages)); a complete list.

@@ -13,6 +13,8 @@
   pinned live (read back from libvirt's pin info), disk I/O limits set live (read back with blockIoTune), disk
   serial, wwn and shareable defined, a NIC's nwfilter changed live (its MTU and queues defined);
   a TPM waits for the next boot.
+* ``test_hugepages_back_a_running_guest``: 2 MiB huge pages reserved for the test back a running guest's memory
+  (the host's free huge page counter drops by the guest's 32 pages).
 * ``test_four_step_tuning_and_explicit_loader``: memory_backing, boot, iothreads, cputune, numatune, video,
   sound, the CPU model, features and cache, and Secure Boot with
   an explicit loader and NVRAM template, on a stopped guest: the four-step proof and libvirt's XML read back.
@@ -309,3 +311,39 @@ def test_four_step_tuning_and_explicit_loader(conn, guest, playbook, tmp_path):
     facts = outcomes[3]['domain']
     assert facts['loader'] == loader and facts['nvram_template'] == template and facts['secure_boot'] is True
     assert facts['memory_backing']['pages'] == [dict(size_kib=2048, nodeset=None)] and facts['iothreads'] == 2
+
+
+HUGEPAGES = '/sys/kernel/mm/hugepages/hugepages-2048kB'
+
+
+def _pages(name):
+    with open(os.path.join(HUGEPAGES, name)) as handle:
+        return int(handle.read())
+
+
+def _reserve(count):
+    with open(os.path.join(HUGEPAGES, 'nr_hugepages'), 'w') as handle:
+        handle.write(str(count))
+
+
+def test_hugepages_back_a_running_guest(conn, guest, playbook, tmp_path):
+    """memory_backing hugepages: the running guest's 64 MiB come from the host's 2 MiB huge pages (the free
+    counter drops by 32); the pages are reserved for the test and given back."""
+    name = guest['name']
+    reserved = _pages('nr_hugepages')
+    _reserve(reserved + 40)
+    try:
+        free = _pages('free_hugepages')
+        if free < 32:
+            pytest.skip('the host could not reserve 32 free 2 MiB huge pages (%d free)' % free)
+        args = dict(name=name, virt_type=osless_virt_type(conn), memory='64MiB', vcpus=1, graphics=dict(type='none'),
+                    memory_backing=dict(pages=[dict(size='2MiB')], source='memfd'), state='running')
+        run_domain(playbook, tmp_path, args)
+        dom = conn.lookupByName(name)
+        assert dom.isActive() and _xml(dom, False).find("memoryBacking/hugepages/page[@size='2048']") is not None
+        assert free - _pages('free_hugepages') >= 32, (free, _pages('free_hugepages'))
+        again = run_domain(playbook, tmp_path, args)
+        assert again['changed'] is False and again['changes'] == []
+    finally:
+        _remove(conn, name)
+        _reserve(reserved)
