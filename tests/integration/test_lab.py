@@ -89,16 +89,23 @@ def test_every_host_has_its_own_identity(lab, conns, conn):
     assert all(uuids) and len(set(uuids)) == 4
 
 
-def test_kvm_info_reaches_a_lab_host(lab, conns, playbook, tmp_path):
+def test_kvm_info_reaches_the_lab_hosts(lab, conns, playbook, tmp_path):
+    """A module over TCP (host3) and over both SSH URIs of host4 (the modules open libvirt with no event loop)."""
     path = tmp_path / 'play.yml'
-    path.write_text(
-        '- hosts: localhost\n  gather_facts: false\n  tasks:\n'
-        '    - name: info\n      kvmops.kvm.kvm_info:\n        uri: "%s"\n        gather: [host]\n' % lab.uri('host3'))
+    # (host3's pools are copies of the main host's, which other tests change: only host4's are read)
+    tasks = ''.join('    - name: %s\n      kvmops.kvm.kvm_info:\n        uri: "%s"\n        gather: %s\n' % task
+                    for task in (('tcp', lab.uri('host3'), '[host]'), ('ssh', lab.uri('host4'), '[host, pools]'),
+                                 ('libssh2', lab.values['KVMLAB_HOST4_LIBSSH2_URI'], '[host, pools]')))
+    path.write_text('- hosts: localhost\n  gather_facts: false\n  tasks:\n' + tasks)
     result = playbook(str(path))
     assert result.rc == 0, result.stdout[-2000:]
-    host = result.task('info')['host']
+    host = result.task('tcp')['host']
     assert host['hostname'] == conns['host3'].getHostname()
     assert host['virtualization']['local'] is False
+    for name in ('ssh', 'libssh2'):
+        found = result.task(name)
+        assert found['host']['hostname'] == lab.hostname('host4')
+        assert [(p['name'], p['target_path'], p['active']) for p in found['pools']] == [('default', IMAGES, True)], found['pools']
 
 
 def test_live_migration_around_the_three_hypervisors(lab, conns, conn, unique):
@@ -144,7 +151,7 @@ def test_ssh_uri_is_a_real_ssh_transport(lab):
     assert _accepted_logins(lab) == before + 1
     # the lab put host4's key in root's known_hosts (no no_verify in the URI), and libssh checks the lab's own file
     assert 'no_verify' not in uri and 'command=' not in uri
-    libssh = subprocess.run(['virsh', '-c', lab.values['KVMLAB_HOST4_LIBSSH_URI'], 'hostname'], capture_output=True,
+    libssh = subprocess.run(['virsh', '-c', lab.values['KVMLAB_HOST4_LIBSSH2_URI'], 'hostname'], capture_output=True,
                             text=True, timeout=60, check=False)
     assert libssh.returncode == 0 and libssh.stdout.strip() == lab.hostname('host4'), libssh.stderr
     # no TCP listener on host4: the ssh URI is the only way in

@@ -140,7 +140,7 @@ select_host() {
         PRIVATE_IMAGES=1
         BIND_DIRS="$BIND_DIRS images:$IMAGES"
         LAB_URI="qemu+ssh://root@${LAB_ADDR}/system?keyfile=$SSH_DIR/id_ed25519&no_tty=1"
-        LIBSSH_URI="qemu+libssh://root@${LAB_ADDR}/system?keyfile=$SSH_DIR/id_ed25519&known_hosts=$SSH_DIR/known_hosts&known_hosts_verify=normal&sshauth=privkey"
+        LIBSSH2_URI="qemu+libssh2://root@${LAB_ADDR}/system?keyfile=$SSH_DIR/id_ed25519&known_hosts=$SSH_DIR/known_hosts&known_hosts_verify=normal&sshauth=privkey"
     else
         PRIVATE_IMAGES=0
         LAB_URI="qemu+tcp://${LAB_ADDR}/system"
@@ -288,7 +288,7 @@ print_uris() {   # for the hosts in $HOSTS
         if [ "$HOST" = host4 ]; then
             cat <<EOF
 lab $HOST URI (from main host):  $LAB_URI
-lab $HOST URI (libssh):           $LIBSSH_URI
+lab $HOST URI (libssh2):          $LIBSSH2_URI
   $HOST images are PRIVATE (not shared with the main host); ssh key $SSH_DIR/id_ed25519
 EOF
         else
@@ -330,7 +330,7 @@ print_env() {
         echo "KVMLAB_${_up}_NETNS='$NETNS'"
         echo "KVMLAB_${_up}_SHARED_IMAGES='$((1 - PRIVATE_IMAGES))'"
         if [ "$HOST" = host4 ]; then
-            echo "KVMLAB_${_up}_LIBSSH_URI='$LIBSSH_URI'"
+            echo "KVMLAB_${_up}_LIBSSH2_URI='$LIBSSH2_URI'"
             echo "KVMLAB_${_up}_SSH_KEY='$SSH_DIR/id_ed25519'"
             echo "KVMLAB_${_up}_SSH_KNOWN_HOSTS='$SSH_DIR/known_hosts'"
             echo "KVMLAB_${_up}_SSH_COMMAND='$SSH_DIR/ssh'"
