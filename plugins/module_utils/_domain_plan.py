@@ -410,11 +410,6 @@ def plan_config(spec, current, ctx=None):
 
 
 # ---------------------------------------------------------------- live
-def _disk_spec_of(elem):
-    view = disk_view(elem)
-    return dict((k, v) for k, v in view.items() if k not in ('type', 'target'))
-
-
 def _call_action(option, call):
     """A live API call of a typed option: ``(method, number, value)`` as computed by the option's ``live``."""
     method, vcpu, value = call
