@@ -679,21 +679,24 @@ EOF
 # root's known_hosts on the main host: the lab writes (on start) and removes (on stop) the one line for the
 # lab host's address, so the plain qemu+ssh:// URI verifies the host key like any other host's.
 root_known_hosts() { printf '%s/.ssh/known_hosts' "$(getent passwd root | cut -d: -f6)"; }
-trust_host_key() {
+# Lab instances with other state dirs do not share the lock on fd 9: edits
+# of known_hosts take their own lock (ssh-keygen -R rewrites the file, so an
+# append by another instance in between would be lost).
+known_hosts_edit() {   # $1 add|remove
     _kh=$(root_known_hosts)
     [ -d "${_kh%/*}" ] || mkdir -m 0700 "${_kh%/*}"
-    if [ -f "$_kh" ]; then ssh-keygen -q -R "$LAB_ADDR" -f "$_kh" >/dev/null 2>&1 9>&- || true; fi
-    cat "$SSH_DIR/known_hosts" >>"$_kh"
-    chmod 0600 "$_kh"
-    rm -f "$_kh.old"
-}
-untrust_host_key() {
-    _kh=$(root_known_hosts)
-    if [ -f "$_kh" ] && grep -q . "$_kh"; then
-        ssh-keygen -q -R "$LAB_ADDR" -f "$_kh" >/dev/null 2>&1 9>&- || true
+    (
+        flock -w 60 8 || exit 1
+        if [ -f "$_kh" ]; then ssh-keygen -q -R "$LAB_ADDR" -f "$_kh" >/dev/null 2>&1 || true; fi
         rm -f "$_kh.old"
-    fi
+        if [ "$1" = add ]; then
+            cat "$SSH_DIR/known_hosts" >>"$_kh"
+            chmod 0600 "$_kh"
+        fi
+    ) 8>"${_kh%/*}/.kvmlab-known_hosts.lock" 9>&-
 }
+trust_host_key() { known_hosts_edit add || die "cannot add host4's key to $(root_known_hosts)"; }
+untrust_host_key() { known_hosts_edit remove || log "WARNING: cannot remove host4's key from $(root_known_hosts)"; }
 
 # The main host reaches lab host i at NET.(4i+2) over its veth pair; every lab
 # host reaches the main host at NET.1 (host2's main end; a /32 on the main
