@@ -529,6 +529,12 @@ def _preflight_filesystems(wanted, local):
     for index, fs in enumerate(wanted):
         if local and not os.path.isdir(fs['source']):
             raise KvmError('filesystems[%d].source: directory %s does not exist on this host' % (index, fs['source']))
+        # A symlink (planted where the shared directory is expected) would hand the guest its target
+        # (/, /etc): the directory is shared under its real path only.
+        real = os.path.realpath(fs['source']) if local else None
+        if local and real != os.path.normpath(fs['source']):
+            raise KvmError('filesystems[%d].source: %s goes through a symlink (to %s); give the real directory'
+                           % (index, fs['source'], real))
 
 
 def shared_memory(root):

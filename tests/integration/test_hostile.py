@@ -44,6 +44,7 @@ WATCHED = ['/etc/network', '/etc/sysconfig/network-scripts', '/etc/NetworkManage
            '/etc/libvirt/qemu', '/etc/libvirt/storage', '/var/lib/libvirt/images']
 TRACEBACK = 'Traceback (most recent call last)'
 MIN_CASES = 200
+OTHER_RUNS = re.compile(r'^((domain|network|pool|volume|volume/[^/]+)/|/etc/libvirt/(qemu|storage)/|/var/lib/libvirt/images/)kvmops-(it|molecule)-')
 
 
 class Unsafe(str):
@@ -152,7 +153,8 @@ def test_hostile(name, case_id):
     failed = [r for r in recs if r['failed']]
     assert failed, 'case %s was not refused: %s' % (case_id, json.dumps(recs[-1]['result'])[:2000])
     assert not any(r['changed'] for r in recs), 'case %s reported changed' % case_id
-    written = [c for r in recs for c in r['libvirt_changes'] + r['file_changes']]
+    # Objects of other test runs sharing the host (the integration and molecule tiers' names) are theirs.
+    written = [c for r in recs for c in r['libvirt_changes'] + r['file_changes'] if not OTHER_RUNS.search(c)]
     assert not written, 'case %s wrote: %s' % (case_id, written)
     msg = failed[0]['msg']
     assert re.search(case['expect'], msg), 'case %s: message %r does not match %r' % (case_id, msg, case['expect'])
