@@ -115,6 +115,45 @@ def _untyped(spec):
     return out
 
 
+# scheme://user:password@host...: the user information of a URL, found without parsing it (a malformed
+# URL, or one of a scheme the modules refuse, carries its password all the same).
+URL_USERINFO_RE = re.compile(r'[A-Za-z][A-Za-z0-9+.-]*://(\S*)@')
+
+
+def url_passwords(value):
+    """The passwords of every URL in ``value`` (a string, or lists and dicts of them), to be masked."""
+    found = set()
+    if isinstance(value, str):
+        for match in URL_USERINFO_RE.finditer(value):
+            password = match.group(1).partition(':')[2]
+            if password:
+                found.add(password)
+    elif isinstance(value, dict):
+        for item in value.values():
+            found.update(url_passwords(item))
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            found.update(url_passwords(item))
+    return found
+
+
+class _Module(AnsibleModule):
+    """AnsibleModule whose every result and failure masks the password of any URL in the task's arguments
+    (an ``import_from`` URL with credentials is no secret option, and may be refused before a module masks it,
+    even by ansible-core's own type checks)."""
+
+    def _mask_url_passwords(self):
+        self.no_log_values.update(url_passwords(getattr(self, 'params', None)))
+
+    def exit_json(self, **kwargs):
+        self._mask_url_passwords()
+        super(_Module, self).exit_json(**kwargs)
+
+    def fail_json(self, msg, **kwargs):
+        self._mask_url_passwords()
+        super(_Module, self).fail_json(msg, **kwargs)
+
+
 def new_module(argument_spec, **kwargs):
     """``AnsibleModule(...)``, but an infinite number in an int option is a message, not a traceback.
 
@@ -124,11 +163,11 @@ def new_module(argument_spec, **kwargs):
     """
     overflow = False
     try:
-        return AnsibleModule(argument_spec=argument_spec, **kwargs)
+        return _Module(argument_spec=argument_spec, **kwargs)
     except OverflowError:
         overflow = True
     if overflow:
-        module = AnsibleModule(argument_spec=_untyped(argument_spec), supports_check_mode=True)
+        module = _Module(argument_spec=_untyped(argument_spec), supports_check_mode=True)
         names = _infinite_options(argument_spec, module.params) or ['an integer option']
         module.fail_json(msg='%s: must be a finite integer (got an infinite number)' % names[0])
     return None

@@ -14,10 +14,9 @@ them; it is never overwritten.
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit
 
 from ansible_collections.kvmops.kvm.plugins.module_utils import _storage, _transfer, _validate as valid
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, is_local_uri, libvirt, run
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, is_local_uri, libvirt, run, url_passwords
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import volume_facts
 from ansible_collections.kvmops.kvm.plugins.module_utils._qemu_img import chain_summary, image_check, image_info
 from ansible_collections.kvmops.kvm.plugins.module_utils._storage import StorageManager, round_up
@@ -168,6 +167,8 @@ class VolumeManager(StorageManager):
     # -- input -------------------------------------------------------------
     def validate(self):
         p = self.params
+        # A password inside a URL is masked like url_password, before anything can refuse the URL.
+        self.changes.secret(*url_passwords([p.get('import_from'), p.get('checksum')]))
         valid.object_name('pool', p['pool'], 'pool name')
         valid.object_name('name', p['name'], 'volume name')
         sources = [k for k in ('backing', 'clone_from', 'import_from') if p.get(k)]
@@ -181,12 +182,6 @@ class VolumeManager(StorageManager):
         if p.get('backing') and p.get('format') == 'raw':
             raise KvmError('format raw cannot have a backing file; a copy-on-write overlay needs format qcow2')
         self.ref = import_ref(p['import_from']) if p.get('import_from') is not None else None
-        for url in (p.get('import_from'), (p.get('checksum') or '').partition(':')[2].strip()):
-            if _transfer.is_url(url) and '@' in url:   # a password inside a URL is masked like url_password
-                try:
-                    self.changes.secret(urlsplit(url).password)
-                except ValueError:
-                    pass
         self.checksum = _transfer.parse_checksum(p['checksum']) if p.get('checksum') else None
         if self.checksum and not self.ref:
             raise valid.ValidationError('checksum: needs import_from (the checksum of the image to import)')
@@ -227,7 +222,14 @@ class VolumeManager(StorageManager):
             raise valid.ValidationError('export_to: %s exists and is not a regular file' % path)
         if not os.path.isdir(os.path.dirname(path)):
             raise valid.ValidationError('export_to: the directory %s does not exist' % os.path.dirname(path))
+        directory = os.path.dirname(path)
+        if os.path.realpath(directory) != os.path.normpath(directory):   # a planted link to /etc, /root/.ssh, ...
+            raise valid.ValidationError('export_to: the directory %s goes through a symbolic link (to %s); give the real '
+                                        'directory' % (directory, os.path.realpath(directory)))
         mode = normalize_mode(p.get('export_mode'), 'export_mode') if p.get('export_mode') is not None else '0600'
+        if int(mode, 8) & 0o7000:   # the image holds what the guest wrote: never a setuid program
+            raise valid.ValidationError('export_mode: %s sets the setuid, setgid or sticky bit; an exported image '
+                                        'needs none (for example 0600 or 0640)' % mode)
         self.export = dict(path=path, mode=mode)
 
     # -- lookups -----------------------------------------------------------

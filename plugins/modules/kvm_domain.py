@@ -252,7 +252,7 @@ options:
     version_added: 1.1.0
     suboptions:
       source:
-        description: Host directory (absolute path; must exist on a local URI).
+        description: Host directory (absolute path; on a local URI it must exist and be reached through no symbolic link - give its real path).
         type: path
         required: true
       target:

@@ -155,7 +155,8 @@ options:
       - Download the volume into this file on the host that runs the module (also from a remote O(uri)), through
         libvirt's download stream, with holes kept sparse.
       - The file is written under a temporary name in the same directory and renamed into place (never half written),
-        with mode O(export_mode). A symbolic link at the path is refused, never followed; the directory must exist.
+        with mode O(export_mode). A symbolic link at the path is refused, never followed; the directory must exist
+        and be reached through no symbolic link (give its real path).
       - Nothing is written when the file there has the same content already (compared by SHA-256); a file with
         other content is replaced only with O(force=true). In check mode nothing is written.
       - An absolute path without C(..) components. Needs O(state=present); the volume is created first if needed.
@@ -163,7 +164,7 @@ options:
     type: path
     version_added: 1.1.0
   export_mode:
-    description: Mode of the O(export_to) file, an octal string such as V('0640'). Default V('0600') (owner only).
+    description: Mode of the O(export_to) file, an octal string such as V('0640'). Default V('0600') (owner only). A mode with the setuid, setgid or sticky bit is refused.
     type: raw
     version_added: 1.1.0
   shrink:

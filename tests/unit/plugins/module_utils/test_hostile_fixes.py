@@ -3,8 +3,9 @@
 import os
 
 import pytest
+from test_transfer import manager
 
-from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
+from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, url_passwords
 from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import OPTIONS_BY_NAME
 
 
@@ -24,3 +25,41 @@ def test_filesystems_source_through_a_symlink_is_refused(tmp_path):
     with pytest.raises(KvmError, match=r'^filesystems\[1\]\.source: .* goes through a symlink'):
         preflight([dict(source=str(real), target='a'), dict(source=str(below / 'sub'), target='b')], True)
     preflight([dict(source=str(link), target='a')], False)   # a remote host's paths are not this host's
+
+
+@pytest.mark.parametrize('value, passwords', [
+    ('https://admin:Pw-1@host/i.raw', {'Pw-1'}),
+    ('ftp://admin:Pw-2@127.0.0.1/img.raw', {'Pw-2'}),                  # a scheme the modules refuse
+    ('http://admin:Pw-3@[::1/img.raw', {'Pw-3'}),                       # urlsplit raises on it
+    ('sha256:https://u:Pw-4@h/SUMS', {'Pw-4'}),                         # a checksum file URL
+    ('https://u:p@ss-5@h/x', {'p@ss-5'}),                               # an unencoded @ in the password
+    (['/srv/i.raw', dict(a='https://u:Pw-6@h/x')], {'Pw-6'}),
+    ('https://user@host/x', set()), ('/srv/i.raw', set()), (None, set()), (42, set()),
+])
+def test_url_passwords(value, passwords):
+    assert url_passwords(value) == passwords
+
+
+@pytest.mark.parametrize('url', ['ftp://admin:Leak-1@127.0.0.1/x', 'https://admin:Leak-1@[::1/x',
+                                 'https://admin:Leak-1@h/a b', 'https://admin:Leak-1@h:99999/x'])
+def test_a_refused_import_url_has_its_password_masked_first(url):
+    mgr = manager(import_from=url)
+    with pytest.raises(KvmError) as err:
+        mgr.validate()
+    assert err.value.msg.startswith('import_from: ') and 'Leak-1' in mgr.module.no_log_values
+
+
+def test_export_through_a_symlinked_directory_is_refused(tmp_path):
+    (tmp_path / 'victim-dir').mkdir()
+    (tmp_path / 'dir-link').symlink_to(tmp_path / 'victim-dir')
+    with pytest.raises(KvmError, match=r'^export_to: the directory .*dir-link goes through a symbolic link \(to .*victim-dir\)'):
+        manager(export_to=str(tmp_path / 'dir-link' / 'new.raw')).validate()
+    assert not os.listdir(str(tmp_path / 'victim-dir'))
+    manager(export_to=str(tmp_path / 'victim-dir' / 'new.raw')).validate()   # the real directory is fine
+
+
+@pytest.mark.parametrize('mode', ['4755', '2640', '1600', 0o6777])
+def test_export_mode_with_special_bits_is_refused(tmp_path, mode):
+    with pytest.raises(KvmError, match=r'^export_mode: [0-7]{4} sets the setuid, setgid or sticky bit'):
+        manager(export_to=str(tmp_path / 'out.raw'), export_mode=mode).validate()
+    assert manager(export_to=str(tmp_path / 'out.raw'), export_mode='0640').validate() is None
