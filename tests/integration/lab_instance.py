@@ -7,10 +7,33 @@ so it never stops the default lab (``lab.sh start``) that another test module ma
 import os
 import shlex
 import subprocess
+from contextlib import contextmanager
 
 from conftest import ROOT
 
 LAB = os.path.join(ROOT, 'tests', 'lab', 'lab.sh')
+# The default lab's host2 (lab.sh without KVMLAB_* settings), which several test modules share.
+DEFAULT_HOST2_URI = 'qemu+tcp://10.254.77.2/system'
+
+
+def default_lab(*args):
+    """lab.sh ARGS on the default lab."""
+    return subprocess.run(['bash', LAB] + list(args), capture_output=True, text=True, timeout=240, check=False)
+
+
+@contextmanager
+def shared_host2():
+    """The default lab's host2, started when it is not running; stopped afterwards only if started here
+    (another test module, a benchmark or a person may be using it)."""
+    was_running = default_lab('status', 'host2').returncode == 0
+    started = default_lab('start', 'host2')
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        yield DEFAULT_HOST2_URI
+    finally:
+        if not was_running:
+            stopped = default_lab('stop', 'host2')
+            assert stopped.returncode == 0, stopped.stdout + stopped.stderr
 
 
 class LabInstance(object):

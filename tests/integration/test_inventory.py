@@ -19,7 +19,7 @@ import uuid
 import pytest
 
 from conftest import ROOT, _env, osless_virt_type, remove_guest
-from test_lab import LAB_URI, lab
+from lab_instance import DEFAULT_HOST2_URI as LAB_URI, shared_host2
 
 INVENTORY = os.path.join(ROOT, '.venv', 'bin', 'ansible-inventory')
 UNREACHABLE_URI = 'qemu+tcp://127.0.0.1:1/system'   # loopback, nothing listens on port 1
@@ -185,17 +185,12 @@ def world(conn):
 def lab_host():
     """The lab's second libvirtd; stopped afterwards only if this module started it."""
     import libvirt
-    was_running = lab('status').returncode == 0
-    started = lab('start')
-    assert started.returncode == 0, started.stdout + started.stderr
-    conn = libvirt.open(LAB_URI)
-    try:
-        yield conn
-    finally:
-        conn.close()
-        if not was_running:
-            stopped = lab('stop')
-            assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    with shared_host2() as uri:
+        conn = libvirt.open(uri)
+        try:
+            yield conn
+        finally:
+            conn.close()
 
 
 # --------------------------------------------------------------------- tests

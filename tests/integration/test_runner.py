@@ -245,14 +245,9 @@ def test_migrate_rejects_bad_answers(tmp_path, answers, word):
 @pytest.fixture(scope='module')
 def lab_uri():
     """The lab's second libvirtd; stopped afterwards only if this module started it."""
-    from test_lab import LAB_URI, lab
-    was_running = lab('status').returncode == 0
-    started = lab('start')
-    assert started.returncode == 0, started.stdout + started.stderr
-    yield LAB_URI
-    if not was_running:
-        stopped = lab('stop')
-        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    from lab_instance import shared_host2
+    with shared_host2() as uri:
+        yield uri
 
 
 def test_migrate_a_running_guest_to_the_lab_host(tmp_path, conn, lab_uri, unique):
