@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Rewrite kvm_guests' documentation of each guest's options from kvm_domain's argument spec.
 
 kvm_guests takes exactly kvm_domain's options for each guest (and in ``defaults``); its DOCUMENTATION

@@ -164,7 +164,8 @@ options:
     type: path
     version_added: 1.1.0
   export_mode:
-    description: Mode of the O(export_to) file, an octal string such as V('0640'). Default V('0600') (owner only). A mode with the setuid, setgid or sticky bit is refused.
+    description: Mode of the O(export_to) file, an octal string such as V('0640'). Default V('0600') (owner only).
+      A mode with the setuid, setgid or sticky bit is refused.
     type: raw
     version_added: 1.1.0
   shrink:

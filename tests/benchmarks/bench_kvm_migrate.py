@@ -278,7 +278,7 @@ def threaded(names, concurrency, to_main=True):
             src.close()
             dst.close()
     start = time.monotonic()
-    threads = [threading.Thread(target=worker) for _ in range(min(concurrency, len(names)))]
+    threads = [threading.Thread(target=worker) for _worker in range(min(concurrency, len(names)))]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -53,7 +53,7 @@ class LabInstance(object):
         assert proc.returncode == 0, proc.stderr
         out = {}
         for line in proc.stdout.splitlines():
-            key, _, value = line.partition('=')
+            key, _sep, value = line.partition('=')
             out[key] = shlex.split(value)[0]
         return out
 

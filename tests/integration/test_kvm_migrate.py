@@ -799,7 +799,9 @@ def test_migrate_guests_in_one_task_with_a_failing_guest(lab_host, conn, guests,
         home = find(conn, bad)
         assert running(home) and home.XMLDesc(2) == bad_config and find(lab_host.conn, bad) is None
 
-        again = migrate_guests(playbook, tmp_path, **dict(args, guests=good))
+        again_args = dict(args)
+        again_args['guests'] = good
+        again = migrate_guests(playbook, tmp_path, **again_args)
         assert not again.get('failed') and again['changed'] is False and again['changes'] == [], again
         assert sorted(again['summary']['unchanged']) == sorted(good)
     finally:

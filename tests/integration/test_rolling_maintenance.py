@@ -191,7 +191,7 @@ class Poller(threading.Thread):
                     # a paused guest is the switch-over of a live migration (both ends paused for a moment)
                     self.bad_states.extend((name, h, state) for h, state in places if state not in fine)
                     running = [h for h, state in places if state == libvirt.VIR_DOMAIN_RUNNING]
-                    hosts = running or [h for h, _ in places]
+                    hosts = running or [h for h, _state in places]
                     if hosts and (not self.seen[name] or self.seen[name][-1] != hosts[0]):
                         self.seen[name].append(hosts[0])
                 time.sleep(0.05)
@@ -349,7 +349,7 @@ def test_the_poller_sees_a_guest_that_is_off(uris, cluster):
         time.sleep(1)
     finally:
         poller.stop()
-    assert poller.down and set(n for _, n in poller.down) == {name}
+    assert poller.down and set(n for _moment, n in poller.down) == {name}
 
 
 def test_bad_answers_are_refused_before_anything_runs(tmp_path, uris):
