@@ -31,7 +31,7 @@ import tempfile
 import time
 from http.client import HTTPException
 from urllib.error import HTTPError, URLError
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from ansible.module_utils.urls import ConnectionError as UrlConnectionError, MissingModuleError, SSLValidationError, open_url
 
@@ -167,6 +167,40 @@ def url_error(option, url, exc, params):
     return '%s: cannot download %s: %s' % (option, label, text)
 
 
+MAX_REDIRECTS = 10
+
+
+def _origin(url):
+    parts = urlsplit(url)
+    return (parts.scheme.lower(), (parts.hostname or '').lower(), parts.port or {'http': 80, 'https': 443}.get(parts.scheme.lower()))
+
+
+def open_source_url(url, params):
+    """``open_url`` of ``url``; with ``force_basic_auth`` the redirects are followed here, and the credentials
+    go to the URL's own scheme, host and port only (ansible-core forwards the Authorization header it forces
+    to whatever host a redirect names)."""
+    common = dict(validate_certs=params.get('validate_certs', True), use_proxy=params.get('use_proxy', True),
+                  timeout=params.get('timeout') or 10, http_agent='ansible-kvmops.kvm', decompress=False)
+    auth = dict(url_username=params.get('url_username'), url_password=params.get('url_password'),
+                force_basic_auth=params.get('force_basic_auth', False))
+    if not auth['force_basic_auth']:   # the basic-auth handler answers the URL's own host only
+        return open_url(url, **dict(common, **auth))
+    origin = _origin(url)
+    for _hop in range(MAX_REDIRECTS + 1):
+        try:
+            return open_url(url, follow_redirects='none', **dict(common, **auth))
+        except HTTPError as exc:
+            location = exc.headers.get('Location') if exc.code in (301, 302, 303, 307, 308) and exc.headers else None
+            if not location:
+                raise
+        url = urljoin(url, location)
+        if urlsplit(url).scheme.lower() not in ('http', 'https'):
+            raise ValueError('redirected to %s, which is not an http(s) URL' % safe_url(url))
+        if _origin(url) != origin:   # another host: no credentials
+            auth = dict(url_username=None, url_password=None, force_basic_auth=False)
+    raise ValueError('more than %d redirects' % MAX_REDIRECTS)
+
+
 class UrlSource(object):
     """An http(s) response read in chunks (ansible-core's ``open_url``; nothing stored on disk)."""
 
@@ -176,11 +210,7 @@ class UrlSource(object):
         self.params = params
         failure = None
         try:
-            self.response = open_url(
-                url, validate_certs=params.get('validate_certs', True), use_proxy=params.get('use_proxy', True),
-                url_username=params.get('url_username'), url_password=params.get('url_password'),
-                force_basic_auth=params.get('force_basic_auth', False), timeout=params.get('timeout') or 10,
-                http_agent='ansible-kvmops.kvm', decompress=False)
+            self.response = open_source_url(url, params)
         except (HTTPError, URLError, UrlConnectionError, MissingModuleError, HTTPException, OSError, ValueError) as exc:
             failure = url_error(option, url, exc, params)
         if failure:

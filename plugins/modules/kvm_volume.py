@@ -136,7 +136,9 @@ options:
     type: str
     version_added: 1.1.0
   force_basic_auth:
-    description: Send the basic authentication header with the first request instead of waiting for a 401.
+    description:
+      - Send the basic authentication header with the first request instead of waiting for a 401.
+      - The header goes to the URL's own scheme, host and port only; a redirect to another host is followed without it.
     type: bool
     default: false
     version_added: 1.1.0

@@ -63,3 +63,55 @@ def test_export_mode_with_special_bits_is_refused(tmp_path, mode):
     with pytest.raises(KvmError, match=r'^export_mode: [0-7]{4} sets the setuid, setgid or sticky bit'):
         manager(export_to=str(tmp_path / 'out.raw'), export_mode=mode).validate()
     assert manager(export_to=str(tmp_path / 'out.raw'), export_mode='0640').validate() is None
+
+
+@pytest.fixture
+def redirecting_servers():
+    """Two loopback HTTP servers: ``a`` (127.0.0.1) redirects /other to ``b`` (127.0.0.2), /same and /ftp as
+    named; each records the Authorization header it got."""
+    import http.server
+    import threading
+    seen = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.setdefault(self.server.server_address[0], []).append((self.path, self.headers.get('Authorization')))
+            target = dict(other='http://127.0.0.2:%d/img' % servers[1].server_port, same='/img', ftp='ftp://127.0.0.1/img')
+            where = target.get(self.path.strip('/'))
+            if where:
+                self.send_response(302)
+                self.send_header('Location', where)
+                self.send_header('Content-Length', '0')
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header('Content-Length', '2')
+            self.end_headers()
+            self.wfile.write(b'ok')
+
+        def log_message(self, *_args):
+            pass
+
+    servers = [http.server.HTTPServer((host, 0), Handler) for host in ('127.0.0.1', '127.0.0.2')]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield 'http://127.0.0.1:%d' % servers[0].server_port, seen
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+def test_forced_basic_auth_is_not_forwarded_to_another_host(redirecting_servers):
+    from ansible_collections.kvmops.kvm.plugins.module_utils._transfer import open_source_url
+    base, seen = redirecting_servers
+    params = dict(url_username='u', url_password='Redirect-Secret', force_basic_auth=True, use_proxy=False, timeout=5)
+    assert open_source_url(base + '/other', params).read() == b'ok'
+    assert seen['127.0.0.1'][0][1].startswith('Basic ')          # the URL's own host gets the credentials
+    assert seen['127.0.0.2'] == [('/img', None)]                 # the host a redirect names does not
+    seen.clear()
+    assert open_source_url(base + '/same', params).read() == b'ok'
+    assert [auth is not None for _path, auth in seen['127.0.0.1']] == [True, True]   # same origin: kept
+    with pytest.raises(ValueError, match='not an http'):
+        open_source_url(base + '/ftp', params)
