@@ -127,7 +127,7 @@ def test_any_answer_gives_only_checked_entries(found):
         ip = ipaddress.ip_address(entry['address'])
         assert str(ip) == entry['address'] and entry['family'] == 'ipv%d' % ip.version
         assert entry['mac'] is None or addr._MAC.fullmatch(entry['mac'])
-        assert entry['prefix'] is None or (type(entry['prefix']) is int and 0 <= entry['prefix'] <= 128)
+        assert entry['prefix'] is None or (isinstance(entry['prefix'], int) and not isinstance(entry['prefix'], bool) and 0 <= entry['prefix'] <= 128)
         assert entry['interface'] is None or (len(entry['interface']) <= addr.MAX_NAME
                                               and not addr._CONTROL.search(entry['interface']))
 
