@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from conftest import ROOT, _env, osless_virt_type, remove_guest
+from conftest import ROOT, _env, osless_virt_type, plain, remove_guest
 from lab_instance import DEFAULT_HOST2_URI as LAB_URI, shared_host2
 
 INVENTORY = os.path.join(ROOT, '.venv', 'bin', 'ansible-inventory')
@@ -99,19 +99,6 @@ def inventory(tmp_path, config, *args, name='kvm.libvirt.yml'):
 def raw_hostvars(data, host):
     """HOST's variables as ansible-inventory prints them: a value marked unsafe is {'__ansible_unsafe': value}."""
     return data['_meta']['hostvars'][host]
-
-
-def plain(value):
-    """VALUE with every unsafe marker removed. ansible-core 2.16 to 2.18 mark only the strings the plugin
-    wrapped (those holding { or }); from 2.19 every value an inventory plugin sets is untrusted and printed
-    marked. Tests compare contents with plain(); the marking of hostile values is checked on the raw form."""
-    if isinstance(value, dict):
-        if list(value) == ['__ansible_unsafe']:
-            return value['__ansible_unsafe']
-        return dict((plain(key), plain(item)) for key, item in value.items())
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    return value
 
 
 def hostvars(data, host):
