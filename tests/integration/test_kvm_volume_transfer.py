@@ -1,16 +1,25 @@
 """kvm_volume import_from (URL, local file, another volume) with checksum, and export_to, against the real libvirtd.
 
-An HTTP and an HTTPS server (self-signed certificate) on 127.0.0.1, in threads of the test, serve an image and a
-SHA256SUMS file and count the requests per path; the volumes are read back from the pool's directory.
+The plain-HTTP server runs in a network namespace the test creates (a veth pair with a private /30 from
+10.254.90.0/24 that no interface of the main host uses), bound to the namespace's address, as a separate
+process that logs every GET, so the requests per path are counted from outside the module's process. An HTTPS
+server (self-signed certificate) on 127.0.0.1, in a thread of the test, serves the same files. Both serve an
+image and a SHA256SUMS file; the volumes are read back from the pool's directory.
 """
 
 import hashlib
 import http.server
+import ipaddress
 import os
 import shutil
 import ssl
 import subprocess
+import sys
 import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
 
 import pytest
 
@@ -72,6 +81,160 @@ class Server(object):
         self.httpd.server_close()
 
 
+NS_PREFIX = 'kvmops-http-'
+NS_RANGE = ipaddress.ip_network('10.254.90.0/24')
+STALE_AFTER = 600   # seconds: a netns of ours this old with no process in it is a leftover of an interrupted run
+
+# Runs inside the namespace: serve ROOT on ADDRESS (any free port), one line per GET in LOG (flushed before the
+# response, so a finished download is always counted), the port written to PORTFILE once listening.
+SERVER_SCRIPT = """
+import http.server, os, sys, threading
+root, address, log, portfile = sys.argv[1:5]
+out = open(log, 'a', buffering=1)
+lock = threading.Lock()
+
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, directory=root, **kwargs)
+
+    def do_GET(self):
+        with lock:
+            out.write('GET %s\\n' % self.path)
+            out.flush()
+        return super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+httpd = http.server.ThreadingHTTPServer((address, 0), Handler)
+with open(portfile + '.tmp', 'w') as handle:
+    handle.write(str(httpd.server_address[1]))
+os.rename(portfile + '.tmp', portfile)
+httpd.serve_forever()
+"""
+
+
+def _ip(*args, check=True):
+    return subprocess.run(['ip'] + list(args), capture_output=True, text=True, check=check, timeout=30)
+
+
+def _remove_netns(name, veth):
+    """Delete a netns and the host end of its veth pair, whatever of them exists (no error when gone)."""
+    _ip('netns', 'del', name, check=False)
+    if os.path.exists('/sys/class/net/' + veth):
+        _ip('link', 'del', veth, check=False)
+
+
+def _remove_stale_netns():
+    """Leftovers of an interrupted run of this test: a kvmops-http-* netns, old, with no process left in it."""
+    for name in os.listdir('/run/netns') if os.path.isdir('/run/netns') else []:
+        tag = name[len(NS_PREFIX):]
+        if not name.startswith(NS_PREFIX) or len(tag) != 6 or tag.strip('0123456789abcdef'):
+            continue
+        try:
+            age = time.time() - os.stat(os.path.join('/run/netns', name)).st_mtime
+        except OSError:
+            continue
+        if age > STALE_AFTER and not _ip('netns', 'pids', name, check=False).stdout.strip():
+            _remove_netns(name, 'kvh%sh' % tag)
+
+
+def _free_subnet():
+    """A /30 of NS_RANGE that overlaps no address or route of the main host (another run's pair included)."""
+    used = []
+    for line in (_ip('-4', '-o', 'addr', 'show').stdout + _ip('-4', 'route', 'show', 'table', 'all').stdout).splitlines():
+        for word in line.split():
+            try:
+                used.append(ipaddress.ip_network(word, strict=False))
+            except ValueError:
+                pass
+    free = [net for net in NS_RANGE.subnets(new_prefix=30) if not any(net.overlaps(u) for u in used if u.prefixlen)]
+    assert free, 'no free /30 left in %s' % NS_RANGE
+    return free[int(uuid.uuid4().hex, 16) % len(free)]
+
+
+class NetnsServer(object):
+    """A static file server in a netns of its own, bound to the namespace's address; counts GETs per path.
+
+    The namespace's end of the veth pair gets the /30's second address, the main host's end the first one.
+    """
+
+    def __init__(self, root, workdir):
+        tag = uuid.uuid4().hex[:6]
+        self.netns, self.veth = NS_PREFIX + tag, 'kvh%sh' % tag
+        peer = 'kvh%sn' % tag
+        _remove_stale_netns()
+        _remove_netns(self.netns, self.veth)
+        self.proc = None
+        try:
+            net = _free_subnet()
+            host, inside = list(net.hosts())
+            _ip('netns', 'add', self.netns)
+            _ip('link', 'add', self.veth, 'type', 'veth', 'peer', 'name', peer)
+            _ip('link', 'set', peer, 'netns', self.netns)
+            _ip('addr', 'add', '%s/30' % host, 'dev', self.veth)
+            _ip('link', 'set', self.veth, 'up')
+            _ip('-n', self.netns, 'addr', 'add', '%s/30' % inside, 'dev', peer)
+            _ip('-n', self.netns, 'link', 'set', peer, 'up')
+            _ip('-n', self.netns, 'link', 'set', 'lo', 'up')
+            script = os.path.join(workdir, 'server.py')
+            with open(script, 'w') as handle:
+                handle.write(SERVER_SCRIPT)
+            self.log = os.path.join(workdir, 'requests.log')
+            portfile = os.path.join(workdir, 'port')
+            self.stderr = open(os.path.join(workdir, 'server.err'), 'w+')
+            self.proc = subprocess.Popen(['ip', 'netns', 'exec', self.netns, sys.executable, script, root, str(inside),
+                                          self.log, portfile], stdout=subprocess.DEVNULL, stderr=self.stderr)
+            self.url = self._wait_ready(str(inside), portfile)
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_ready(self, address, portfile, timeout=20):
+        """Poll until the server answers across the veth pair (a loaded machine may take a while)."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                self.stderr.seek(0)
+                raise AssertionError('the HTTP server in netns %s exited: %s' % (self.netns, self.stderr.read()[-2000:]))
+            if os.path.exists(portfile):
+                with open(portfile) as handle:
+                    url = 'http://%s:%s' % (address, handle.read().strip())
+                try:
+                    opener.open(url + '/__ready__', timeout=1).close()
+                    return url
+                except urllib.error.HTTPError:
+                    return url      # a 404 is an answer
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                raise AssertionError('the HTTP server in netns %s did not answer within %d s' % (self.netns, timeout))
+            time.sleep(0.2)
+
+    @property
+    def counts(self):
+        counts = {}
+        with open(self.log) as handle:
+            for line in handle:
+                path = line.split(' ', 1)[1].rstrip('\n')
+                counts[path] = counts.get(path, 0) + 1
+        return counts
+
+    def close(self):
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+            self.stderr.close()
+        _remove_netns(self.netns, self.veth)
+
+
 @pytest.fixture
 def pool(conn, unique):
     import libvirt
@@ -93,7 +256,7 @@ def pool(conn, unique):
 
 @pytest.fixture
 def served(tmp_path):
-    """A qcow2 image with data (and a raw one), SHA256SUMS listing both, served over http."""
+    """A qcow2 image with data (and a raw one), SHA256SUMS listing both, served over http from a netns."""
     root = tmp_path / 'www'
     root.mkdir()
     image = root / 'cloud.qcow2'
@@ -104,7 +267,9 @@ def served(tmp_path):
     raw.write_bytes(os.urandom(300 * 1024) + bytes(2 * MIB) + b'tail' * 1024)
     sums = ''.join('%s  %s\n' % (sha256(p.read_bytes()), p.name) for p in (raw, image))
     (root / 'SHA256SUMS').write_text('# comment\n' + sums)
-    server = Server(str(root))
+    workdir = tmp_path / 'httpns'
+    workdir.mkdir()
+    server = NetnsServer(str(root), str(workdir))
     try:
         yield dict(root=root, server=server, image=image.read_bytes(), raw=raw.read_bytes())
     finally:
@@ -114,6 +279,7 @@ def served(tmp_path):
 def test_import_url_checksum_idempotent_and_export(playbook, tmp_path, pool, served, conn):
     play = write_play(tmp_path, VOLUME)
     server = served['server']
+    assert ipaddress.ip_address(server.url.split('/')[2].split(':')[0]) in NS_RANGE, server.url
     url = server.url + '/cloud.qcow2'
     dest = os.path.join(pool['path'], 'cloud.qcow2')
 
