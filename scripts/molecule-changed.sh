@@ -14,10 +14,11 @@
 #   * a file under roles/<role>/ changed;
 #   * the shared molecule driver changed: tests/molecule/ (create, prepare, destroy, vars) or the guest
 #     image recipe tests/lab/image.sh: then every role;
-#   * a filter plugin the role's own files call by name (kvmops.kvm.<name>, outside its molecule/
-#     directory) changed: the filter file, or a module_utils file it imports, directly or not. Modules
-#     are not counted: the integration tier proves every module against the real libvirtd on each run,
-#     while the roles' filters hold role logic (grub settings, NFS exports) only the roles exercise.
+#   * a filter plugin file the role's own files call by name (kvmops.kvm.<name>, outside its molecule/
+#     directory) changed: the roles' filters hold role logic (grub settings, NFS exports) that only the
+#     roles exercise. The shared module_utils under them (_validate, _client) and the modules are not
+#     counted: every module and filter has its unit tests, and the integration tier proves every module
+#     against the real libvirtd, on each run.
 # Each scenario runs as tests/integration/conftest.py's molecule lane runs kvm_host/default:
 # `molecule test -s <scenario>` in roles/<role>, the virtualenv first on PATH, the checkout's
 # collection link in ANSIBLE_COLLECTIONS_PATH, a timeout of KVMOPS_MOLECULE_TIMEOUT seconds (2700),
@@ -70,7 +71,6 @@ while args:
         exclude.add(args.pop(0))
 
 SHARED = ('tests/molecule/', 'tests/lab/image.sh')
-PREFIX = 'ansible_collections.kvmops.kvm.plugins.module_utils'
 
 
 def say(line):
@@ -90,42 +90,6 @@ def files_under(top):
     for dirpath, _dirs, names in os.walk(os.path.join(root, top)):
         for name in names:
             yield os.path.relpath(os.path.join(dirpath, name), root)
-
-
-def imported_utils(path):
-    """module_utils files PATH imports (absolute collection imports and relative ones)."""
-    try:
-        tree = ast.parse(read(path))
-    except (SyntaxError, OSError, ValueError):
-        return set()
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            module = node.module or ''
-            if node.level:      # from ._x import y, from ..module_utils._x import y
-                package = ['ansible_collections', 'kvmops', 'kvm'] + path.split('/')[:-1]
-                package = package[:len(package) - node.level + 1]
-                module = '.'.join(package + ([module] if module else []))
-            if module == PREFIX:
-                found.update('plugins/module_utils/%s.py' % alias.name for alias in node.names)
-            elif module.startswith(PREFIX + '.'):
-                found.add('plugins/module_utils/%s.py' % module[len(PREFIX) + 1:].replace('.', '/'))
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.startswith(PREFIX + '.'):
-                    found.add('plugins/module_utils/%s.py' % alias.name[len(PREFIX) + 1:].replace('.', '/'))
-    return {name for name in found if os.path.isfile(os.path.join(root, name))}
-
-
-def with_utils(paths):
-    """PATHS plus every module_utils file they import, transitively."""
-    seen, todo = set(), list(paths)
-    while todo:
-        path = todo.pop()
-        if path not in seen:
-            seen.add(path)
-            todo.extend(imported_utils(path))
-    return seen
 
 
 def filter_names(path):
@@ -212,7 +176,7 @@ else:
             code = set()
             for name in sorted(names):
                 code |= plugin_files(name)
-            touched = sorted(path for path in with_utils(code) if path in changed)
+            touched = sorted(path for path in code if path in changed)
             if touched:
                 reasons[role].append('filters it uses changed: %s' % ', '.join(touched))
 

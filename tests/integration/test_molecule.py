@@ -106,16 +106,20 @@ def test_changed_without_a_release_tag_compares_with_the_changelogs_last_release
     subprocess.run(['git', '-C', str(clone), 'tag', '-d', '9.9.9'], capture_output=True, check=True)
     released = subprocess.run(['git', '-C', str(clone), 'log', '-1', '--format=%h', '--', 'changelogs/changelog.yaml'],
                               capture_output=True, text=True, check=True).stdout.strip()
+    before, reasons = changed(clone)
+    assert 'no release tag; the last release commit by changelogs/changelog.yaml, %s' % released in reasons
     touch(clone, 'roles/nfs_storage/defaults/main.yml')
     keys, reasons = changed(clone)
-    assert keys == [key for key in ALL_SCENARIOS if key.startswith('nfs_storage/')], reasons
-    assert 'no release tag; the last release commit by changelogs/changelog.yaml, %s' % released in reasons
+    assert set(keys) == set(before) | set(key for key in ALL_SCENARIOS if key.startswith('nfs_storage/')), reasons
+    assert 'nfs_storage: chosen, its files changed: roles/nfs_storage/defaults/main.yml' in reasons
 
 
 def test_changed_module_does_not_choose_a_role(clone):
-    # modules are the integration tier's to prove (host_bridge calls kvm_bridge, nfs_storage kvm_pool)
+    # modules and module_utils are the unit and integration tiers' to prove (host_bridge calls kvm_bridge,
+    # nfs_storage kvm_pool, the filters import _validate)
     touch(clone, 'plugins/modules/kvm_bridge.py')
     touch(clone, 'plugins/module_utils/_pool.py')
+    touch(clone, 'plugins/module_utils/_validate.py')   # under the grub and NFS filters too (unit-tested)
     keys, reasons = changed(clone)
     assert keys == [], reasons
 
