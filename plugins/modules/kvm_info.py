@@ -310,6 +310,106 @@ domains:
       description: Balloon model.
       type: str
       returned: always
+    secure_boot:
+      description: Secure Boot as defined (true/false), null when not stated.
+      type: bool
+      returned: always
+      version_added: 1.1.0
+    enrolled_keys:
+      description: Enrolled-keys firmware feature (true/false), null when not stated.
+      type: bool
+      returned: always
+      version_added: 1.1.0
+    loader:
+      description: UEFI loader path (the running guest's, or an explicit one).
+      type: str
+      returned: always
+      version_added: 1.1.0
+    nvram:
+      description: NVRAM file of a UEFI guest (once libvirt made it).
+      type: str
+      returned: always
+      version_added: 1.1.0
+    nvram_template:
+      description: NVRAM template.
+      type: str
+      returned: always
+      version_added: 1.1.0
+    tpm:
+      description: The TPM (model, backend, version, persistent_state, device), null without one.
+      type: dict
+      returned: always
+      version_added: 1.1.0
+    filesystems:
+      description: Shared directories (driver, source, target, readonly, accessmode).
+      type: list
+      elements: dict
+      returned: always
+      version_added: 1.1.0
+    memory_backing:
+      description: Memory backing (hugepages, pages with size_kib and nodeset, source, access, locked, nosharepages),
+        null without one.
+      type: dict
+      returned: always
+      version_added: 1.1.0
+    rng:
+      description: The RNG device (model, backend, source), null without one.
+      type: dict
+      returned: always
+      version_added: 1.1.0
+    watchdog:
+      description: The watchdog (model, action), null without one.
+      type: dict
+      returned: always
+      version_added: 1.1.0
+    boot:
+      description: Boot order (order, a list of devices), menu and menu_timeout.
+      type: dict
+      returned: always
+      version_added: 1.1.0
+    iothreads:
+      description: Number of I/O threads (0 without).
+      type: int
+      returned: always
+      version_added: 1.1.0
+    cputune:
+      description: CPU tuning (shares, period, quota, vcpupin with vcpu and cpuset, emulatorpin, iothreadpin with iothread
+        and cpuset), null without one.
+      type: dict
+      returned: always
+      version_added: 1.1.0
+    numatune:
+      description: Memory NUMA policy (mode, nodeset), null without one.
+      type: dict
+      returned: always
+      version_added: 1.1.0
+    cpu:
+      description: The CPU model, features (name, policy) and cache (mode, level).
+      type: dict
+      returned: always
+      version_added: 1.1.0
+    inputs:
+      description: Input devices (type, bus).
+      type: list
+      elements: dict
+      returned: always
+      version_added: 1.1.0
+    channels:
+      description: Channels (name, type, state - connected when the guest side is open).
+      type: list
+      elements: dict
+      returned: always
+      version_added: 1.1.0
+    video:
+      description: The first video device (model, vram, heads), null without one.
+      type: dict
+      returned: always
+      version_added: 1.1.0
+    sound:
+      description: The first sound device (model), null without one.
+      type: dict
+      returned: always
+      version_added: 1.1.0
     vcpu_info:
       description: 'C(virsh vcpuinfo) for a running guest (number, state, cpu_time_ns, cpu).'
       type: list
