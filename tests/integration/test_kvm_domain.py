@@ -677,7 +677,7 @@ def test_secrets_never_appear(conn, guest, tmp_path):
     assert [r['changed'] for r in outcomes] == [True, True, True, True, False]
     for result in outcomes[2:4]:
         [entry] = [c for c in result['changes'] if c['option'] == 'xml']
-        assert entry['after'] == ["domain/devices/graphics/@passwd: '********' -> '********'"], entry
+        assert entry['after'] == ["domain/devices/graphics[vnc]/@passwd: '********' -> '********'"], entry   # devices named by identity (1.1.0)
         assert "passwd=\"********\"" in result['diff']['before'] and "passwd=\"********\"" in result['diff']['after']
     # The secrets did reach libvirt and the seed, which only root can read.
     dom = conn.lookupByName(name)
