@@ -488,6 +488,18 @@ def pool_facts(client, pool, volumes=True):
             volumes=[],
         )
         if volumes and active:
-            facts['volumes'] = sorted((volume_facts(client, v) for v in pool.listAllVolumes(0)),
+            facts['volumes'] = sorted((volume_facts(client, v) for v in pool.listAllVolumes(0) if _still_there(v)),
                                       key=lambda v: v['name'])
     return facts
+
+
+def _still_there(vol):
+    """False for a volume the pool still lists but whose file went away behind libvirt's back (removed by
+    hand or by another program since the pool's last refresh): a read-only listing skips it, never fails."""
+    try:
+        vol.info()
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_VOL:
+            return False
+        raise
+    return True
