@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
+import re
+import shlex
 import time
 
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, one_line
@@ -29,6 +32,11 @@ REQUIRED_COMMANDS = ('guest-exec', 'guest-exec-status', 'guest-file-open', 'gues
 # 192 KiB never answers (libvirt: "Guest agent not available for now"), so the chunk stays well below.
 CHUNK_SIZE = 64 * 1024
 MAX_CHUNK_SIZE = 96 * 1024
+# The same limit holds for guest-exec's input-data (one message): ansible-core 2.19's AnsiballZ payload of
+# ansible.builtin.command is 181 KB, 242 KB as base64, and a pipelined task sent it as stdin in one request
+# that the agent stopped answering under load. Larger stdin goes to a private file in the guest in chunks.
+INLINE_STDIN_MAX = CHUNK_SIZE
+STAGED_STDIN = re.compile(r'/tmp/\.kvmops-stdin\.[A-Za-z0-9]{10}')
 
 # libvirt error codes (virErrorNumber); numbers, so that this module needs no libvirt import.
 VIR_ERR_NO_SUPPORT = 3
@@ -180,6 +188,8 @@ class AgentSession(object):
 
     def run(self, cmd, in_data=None, executable='/bin/sh', command_timeout=0, poll_max=0.5):
         """Run ``cmd`` through ``executable -c``; ``(rc, stdout, stderr)`` once it exited."""
+        if in_data is not None and len(in_data) > INLINE_STDIN_MAX:
+            return self._run_staged(cmd, in_data, executable, command_timeout, poll_max)
         started = returned(self.send(exec_request(cmd, executable, in_data), self.timeout), 'guest-exec')
         if not isinstance(started, dict) or not isinstance(started.get('pid'), int):
             raise AgentError('the guest agent sent an unexpected guest-exec reply', kind='protocol')
@@ -197,6 +207,25 @@ class AgentSession(object):
                                  'it may still be running' % (pid, command_timeout), kind='timeout')
             self.sleep(delay)
             delay = min(delay * 2, poll_max)
+
+    def _run_staged(self, cmd, in_data, executable, command_timeout, poll_max):
+        """``run`` with stdin too large for one agent message: written in chunks to a new private file in the
+        guest (mktemp, umask 077), redirected into the command, and removed whatever happened."""
+        rc, out, err = self.run('umask 077 && mktemp /tmp/.kvmops-stdin.XXXXXXXXXX', executable=executable)
+        path = out.decode('ascii', 'replace').strip()
+        if rc != 0 or not STAGED_STDIN.fullmatch(path):   # the guest is not trusted: only a path of that shape
+            raise AgentError('cannot stage the command input in the guest (mktemp: rc=%s, %s)'
+                             % (rc, one_line(err.decode('utf-8', 'replace'))[:200] or 'unexpected answer'), kind='transfer')
+        quoted = shlex.quote(path)
+        try:
+            self.put(io.BytesIO(in_data).read, path)
+            return self.run('{ %s\n} < %s' % (cmd, quoted), executable=executable, command_timeout=command_timeout,
+                            poll_max=poll_max)
+        finally:
+            try:
+                self.run('rm -f %s' % quoted, executable=executable)
+            except AgentError:
+                pass   # the first error is the one to report; /tmp is the guest's to clean
 
     def _open(self, path, mode):
         handle = self.call('guest-file-open', path=path, mode=mode)

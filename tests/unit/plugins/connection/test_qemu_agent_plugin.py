@@ -200,6 +200,56 @@ def test_run_polls_until_exited_with_a_growing_delay():
     assert sleeps == sorted(sleeps) and sleeps[-1] <= 0.5 and len(sleeps) == 6
 
 
+class ShellAgent(FakeAgent):
+    """FakeAgent whose guest-exec answers by command: mktemp prints a path, the rest run scripted."""
+
+    def __init__(self, mktemp=b'/tmp/.kvmops-stdin.AbCdE12345\n', **kwargs):
+        super().__init__(**kwargs)
+        self.mktemp = mktemp
+        self.results = []
+
+    def guest_exec(self, **args):
+        cmd = args['arg'][1]
+        if cmd.startswith('umask 077 && mktemp'):
+            self.results.append(dict(exitcode=0, **{'out-data': b64(self.mktemp)}))
+        else:
+            self.results.append(dict(exitcode=0, **{'out-data': b64(b'ran')}))
+        return dict(pid=42)
+
+    def guest_exec_status(self, pid):
+        return dict(self.results[-1], exited=True)
+
+
+def test_small_stdin_is_one_guest_exec():
+    agent = ShellAgent()
+    AgentSession(agent).run('python3', in_data=b'x' * _agent.INLINE_STDIN_MAX)
+    assert agent.names() == ['guest-exec', 'guest-exec-status']
+
+
+def test_large_stdin_is_staged_in_a_private_file_in_chunks_and_removed():
+    # ansible-core 2.19's pipelined AnsiballZ payload (~181 KB) in one input-data stalled the real agent
+    payload = bytes(range(256)) * 800     # 204,800 bytes
+    agent = ShellAgent()
+    rc, out, _err = AgentSession(agent).run("sudo -n -u nobody /bin/sh -c 'python3'", in_data=payload)
+    execs = [r['arguments'] for r in agent.requests if r['execute'] == 'guest-exec']
+    assert [a['arg'][1] for a in execs] == [
+        'umask 077 && mktemp /tmp/.kvmops-stdin.XXXXXXXXXX',
+        "{ sudo -n -u nobody /bin/sh -c 'python3'\n} < /tmp/.kvmops-stdin.AbCdE12345",
+        'rm -f /tmp/.kvmops-stdin.AbCdE12345']
+    assert not any('input-data' in a for a in execs)          # nothing large in one message
+    writes = [r for r in agent.requests if r['execute'] == 'guest-file-write']
+    assert len(writes) == 4 and all(len(base64.b64decode(w['arguments']['buf-b64'])) <= _agent.CHUNK_SIZE for w in writes)
+    assert agent.files['/tmp/.kvmops-stdin.AbCdE12345'] == payload and (rc, out) == (0, b'ran')
+
+
+@pytest.mark.parametrize('answer', [b'/etc/shadow\n', b'/tmp/.kvmops-stdin.AbCdE12345; reboot\n', b''])
+def test_a_hostile_mktemp_answer_is_refused_before_anything_is_written(answer):
+    agent = ShellAgent(mktemp=answer)
+    with pytest.raises(AgentError, match='cannot stage the command input') as info:
+        AgentSession(agent).run('python3', in_data=b'x' * (_agent.INLINE_STDIN_MAX + 1))
+    assert info.value.kind == 'transfer' and agent.files == {} and agent.names() == ['guest-exec', 'guest-exec-status']
+
+
 def test_run_gives_up_after_command_timeout():
     agent = FakeAgent(polls=10 ** 6)
     now = [0.0]
