@@ -25,6 +25,12 @@ MAX_DEPTH = 16          # nesting of lists and dictionaries
 
 
 def _kind(value):
+    """The YAML/JSON kind of VALUE for messages (ansible-core 2.19 hands filters lazy containers whose class
+    names mean nothing to a survey user)."""
+    if isinstance(value, Mapping):
+        return 'dict'
+    if isinstance(value, (list, tuple)) or (isinstance(value, Sequence) and not isinstance(value, (str, bytes))):
+        return 'list'
     return type(value).__name__
 
 
