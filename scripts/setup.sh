@@ -55,6 +55,7 @@ PACKAGES=(
 )
 [ "$MODE" = all ] || PACKAGES=("${BUILD_PACKAGES[@]}")
 missing=()
+installed_now=0
 for p in "${PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
         missing+=("$p")
@@ -66,6 +67,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    installed_now=1
 else
     log "system packages present"
 fi
@@ -118,6 +120,16 @@ else
     log "no /dev/kvm: guests will run under TCG emulation"
 fi
 
+# ---------------------------------------------------------------- swtpm's local CA
+# libvirt runs swtpm_setup as tss (root only when libvirtd started before the tss user existed). Files
+# a root run left in the CA directory would make every later TPM guest fail to start: give them back.
+if getent passwd tss >/dev/null && [ -d /var/lib/swtpm-localca ] \
+        && [ -n "$(find /var/lib/swtpm-localca -mindepth 1 ! -user tss -print -quit)" ]; then
+    chown -R --no-dereference tss:tss /var/lib/swtpm-localca
+    chown tss:root /var/lib/swtpm-localca
+    log "swtpm's local CA (/var/lib/swtpm-localca) given back to tss"
+fi
+
 # ---------------------------------------------------------------- daemons
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 if [ -d /run/systemd/system ]; then
@@ -126,6 +138,14 @@ if [ -d /run/systemd/system ]; then
     done
 else
     mkdir -p /run/libvirt
+    # A libvirtd older than the packages just installed does not know them: it started before swtpm-tools
+    # created the tss user, so it would run swtpm as root (libvirt's fallback) and leave root-owned files
+    # in swtpm's local CA that the next libvirtd, running swtpm as tss, cannot open. Guests keep running.
+    if [ "$installed_now" = 1 ] && alive /run/libvirt/libvirtd.pid; then
+        log "restarting libvirtd (packages were installed under it)"
+        kill "$(cat /run/libvirt/libvirtd.pid)"
+        for _ in $(seq 1 50); do alive /run/libvirt/libvirtd.pid || break; sleep 0.2; done
+    fi
     if ! alive /run/libvirt/virtlogd.pid; then
         pkill -x virtlogd 2>/dev/null || true
         log "starting virtlogd (no init system)"
