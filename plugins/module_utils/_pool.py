@@ -367,6 +367,12 @@ class PoolManager(StorageManager):
     def present(self, pool):
         params = self.params
         state = params['state']
+        if not is_local_uri(self.client.uri):
+            for key in ('owner', 'group'):
+                if params.get(key) is not None and not str(params[key]).isdigit():
+                    raise valid.ValidationError(
+                        '%s: %r is a name, and names are looked up on the host that runs the module, not on the hypervisor '
+                        'of %s; give the numeric %s' % (key, params[key], self.client.uri, 'uid' if key == 'owner' else 'gid'))
         if pool is None:
             if not params.get('type'):
                 raise KvmError('pool %s does not exist; type is required to define it' % self.name)

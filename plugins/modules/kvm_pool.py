@@ -148,7 +148,8 @@ options:
 notes:
   - In check mode, O(build) of a V(fs) or V(logical) pool cannot know whether the device already holds data; the real
     run refuses it then (unless O(overwrite=true)) and undefines the pool it has just defined.
-  - Owner and group names are resolved on the host the module runs on; with a remote O(uri) give numeric ids.
+  - Owner and group names are resolved on the host the module runs on; with a remote O(uri) a name is refused (it would be
+    looked up on the wrong host; refused since 1.1.0), give numeric ids.
 '''
 
 EXAMPLES = r'''

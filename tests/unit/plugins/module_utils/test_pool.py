@@ -223,3 +223,18 @@ def test_present_defines_and_leaves_a_new_pool_stopped(test_client):
     defined = ensure(test_client, **params)
     assert defined['actions'] == ['define'] and not test_client.find_pool('kvmops-unit5').isActive()
     ensure(test_client, name='kvmops-unit5', state='absent')
+
+
+@pytest.mark.parametrize('params, words', [
+    (dict(owner='root'), "owner: 'root' is a name, and names are looked up on the host that runs the module"),
+    (dict(group='root'), "group: 'root' is a name"),
+])
+def test_remote_uri_refuses_owner_and_group_names_before_any_write(test_client, monkeypatch, params, words):
+    """A name would be resolved on the module's host, not on the hypervisor (issue 17): refused, nothing defined."""
+    monkeypatch.setattr(_pool, 'is_local_uri', lambda uri: False)
+    with pytest.raises(KvmError, match='^' + words):
+        ensure(test_client, name='kvmops-unit-remote', type='dir', path='/var/lib/kvmops-unit-remote', **params)
+    assert 'kvmops-unit-remote' not in test_client.conn.listDefinedStoragePools() + test_client.conn.listStoragePools()
+    result = ensure(test_client, check_mode=True, name='kvmops-unit-remote', type='dir', path='/var/lib/kvmops-unit-remote',
+                    owner='107', group='107')
+    assert result['changed'], 'numeric ids are accepted on a remote URI'
