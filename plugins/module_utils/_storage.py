@@ -456,8 +456,9 @@ def stream_into_pool(changes, client, pool, name, plan, perms, source, head, exp
     format and the source's size. ``expected`` (a hex digest of ``algorithm``) is compared with the bytes
     streamed; ``check`` (a callable of the new volume) may refuse it. On any failure the new volume is
     deleted again: nothing is left behind. Grown to ``plan['capacity']`` when that is larger.
-    Returns ``(vol, transfer)``: ``transfer`` is ``dict(bytes, seconds, checksum)`` (checksum None without
-    ``algorithm``); ``(None, None)`` in check mode.
+    Returns ``(vol, transfer)``: ``transfer`` is ``dict(bytes, seconds, checksum, progress)`` (checksum None
+    without ``algorithm``; progress the samples of a long upload, also written to the module's log);
+    ``(None, None)`` in check mode.
     """
     what = 'volume %s/%s' % (pool.name(), name)
     with client.errors('pool %s' % pool.name()):
@@ -476,13 +477,15 @@ def stream_into_pool(changes, client, pool, name, plan, perms, source, head, exp
         return None, None
     hasher = _transfer.new_hasher(algorithm)   # None without a checksum: a large sparse file is not hashed for nothing
     try:
-        stream, transfer = _transfer.upload(client, vol, source, head, hasher, length, '%s: upload %s' % (what, source.label))
+        label = '%s: upload %s' % (what, source.label)
+        progress = _transfer.Progress(label, source.size, getattr(changes.module, 'log', None))
+        stream, transfer = _transfer.upload(client, vol, source, head, hasher, length, label, progress)
         digest = hasher.hexdigest() if hasher is not None else None
         if expected and digest != expected:
             _transfer.abort(stream)
             raise KvmError('checksum mismatch for %s: expected %s:%s, got %s:%s; the new volume %s was deleted'
                            % (source.label, algorithm, expected, algorithm, digest, what))
-        _transfer.finish(client, stream, '%s: upload %s' % (what, source.label))
+        _transfer.finish(client, stream, label)
         transfer['checksum'] = '%s:%s' % (algorithm, digest) if digest else None
         refresh_pool(client, pool)
         vol = find_volume(client, pool, name, what, refresh=False)

@@ -327,6 +327,43 @@ def image_header(option, label, head, fmt=None):
 
 
 # ------------------------------------------------------------------ streams
+PROGRESS_INTERVAL = 10.0   # seconds between two progress samples of a long transfer
+MAX_PROGRESS = 60          # samples kept in the result (the first one and the latest ones)
+
+
+def _mib(count):
+    return '%.1f MiB' % (count / 1048576.0)
+
+
+class Progress(object):
+    """The progress of one long transfer: a sample every :data:`PROGRESS_INTERVAL` seconds (none for a
+    transfer that ends sooner), written with ``log`` (the module's ``log``: the journal or syslog of the host
+    that runs the module, ``ansible-kvm_volume``) and kept in :attr:`samples` for the task's result.
+    ``total`` is the expected size in bytes (None when the server gave no Content-Length)."""
+
+    def __init__(self, what, total=None, log=None, interval=None, clock=time.monotonic):
+        self.what, self.total, self.log, self.clock = what, total, log, clock
+        self.interval = PROGRESS_INTERVAL if interval is None else interval
+        self.started = self.last = clock()
+        self.samples = []
+
+    def update(self, done):
+        now = self.clock()
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        seconds = now - self.started
+        percent = round(100.0 * done / self.total, 1) if self.total else None
+        sample = dict(seconds=round(seconds, 1), bytes=done, percent=percent)
+        if len(self.samples) >= MAX_PROGRESS:
+            del self.samples[1]
+        self.samples.append(sample)
+        if self.log is not None:
+            self.log('%s: %s%s after %d s (%s/s)' % (
+                self.what, _mib(done), ' of %s (%s%%)' % (_mib(self.total), percent) if self.total else '',
+                seconds, _mib(done / seconds if seconds > 0 else 0)))
+
+
 def new_hasher(algorithm):
     return hashlib.new(algorithm) if algorithm else None
 
@@ -340,11 +377,13 @@ def _send_all(stream, data):
         view = view[sent:]
 
 
-def upload(client, vol, source, head, hasher=None, length=0, what=None):
+def upload(client, vol, source, head, hasher=None, length=0, what=None, progress=None):
     """Stream ``head`` and the rest of ``source`` into ``vol`` from offset 0, chunks of zeros as holes.
 
-    Feeds ``hasher`` with every byte. Returns ``dict(bytes, seconds)``. Neither finishes nor aborts the stream
-    on success: the caller finishes it (:func:`finish`) after checking the digest, or aborts it.
+    Feeds ``hasher`` with every byte, and ``progress`` (a :class:`Progress`) with the bytes sent so far.
+    Returns ``(stream, dict(bytes, seconds, progress))``, ``progress`` the samples taken (a list). Neither
+    finishes nor aborts the stream on success: the caller finishes it (:func:`finish`) after checking the
+    digest, or aborts it.
     """
     what = what or 'upload into volume %s' % vol.name()
     started = time.monotonic()
@@ -362,13 +401,16 @@ def upload(client, vol, source, head, hasher=None, length=0, what=None):
                 else:
                     _send_all(stream, chunk)
                 sent += len(chunk)
+                if progress is not None:
+                    progress.update(sent)
                 chunk = source.read(CHUNK)
             if source.size is not None and sent != source.size:
                 raise KvmError('%s: %s changed size while it was read (%d bytes, not %d)' % (what, source.label, sent, source.size))
     except BaseException:
         abort(stream)
         raise
-    return stream, dict(bytes=sent, seconds=round(time.monotonic() - started, 3))
+    return stream, dict(bytes=sent, seconds=round(time.monotonic() - started, 3),
+                        progress=progress.samples if progress is not None else [])
 
 
 def finish(client, stream, what):
@@ -386,8 +428,9 @@ def abort(stream):
         pass
 
 
-def download(client, vol, data, hole, what=None):
-    """Stream the volume's bytes: ``data(bytes)`` for data, ``hole(length)`` for holes. Returns bytes and seconds."""
+def download(client, vol, data, hole, what=None, progress=None):
+    """Stream the volume's bytes: ``data(bytes)`` for data, ``hole(length)`` for holes; ``progress`` (a
+    :class:`Progress`) is fed the bytes so far. Returns ``dict(bytes, seconds, progress)``."""
     what = what or 'download volume %s' % vol.name()
     started = time.monotonic()
     stream = client.call(what, client.conn.newStream, 0)
@@ -401,18 +444,21 @@ def download(client, vol, data, hole, what=None):
                     length = stream.recvHole(0)
                     hole(length)
                     total += length
-                    continue
-                if not isinstance(got, bytes):
+                elif not isinstance(got, bytes):
                     raise KvmError('%s: unexpected answer %r from the download stream' % (what, got))
-                if not got:
+                elif not got:
                     break
-                data(got)
-                total += len(got)
+                else:
+                    data(got)
+                    total += len(got)
+                if progress is not None:
+                    progress.update(total)
             stream.finish()
     except BaseException:
         abort(stream)
         raise
-    return dict(bytes=total, seconds=round(time.monotonic() - started, 3))
+    return dict(bytes=total, seconds=round(time.monotonic() - started, 3),
+                progress=progress.samples if progress is not None else [])
 
 
 def hash_zeros(hasher, length):
@@ -441,13 +487,14 @@ def file_digest(path, algorithm):
     return hasher.hexdigest()
 
 
-def export_file(client, vol, option, path, mode, algorithm='sha256'):
+def export_file(client, vol, option, path, mode, algorithm='sha256', log=None):
     """Download ``vol`` into the file ``path`` on the host that runs the module, atomically.
 
     The bytes go into a private temporary file beside ``path`` (``mkstemp``: O_EXCL, mode 0600), holes kept
     sparse, fsync'ed, given ``mode`` (an int) and renamed over ``path``: a reader never sees half a file, and a
     symbolic link at ``path`` is refused (and, planted during the download, replaced rather than followed).
-    Returns ``dict(bytes, seconds, checksum)``.
+    A long download is reported with ``log`` (see :class:`Progress`). Returns ``dict(bytes, seconds, checksum,
+    progress)``.
     """
     refuse_link(option, path)
     hasher = hashlib.new(algorithm)
@@ -465,7 +512,12 @@ def export_file(client, vol, option, path, mode, algorithm='sha256'):
             hash_zeros(hasher, length)
             os.lseek(fd, length, os.SEEK_CUR)
 
-        info = download(client, vol, data, hole, 'export volume %s to %s' % (vol.name(), path))
+        what = 'export volume %s to %s' % (vol.name(), path)
+        with client.errors(what):
+            total = vol.infoFlags(libvirt.VIR_STORAGE_VOL_GET_PHYSICAL)[2]   # the bytes of the file, not its virtual size
+        if log is None:
+            log = getattr(getattr(client, 'module', None), 'log', None)
+        info = download(client, vol, data, hole, what, Progress(what, total, log))
         os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR))
         os.fchmod(fd, mode)
         os.fsync(fd)

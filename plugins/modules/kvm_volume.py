@@ -316,7 +316,21 @@ transfer:
     bytes: {description: Bytes streamed into the volume., type: int, returned: success}
     seconds: {description: How long the stream took., type: float, returned: success}
     checksum: {description: "The digest of the streamed bytes with the O(checksum) algorithm (null without O(checksum)).", type: str, returned: success}
-  sample: {source: "https://cloud.example.com/debian-12.qcow2", bytes: 343490560, seconds: 12.4, checksum: "sha256:3f0c..."}
+    progress:
+      description:
+        - The progress of a long import, one sample every 10 seconds (empty for a shorter one; at most 60, the first
+          and the latest). Each sample is also written to the system log of the host that runs the module
+          (the journal or syslog, identifier C(ansible-kvm_volume)) while the import runs.
+      type: list
+      elements: dict
+      returned: success
+      version_added: 1.1.0
+      contains:
+        seconds: {description: Seconds since the stream started., type: float}
+        bytes: {description: Bytes streamed by then., type: int}
+        percent: {description: Per cent of the image's size (null when the server sent no C(Content-Length))., type: float}
+  sample: {source: "https://cloud.example.com/debian-12.qcow2", bytes: 343490560, seconds: 12.4, checksum: "sha256:3f0c...",
+           progress: [{seconds: 10.0, bytes: 276824064, percent: 80.6}]}
 export:
   description:
     - With O(export_to), the file and its digest; C(bytes) and C(seconds) are null when the file was up to date
@@ -329,7 +343,13 @@ export:
     bytes: {description: Bytes downloaded (holes included)., type: int, returned: success}
     seconds: {description: How long the download took., type: float, returned: success}
     checksum: {description: The SHA-256 of the file (V(sha256:...))., type: str, returned: success}
-  sample: {path: /srv/backup/db01.qcow2, bytes: 21474836480, seconds: 48.2, checksum: "sha256:9b1e..."}
+    progress:
+      description: The progress of a long download, as in RV(transfer.progress) (absent when the file was up to date).
+      type: list
+      elements: dict
+      returned: success
+      version_added: 1.1.0
+  sample: {path: /srv/backup/db01.qcow2, bytes: 21474836480, seconds: 48.2, checksum: "sha256:9b1e...", progress: []}
 checksum_check:
   description:
     - "How O(checksum) was verified - V(stream) (while importing), V(source) (the source volume, before copying it),
