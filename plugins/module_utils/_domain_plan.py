@@ -385,14 +385,21 @@ def plan_config(spec, current, ctx=None):
         if has_agent_channel(current) != spec['guest_agent']:
             changes.append(entry('config', 'guest_agent', 'set', before=not spec['guest_agent'],
                                  after=spec['guest_agent']))
-    # serial_console: on by default for a new guest; on an existing guest only when the task gives it.
+    # serial_console: on by default for a new guest (unless serials gives its ports); on an existing guest only
+    # when the task gives it. serials and consoles are written first; serial_console false removes every serial port.
     serial = spec.get('serial_console')
-    if creating and serial is None:
+    if serial is False and (any(s['state'] == 'present' for s in options.get('serials') or ())
+                            or any(c['target_type'] == 'serial' for c in options.get('consoles') or ())):
+        raise KvmError('serial_console: false removes every serial port; serials (or a serial entry of consoles) '
+                       'asks for one - give one or the other')
+    if creating and serial is None and 'serials' not in options:
         serial = True
+    if serial is True and 'serials' in options and not has_serial_console(base):
+        raise KvmError('serial_console: true asks for a serial port; serials leaves the guest none - give one or the other')
     if serial is not None and set_serial_console(base, serial) and not creating:
         if has_serial_console(current) != serial:
             changes.append(entry('config', 'serial_console', 'set', before=not serial, after=serial))
-    elif serial is None and has_serial_console(current) and not has_serial_console(base):
+    elif serial is None and 'serials' not in options and has_serial_console(current) and not has_serial_console(base):
         # xml replaced the definition: the serial console it does not mention stays as it is
         devices = child(base, 'devices')
         for elem in current.findall('devices/serial'):   # libvirt adds the console on it

@@ -32,6 +32,7 @@ from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as val
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import (
     boot_facts,
+    chardev_facts,
     cpu_facts,
     cputune_facts,
     disk_facts,
@@ -1158,6 +1159,328 @@ def _live_channels(wanted, live_root, _wanted_root):
     return actions, restart
 
 
+# -- serial ports and consoles (character devices)
+CHAR_TYPES = ['pty', 'file', 'unix', 'tcp', 'null']
+CHAR_FIELDS = dict(
+    type=dict(type='str', choices=CHAR_TYPES),
+    path=dict(type='path'),
+    host=dict(type='str'),
+    tcp_port=dict(type='int'),
+    mode=dict(type='str', choices=['bind', 'connect']),
+    protocol=dict(type='str', choices=['raw', 'telnet']),
+    log_file=dict(type='path'),
+)
+# the host-side fields each type takes (log_file goes with every type)
+CHAR_SOURCE = dict(pty=(), null=(), file=('path',), unix=('path', 'mode'), tcp=('host', 'tcp_port', 'mode', 'protocol'))
+SERIALS_SPEC = dict(type='list', elements='dict', options=dict(
+    port=dict(type='int'),
+    target_type=dict(type='str', choices=['isa-serial', 'usb-serial', 'pci-serial']),
+    state=STATE,
+    **CHAR_FIELDS
+))
+CONSOLES_SPEC = dict(type='list', elements='dict', options=dict(
+    target_type=dict(type='str', choices=['virtio', 'serial'], default='virtio'),
+    **CHAR_FIELDS
+))
+MAX_SERIAL_PORT = 31
+UNIX_PATH_MAX = 107   # sun_path: 108 bytes with the terminating NUL
+# QEMU truncates a file chardev at start and unlinks what sits at a unix listening socket's path: never there
+SYSTEM_DIRS = ('/etc', '/usr', '/boot', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/proc', '/sys', '/dev')
+
+
+def _char_path(label, value, unix=False):
+    path = valid.abs_path(label, value, max_length=UNIX_PATH_MAX if unix else 4095)
+    if path == '/' or any(path == d or path.startswith(d + '/') for d in SYSTEM_DIRS):
+        valid.refuse(label, 'must not be / or under %s (QEMU truncates or replaces what is there)' % ', '.join(SYSTEM_DIRS), path)
+    return path
+
+
+def _check_char_source(label, item):
+    """The host side of a serial port or console, normalized: the secure defaults filled in (a tcp socket listens
+    on 127.0.0.1), the fields of another type refused."""
+    kind = item.get('type') or 'pty'
+    for key in ('path', 'host', 'tcp_port', 'mode', 'protocol'):
+        if item.get(key) not in (None, '') and key not in CHAR_SOURCE[kind]:
+            valid.refuse('%s.%s' % (label, key), 'is not for type %s' % kind)
+    out = dict(type=kind)
+    if kind in ('file', 'unix'):
+        if not item.get('path'):
+            valid.refuse(label + '.path', 'required with type %s' % kind)
+        out['path'] = _char_path(label + '.path', item['path'], unix=kind == 'unix')
+        if kind == 'unix':
+            out['mode'] = item.get('mode') or 'bind'
+    if kind == 'tcp':
+        if item.get('tcp_port') is None:
+            valid.refuse(label + '.tcp_port', 'required with type tcp (the TCP port to listen on or connect to)')
+        out['tcp_port'] = valid.count(label + '.tcp_port', item['tcp_port'], minimum=1, maximum=65535)
+        out['mode'] = item.get('mode') or 'bind'
+        host = item.get('host') or '127.0.0.1'
+        if out['mode'] == 'bind' or ':' in host or re.fullmatch(r'[0-9.]+', host):
+            out['host'] = valid.ip_address(label + '.host', host)
+        else:
+            out['host'] = valid.dns_name(label + '.host', host)
+        out['protocol'] = item.get('protocol')
+    if item.get('log_file') is not None:   # '' removes the log
+        out['log_file'] = _char_path(label + '.log_file', item['log_file']) if item['log_file'] else ''
+    return out
+
+
+def _check_serials(option, raw):
+    given = set(item.get('port') for item in raw if item.get('port') is not None)
+    free = (port for port in range(MAX_SERIAL_PORT + 1) if port not in given)
+    result, seen = [], set()
+    for index, item in enumerate(raw):
+        label = '%s[%d]' % (option, index)
+        port = item.get('port')
+        if port is None:
+            port = next(free, None)
+            if port is None:
+                valid.refuse(label + '.port', 'no free port left (0-%d)' % MAX_SERIAL_PORT)
+        valid.count(label + '.port', port, minimum=0, maximum=MAX_SERIAL_PORT)
+        if port in seen:
+            valid.refuse(label + '.port', 'serial port given twice', port)
+        seen.add(port)
+        if (item.get('state') or 'present') == 'absent':
+            extra = [key for key in ('target_type',) + tuple(CHAR_FIELDS) if item.get(key) is not None]
+            if extra:
+                valid.refuse('%s.%s' % (label, extra[0]), 'is for state present (state absent removes the port)')
+            result.append(dict(port=port, state='absent'))
+            continue
+        entry = dict(port=port, state='present', target_type=item.get('target_type'))
+        entry.update(_check_char_source(label, item))
+        result.append(entry)
+    return sorted(result, key=lambda s: s['port'])
+
+
+def _check_consoles(option, raw):
+    result = []
+    for index, item in enumerate(raw):
+        label = '%s[%d]' % (option, index)
+        if item.get('target_type') == 'serial':
+            if index:
+                valid.refuse(label + '.target_type', 'the serial console is the first console (consoles[0])')
+            extra = [key for key in CHAR_FIELDS if item.get(key) is not None]
+            if extra:
+                valid.refuse('%s.%s' % (label, extra[0]), "the serial console is the first serial port: set its host side in serials")
+            result.append(dict(target_type='serial'))
+            continue
+        entry = dict(target_type='virtio')
+        entry.update(_check_char_source(label, item))
+        result.append(entry)
+    return result
+
+
+def _char_match(wanted, have):
+    """The fields the task gives (not None; '' is none) equal the device's."""
+    return all((have.get(key) or None) == (value or None) for key, value in wanted.items()
+               if value is not None and key not in ('state', 'port'))
+
+
+def build_chardev(tag, item, target_type=None, port=None):
+    """A ``<serial>`` or ``<console>`` from a normalized host side (``item``) and its target."""
+    kind = item['type']
+    elem = etree.Element(tag, type=kind)
+    if kind == 'file':
+        etree.SubElement(elem, 'source', path=item['path'])
+    elif kind == 'unix':
+        etree.SubElement(elem, 'source', mode=item.get('mode') or 'bind', path=item['path'])
+    elif kind == 'tcp':
+        etree.SubElement(elem, 'source', mode=item.get('mode') or 'bind', host=item['host'], service=str(item['tcp_port']))
+        etree.SubElement(elem, 'protocol', type=item.get('protocol') or 'raw')
+    if item.get('log_file'):
+        etree.SubElement(elem, 'log', file=item['log_file'])
+    target = etree.SubElement(elem, 'target')
+    if target_type:
+        target.set('type', target_type)
+    if port is not None:
+        target.set('port', str(port))
+    return elem
+
+
+def _merged_chardev(item, old):
+    """``item`` over the device ``old`` has: what the task does not give stays (within the same type)."""
+    if old is None:
+        return item
+    have = chardev_facts(old)
+    fields = ('log_file', 'target_type') + (CHAR_SOURCE.get(have['type'], ()) if have['type'] == item['type'] else ())
+    merged = dict((key, have.get(key)) for key in fields)
+    merged.update((key, value) for key, value in item.items() if value is not None)
+    return merged
+
+
+def _replace_chardev(old, fresh, same_target):
+    for tag in (('address', 'alias') if same_target else ('alias',)):
+        for node in old.findall(tag):
+            fresh.append(copy.deepcopy(node))
+    old.getparent().replace(old, fresh)
+
+
+def _serial_consoles(devices):
+    return [c for c in devices.findall('console') if find_text(c, 'target/@type') in (None, 'serial')]
+
+
+def _read_serials(root):
+    return [chardev_facts(s) for s in root.findall('devices/serial')]
+
+
+def _serial_in_place(have, item):
+    found = [s for s in have if s['port'] == item['port']]
+    if item['state'] == 'absent':
+        return not found
+    return bool(found) and _char_match(item, found[0])
+
+
+def _compare_serials(wanted, have, _ctx):
+    return all(_serial_in_place(have, item) for item in wanted)
+
+
+def _write_serials(root, wanted):
+    """The ports the list names (by port); the serial console follows the first serial port, libvirt's rule, so a
+    change drops the ``<console target type='serial'>`` copy and libvirt makes it again from the first port."""
+    devices = _devices(root)
+    changed = False
+    for item in wanted:
+        found = [s for s in devices.findall('serial') if chardev_facts(s)['port'] == item['port']]
+        if item['state'] == 'absent':
+            for elem in found:
+                devices.remove(elem)
+            changed = changed or bool(found)
+            continue
+        old = found[0] if found else None
+        if old is not None and _char_match(item, chardev_facts(old)):
+            continue
+        merged = _merged_chardev(item, old)
+        fresh = build_chardev('serial', merged, merged.get('target_type'), item['port'])
+        if old is not None:
+            _replace_chardev(old, fresh, chardev_facts(old)['target_type'] == merged.get('target_type'))
+        else:
+            later = [s for s in devices.findall('serial') if (chardev_facts(s)['port'] or 0) > item['port']]
+            if later:
+                later[0].addprevious(fresh)
+            else:
+                _after_last(devices, 'serial', fresh)
+        changed = True
+    if changed:
+        for elem in _serial_consoles(devices):
+            devices.remove(elem)
+
+
+def _after_last(devices, tag, elem):
+    same = devices.findall(tag)
+    if same:
+        same[-1].addnext(elem)
+    else:
+        devices.append(elem)
+
+
+def _live_serials(wanted, live_root, wanted_root):
+    """A new usb-serial port is hot-plugged; QEMU hot-plugs no ISA or PCI serial port here (isa-serial and
+    pci-serial, libvirt's choice on x86), and libvirt updates no character device live: those, a change and a
+    removal wait for the next boot."""
+    have = _read_serials(live_root)
+    actions, restart = [], False
+    for item in wanted:
+        if _serial_in_place(have, item):
+            continue
+        elem = next((s for s in wanted_root.findall('devices/serial') if chardev_facts(s)['port'] == item['port']), None)
+        if item['state'] == 'present' and elem is not None and not any(s['port'] == item['port'] for s in have) \
+                and chardev_facts(elem)['target_type'] == 'usb-serial':
+            actions.append(_attach_action('serials[%d]' % item['port'], elem, _char_shown(chardev_facts(elem))))
+        else:
+            restart = True
+    return actions, restart
+
+
+def _char_shown(view):
+    return dict((k, v) for k, v in view.items() if v is not None)
+
+
+def _read_consoles(root):
+    return [chardev_facts(c) for c in root.findall('devices/console')]
+
+
+def _compare_consoles(wanted, have, _ctx):
+    virtio = [c for c in have if c['target_type'] == 'virtio']
+    wanted_virtio = [c for c in wanted if c['target_type'] == 'virtio']
+    if any(c['target_type'] == 'serial' for c in wanted) and not any(c['target_type'] in (None, 'serial') for c in have):
+        return False
+    return len(virtio) == len(wanted_virtio) and all(_char_match(w, h) for w, h in zip(wanted_virtio, virtio))
+
+
+def _write_consoles(root, wanted):
+    """The virtio consoles (hvc0, hvc1, ... in order: libvirt numbers them by position), a complete list; a serial
+    entry gives the guest a pty serial port when it has none (as serial_console: true)."""
+    devices = _devices(root)
+    if any(c['target_type'] == 'serial' for c in wanted) and devices.find('serial') is None:
+        serial = etree.SubElement(devices, 'serial', type='pty')
+        etree.SubElement(serial, 'target', port='0')
+    have = [c for c in devices.findall('console') if find_text(c, 'target/@type') == 'virtio']
+    for index, item in enumerate(c for c in wanted if c['target_type'] == 'virtio'):
+        old = have[index] if index < len(have) else None
+        if old is not None and _char_match(item, chardev_facts(old)):
+            continue
+        fresh = build_chardev('console', _merged_chardev(item, old), 'virtio', index)
+        if old is not None:
+            _replace_chardev(old, fresh, True)
+        else:
+            _after_last(devices, 'console', fresh)
+    for extra in have[len([c for c in wanted if c['target_type'] == 'virtio']):]:
+        devices.remove(extra)
+
+
+def _live_consoles(wanted, live_root, wanted_root):
+    """New virtio consoles (after the ones the guest has) are hot-plugged when the running guest has a
+    virtio-serial controller; a change, a removal and a serial console wait for the next boot."""
+    have = [c for c in _read_consoles(live_root) if c['target_type'] == 'virtio']
+    want = [c for c in wanted_root.findall('devices/console') if find_text(c, 'target/@type') == 'virtio']
+    restart = any(c['target_type'] == 'serial' for c in wanted) and live_root.find('devices/serial') is None
+    restart = restart or len(want) < len(have) or not all(
+        _char_match(_char_shown(chardev_facts(w)), h) for w, h in zip(want, have))
+    controller = live_root.find("devices/controller[@type='virtio-serial']") is not None
+    actions = []
+    for index, elem in enumerate(want[len(have):], start=len(have)):
+        if controller:
+            actions.append(_attach_action('consoles[%d]' % index, elem, _char_shown(chardev_facts(elem))))
+        else:
+            restart = True
+    return actions, restart
+
+
+def _preflight_chardevs(option):
+    """On a local URI: the directory of a file, socket or log path exists and is reached through no symbolic
+    link, and what already sits at the path is what QEMU will use it as (a regular file, a socket)."""
+    import stat
+
+    def check(label, path, kind):
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            raise KvmError('%s: directory %s does not exist on this host' % (label, directory))
+        if os.path.realpath(directory) != directory:
+            raise KvmError('%s: %s goes through a symlink (to %s); give the real directory'
+                           % (label, directory, os.path.realpath(directory)))
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            return
+        if stat.S_ISLNK(mode):
+            raise KvmError('%s: %s is a symbolic link; refusing to let QEMU write through it' % (label, path))
+        if kind == 'unix' and not stat.S_ISSOCK(mode):
+            raise KvmError('%s: %s exists and is no socket (QEMU would replace it)' % (label, path))
+        if kind == 'file' and not stat.S_ISREG(mode):
+            raise KvmError('%s: %s exists and is no regular file' % (label, path))
+
+    def preflight(value, local):
+        if not local:
+            return
+        for index, item in enumerate(value):
+            label = '%s[%d]' % (option, index)
+            if item.get('path'):
+                check(label + '.path', item['path'], item['type'])
+            if item.get('log_file'):
+                check(label + '.log_file', item['log_file'], 'file')
+    return preflight
+
+
 # -- numatune
 NUMATUNE_SPEC = dict(type='dict', options=dict(
     mode=dict(type='str', choices=['strict', 'preferred', 'interleave', 'restrictive']),
@@ -1289,6 +1612,10 @@ HARDWARE_OPTIONS = [
            spec=CPU_CACHE_SPEC, check=_check_cpu_cache),
     Option('inputs', 'struct', _read_inputs, _write_inputs, live=_live_inputs, compare=_compare_inputs, spec=INPUTS_SPEC,
            check=_check_inputs),
+    Option('serials', 'struct', _read_serials, _write_serials, live=_live_serials, compare=_compare_serials,
+           spec=SERIALS_SPEC, check=_check_serials, preflight=_preflight_chardevs('serials')),
+    Option('consoles', 'struct', _read_consoles, _write_consoles, live=_live_consoles, compare=_compare_consoles,
+           spec=CONSOLES_SPEC, check=_check_consoles, preflight=_preflight_chardevs('consoles')),
     Option('channels', 'struct', _read_channels, _write_channels, live=_live_channels, compare=_compare_channels,
            spec=CHANNELS_SPEC, check=_check_channels),
     Option('numatune', 'struct', _read_numatune, _write_numatune, live=_live_numatune,

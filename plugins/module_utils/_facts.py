@@ -274,6 +274,27 @@ def cpu_facts(root):
     )
 
 
+def chardev_facts(elem):
+    """A ``<serial>`` or ``<console>`` (options ``serials`` and ``consoles``): the guest side (target type and port)
+    and the host side (type and its source; the pty path libvirt allocates at start is no field)."""
+    kind = elem.get('type')
+    source = elem.find('source')
+
+    def attr(name):
+        return source.get(name) if source is not None else None
+    return dict(
+        port=_int(find_text(elem, 'target/@port')),
+        target_type=find_text(elem, 'target/@type'),
+        type=kind,
+        path=attr('path') if kind in ('file', 'unix', 'dev', 'pipe') else None,
+        host=attr('host') if kind in ('tcp', 'udp') else None,
+        tcp_port=_int(attr('service')) if kind == 'tcp' else None,
+        mode=(attr('mode') or 'connect') if kind in ('tcp', 'unix') else None,
+        protocol=(find_text(elem, 'protocol/@type') or 'raw') if kind == 'tcp' else None,
+        log_file=find_text(elem, 'log/@file'),
+    )
+
+
 def numatune_facts(root):
     memory = root.find('numatune/memory')
     if memory is None:
@@ -318,6 +339,8 @@ def domain_xml_facts(root):
         disks=disks,
         interfaces=ifaces,
         graphics=graphics,
+        serials=[chardev_facts(s) for s in devices.findall('serial')] if devices is not None else [],
+        consoles=[chardev_facts(c) for c in devices.findall('console')] if devices is not None else [],
         memballoon=balloon.get('model') if balloon is not None else None,
         os_variant=find_text(root, "metadata/*[local-name()='libosinfo']/*[local-name()='os']/@id"),
         secure_boot=secure_boot_of(root),

@@ -454,6 +454,113 @@ options:
         type: str
         choices: [present, absent]
         default: present
+  serials:
+    description:
+      - Emulated serial ports (C(<serial>); ttyS0 is port 0), matched by O(serials[].port); ports the list does not
+        name stay as they are. The serial console (C(virsh console), the one libvirt shows as C(<console target
+        type='serial'>)) is always the first serial port - libvirt's rule.
+      - O(serials[].type) is the host side - V(pty) (what C(virsh console) opens), V(file) (output written to
+        O(serials[].path); QEMU truncates it when the guest starts), V(unix) (a socket at O(serials[].path)),
+        V(tcp) (a socket that listens on 127.0.0.1 unless O(serials[].host) names another address; naming
+        V(0.0.0.0) exposes the guest's serial port to the network, without authentication) or V(null).
+      - Fields not given are not compared and stay as they are (within the same type), except O(serials[].type)
+        (V(pty) when not given), and for V(tcp) the O(serials[].mode) V(bind) and O(serials[].host) V(127.0.0.1).
+      - Paths are absolute, without C(..), control characters or newlines, never under C(/etc), C(/usr), C(/boot),
+        C(/bin), C(/sbin), C(/lib*), C(/proc), C(/sys) or C(/dev); on a local URI their directory must exist and be
+        no symbolic link, a symbolic link at the path is refused, and so is a file where a socket goes (QEMU would
+        replace it) or anything but a regular file where a file goes.
+      - Precedence with O(serial_console) - O(serials) is applied first. O(serial_console=false) together with a
+        present port is refused, and so is O(serial_console=true) when O(serials) leaves the guest no port. A new
+        guest gets O(serial_console)'s pty port only when O(serials) is not given.
+      - On a running guest a new V(usb-serial) port is hot-plugged; QEMU hot-plugs no ISA or PCI serial port and
+        libvirt changes no character device live, so everything else applies at the next boot.
+    type: list
+    elements: dict
+    version_added: 1.1.0
+    suboptions:
+      port:
+        description: Guest port number (0-31; ttyS0 is 0). Default - the lowest port no other entry gives.
+        type: int
+      state:
+        description: V(present), or V(absent) to remove the port (no other field then).
+        type: str
+        choices: [present, absent]
+        default: present
+      target_type:
+        description: The device the guest sees (libvirt picks V(isa-serial) on x86 when not given).
+        type: str
+        choices: [isa-serial, usb-serial, pci-serial]
+      type:
+        description: Host side (V(pty) when not given).
+        type: str
+        choices: [pty, file, unix, tcp, 'null']
+      path:
+        description: The file (V(file)) or socket (V(unix), at most 107 characters). Required with those types.
+        type: path
+      host:
+        description:
+          - V(tcp) only - the address to listen on (an IP address, V(127.0.0.1) when not given) or, with
+            O(serials[].mode=connect), the host to connect to (an IP address or a DNS name).
+        type: str
+      tcp_port:
+        description: V(tcp) only, required - the TCP port (1-65535).
+        type: int
+      mode:
+        description: V(tcp) and V(unix) - V(bind) (listen; the default) or V(connect).
+        type: str
+        choices: [bind, connect]
+      protocol:
+        description: V(tcp) only - V(raw) (for a new port) or V(telnet).
+        type: str
+        choices: [raw, telnet]
+      log_file:
+        description: A file that also gets everything the port outputs (C(<log>)); V('') removes it. Same path rules.
+        type: path
+  consoles:
+    description:
+      - The guest's virtio consoles (C(<console target type='virtio'>), hvc0, hvc1, ... inside the guest), a
+        complete list in order - libvirt numbers them by position, so the list's first entry is hvc0; virtio
+        consoles beyond the list are removed. O(consoles=[]) removes every virtio console.
+      - An entry with O(consoles[].target_type=serial) (only as the first entry, without host-side fields) asks
+        for the serial console - the first serial port's, which libvirt shows as a console; a guest without a serial
+        port gets a pty port 0 (as with O(serial_console=true)). Its host side is set in O(serials). Leaving it out
+        changes nothing about the serial console.
+      - The host-side fields are those of O(serials) with the same rules and defaults.
+      - On a running guest with a virtio-serial controller new virtio consoles are hot-plugged; a change, a
+        removal, and a serial console the guest lacks apply at the next boot.
+    type: list
+    elements: dict
+    version_added: 1.1.0
+    suboptions:
+      target_type:
+        description: V(virtio), or V(serial) for the serial console entry.
+        type: str
+        choices: [virtio, serial]
+        default: virtio
+      type:
+        description: Host side (V(pty) when not given).
+        type: str
+        choices: [pty, file, unix, tcp, 'null']
+      path:
+        description: As O(serials[].path).
+        type: path
+      host:
+        description: As O(serials[].host).
+        type: str
+      tcp_port:
+        description: As O(serials[].tcp_port).
+        type: int
+      mode:
+        description: As O(serials[].mode).
+        type: str
+        choices: [bind, connect]
+      protocol:
+        description: As O(serials[].protocol).
+        type: str
+        choices: [raw, telnet]
+      log_file:
+        description: As O(serials[].log_file).
+        type: path
   channels:
     description:
       - virtio-serial channels that must be there (or, with O(channels[].state=absent), must not), by target name;
@@ -870,8 +977,9 @@ options:
       - Whether the guest has a serial console (the pty C(virsh console) opens).
       - V(true) adds a pty serial console when the guest has no serial device; V(false) removes its serial devices
         and the consoles on them.
-      - Not given - a guest the module creates gets one; an existing guest (defined by the module or elsewhere, for
-        example by virt-install) is left as it is.
+      - Not given - a guest the module creates gets one (unless O(serials) gives its ports); an existing guest
+        (defined by the module or elsewhere, for example by virt-install) is left as it is.
+      - O(serials) and O(consoles) are applied first; see O(serials) for what is refused together with them.
       - On a running guest the change applies at the next boot (RV(pending_restart) lists V(serial_console)).
     type: bool
     version_added: 1.0.0
@@ -1184,6 +1292,20 @@ domain:
     numatune: {description: "Memory NUMA policy (mode, nodeset), null without one.", type: dict, returned: success, version_added: 1.1.0}
     cpu: {description: "The CPU model, features (name, policy) and cache (mode, level).", type: dict, returned: success, version_added: 1.1.0}
     inputs: {description: "Input devices (type, bus).", type: list, elements: dict, returned: success, version_added: 1.1.0}
+    serials:
+      description:
+        - Serial ports (port, target_type, type, path, host, tcp_port, mode, protocol, log_file); the fields another
+          type does not have are null, and so is a pty's path.
+      type: list
+      elements: dict
+      returned: success
+      version_added: 1.1.0
+    consoles:
+      description: Consoles, with the fields of RV(domain.serials); target_type V(serial) is the first serial port's.
+      type: list
+      elements: dict
+      returned: success
+      version_added: 1.1.0
     channels:
       description: Channels (name, type, state - connected when the guest side is open).
       type: list

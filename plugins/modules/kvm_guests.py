@@ -124,6 +124,35 @@ options:
       cmdline:
         description: As O(kvmops.kvm.kvm_domain#module:cmdline).
         type: raw
+      consoles:
+        description: As O(kvmops.kvm.kvm_domain#module:consoles).
+        type: list
+        elements: dict
+        suboptions:
+          host:
+            description: As O(kvmops.kvm.kvm_domain#module:consoles[].host).
+            type: raw
+          log_file:
+            description: As O(kvmops.kvm.kvm_domain#module:consoles[].log_file).
+            type: raw
+          mode:
+            description: As O(kvmops.kvm.kvm_domain#module:consoles[].mode).
+            type: raw
+          path:
+            description: As O(kvmops.kvm.kvm_domain#module:consoles[].path).
+            type: raw
+          protocol:
+            description: As O(kvmops.kvm.kvm_domain#module:consoles[].protocol).
+            type: raw
+          target_type:
+            description: As O(kvmops.kvm.kvm_domain#module:consoles[].target_type).
+            type: raw
+          tcp_port:
+            description: As O(kvmops.kvm.kvm_domain#module:consoles[].tcp_port).
+            type: raw
+          type:
+            description: As O(kvmops.kvm.kvm_domain#module:consoles[].type).
+            type: raw
       cores:
         description: As O(kvmops.kvm.kvm_domain#module:cores).
         type: raw
@@ -510,6 +539,41 @@ options:
       serial_console:
         description: As O(kvmops.kvm.kvm_domain#module:serial_console).
         type: raw
+      serials:
+        description: As O(kvmops.kvm.kvm_domain#module:serials).
+        type: list
+        elements: dict
+        suboptions:
+          host:
+            description: As O(kvmops.kvm.kvm_domain#module:serials[].host).
+            type: raw
+          log_file:
+            description: As O(kvmops.kvm.kvm_domain#module:serials[].log_file).
+            type: raw
+          mode:
+            description: As O(kvmops.kvm.kvm_domain#module:serials[].mode).
+            type: raw
+          path:
+            description: As O(kvmops.kvm.kvm_domain#module:serials[].path).
+            type: raw
+          port:
+            description: As O(kvmops.kvm.kvm_domain#module:serials[].port).
+            type: raw
+          protocol:
+            description: As O(kvmops.kvm.kvm_domain#module:serials[].protocol).
+            type: raw
+          state:
+            description: As O(kvmops.kvm.kvm_domain#module:serials[].state).
+            type: raw
+          target_type:
+            description: As O(kvmops.kvm.kvm_domain#module:serials[].target_type).
+            type: raw
+          tcp_port:
+            description: As O(kvmops.kvm.kvm_domain#module:serials[].tcp_port).
+            type: raw
+          type:
+            description: As O(kvmops.kvm.kvm_domain#module:serials[].type).
+            type: raw
       shutdown_timeout:
         description: As O(kvmops.kvm.kvm_domain#module:shutdown_timeout).
         type: raw

@@ -388,6 +388,20 @@ domains:
       type: dict
       returned: always
       version_added: 1.1.0
+    serials:
+      description:
+        - Serial ports (port, target_type, type, path, host, tcp_port, mode, protocol, log_file); the fields another
+          type does not have are null, and so is a pty's path.
+      type: list
+      elements: dict
+      returned: always
+      version_added: 1.1.0
+    consoles:
+      description: Consoles, with the fields of serials; target_type V(serial) is the first serial port's.
+      type: list
+      elements: dict
+      returned: always
+      version_added: 1.1.0
     inputs:
       description: Input devices (type, bus).
       type: list
