@@ -1,4 +1,4 @@
-"""kvm_volume streams a URL into the pool: no full copy in memory or on the disk of the module's host (issue 17).
+"""kvm_volume streams a URL into the pool (issue 17): no full copy in memory or on the disk of the module's host; proxies.
 
 The real module runs through ansible-playbook, under an interpreter wrapper that records the peak resident
 memory of the module's process (``wait4``'s ``ru_maxrss``). The image (64 MiB of data, no run of zeros, so
@@ -7,6 +7,9 @@ of a 64 MiB import is compared with the peak of a 1 MiB import by the same modul
 memory would add at least 64 MiB. Meanwhile the temporary directories the module may use (``TMPDIR``,
 Ansible's local and remote temp) are new, empty directories, watched while the module runs: they never
 hold more than the module's own small files.
+
+The proxy test sets ``http_proxy`` in the task's ``environment`` (where a play sets it) and checks which of two
+loopback servers - the image's own and the proxy, each serving other bytes - the volume's content came from.
 """
 
 import os
@@ -132,3 +135,59 @@ def test_a_url_import_holds_no_copy_in_memory_or_on_disk(pool, playbook, tmp_pat
     finally:
         server.terminate()
         server.wait(10)
+
+
+PROXIED = """
+- name: t
+  environment: "{{ env }}"
+  kvmops.kvm.kvm_volume:
+    pool: "{{ pool }}"
+    name: "{{ name }}"
+    import_from: "{{ import_from }}"
+    checksum: "{{ checksum }}"
+    use_proxy: "{{ use_proxy }}"
+"""
+
+
+def test_a_url_import_goes_through_the_proxy_of_the_task_environment(pool, playbook, tmp_path):
+    """http_proxy in the task's environment is used (ansible-core's URL helpers); use_proxy: false goes direct."""
+    import hashlib
+    import http.server
+    direct, proxied, seen = os.urandom(64 * 1024), os.urandom(96 * 1024), []
+
+    def handler(body, log):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                log.append(self.path)
+                self.send_response(200)
+                self.send_header('Content-Length', str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args):
+                pass
+        return Handler
+
+    servers = [http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler(direct, [])),
+               http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler(proxied, seen))]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = 'http://127.0.0.1:%d/disk.raw' % servers[0].server_address[1]
+        env = dict(http_proxy='http://127.0.0.1:%d' % servers[1].server_address[1], no_proxy='', NO_PROXY='')
+        play = write_play(tmp_path, PROXIED)
+        through = run_task(playbook, play, dict(pool=pool['name'], name='proxied.raw', import_from=url, env=env, use_proxy=True,
+                                                checksum='sha256:' + hashlib.sha256(proxied).hexdigest()))
+        assert through['changed'] and through['checksum_check'] == 'stream'
+        assert seen == [url], 'the proxy got the absolute URL of the image'
+        with open(os.path.join(pool['path'], 'proxied.raw'), 'rb') as handle:
+            assert handle.read() == proxied
+        around = run_task(playbook, play, dict(pool=pool['name'], name='direct.raw', import_from=url, env=env, use_proxy=False,
+                                               checksum='sha256:' + hashlib.sha256(direct).hexdigest()))
+        assert around['changed'] and seen == [url], 'use_proxy: false still went through the proxy'
+        with open(os.path.join(pool['path'], 'direct.raw'), 'rb') as handle:
+            assert handle.read() == direct
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
