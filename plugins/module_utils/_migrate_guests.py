@@ -62,6 +62,9 @@ ARGUMENT_SPEC = dict(
     dest_candidates=dict(type='list', elements='str', required=True),
     concurrency=dict(type='int', default=2),
     max_vcpu_ratio=dict(type='float'),
+    mode=dict(type='str', choices=['move', 'rebalance'], default='move'),
+    max_moves=dict(type='int'),
+    target_spread_mib=dict(type='int'),
     offline_options=dict(type='dict', options=dict(
         persistent=dict(type='bool'),
         undefine_source=dict(type='bool'),
@@ -126,6 +129,8 @@ def option_problems(params, source_uri):
     offline = guest_params(params, 'x', 'offline', None)
     offline['dest_candidates'] = params['dest_candidates']
     problems.extend('offline_options: %s' % p for p in argument_problems(offline) if p not in problems)
+    from ansible_collections.kvmops.kvm.plugins.module_utils._rebalance import rebalance_problems
+    problems.extend(rebalance_problems(params))
     return problems
 
 
@@ -299,11 +304,15 @@ class MigrateGuests(object):
         self.lock = threading.Lock()
 
     # -- connections ---------------------------------------------------
-    def _worker_source(self):
-        client = getattr(self.local, 'client', None)
+    def _worker_source(self, uri=None):
+        """This worker thread's connection to the source ``uri`` (the module's uri when None)."""
+        uri = uri or self.client.uri
+        clients = getattr(self.local, 'clients', None)
+        if clients is None:
+            clients = self.local.clients = {}
+        client = clients.get(uri)
         if client is None:
-            client = LibvirtClient(self.module, uri=self.client.uri)
-            self.local.client = client
+            client = clients[uri] = LibvirtClient(self.module, uri=uri)
             with self.lock:
                 self.worker_clients.append(client)
         return client
@@ -457,11 +466,12 @@ class MigrateGuests(object):
     def _migrate_one(self, job):
         guest, uri, base = job
         params = guest_params(self.params, guest['name'], guest['method'], uri)
+        params['uri'] = base['source_uri']     # mode rebalance: each guest's own host
         report = dict((r['uri'], r) for r in base['preflight'])[uri]
         gmodule = _GuestModule(self.module, params)
         out = dict(base)
         try:
-            client = self._worker_source()
+            client = self._worker_source(base['source_uri'])
             migration = Migration(gmodule, client, clients=[LibvirtClient(gmodule, uri=uri)], planned=report)
             out.update(migration.run())
         except KvmError as exc:
@@ -517,4 +527,7 @@ class MigrateGuests(object):
 
 
 def main(module):
-    run(module, lambda client: MigrateGuests(module, client).run())
+    runner = MigrateGuests
+    if module.params.get('mode') == 'rebalance':
+        from ansible_collections.kvmops.kvm.plugins.module_utils._rebalance import Rebalance as runner
+    run(module, lambda client: runner(module, client).run())

@@ -28,6 +28,13 @@ description:
     the task fails at the end, with every guest's result and the summary.
   - B(Idempotence) A guest that no longer runs on the source and runs on a candidate is unchanged; after a drain,
     O(all_guests=true) finds nothing to move.
+  - B(Rebalance) With O(mode=rebalance) the hosts are O(uri) and O(dest_candidates) together, and the module moves
+    running guests between them so that their free memory for guests (the host's memory less the maximum memory of
+    the guests running there) evens out. Each guest is preflighted on every other host as above; the plan is greedy,
+    each step the move that makes the free memory most even (see O(target_spread_mib) and O(max_moves)), never to a
+    host whose preflight failed (CPU model, storage, networks, real free memory). The moves are made as above, at most
+    O(concurrency) at a time, each rolled back on failure; check mode shows the plan (RV(rebalance)). Shut-off guests
+    stay where they are.
   - This is a sibling of M(kvmops.kvm.kvm_migrate) rather than a list option of it, so that each module keeps one
     argument specification and one result shape; kvm_migrate is for one guest, with O(kvmops.kvm.kvm_migrate#module:dest_name)
     and an explicit O(kvmops.kvm.kvm_migrate#module:destination_uri).
@@ -43,14 +50,38 @@ attributes:
     support: none
     description: A migration changes where a guest runs, not a definition; see RV(summary).
 options:
+  mode:
+    description:
+      - V(move) moves the selected guests off the source (O(uri)) to the best of O(dest_candidates).
+      - V(rebalance) evens out the free memory of O(uri) and O(dest_candidates) by moving running guests between them
+        (see B(Rebalance) above). O(guests) then names running guests on any of those hosts, and O(all_guests=true)
+        selects every running guest on them; O(include_shutoff) and O(offline_options) do not apply.
+    type: str
+    choices: [move, rebalance]
+    default: move
+    version_added: 1.1.0
+  max_moves:
+    description:
+      - With O(mode=rebalance), the most migrations one run plans (1 to 1000); 10 when unset. A run that stops here
+        says so in RV(rebalance.stop_reason), and the next run goes on from where it is.
+    type: int
+    version_added: 1.1.0
+  target_spread_mib:
+    description:
+      - With O(mode=rebalance), the plan stops once the difference between the most and the least free memory for
+        guests of the hosts is at most this many MiB; 1024 when unset. V(0) balances as far as any move helps.
+    type: int
+    version_added: 1.1.0
   guests:
     description:
-      - Names of the guests to move, on the source. Give O(guests) or O(all_guests=true).
+      - Names of the guests to move, on the source (with O(mode=rebalance), running on any of the hosts). Give
+        O(guests) or O(all_guests=true).
     type: list
     elements: str
   all_guests:
     description:
-      - Move every guest defined or running on the source (a drain), except those in O(exclude).
+      - Move every guest defined or running on the source (a drain), except those in O(exclude). With
+        O(mode=rebalance), every running guest of the hosts may move.
     type: bool
     default: false
   exclude:
@@ -231,6 +262,17 @@ EXAMPLES = r'''
   ansible.builtin.debug:
     var: drained.summary.where
 
+- name: Even out the free memory of three hypervisors, at most 5 migrations (check mode shows the plan)
+  kvmops.kvm.kvm_migrate_guests:
+    mode: rebalance
+    uri: qemu+ssh://root@hv01/system
+    dest_candidates: [qemu+ssh://root@hv02/system, qemu+ssh://root@hv03/system]
+    all_guests: true
+    exclude: [build-cache]
+    max_moves: 5
+    target_spread_mib: 4096
+  register: rebalanced
+
 - name: Plan only (check mode), where would web01..web03 go
   kvmops.kvm.kvm_migrate_guests:
     uri: qemu+ssh://root@hv01/system
@@ -329,8 +371,48 @@ cpu_baseline:
       type: list
       elements: str
       returned: when computed
+rebalance:
+  description: With O(mode=rebalance), the plan and how far it went. Memory in bytes.
+  returned: when O(mode=rebalance)
+  type: dict
+  version_added: 1.1.0
+  contains:
+    moves:
+      description: The planned migrations in order (C(name), C(source), C(destination), C(memory_bytes),
+        C(spread_after_bytes), C(reason)); RV(guests) tells how each went.
+      type: list
+      elements: dict
+      returned: always
+    hosts:
+      description: Each usable host's free memory for guests before the run (C(free_bytes)), as planned
+        (C(planned_free_bytes)), and read back after the moves (C(measured_free_bytes), null in check mode or when
+        nothing moved).
+      type: list
+      elements: dict
+      returned: always
+    spread_before_bytes:
+      description: The most less the least free memory for guests before the run.
+      type: int
+      returned: always
+    planned_spread_bytes:
+      description: The spread once the planned moves are made.
+      type: int
+      returned: always
+    spread_after_bytes:
+      description: The spread read back from the hosts after the moves; null in check mode or when nothing moved.
+      type: int
+      returned: always
+    stop_reason:
+      description: Why the plan stopped (balanced, O(max_moves) reached, or no allowed move helps).
+      type: str
+      returned: always
+    refused:
+      description: For each guest, the problems of the hosts it may not go to (CPU, storage, networks, memory).
+      type: dict
+      returned: always
 candidates:
-  description: What each candidate reported before the placement, and what was placed on it.
+  description: What each candidate reported before the placement, and what was placed on it (with O(mode=rebalance),
+    every host, O(uri) first, with C(guest_memory_bytes), the maximum memory of its running guests).
   returned: always
   type: list
   elements: dict

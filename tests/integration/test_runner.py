@@ -20,7 +20,7 @@ ansible_runner = pytest.importorskip('ansible_runner')
 
 PLAYBOOKS = os.path.join(ROOT, 'playbooks')
 SURVEYS = os.path.join(PLAYBOOKS, 'surveys')
-JOB_TEMPLATES = ['site', 'guest', 'migrate', 'drain_host', 'snapshot', 'rolling_maintenance']
+JOB_TEMPLATES = ['site', 'guest', 'migrate', 'drain_host', 'snapshot', 'rolling_maintenance', 'rebalance']
 SURVEY_TYPES = {'text', 'textarea', 'password', 'integer', 'float', 'multiplechoice', 'multiselect'}
 
 
