@@ -9,6 +9,10 @@ change. The running phase changes live options (autostart, a vCPU hot-add, a NIC
 limits, a usb-serial port hot-plugged through ``serials``); the shut-off phase config-only ones (memory,
 max_vcpus, a watchdog, the video model). Throughout, the serial port and console virt-install made stay as they
 were (``serial_console`` is not given and never reported), and naming them the way they are is no change.
+
+``test_serials_and_consoles_on_the_real_daemon``: tcp, unix and file serial ports and a virtio console on a new
+running guest (check, real, check, real); the tcp port listens on 127.0.0.1 only (``ss``), the unix socket exists,
+a change waits for the next boot, and a regular file where the socket would go is refused and kept.
 """
 
 import json
@@ -236,3 +240,72 @@ def test_virt_install_guest_one_option_per_task(conn, adopted, playbook, tmp_pat
     every = [c['option'] for t in real.tasks() for c in t.get('changes', [])]
     assert 'serial_console' not in every
     assert not dom.isActive()
+
+
+def _free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _listeners(port):
+    out = subprocess.run(['ss', '-Hltn', 'sport = :%d' % port], capture_output=True, text=True, check=True).stdout
+    return sorted(line.split()[3] for line in out.splitlines() if line.strip())
+
+
+def test_serials_and_consoles_on_the_real_daemon(conn, unique, playbook, tmp_path):
+    """serials (tcp, unix, file) and consoles (the serial one and a virtio one) on a new OS-less guest: check, real,
+    check, real; the tcp port listens on 127.0.0.1 only, the unix socket is there; a change on the running guest
+    waits for the next boot; a file where the socket would go is refused before any write."""
+    import stat
+    directory = os.path.join(TEST_ROOT, unique)
+    os.makedirs(directory)
+    os.chmod(directory, 0o755)
+    port = _free_port()
+    sock, log = os.path.join(directory, 'ttyS1.sock'), os.path.join(directory, 'ttyS2.log')
+    args = dict(name=unique, memory='64MiB', virt_type=osless_virt_type(conn), graphics=dict(type='none'), state='running',
+                serials=[dict(port=0, type='tcp', tcp_port=port), dict(port=1, type='unix', path=sock),
+                         dict(port=2, type='file', path=log)],
+                consoles=[dict(target_type='serial'), dict(type='pty')])
+    try:
+        outcomes = []
+        for check in (True, False, True, False):
+            result = playbook(_play(tmp_path, [('create', args)], repeat=False), check=check, diff=True)
+            task = result.task('step create')
+            assert not task.get('failed') and 'Traceback' not in result.stdout, json.dumps(task, indent=1)[-4000:]
+            outcomes.append(task)
+        assert [t['changed'] for t in outcomes] == [True, True, False, False], [t['changes'] for t in outcomes]
+        dom = conn.lookupByName(unique)
+        config = _xml(dom)
+        kinds = [(s.get('type'), s.find('target').get('port')) for s in config.findall('devices/serial')]
+        assert kinds == [('tcp', '0'), ('unix', '1'), ('file', '2')], 'no default pty beside serials'
+        assert config.find('devices/serial/source').get('host') == '127.0.0.1'
+        assert [c.find('target').get('type') for c in config.findall('devices/console')] == ['serial', 'virtio']
+        assert _listeners(port) == ['127.0.0.1:%d' % port], 'the tcp serial port listens on 127.0.0.1 only'
+        assert stat.S_ISSOCK(os.stat(sock).st_mode)
+        facts = outcomes[3]['domain']
+        assert [(s['port'], s['type']) for s in facts['serials']] == [(0, 'tcp'), (1, 'unix'), (2, 'file')]
+        assert facts['serials'][0]['tcp_port'] == port and facts['serials'][1]['path'] == sock
+
+        change = dict(name=unique, serials=[dict(port=2, type='null')])
+        result = playbook(_play(tmp_path, [('change', change)], repeat=True))
+        task, again = result.task('step change'), result.task('again change')
+        assert [c['option'] for c in task['changes']] == ['serials'] and task['pending_restart'] == ['serials']
+        assert again['changed'] is False and again['pending_restart'] == ['serials']
+        assert _xml(dom).findall('devices/serial')[2].get('type') == 'null'
+        assert _xml(dom, inactive=False).findall('devices/serial')[2].get('type') == 'file', 'live at the next boot'
+
+        planted = os.path.join(directory, 'keep.txt')
+        with open(planted, 'w') as handle:
+            handle.write('keep')
+        bad = dict(name=unique, serials=[dict(port=1, type='unix', path=planted)])
+        result = playbook(_play(tmp_path, [('bad', bad)], repeat=False))
+        task = result.task('step bad')
+        assert task.get('failed') and 'exists and is no socket' in task['msg'], task.get('msg')
+        with open(planted) as handle:
+            assert handle.read() == 'keep'
+        assert _xml(dom).findall('devices/serial')[1].find('source').get('path') == sock, 'nothing written'
+    finally:
+        remove_guest(conn, unique)
+        shutil.rmtree(directory, ignore_errors=True)
