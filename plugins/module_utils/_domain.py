@@ -46,20 +46,9 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._domain_xml import (
 )
 from ansible_collections.kvmops.kvm.plugins.module_utils._facts import domain_facts, domain_xml_facts
 from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
-from ansible_collections.kvmops.kvm.plugins.module_utils._files import refuse_link, write_private_file
-from ansible_collections.kvmops.kvm.plugins.module_utils._storage import (
-    FILE_POOLS,
-    backing_image,
-    check_capacity,
-    create_at_path,
-    create_in_pool,
-    delete_image,
-    find_volume,
-    image_plan,
-    upload_bytes,
-    volume_at_path,
-)
 from ansible_collections.kvmops.kvm.plugins.module_utils._units import to_bytes
+# The storage layer (_storage, with _qemu_img and _files behind it) is imported by the methods that find, create
+# or delete an image or the seed ISO, not here: a run with nothing to create (a no-op) does not compile it.
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import (
     etree,
     find_secrets,
@@ -498,6 +487,7 @@ class Manager(object):
             directory = os.path.dirname(ci['path'])
             if not os.path.isdir(directory):
                 raise KvmError('cloud_init.directory: %s does not exist' % directory)
+            from ansible_collections.kvmops.kvm.plugins.module_utils._files import refuse_link
             refuse_link('cloud_init.directory', ci['path'])
             if not os.path.exists(ci['path']):
                 self.storage.append(('iso', ci))
@@ -511,6 +501,7 @@ class Manager(object):
 
     def _check_seed_pool(self, ci):
         """The seed ISO as a volume of a file pool: cloud_init.pool, or on a remote URI the default pool."""
+        from ansible_collections.kvmops.kvm.plugins.module_utils._storage import FILE_POOLS, find_volume
         if ci['directory']:
             raise KvmError('cloud_init.directory: %s would be a directory of the host that runs the module, not of the '
                            'hypervisor (%s is remote; files reach it only through libvirt); give cloud_init.pool, a '
@@ -578,6 +569,7 @@ class Manager(object):
             raise KvmError('%s: %s does not exist; give size (or backing) to create it' % (label, path))
         if not os.path.isdir(os.path.dirname(path)):
             raise KvmError('%s.path: directory %s does not exist' % (label, os.path.dirname(path)))
+        from ansible_collections.kvmops.kvm.plugins.module_utils._storage import backing_image
         backing = backing_image(self.module, self.client, label + '.backing', disk['backing'],
                                 local=True) if disk.get('backing') else None
         disk['plan'] = self._image_plan(disk, backing)
@@ -586,6 +578,7 @@ class Manager(object):
 
     def _check_remote_path(self, disk, existing):
         """A disk given by path on a remote URI: a volume of a file pool, found and created through libvirt."""
+        from ansible_collections.kvmops.kvm.plugins.module_utils._storage import volume_at_path
         label = disk['label']
         path = disk['source']
         pool, vol = volume_at_path(self.client, path, label + '.path')
@@ -610,6 +603,7 @@ class Manager(object):
 
     def _plan_volume(self, disk, pool, name):
         """A new volume of ``pool`` for ``disk``: empty, an overlay on ``backing`` or a copy of ``clone_from``."""
+        from ansible_collections.kvmops.kvm.plugins.module_utils._storage import backing_image, check_capacity
         label = disk['label']
         backing = backing_image(self.module, self.client, label + '.backing', disk['backing'], pool=pool,
                                 local=self.local) if disk.get('backing') else None
@@ -632,6 +626,7 @@ class Manager(object):
     @staticmethod
     def _image_plan(disk, backing):
         """The storage layer's checks of a new disk image (capacity against the backing image, formats)."""
+        from ansible_collections.kvmops.kvm.plugins.module_utils._storage import image_plan
         label = disk['label']
         return image_plan(label, disk.get('size_bytes'), disk.get('format'), backing, None, disk.get('allocation'),
                           names=dict(capacity=label + '.size', format=label + '.format', backing=label + '.backing'))
@@ -640,6 +635,8 @@ class Manager(object):
     def create_storage(self):
         """Disk images and the seed ISO: created atomically, mode 0600, never through a symbolic link."""
         for kind, data in self.storage:
+            from ansible_collections.kvmops.kvm.plugins.module_utils._files import write_private_file
+            from ansible_collections.kvmops.kvm.plugins.module_utils._storage import create_at_path, create_in_pool, upload_bytes
             if kind == 'iso':
                 self.changes.record('host', 'cloud_init', 'create_image', after=data['path'])
                 self.changes.host(write_private_file, 'cloud_init', data['path'], data['image'])
@@ -879,9 +876,11 @@ class Manager(object):
         self.changes.record('config', 'definition', 'undefine', before=name)
         self.changes.write('undefine %s' % name, dom.undefineFlags, flags)
         for what, vol in volumes:
+            from ansible_collections.kvmops.kvm.plugins.module_utils._storage import delete_image
             delete_image(self.changes, self.client, vol=vol, option='remove_storage')
             self.changes.record('config', 'remove_storage', 'delete_volume', before=what)
         for path in files:
+            from ansible_collections.kvmops.kvm.plugins.module_utils._storage import delete_image
             how = delete_image(self.changes, self.client, path=path, local=self.local, option='remove_storage')
             if how == 'volume':
                 self.changes.record('config', 'remove_storage', 'delete_volume', before=path)
@@ -918,6 +917,7 @@ class Manager(object):
 
     def _find_volume(self, pool_name, vol_name):
         """The volume of a disk to delete, or None when its pool or the volume is gone (a read)."""
+        from ansible_collections.kvmops.kvm.plugins.module_utils._storage import find_volume
         pool = self.client.find_pool(pool_name)
         if pool is None:
             return None

@@ -25,7 +25,6 @@ import shutil
 import tempfile
 import time
 
-from ansible_collections.kvmops.kvm.plugins.module_utils import _transfer
 from ansible_collections.kvmops.kvm.plugins.module_utils._changes import ChangeSet
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, error_text, libvirt
 from ansible_collections.kvmops.kvm.plugins.module_utils._qemu_img import create_image, image_check, image_info
@@ -340,6 +339,7 @@ def upload_bytes(changes, client, pool, name, data, perms=None):
     """
     if changes.check:
         return None
+    from ansible_collections.kvmops.kvm.plugins.module_utils import _transfer   # imported by the runs that stream an image
     plan = dict(format='raw', capacity=round_up(len(data)), allocation='sparse', backing=None)
     workdir = tempfile.mkdtemp(prefix='.kvmops-upload-')
     try:
@@ -460,6 +460,7 @@ def stream_into_pool(changes, client, pool, name, plan, perms, source, head, exp
     without ``algorithm``; progress the samples of a long upload, also written to the module's log);
     ``(None, None)`` in check mode.
     """
+    from ansible_collections.kvmops.kvm.plugins.module_utils import _transfer   # imported by the runs that stream an image
     what = 'volume %s/%s' % (pool.name(), name)
     with client.errors('pool %s' % pool.name()):
         pool_type = parse(pool.XMLDesc(0), 'pool XML').get('type')

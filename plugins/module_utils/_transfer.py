@@ -23,17 +23,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import socket
-import ssl
 import stat
 import struct
 import tempfile
 import time
-from http.client import HTTPException
-from urllib.error import HTTPError, URLError
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
-
-from ansible.module_utils.urls import ConnectionError as UrlConnectionError, MissingModuleError, SSLValidationError, open_url
 
 from ansible_collections.kvmops.kvm.plugins.module_utils import _validate as valid
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, error_text, libvirt
@@ -149,8 +143,15 @@ class FileSource(object):
             self.fd = None
 
 
+# ansible.module_utils.urls (with http.client, ssl and cryptography behind it) is imported by the functions below
+# that open or explain a request, not with this module: a run that opens no URL (kvm_volume from a file, kvm_domain)
+# does not pay the ~35 ms its import costs from the AnsiballZ zip. The module_utils finder still packs it.
 def url_error(option, url, exc, params):
     """One line for a failed request: the HTTP status, a certificate problem (with what to do), or the reason."""
+    import socket
+    import ssl
+    from urllib.error import HTTPError
+    from ansible.module_utils.urls import SSLValidationError
     label = safe_url(url)
     if isinstance(exc, HTTPError):
         return '%s: %s answered HTTP %s %s' % (option, label, exc.code, exc.reason)
@@ -179,6 +180,8 @@ def open_source_url(url, params):
     """``open_url`` of ``url``; with ``force_basic_auth`` the redirects are followed here, and the credentials
     go to the URL's own scheme, host and port only (ansible-core forwards the Authorization header it forces
     to whatever host a redirect names)."""
+    from urllib.error import HTTPError
+    from ansible.module_utils.urls import open_url
     common = dict(validate_certs=params.get('validate_certs', True), use_proxy=params.get('use_proxy', True),
                   timeout=params.get('timeout') or 10, http_agent='ansible-kvmops.kvm', decompress=False)
     auth = dict(url_username=params.get('url_username'), url_password=params.get('url_password'),
@@ -205,6 +208,9 @@ class UrlSource(object):
     """An http(s) response read in chunks (ansible-core's ``open_url``; nothing stored on disk)."""
 
     def __init__(self, option, url, params):
+        from http.client import HTTPException
+        from urllib.error import HTTPError, URLError
+        from ansible.module_utils.urls import ConnectionError as UrlConnectionError, MissingModuleError
         self.option = option
         self.label = safe_url(url)
         self.params = params
@@ -220,6 +226,7 @@ class UrlSource(object):
         self.received = 0
 
     def read(self, size):
+        from http.client import HTTPException
         failure = None
         try:
             data = self.response.read(size)
@@ -235,6 +242,7 @@ class UrlSource(object):
         return data
 
     def close(self):
+        from http.client import HTTPException
         try:
             self.response.close()
         except (HTTPException, OSError):
