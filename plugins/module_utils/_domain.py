@@ -419,6 +419,12 @@ def image_format(path):
         return None
 
 
+def delete_image(*args, **kwargs):
+    """The storage layer's :func:`~._storage.delete_image`, imported by the runs that remove storage."""
+    from ansible_collections.kvmops.kvm.plugins.module_utils._storage import delete_image as delete
+    return delete(*args, **kwargs)
+
+
 class Manager(object):
     """Read, plan, apply (unless check mode), report."""
 
@@ -876,11 +882,9 @@ class Manager(object):
         self.changes.record('config', 'definition', 'undefine', before=name)
         self.changes.write('undefine %s' % name, dom.undefineFlags, flags)
         for what, vol in volumes:
-            from ansible_collections.kvmops.kvm.plugins.module_utils._storage import delete_image
             delete_image(self.changes, self.client, vol=vol, option='remove_storage')
             self.changes.record('config', 'remove_storage', 'delete_volume', before=what)
         for path in files:
-            from ansible_collections.kvmops.kvm.plugins.module_utils._storage import delete_image
             how = delete_image(self.changes, self.client, path=path, local=self.local, option='remove_storage')
             if how == 'volume':
                 self.changes.record('config', 'remove_storage', 'delete_volume', before=path)
