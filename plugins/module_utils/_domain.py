@@ -500,6 +500,8 @@ class Manager(object):
         for option in OPTIONS:
             if option.preflight is not None and option.name in spec['options']:
                 option.preflight(spec['options'][option.name], self.local)
+            if option.inspect is not None and option.name in spec['options']:
+                option.inspect(self.client, spec['name'], spec['options'][option.name])
         if spec['options'].get('kernel') and self.local and not os.path.exists(spec['options']['kernel']):
             raise KvmError('kernel: %s does not exist' % spec['options']['kernel'])
         if spec['options'].get('initrd') and self.local and not os.path.exists(spec['options']['initrd']):
@@ -833,6 +835,9 @@ class Manager(object):
         live = self.xml(dom, inactive=False)
         if kind == 'disk':
             return any(disk_view(d)['target'] == ident for d in live.findall('devices/disk'))
+        if kind == 'hostdev':
+            from ansible_collections.kvmops.kvm.plugins.module_utils._hostdev import present_in
+            return present_in(live, ident)
         return any(nic_view(i)['mac'] == ident for i in live.findall('devices/interface'))
 
     def _detach(self, dom, action, entry):

@@ -51,6 +51,7 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._facts import (
     video_facts,
     watchdog_facts,
 )
+from ansible_collections.kvmops.kvm.plugins.module_utils import _hostdev
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import SECRET_MASK, etree, find_text
 
 LIBOSINFO_NS = 'http://libosinfo.org/xmlns/libvirt/domain/1.0'
@@ -95,7 +96,7 @@ class Option(object):
     """One typed option of kvm_domain: its kind and choices, and where it lives in the domain XML."""
 
     def __init__(self, name, kind, read, write, live=None, compare=None, choices=None, spec=None, check=None,
-                 preflight=None):
+                 preflight=None, inspect=None):
         self.name = name
         self.kind = kind
         self.choices = choices
@@ -106,6 +107,7 @@ class Option(object):
         self.spec = spec             # the argument-spec entry of a structured option (kind 'struct')
         self.check = check           # its validation: (option name, value) -> normalized value; pure
         self.preflight = preflight   # read-only host checks before any write: (value, local) -> None or KvmError
+        self.inspect = inspect       # read-only checks through libvirt before any write: (client, guest name, value)
 
 
 def _read_memory(root):
@@ -1625,6 +1627,10 @@ HARDWARE_OPTIONS = [
            spec=VIDEO_SPEC, check=_check_video),
     Option('sound', 'struct', sound_facts, _write_sound, compare=_single_device_compare, spec=SOUND_SPEC,
            check=lambda o, v: _check_fields(o, v, SOUND_SPEC['options'])),
+    # host PCI, USB and mediated devices: matched by host identity, checked against libvirt's node devices
+    Option('hostdevs', 'struct', _hostdev.read_hostdevs, _hostdev.write_hostdevs, live=_hostdev.live_hostdevs,
+           compare=_hostdev.compare_hostdevs, spec=_hostdev.HOSTDEVS_SPEC, check=_hostdev.check_hostdevs,
+           inspect=_hostdev.inspect_hostdevs),
 ]
 
 
@@ -1675,6 +1681,8 @@ def check_combination(options, base, current):
     for pin in tune.get('iothreadpin') or []:
         if pin['iothread'] not in ids:
             raise KvmError('cputune.iothreadpin: I/O thread %d does not exist (set iothreads)' % pin['iothread'])
+    if options.get('hostdevs'):
+        _hostdev.check_combination(options['hostdevs'], base)
 
 
 _virt_read, _virt_write = _attr('.', 'type')

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, libvirt
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import find_text, parse
 
@@ -314,6 +316,69 @@ def sound_facts(root):
     return dict(model=sound.get('model')) if sound is not None else None
 
 
+def c_number(text, maximum):
+    """An integer written as libvirt reads it (C strtol base 0: 0x hex, leading 0 octal, else decimal) within
+    0..``maximum``, or None (untrusted text from the hypervisor)."""
+    text = (text or '').strip().lower()
+    if len(text) > 12 or not re.fullmatch(r'0x[0-9a-f]+|[0-9]+', text):
+        return None
+    try:
+        if text.startswith('0x'):
+            value = int(text[2:], 16)
+        elif len(text) > 1 and text.startswith('0'):
+            value = int(text[1:], 8)
+        else:
+            value = int(text, 10)
+    except ValueError:
+        return None
+    return value if 0 <= value <= maximum else None
+
+
+PCI_ADDRESS_LIMITS = (('domain', 0xffff), ('bus', 0xff), ('slot', 0x1f), ('function', 7))
+_MDEV_UUID = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}')
+
+
+def pci_address_of(node):
+    """``domain:bus:slot.function`` (0000:03:00.0) of an ``<address>`` element, None when unreadable."""
+    if node is None:
+        return None
+    parts = [c_number(node.get(name, '0' if name == 'domain' else None), limit) for name, limit in PCI_ADDRESS_LIMITS]
+    if None in parts:
+        return None
+    return '%04x:%02x:%02x.%x' % tuple(parts)
+
+
+def usb_id(text):
+    value = c_number(text, 0xffff) if text is not None else None
+    return None if value is None else '0x%04x' % value
+
+
+def hostdev_facts(elem):
+    """One ``<hostdev>`` (option ``hostdevs``): a PCI device by address, a USB device by vendor and product ids
+    and/or bus and device number, a mediated device by UUID; the fields of other types are null."""
+    source = elem.find('source')
+    kind = elem.get('type')
+    view = dict(type=kind, address=None, vendor=None, product=None, bus=None, device=None, uuid=None, model=None,
+                managed=elem.get('managed') == 'yes' if kind in ('pci', 'usb') else None,
+                boot_order=_int(find_text(elem, 'boot/@order')))
+    if source is None:
+        return view
+    if kind == 'pci':
+        view['address'] = pci_address_of(source.find('address'))
+    elif kind == 'usb':
+        view['vendor'] = usb_id(find_text(source, 'vendor/@id'))
+        view['product'] = usb_id(find_text(source, 'product/@id'))
+        address = source.find('address')
+        if address is not None:
+            view['bus'] = c_number(address.get('bus'), 0xffff)
+            view['device'] = c_number(address.get('device'), 0xffff)
+    elif kind == 'mdev':
+        uuid = (find_text(source, 'address/@uuid') or '').strip().lower()
+        view['uuid'] = uuid if _MDEV_UUID.fullmatch(uuid) else None
+        view['model'] = elem.get('model')
+    return view
+
+
 def domain_xml_facts(root):
     """Facts derivable from a domain XML document alone (config or live)."""
     vcpu = root.find('vcpu')
@@ -363,6 +428,7 @@ def domain_xml_facts(root):
                   for c in devices.findall('channel')] if devices is not None else [],
         video=video_facts(root),
         sound=sound_facts(root),
+        hostdevs=[hostdev_facts(h) for h in devices.findall('hostdev')] if devices is not None else [],
     )
 
 

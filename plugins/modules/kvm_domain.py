@@ -631,6 +631,71 @@ options:
         description: Model (V(ich9) for a new one).
         type: str
         choices: [ich9, ich6, ac97, es1370, sb16, usb]
+  hostdevs:
+    description:
+      - Host devices passed through to the guest (C(<hostdev mode='subsystem'>)) that must be there (or, with
+        O(hostdevs[].state=absent), must not) - a PCI device by its address, a USB device by its vendor and product
+        ids or its bus and device number, a mediated device (vGPU, vfio-ccw, vfio-ap) by its UUID. A device is
+        matched by that identity in any spelling libvirt writes (V(0x03) and V(3) are the same bus); host devices the
+        list does not name stay as they are. Only the fields given are compared.
+      - Before any write (and in check mode) each device to add is looked up among libvirt's node devices
+        (C(virsh nodedev-list)); a device the host does not have, a USB vendor and product that several devices
+        share, or a device another running guest holds is refused.
+      - On a running guest a new device is hot-plugged and a removed one hot-unplugged (a PCI device leaves when
+        the guest OS releases it, at the next boot at the latest); another O(hostdevs[].managed),
+        O(hostdevs[].boot_order) or O(hostdevs[].model) applies at the next boot.
+      - Real assignment needs an IOMMU (VT-d or AMD-Vi) enabled and, for a managed PCI device, the vfio-pci driver.
+    type: list
+    elements: dict
+    version_added: 1.1.0
+    suboptions:
+      type:
+        description: V(pci), V(usb) or V(mdev) (a mediated device).
+        type: str
+        choices: [pci, usb, mdev]
+        required: true
+      address:
+        description:
+          - PCI address C(domain:bus:slot.function) in hexadecimal, as C(lspci -D) shows it, for example
+            V(0000:03:00.0); without the domain (V(03:00.0)) domain 0. Type V(pci) only, and required for it.
+        type: str
+      vendor:
+        description:
+          - USB vendor id, 1 to 4 hexadecimal digits as C(lsusb) shows it (V(046d) or V(0x046d)). With O(hostdevs[].product).
+          - Quote it in YAML - an unquoted V(0010) is read by YAML as the octal number 8.
+        type: str
+      product:
+        description: USB product id, 1 to 4 hexadecimal digits (V(c52b) or V(0xc52b)). With O(hostdevs[].vendor).
+        type: str
+      bus:
+        description:
+          - USB bus number (1-255, decimal, as C(lsusb) shows it). With O(hostdevs[].device); beside vendor and product
+            it names one of several devices that share them.
+        type: int
+      device:
+        description: USB device number on that bus (1-127, decimal). With O(hostdevs[].bus).
+        type: int
+      uuid:
+        description: UUID of the mediated device (C(mdevctl list)). Type V(mdev) only, and required for it.
+        type: str
+      model:
+        description: Device API of the mediated device (V(vfio-pci) for a new one). Type V(mdev) only.
+        type: str
+        choices: [vfio-pci, vfio-ccw, vfio-ap]
+      managed:
+        description:
+          - libvirt detaches the device from its host driver when the guest starts and gives it back when it stops
+            (V(true) for a new PCI or USB device when not given). With V(false) the device must be bound to vfio-pci
+            beforehand (C(virsh nodedev-detach)). Types V(pci) and V(usb) only.
+        type: bool
+      boot_order:
+        description: Boot from the device, in this position among the devices with a boot order (1-65535).
+        type: int
+      state:
+        description: V(present) or V(absent).
+        type: str
+        choices: [present, absent]
+        default: present
   virt_type:
     description:
       - Domain type. V(auto) chooses V(kvm) where KVM can really run a full guest OS on this host (see
@@ -1314,6 +1379,14 @@ domain:
       version_added: 1.1.0
     video: {description: "The first video device (model, vram, heads), null without one.", type: dict, returned: success, version_added: 1.1.0}
     sound: {description: "The first sound device (model), null without one.", type: dict, returned: success, version_added: 1.1.0}
+    hostdevs:
+      description:
+        - "Host devices passed through (type; address for pci; vendor, product, bus, device for usb; uuid, model for mdev;
+          managed; boot_order), null where a type has no such field. Ids are normalized: V(0000:03:00.0), V(0x046d)."
+      type: list
+      elements: dict
+      returned: success
+      version_added: 1.1.0
     vcpu_info: {description: Per-vCPU state of a running guest., type: list, elements: dict, returned: success}
     balloon: {description: Balloon statistics of a running guest (KiB)., type: dict, returned: success}
     addresses:

@@ -356,6 +356,44 @@ options:
       guest_agent:
         description: As O(kvmops.kvm.kvm_domain#module:guest_agent).
         type: raw
+      hostdevs:
+        description: As O(kvmops.kvm.kvm_domain#module:hostdevs).
+        type: list
+        elements: dict
+        suboptions:
+          address:
+            description: As O(kvmops.kvm.kvm_domain#module:hostdevs[].address).
+            type: raw
+          boot_order:
+            description: As O(kvmops.kvm.kvm_domain#module:hostdevs[].boot_order).
+            type: raw
+          bus:
+            description: As O(kvmops.kvm.kvm_domain#module:hostdevs[].bus).
+            type: raw
+          device:
+            description: As O(kvmops.kvm.kvm_domain#module:hostdevs[].device).
+            type: raw
+          managed:
+            description: As O(kvmops.kvm.kvm_domain#module:hostdevs[].managed).
+            type: raw
+          model:
+            description: As O(kvmops.kvm.kvm_domain#module:hostdevs[].model).
+            type: raw
+          product:
+            description: As O(kvmops.kvm.kvm_domain#module:hostdevs[].product).
+            type: raw
+          state:
+            description: As O(kvmops.kvm.kvm_domain#module:hostdevs[].state).
+            type: raw
+          type:
+            description: As O(kvmops.kvm.kvm_domain#module:hostdevs[].type).
+            type: raw
+          uuid:
+            description: As O(kvmops.kvm.kvm_domain#module:hostdevs[].uuid).
+            type: raw
+          vendor:
+            description: As O(kvmops.kvm.kvm_domain#module:hostdevs[].vendor).
+            type: raw
       initrd:
         description: As O(kvmops.kvm.kvm_domain#module:initrd).
         type: raw

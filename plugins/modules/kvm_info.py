@@ -424,6 +424,14 @@ domains:
       type: dict
       returned: always
       version_added: 1.1.0
+    hostdevs:
+      description:
+        - "Host devices passed through (type; address for pci; vendor, product, bus, device for usb; uuid, model for mdev;
+          managed; boot_order), null where a type has no such field. Ids are normalized: V(0000:03:00.0), V(0x046d)."
+      type: list
+      elements: dict
+      returned: always
+      version_added: 1.1.0
     vcpu_info:
       description: 'C(virsh vcpuinfo) for a running guest (number, state, cpu_time_ns, cpu).'
       type: list
