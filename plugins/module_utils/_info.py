@@ -100,6 +100,11 @@ def gather(client, params):
     result = dict(changed=False, uri=client.uri, gathered_on=socket.gethostname())
     found_any = False
     if 'hardware' in wanted:
+        if not is_local_uri(client.uri):   # the probes read this machine: never report it as the hypervisor
+            raise valid.ValidationError(
+                'gather: hardware probes the host that runs the module (%s), not the hypervisor of %s; run it on the '
+                'hypervisor itself (hosts: hypervisors, uri qemu:///system), or gather host for libvirt\'s own view '
+                '(host.virtualization)' % (socket.gethostname(), client.uri))
         result['hardware'] = hardware_report()
     if not needs_libvirt(params):
         return result

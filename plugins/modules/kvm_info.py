@@ -34,6 +34,8 @@ options:
       - Which sections to report.
       - V(hardware) is the host-side part of the virtualization report alone (CPU flags, C(/dev/kvm), kvm modules,
         nested). It needs neither libvirt nor libvirt-python, so a role can check a host before installing them.
+        It probes the host that runs the module, so with a remote O(uri) it is refused (since 1.1.0; it reported
+        the module's host before); run it on the hypervisor, or read RV(host.virtualization), libvirt's view.
     type: list
     elements: str
     choices: [host, domains, networks, pools, hardware]
