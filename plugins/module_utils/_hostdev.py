@@ -417,10 +417,33 @@ def running_holders(client, name):
     return holders
 
 
+def _passthrough(client, root):
+    """What the running guest's host can pass through: (PCI backends, subsystem types) from libvirt's domain
+    capabilities for its emulator, arch, machine and domain type; None when libvirt does not say."""
+    os_type = root.find('os/type')
+    try:
+        text = client.conn.getDomainCapabilities(find_text(root, 'devices/emulator'), os_type.get('arch'),
+                                                 os_type.get('machine'), root.get('type'), 0)
+        hostdev = parse(text, 'domain capabilities').find('devices/hostdev')
+    except (libvirt.libvirtError, KvmError, AttributeError):
+        return None
+    if hostdev is None:
+        return None
+    return ([v.text for v in hostdev.findall("enum[@name='pciBackend']/value")],
+            [v.text for v in hostdev.findall("enum[@name='subsysType']/value")])
+
+
 def inspect_hostdevs(client, name, wanted):
-    """Every device to pass through exists on the host and no other running guest holds it (read-only; check
-    mode runs it too). A KvmError naming the entry otherwise."""
+    """Every device this run adds to the definition exists on the host and no other running guest holds it;
+    on a running guest, the host can hot-plug a PCI or mediated device at all (read-only; check mode runs it
+    too). A KvmError naming the entry otherwise. A device the definition has already is no write: it is not
+    refused (a USB device unplugged from the host leaves a run that changes nothing unchanged)."""
     present = [(index, dev) for index, dev in enumerate(wanted) if dev['state'] == 'present']
+    dom = client.find_domain(name) if present else None
+    if dom is not None:
+        flags = libvirt.VIR_DOMAIN_XML_INACTIVE
+        have = read_hostdevs(parse(client.call('domain %s' % name, dom.XMLDesc, flags), 'domain XML'))
+        present = [(index, dev) for index, dev in present if not any(matches(view, dev) for view in have)]
     if not present:
         return
     devices = {}
@@ -435,3 +458,16 @@ def inspect_hostdevs(client, name, wanted):
             if _holds(view, host):
                 raise KvmError('hostdevs[%d]: %s is assigned to the running guest %s; a host device is passed through '
                                'to one running guest at a time (detach it there first)' % (index, _describe(dev), guest))
+    if dom is None or not client.call('domain %s' % name, dom.isActive) or all(d['type'] == 'usb' for _i, d in present):
+        return
+    # The definition is written before the hot-plug: a hot-plug libvirt cannot do is refused before that write.
+    offer = _passthrough(client, parse(client.call('domain %s' % name, dom.XMLDesc, 0), 'domain XML'))
+    if offer is None:
+        return
+    backends, types = offer
+    for index, dev in present:
+        if (dev['type'] == 'pci' and not backends) or (dev['type'] == 'mdev' and 'mdev' not in types):
+            raise KvmError('hostdevs[%d]: %s cannot be hot-plugged into the running guest %s: this host offers no %s '
+                           'passthrough (libvirt\'s domain capabilities list no VFIO backend; is the IOMMU enabled, '
+                           'intel_iommu=on or amd_iommu=on?); nothing was changed'
+                           % (index, _describe(dev), name, 'PCI' if dev['type'] == 'pci' else 'mediated device'))

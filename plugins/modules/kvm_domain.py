@@ -640,7 +640,10 @@ options:
         list does not name stay as they are. Only the fields given are compared.
       - Before any write (and in check mode) each device to add is looked up among libvirt's node devices
         (C(virsh nodedev-list)); a device the host does not have, a USB vendor and product that several devices
-        share, or a device another running guest holds is refused.
+        share, or a device another running guest holds is refused. A device the definition has already is not
+        checked again (an unplugged USB device does not fail a run that changes nothing).
+      - A PCI or mediated device for a running guest is refused when libvirt's domain capabilities list no VFIO
+        backend (no IOMMU) - the hot-plug could not work.
       - On a running guest a new device is hot-plugged and a removed one hot-unplugged (a PCI device leaves when
         the guest OS releases it, at the next boot at the latest); another O(hostdevs[].managed),
         O(hostdevs[].boot_order) or O(hostdevs[].model) applies at the next boot.

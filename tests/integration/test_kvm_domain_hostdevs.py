@@ -10,7 +10,11 @@ assignment and hot-plug are not proven here (docs/guests.md says so). What is pr
 * ``test_host_pci_device_in_a_stopped_guest``: one of the host's own PCI devices (from ``listAllDevices``) in the
   definition of a guest that is never started, ``managed: false`` (libvirt never touches an unmanaged device, and
   does nothing to any device while the guest is stopped): the four-step proof (check mode, real, check mode again,
-  real again), libvirt's stored XML read back, kvm_info's facts, and ``state: absent`` removing it.
+  real again), libvirt's stored XML read back, kvm_info's facts, and ``state: absent`` removing it;
+* ``test_hot_plug_without_iommu_is_refused_before_any_write``: the same device for a RUNNING OS-less guest on
+  this host, whose domain capabilities list no VFIO backend: the hot-plug cannot work and the definition would
+  be written before it, so the module refuses first (real run and check mode): the definition and the running
+  guest are unchanged.
 
 The refusal of a device another RUNNING guest holds needs a running guest with a host device, which libvirt does
 not start without an IOMMU: tests/unit/plugins/module_utils/test_hostdevs.py proves it on libvirt's test:/// driver.
@@ -173,3 +177,28 @@ def test_host_pci_device_in_a_stopped_guest(conn, name, playbook, tmp_path):
     assert result.task('gone')['changed'] is True and result.task('gone')['domain']['hostdevs'] == []
     assert etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).findall('devices/hostdev') == []
     assert playbook(path).task('gone')['changed'] is False
+
+
+def test_hot_plug_without_iommu_is_refused_before_any_write(conn, name, playbook, tmp_path):
+    from lxml import etree
+    libvirt = _libvirt()
+    virt = osless_virt_type(conn)
+    caps = etree.fromstring(conn.getDomainCapabilities(None, 'x86_64', None, virt, 0))
+    if caps.findall("devices/hostdev/enum[@name='pciBackend']/value"):
+        pytest.skip('this host offers PCI passthrough (VFIO): the refusal is for hosts without it')
+    address = _host_pci(conn)
+    dom = conn.defineXML("<domain type='%s'><name>%s</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>"
+                         "<os><type arch='x86_64'>hvm</type></os><devices/></domain>" % (virt, name))
+    dom.create()
+    before = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    args = dict(name=name, hostdevs=[dict(type='pci', address=address, managed=False)])
+    path = _play(tmp_path, [{'name': 'plug', 'kvmops.kvm.kvm_domain': args, 'ignore_errors': True}])
+    for check in (True, False):
+        task = playbook(path, check=check).task('plug')
+        assert task.get('failed') is True and not task.get('changed'), task
+        assert re.search(r"^hostdevs\[0\]: pci %s cannot be hot-plugged into the running guest %s: this host offers no "
+                         r"PCI passthrough \(libvirt's domain capabilities list no VFIO backend" % (re.escape(address), name),
+                         task['msg']), task['msg']
+        assert 'Traceback' not in json.dumps(task)
+    assert dom.isActive() and dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) == before
+    assert etree.fromstring(dom.XMLDesc(0)).findall('devices/hostdev') == []

@@ -23,8 +23,8 @@ from ansible_collections.kvmops.kvm.plugins.module_utils._facts import domain_xm
 from ansible_collections.kvmops.kvm.plugins.module_utils._validate import ValidationError
 from ansible_collections.kvmops.kvm.plugins.module_utils._xml import etree, parse, to_string
 
-NODE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                    'fixtures', 'hostdev_node.xml')
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'fixtures')
+NODE = os.path.join(FIXTURES, 'hostdev_node.xml')
 SUB = ARGUMENT_SPEC['hostdevs']['options']
 
 
@@ -297,7 +297,67 @@ def test_free_devices_are_defined_read_back_and_stable(node_client):
             dom.undefine()
 
 
+def test_a_device_the_definition_has_already_is_no_write_and_not_refused(node_client):
+    """Only the devices a run adds are checked: a device gone from the host (an unplugged USB stick) or held by a
+    running guest leaves a run that changes nothing unchanged; a new missing device is still refused."""
+    name = GUEST['name']
+    node_client.conn.defineXML("<domain type='test'><name>%s</name><memory unit='MiB'>128</memory><os><type>hvm</type></os>"
+                               "<devices><hostdev mode='subsystem' type='usb' managed='yes'><source><vendor id='0xdead'/>"
+                               "<product id='0xbeef'/></source></hostdev><hostdev mode='subsystem' type='pci' managed='yes'>"
+                               "<source><address domain='0' bus='3' slot='0' function='0'/></source></hostdev></devices></domain>" % name)
+    node_client.write_log[:] = []
+    try:
+        same = [dict(type='usb', vendor='dead', product='beef'), dict(type='pci', address='0000:03:00.0')]
+        for check in (True, False):
+            result = converge(node_client, dict(name=name, hostdevs=same), check=check)
+            assert result['changed'] is False and node_client.write_log == []
+        with pytest.raises(KvmError, match=r'^hostdevs\[2\]: no USB device usb dead:bef0 on this host'):
+            converge(node_client, dict(name=name, hostdevs=same + [dict(type='usb', vendor='dead', product='bef0')]))
+        assert node_client.write_log == []
+    finally:
+        node_client.find_domain(name).undefine()
+
+
 def test_the_guest_that_holds_a_device_is_not_refused_its_own(node_client):
     result = converge(node_client, dict(name='holder', hostdevs=[dict(type='pci', address='0000:03:00.0'),
                                                                  dict(type='usb', bus=1, device=5)]))
     assert result['changed'] is False and node_client.write_log == []
+
+
+class CapsConn(CountingConn):
+    """The test driver's connection, answering getDomainCapabilities with a fixture (the test driver has none)."""
+
+    def __init__(self, conn, log, caps):
+        CountingConn.__init__(self, conn, log)
+        self._caps = caps
+
+    def getDomainCapabilities(self, *_args):
+        return self._caps
+
+
+def _domcaps(vfio):
+    with open(os.path.join(FIXTURES, 'domcaps_qemu.xml')) as handle:   # pciBackend empty: a host without an IOMMU
+        text = handle.read()
+    assert "<enum name='pciBackend'/>" in text
+    return text.replace("<enum name='pciBackend'/>", "<enum name='pciBackend'><value>vfio</value></enum>") if vfio else text
+
+
+def test_hot_plug_the_host_cannot_do_is_refused_before_the_definition_is_written(node_client):
+    """A PCI device for a running guest on a host whose domain capabilities list no VFIO backend (no IOMMU): the
+    definition would be written before libvirt refuses the hot-plug, so the module refuses first, in check mode too."""
+    node_client._conn = CapsConn(node_client._conn._conn, node_client.write_log, _domcaps(vfio=False))
+    before = node_client.find_domain('holder').XMLDesc(2)   # VIR_DOMAIN_XML_INACTIVE
+    for check in (True, False):
+        with pytest.raises(KvmError, match=r"^hostdevs\[0\]: pci 0000:04:00.1 cannot be hot-plugged into the running guest "
+                                           r"holder: this host offers no PCI passthrough \(libvirt's domain capabilities"):
+            converge(node_client, dict(name='holder', hostdevs=[dict(type='pci', address='0000:04:00.1')]), check=check)
+    assert node_client.write_log == [] and node_client.find_domain('holder').XMLDesc(2) == before
+    # a USB device needs no VFIO: planned (check mode) as a definition change and a hot-plug
+    result = converge(node_client, dict(name='holder', hostdevs=[dict(type='usb', vendor='1d6b', product='0002')]), check=True)
+    assert [(c['scope'], c['option']) for c in result['changes']] == [('config', 'hostdevs'), ('live', 'hostdevs[usb 1d6b:0002]')]
+    # with a VFIO backend the PCI device is planned the same way
+    node_client._conn._caps = _domcaps(vfio=True)
+    result = converge(node_client, dict(name='holder', hostdevs=[dict(type='pci', address='0000:04:00.1')]), check=True)
+    assert [(c['scope'], c['option'], c['action']) for c in result['changes']] == [
+        ('config', 'hostdevs', 'set'), ('live', 'hostdevs[pci 0000:04:00.1]', 'attach')]
+    assert result['pending_restart'] == [] and node_client.write_log == []
