@@ -151,7 +151,9 @@ MAX_BOOT_ORDER = 65535
 MAX_PASSWORD = 255
 # Host paths in a user's domain XML, checked like the typed path options.
 XML_PATHS = ('os/kernel', 'os/initrd', 'os/dtb', 'os/loader', 'os/nvram', 'devices/emulator',
-             'devices/disk/source/@file', 'devices/disk/backingStore/source/@file')
+             'devices/disk/source/@file', 'devices/disk/backingStore/source/@file',
+             'devices/serial/source/@path', 'devices/console/source/@path', 'devices/channel/source/@path',
+             'devices/serial/log/@file', 'devices/console/log/@file')
 
 
 # ---------------------------------------------------------------- validation (no I/O)

@@ -1116,7 +1116,8 @@ options:
         secret values), and those of the guest's current definition, are masked in every output of the task
         (C(********) in RV(changes) and the diff), at any verbosity and in failure messages.
       - Parsed with DTDs, entities and network access off - a C(DOCTYPE) or an entity is refused. Host paths in it
-        (disk sources, kernel, initrd, loader, NVRAM) follow the rules of the typed path options.
+        (disk sources, kernel, initrd, loader, NVRAM, the sources and log files of serial ports, consoles and
+        channels) are absolute, without C(..) or control characters, like the typed path options.
     type: str
   xml_mode:
     description:

@@ -240,3 +240,14 @@ def test_manager_check_real_noop_through_libvirt(char_client, tmp_path):
     assert [c['option'] for c in one['changes']] == ['serials'] and [s['port'] for s in one['domain']['serials']] == [0]
     assert [c['target_type'] for c in one['domain']['consoles']] == ['serial', 'virtio']
     _converge(char_client, dict(name=name, state='absent'))
+
+
+@pytest.mark.parametrize('device', [
+    "<serial type='file'><source path='/var/log/../../etc/shadow'/><target port='0'/></serial>",
+    "<console type='unix'><source mode='bind' path='run/x.sock'/><target type='virtio'/></console>",
+    "<serial type='pty'><log file='/var/log/a&#10;b'/><target port='0'/></serial>",
+])
+def test_character_device_paths_in_xml_follow_the_path_rules(device):
+    xml = "<domain><name>vm01</name><memory unit='MiB'>64</memory><devices>%s</devices></domain>" % device
+    with pytest.raises(ValidationError, match=r'^xml \(devices/(serial|console)/'):
+        validate(params(name='vm01', xml=xml))
