@@ -479,7 +479,7 @@ def stream_into_pool(changes, client, pool, name, plan, perms, source, head, exp
     hasher = _transfer.new_hasher(algorithm)   # None without a checksum: a large sparse file is not hashed for nothing
     try:
         label = '%s: upload %s' % (what, source.label)
-        progress = _transfer.Progress(label, source.size, getattr(changes.module, 'log', None))
+        progress = _transfer.Progress(label, source.size, getattr(getattr(client, 'module', None), 'log', None))
         stream, transfer = _transfer.upload(client, vol, source, head, hasher, length, label, progress)
         digest = hasher.hexdigest() if hasher is not None else None
         if expected and digest != expected:
