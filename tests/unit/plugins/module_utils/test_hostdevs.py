@@ -361,3 +361,22 @@ def test_hot_plug_the_host_cannot_do_is_refused_before_the_definition_is_written
     assert [(c['scope'], c['option'], c['action']) for c in result['changes']] == [
         ('config', 'hostdevs', 'set'), ('live', 'hostdevs[pci 0000:04:00.1]', 'attach')]
     assert result['pending_restart'] == [] and node_client.write_log == []
+
+
+def test_kvm_guests_takes_hostdevs_per_guest_and_a_refusal_fails_that_guest_alone():
+    from fakes import FakeModule
+    from ansible_collections.kvmops.kvm.plugins.module_utils import _fleet
+    guests = [dict(name='kvmops-unit-fleet-hd-0', hostdevs=[dict(type='pci', address='04:00.1', managed=False)]),
+              dict(name='kvmops-unit-fleet-hd-1', hostdevs=[dict(type='pci', address='0000:03:00.0')]),
+              dict(name='kvmops-unit-fleet-hd-2', hostdevs=[dict(type='usb', bus=2 ** 40, device=1)])]
+    module = FakeModule(dict(guests=guests, defaults=dict(memory='64MiB', virt_type='qemu', graphics=dict(type='none')),
+                             concurrency=1, fail_fast=False, unlisted='report', uri='test://' + NODE, uri_allow_ext=False),
+                        check_mode=True)
+    with pytest.raises(SystemExit):
+        _fleet.main(module)
+    results = module.fail_args['results']
+    assert results[0]['changed'] is True and not results[0].get('failed')
+    assert results[0]['domain']['hostdevs'][0]['address'] == '0000:04:00.1'
+    assert results[1]['failed'] is True and results[1]['msg'].startswith(
+        'hostdevs[0]: pci 0000:03:00.0 is assigned to the running guest holder')
+    assert results[2]['failed'] is True and results[2]['msg'].startswith('hostdevs[0].bus: must be at most 255')
