@@ -144,7 +144,8 @@ def check_hostdevs(option, raw):
             if dev['state'] == 'present' and dev['boot_order'] in orders:
                 valid.refuse(label + '.boot_order', 'boot order %d is also %s[%d]\'s' % (dev['boot_order'], option,
                                                                                          orders[dev['boot_order']]))
-            orders[dev['boot_order']] = index
+            if dev['state'] == 'present':
+                orders[dev['boot_order']] = index
         key = identity(dev)
         if key in seen:
             valid.refuse(label, 'the same device as %s[%d]' % (option, seen[key]))
@@ -448,10 +449,16 @@ def inspect_hostdevs(client, name, wanted):
         return
     devices = {}
     resolved = []
+    taken = {}
     for index, dev in present:
         if dev['type'] not in devices:
             devices[dev['type']] = host_devices(client, dev['type'])
-        resolved.append((index, dev, _resolve(dev, 'hostdevs[%d]' % index, devices[dev['type']])))
+        host = _resolve(dev, 'hostdevs[%d]' % index, devices[dev['type']])
+        if host['name'] in taken:   # a USB device named once by its ids and once by its bus and device
+            raise KvmError('hostdevs[%d]: %s is the host device %s that hostdevs[%d] names already'
+                           % (index, _describe(dev), host['name'], taken[host['name']]))
+        taken[host['name']] = index
+        resolved.append((index, dev, host))
     holders = running_holders(client, name)
     for index, dev, host in resolved:
         for guest, view in holders:

@@ -191,6 +191,8 @@ def test_the_same_device_twice_and_a_shared_boot_order_are_refused():
         spec_of([dict(type='usb', vendor='046d', product='c52b'), dict(type='usb', vendor='0x046D', product='0xC52B')])
     with pytest.raises(ValidationError, match=r"^hostdevs\[1\]\.boot_order: boot order 2 is also hostdevs\[0\]'s"):
         spec_of([dict(type='pci', address='0000:03:00.0', boot_order=2), dict(type='usb', bus=1, device=2, boot_order=2)])
+    # an entry that removes a device frees its boot order
+    spec_of([dict(type='pci', address='0000:03:00.0', boot_order=2, state='absent'), dict(type='usb', bus=1, device=2, boot_order=2)])
 
 
 # ---------------------------------------------------------------- live plan (pure)
@@ -249,6 +251,8 @@ REFUSED = [
     ([dict(type='usb', vendor='046d', product='c52b', bus=2, device=3)], r'^hostdevs\[0\]: no USB device usb 046d:c52b'),
     ([dict(type='mdev', uuid='99999999-2222-3333-4444-555555555555')],
      r'^hostdevs\[0\]: no mediated device mdev 99999999-2222-3333-4444-555555555555 on this host'),
+    ([dict(type='usb', vendor='046d', product='c52b'), dict(type='usb', bus=1, device=1), dict(type='usb', bus=1, device=5)],
+     r'^hostdevs\[2\]: usb bus 1 device 5 is the host device usb_1_5 that hostdevs\[0\] names already'),
     ([dict(type='usb', vendor='0951', product='1666')],
      r'^hostdevs\[0\]: 2 USB devices on this host are usb 0951:1666 \(bus 2 device 3, bus 3 device 4\); add bus and device'),
     # held by the running guest "holder", which names them in other spellings
