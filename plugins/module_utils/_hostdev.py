@@ -82,9 +82,7 @@ def identity(dev):
         return ('pci', dev['address'])
     if dev['type'] == 'mdev':
         return ('mdev', dev['uuid'])
-    if dev.get('vendor') is not None:
-        return ('usb', dev['vendor'], dev['product'])
-    return ('usb', dev['bus'], dev['device'])
+    return ('usb', dev.get('vendor'), dev.get('product'), dev.get('bus'), dev.get('device'))
 
 
 def label_of(dev):
@@ -93,14 +91,15 @@ def label_of(dev):
         return 'hostdevs[pci %s]' % dev['address']
     if kind == 'mdev':
         return 'hostdevs[mdev %s]' % dev['uuid']
+    where = 'bus %d device %d' % (dev['bus'], dev['device']) if dev.get('bus') is not None else None
     if dev.get('vendor') is not None:
-        return 'hostdevs[usb %s:%s]' % (dev['vendor'][2:], dev['product'][2:])
-    return 'hostdevs[usb bus %d device %d]' % (dev['bus'], dev['device'])
+        return 'hostdevs[usb %s:%s%s]' % (dev['vendor'][2:], dev['product'][2:], ' ' + where if where else '')
+    return 'hostdevs[usb %s]' % where
 
 
 def check_hostdevs(option, raw):
     """The normalized list: every field of every entry checked, the type's own fields only; a ValidationError
-    naming the entry and field otherwise. Pure (the host is checked by :func:`inspect`)."""
+    naming the entry and field otherwise. Pure (the host is checked by :func:`inspect_hostdevs`)."""
     result, seen, orders = [], {}, {}
     for index, item in enumerate(raw):
         label = '%s[%d]' % (option, index)
@@ -163,9 +162,12 @@ def matches(view, dev):
         return view['address'] == dev['address']
     if dev['type'] == 'mdev':
         return view['uuid'] == dev['uuid']
-    if dev['vendor'] is not None:
-        return (view['vendor'], view['product']) == (dev['vendor'], dev['product'])
-    return (view['bus'], view['device']) == (dev['bus'], dev['device'])
+    if dev['vendor'] is None:
+        return (view['bus'], view['device']) == (dev['bus'], dev['device'])
+    if (view['vendor'], view['product']) != (dev['vendor'], dev['product']):
+        return False
+    # ids and bus/device given: one of several devices with the same ids (a definition naming the ids only is it)
+    return dev['bus'] is None or view['bus'] is None or (view['bus'], view['device']) == (dev['bus'], dev['device'])
 
 
 def fields_match(dev, view):

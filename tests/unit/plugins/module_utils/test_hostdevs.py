@@ -125,6 +125,22 @@ def test_untrusted_hypervisor_values_read_as_unknown():
     assert view['type'] == 'scsi' and view['address'] is None and view['managed'] is None
 
 
+def test_two_usb_devices_with_the_same_ids_told_apart_by_bus_and_device():
+    current = with_hostdevs("<hostdev mode='subsystem' type='usb' managed='yes'><source><vendor id='0x0951'/>"
+                            "<product id='0x1666'/><address bus='2' device='3'/></source></hostdev>")
+    items = [dict(type='usb', vendor='0951', product='1666', bus=2, device=3),
+             dict(type='usb', vendor='0951', product='1666', bus=3, device=4)]
+    desired, changes, _options = plan(current, items)
+    assert [c['option'] for c in changes] == ['hostdevs']
+    views = domain_xml_facts(desired)['hostdevs']
+    assert [(v['vendor'], v['bus'], v['device']) for v in views] == [('0x0951', 2, 3), ('0x0951', 3, 4)]
+    assert plan(parse(to_string(desired)), items)[1] == []
+    # the ids alone name the device the definition has; removing bus 3 device 4 leaves bus 2 device 3
+    assert plan(current, [dict(type='usb', vendor='0951', product='1666')])[1] == []
+    gone, _changes, _options = plan(parse(to_string(desired)), [dict(items[1], state='absent')])
+    assert [(v['bus'], v['device']) for v in domain_xml_facts(gone)['hostdevs']] == [(2, 3)]
+
+
 def test_absent_removes_only_the_device_named_and_others_stay():
     current = with_hostdevs(
         "<hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x03' slot='0x00' function='0x0'/></source></hostdev>",
