@@ -1275,6 +1275,16 @@ EXAMPLES = r'''
         </devices>
       </domain>
 
+- name: Serial port 0 on a TCP socket (127.0.0.1), port 1 logged to a file, a virtio console beside the serial one
+  kvmops.kvm.kvm_domain:
+    name: vm01-centos7
+    serials:
+      - {port: 0, type: tcp, tcp_port: 4555}
+      - {port: 1, type: file, path: /var/log/kvmops/vm01-ttyS1.log}
+    consoles:
+      - {target_type: serial}
+      - {type: pty}
+
 - name: Remove the guest, keep its disks
   kvmops.kvm.kvm_domain:
     name: vm01-centos7
