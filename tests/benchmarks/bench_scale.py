@@ -11,16 +11,16 @@ For each count (default 10, 100, 1,000) it writes libvirt test-driver state file
   inventory plugin (``kvmops.kvm.libvirt``): ``ansible-inventory --list`` over the 50 URIs, and the plugin's
   gather step alone in this process (the same code, no ansible-inventory start-up).
 
-Each Ansible side is timed as a whole process; an empty play (ansible-playbook's start-up) and an
+Each Ansible side is timed as a whole process (the median of ``--rounds``, default 3); an empty play (ansible-playbook's start-up) and an
 ``ansible-inventory --list`` of a static inventory are timed too and taken off for the per-guest figures.
 Every run checks its answer: kvm_info reports every guest, kvm_guests changes none, the inventory lists
-every guest.
+every guest. The time per added guest between two counts is printed too (the start-up cancels out).
 
 Then the black hole: a network namespace created here, joined by a veth pair, whose address drops every
 packet (an iptables DROP rule inside the namespace; TCP SYNs go out, nothing answers or refuses). The
 inventory over the 50 URIs plus ``qemu+tcp://<that address>/system``, with ``timeout: --timeout`` (2 s),
-must finish within the timeout plus one second (the gather step in-process; ansible-inventory's whole run
-is shown beside the same run without the black hole), warn about that URI, and list every other guest.
+must finish within the timeout plus one second (the gather step in-process; ansible-inventory's whole run,
+the median of the rounds, is shown beside the same run without the black hole), warn about that URI, and list every other guest.
 The namespace and the veth are removed at the end, also on failure. Needs root for the namespace
 (``--no-black-hole`` skips it).
 
@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -176,15 +177,23 @@ class BlackHole(object):
 
 # ------------------------------------------------------------------ main
 def main():
+    work = tempfile.mkdtemp(prefix='kvmops-bench-scale-')
+    try:
+        return run(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(work):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--counts', default='10,100,1000', help='comma-separated guest counts')
     parser.add_argument('--uris', type=int, default=50, help='test-driver URIs for the inventory')
     parser.add_argument('--timeout', type=float, default=2.0, help="the inventory's per-URI timeout (black hole)")
     parser.add_argument('--concurrency', type=int, default=4, help="kvm_guests' concurrency")
     parser.add_argument('--no-black-hole', action='store_true', help='skip the black-holed URI (needs root)')
+    parser.add_argument('--rounds', type=int, default=3, help='runs of each measurement (the median is shown)')
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(',')]
-    work = tempfile.mkdtemp(prefix='kvmops-bench-scale-')
     plays = {}
     for key, text in (('info', KVM_INFO_PLAY), ('fleet', fleet.SCALE_FLEET_PLAY % dict(concurrency=args.concurrency)),
                       ('empty', fleet.bench.EMPTY_PLAY)):
@@ -192,32 +201,49 @@ def main():
         with open(plays[key], 'w') as handle:
             handle.write(text)
     print('load average at the start: %s' % ' '.join('%.2f' % v for v in os.getloadavg()))
-    empty = statistics.median(fleet.run_play(plays['empty'], {}, None)[0] for _round in range(3))
-    static = statistics.median(run_inventory('localhost,')[0] for _round in range(3))
+    # warm up (first runs fill the page cache and compile the bytecode), then the start-up costs
+    fleet.run_play(plays['empty'], {}, None)
+    run_inventory('localhost,')
+    empty = statistics.median(fleet.run_play(plays['empty'], {}, None)[0] for _round in range(max(3, args.rounds)))
+    static = statistics.median(run_inventory('localhost,')[0] for _round in range(max(3, args.rounds)))
     print('libvirt test driver (no daemon, no QEMU); an empty play %.2f s; ansible-inventory of a static '
           'inventory %.2f s; %d URIs for the inventory' % (empty, static, args.uris))
     header = ('guests', 'kvm_info (s)', 'ms/guest', 'kvm_guests no-op (s)', 'ms/guest', 'inventory (s)', 'ms/guest',
               'gather (s)', 'ms/guest')
     print('%7s | %12s %9s | %20s %9s | %13s %9s | %10s %9s' % header)
     biggest = None
+    totals = {}
     for count in counts:
         one, many = node_files(work, count, args.uris)
         uri = 'test://' + one
         uris = ['test://' + path for path in many]
-        info = fleet.run_play(plays['info'], dict(uri=uri, count=count), None)[0]
         names = [dict(name='fleet-%04d' % i) for i in range(count)]
-        noop, out = fleet.run_play_verbose(plays['fleet'], dict(uri=uri, fleet=names), None)
-        changed = fleet.changed_items(out, 'kvm_guests')
         config = write_config(work, 'scale-%d' % count, uris, 30)
-        inv, data, _stderr = run_inventory(config)
-        listed = len(guests_listed(data))
-        gathered, gdata = gather_in_process(uris, 30)
-        ggot = sum(len(h['guests']) for h in gdata['hypervisors'])
+        times = dict(info=[], noop=[], inv=[], gather=[])
+        for _round in range(args.rounds):
+            times['info'].append(fleet.run_play(plays['info'], dict(uri=uri, count=count), None)[0])
+            noop, out = fleet.run_play_verbose(plays['fleet'], dict(uri=uri, fleet=names), None)
+            times['noop'].append(noop)
+            changed = fleet.changed_items(out, 'kvm_guests')
+            inv, data, _stderr = run_inventory(config)
+            times['inv'].append(inv)
+            listed = len(guests_listed(data))
+            gathered, gdata = gather_in_process(uris, 30)
+            times['gather'].append(gathered)
+            ggot = sum(len(h['guests']) for h in gdata['hypervisors'])
+        info, noop, inv, gathered = (statistics.median(times[k]) for k in ('info', 'noop', 'inv', 'gather'))
+        totals[count] = (info, noop, inv, gathered)
         print('%7d | %12.2f %9.1f | %20.2f %9.1f | %13.2f %9.1f | %10.2f %9.2f   changed %d, listed %d, gathered %d%s'
               % (count, info, 1000 * (info - empty) / count, noop, 1000 * (noop - empty) / count,
                  inv, 1000 * (inv - static) / count, gathered, 1000 * gathered / count, changed, listed, ggot,
                  '' if changed == 0 and listed == count and ggot == count and not gdata['errors'] else '   MISMATCH'))
         biggest = (count, uris, inv)
+    ordered = sorted(totals)
+    for low, high in zip(ordered, ordered[1:]):
+        added = float(high - low)
+        marginal = tuple(1000 * (totals[high][i] - totals[low][i]) / added for i in range(4))
+        print('from %d to %d guests, per added guest (ms): kvm_info %.2f, kvm_guests no-op %.2f, inventory %.2f, '
+              'gather step %.2f' % ((low, high) + marginal))
     print('load average after the scale runs: %s' % ' '.join('%.2f' % v for v in os.getloadavg()))
     if args.no_black_hole:
         return 0
@@ -236,8 +262,12 @@ def main():
               % (len(uris), args.timeout, elapsed, args.timeout + 1, 'met' if within else 'MISSED', ggot, errors))
         config = write_config(work, 'black-hole', uris + [silent], args.timeout)
         config_clean = write_config(work, 'no-black-hole', uris, args.timeout)
-        with_hole, data, stderr = run_inventory(config)
-        without, _data, _stderr = run_inventory(config_clean)
+        with_hole, without = [], []
+        for _round in range(args.rounds):
+            elapsed_hole, data, stderr = run_inventory(config)
+            with_hole.append(elapsed_hole)
+            without.append(run_inventory(config_clean)[0])
+        with_hole, without = statistics.median(with_hole), statistics.median(without)
         warned = 'no answer from libvirt at %s within %g seconds' % (silent, args.timeout) in ' '.join(stderr.split())
         listed = len(guests_listed(data))
         print('  ansible-inventory --list, timeout %g s: %.2f s with the black hole, %.2f s without (+%.2f s); '
