@@ -56,7 +56,7 @@ LOOP = 'while :; do sleep 3600; done'
 # The main host is not on the guest's subnet: the guest answers it through host4 (its network's address .1).
 INIT = busybox_guest.NET_INIT.replace(LOOP, 'ip route add default via {prefix}.1\n'
                                             'httpd -p 22 -h /tmp && echo "kvmops-guest: port 22"\n' + LOOP)
-BOOT_WAIT = 240
+BOOT_WAIT = 300   # TCG boot, udhcpc, httpd: 49 s here at a load of about 1; much more under load
 
 
 @pytest.fixture(scope='module')
