@@ -131,11 +131,14 @@ def _pages(name):
 
 
 def _add_pages(count):
-    """Change the host's 2 MiB huge page pool by ``count`` (relative, so a parallel test's pages are kept)."""
+    """Change the host's 2 MiB huge page pool by ``count`` (relative, so a parallel test's pages are kept); returns
+    the change the kernel made (it may reserve fewer pages than asked)."""
     with open('/proc/sys/vm/nr_hugepages', 'r+') as handle:
-        wanted = max(0, int(handle.read()) + count)
+        before = int(handle.read())
         handle.seek(0)
-        handle.write(str(wanted))
+        handle.write(str(max(0, before + count)))
+    with open('/proc/sys/vm/nr_hugepages') as handle:
+        return int(handle.read()) - before
 
 
 def _report(console, deadline):
@@ -273,8 +276,9 @@ def test_tpm_virtiofs_hugepages_rng_watchdog_vcpupin_in_a_linux_guest(conn, gues
         assert _xml(conn.lookupByName(name), True).find('devices/filesystem/readonly') is not None
         remove_guest(conn, name)
 
-    _add_pages(GUEST_PAGES)
+    added = 0
     try:
+        added = _add_pages(GUEST_PAGES)
         free = _pages('free_hugepages') - _pages('resv_hugepages')
         if free < GUEST_PAGES:
             pytest.skip('the host could not reserve %d free 2 MiB huge pages (%d free)' % (GUEST_PAGES, free))
@@ -322,7 +326,7 @@ def test_tpm_virtiofs_hugepages_rng_watchdog_vcpupin_in_a_linux_guest(conn, gues
         print('\nTCG boot to the in-guest report: %.0f s, whole test %.0f s' % (boot_seconds, time.monotonic() - started))
     finally:
         _remove(conn, name)   # the pages are free again before the pool shrinks
-        _add_pages(-GUEST_PAGES)
+        _add_pages(-added)
 
 
 SECURE_BOOT_INIT = r"""#!/bin/busybox sh
