@@ -11,11 +11,12 @@ The hosts are ``uri`` and ``dest_candidates``. One run:
    maximum memory and vCPUs). A host's **free memory for guests** is its memory (``getInfo``) less the
    maximum memory of the guests running there: it depends on the guests only, not on page cache or
    balloon drivers, so a plan is the same when nothing changed (and a second run moves nothing).
-2. **Preflight**: kvm_migrate's preflight of every selected running guest on every other host (CPU model,
-   domain type, storage visible at the same path, networks, names, the host's real free memory); a move
-   is only ever planned to a host whose preflight passed.
-3. **Plan** (:func:`plan_rebalance`, pure): greedy moves, each the one that makes the free memory most even.
-4. **Moves**: kvm_migrate_guests' migrations (kvm_migrate's job watching, timeout and roll-back per guest),
+2. **Plan** (:func:`plan_rebalance`, pure but for the preflight it asks): greedy moves, each the one that
+   makes the free memory most even among the moves whose kvm_migrate preflight passes (CPU model, domain
+   type, storage visible at the same path, networks, names, the host's real free memory). The preflight
+   of a guest on a host is asked only when the plan tries that move (best first), once: a run over many
+   guests and hosts preflights a few moves per step, not every guest on every host.
+3. **Moves**: kvm_migrate_guests' migrations (kvm_migrate's job watching, timeout and roll-back per guest),
    ``concurrency`` at a time. Check mode stops after the plan.
 """
 
@@ -25,13 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, libvirt
 from ansible_collections.kvmops.kvm.plugins.module_utils._migrate import MIB, GuestSnapshot, canonical_uri, preflight, same_host
-from ansible_collections.kvmops.kvm.plugins.module_utils._migrate_guests import (
-    MAX_CONCURRENCY,
-    Candidate,
-    MigrateGuests,
-    guest_params,
-    guest_vcpus,
-)
+from ansible_collections.kvmops.kvm.plugins.module_utils._migrate_guests import MAX_CONCURRENCY, Candidate, MigrateGuests, guest_params
 
 DEFAULT_MAX_MOVES = 10
 DEFAULT_TARGET_SPREAD_MIB = 1024
@@ -42,13 +37,18 @@ def _mib(value):
 
 
 # ------------------------------------------------------------------ the plan (pure)
-def plan_rebalance(hosts, guests, target_spread_bytes, max_moves, max_vcpu_ratio=None):
+def _listed(guest, dest):
+    return dest in guest.get('allowed', ())
+
+
+def plan_rebalance(hosts, guests, target_spread_bytes, max_moves, max_vcpu_ratio=None, allowed=_listed):
     """Plan live migrations that even out the free memory of ``hosts``; returns a dict.
 
     ``hosts``: dicts ``uri, ok, memory_bytes, guest_memory_bytes`` (the maximum memory of its running
     guests), ``free_memory_bytes`` (what the host reports free, None when unknown), ``cpus, vcpus``.
-    ``guests``: the movable guests, dicts ``name, host`` (its URI), ``memory_bytes, vcpus, allowed`` (the
-    URIs whose preflight passed for it).
+    ``guests``: the movable guests, dicts ``name, host`` (its URI), ``memory_bytes, vcpus``. ``allowed(guest,
+    uri)`` says whether the guest may go to that host (its preflight passed); it is asked only for the moves
+    tried, best first, so a caller can preflight lazily. By default it looks ``uri`` up in ``guest['allowed']``.
 
     A host's free memory is ``memory_bytes - guest_memory_bytes``; the spread is the most free less the
     least free. Each step takes, among every guest not moved yet and every host that may take it, the move
@@ -61,8 +61,9 @@ def plan_rebalance(hosts, guests, target_spread_bytes, max_moves, max_vcpu_ratio
     ``target_spread_bytes``, after ``max_moves`` moves, or when no allowed move helps.
 
     Returns ``moves`` (``name, source, destination, memory_bytes, spread_after_bytes, reason``), ``hosts``
-    (``uri, free_bytes, planned_free_bytes``), ``spread_before_bytes``, ``planned_spread_bytes`` and
-    ``stop_reason``.
+    (``uri, free_bytes, planned_free_bytes``), ``spread_before_bytes``, ``planned_spread_bytes``,
+    ``stop_reason`` and ``limited`` (for each guest not moved, the hosts a helpful move to was ruled out by
+    memory or CPUs, and why: ``['uri: reason']``).
     """
     usable = [h for h in hosts if h.get('ok') and h.get('memory_bytes')]
     order = dict((h['uri'], index) for index, h in enumerate(usable))
@@ -79,6 +80,7 @@ def plan_rebalance(hosts, guests, target_spread_bytes, max_moves, max_vcpu_ratio
     spread_before = spread()
     moves = []
     moved = set()
+    limited = {}
     stop = None
     if len(free) < 2:
         stop = 'fewer than two usable hosts: nothing to balance'
@@ -93,7 +95,7 @@ def plan_rebalance(hosts, guests, target_spread_bytes, max_moves, max_vcpu_ratio
             stop = 'max_moves (%d) reached with a spread of %d MiB (target %d MiB)' % (
                 max_moves, _mib(current), _mib(target_spread_bytes))
             break
-        best = None
+        options = []
         for guest in candidates:
             source = guest['host']
             need = int(guest.get('memory_bytes') or 0)
@@ -101,20 +103,32 @@ def plan_rebalance(hosts, guests, target_spread_bytes, max_moves, max_vcpu_ratio
                 continue
             guest_vcpus_ = int(guest.get('vcpus') or 0)
             for dest in free:
-                if dest == source or dest not in guest.get('allowed', ()):
+                if dest == source:
                     continue
                 gain = need * (free[dest] - free[source] - need)
                 if gain <= 0 or free[dest] - need < 0:
                     continue
+                why = None
                 if real[dest] is not None and real[dest] - arrived[dest] < need:
+                    why = 'not enough free memory there: %d MiB free less %d MiB planned there, the guest needs %d MiB' % (
+                        _mib(real[dest]), _mib(arrived[dest]), _mib(need))
+                elif cpus[dest] and guest_vcpus_ > cpus[dest]:
+                    why = 'the guest has %d vCPUs, the host %d CPUs' % (guest_vcpus_, cpus[dest])
+                elif max_vcpu_ratio and cpus[dest] and vcpus[dest] + guest_vcpus_ > max_vcpu_ratio * cpus[dest]:
+                    why = '%d vCPUs on %d CPUs would exceed max_vcpu_ratio %g' % (
+                        vcpus[dest] + guest_vcpus_, cpus[dest], max_vcpu_ratio)
+                if why:
+                    limited.setdefault(guest['name'], {})[dest] = why
                     continue
-                if cpus[dest] and guest_vcpus_ > cpus[dest]:
-                    continue
-                if max_vcpu_ratio and cpus[dest] and vcpus[dest] + guest_vcpus_ > max_vcpu_ratio * cpus[dest]:
-                    continue
-                key = (gain, -need, -order[dest])
-                if best is None or key > best[0]:
-                    best = (key, guest, source, dest, need, guest_vcpus_)
+                options.append(((gain, -need, -order[dest]), guest, source, dest, need, guest_vcpus_))
+        # the best move first (a stable sort: equal keys keep the guests' name order); the preflight is
+        # asked only for the moves tried, best first, until one passes
+        options.sort(key=lambda option: option[0], reverse=True)
+        best = None
+        for option in options:
+            if allowed(option[1], option[3]):
+                best = option
+                break
         if best is None:
             stop = 'no allowed move makes the free memory more even (spread %d MiB, target %d MiB)' % (
                 _mib(current), _mib(target_spread_bytes))
@@ -133,6 +147,8 @@ def plan_rebalance(hosts, guests, target_spread_bytes, max_moves, max_vcpu_ratio
             reason='%s (%d MiB) from %s (%d MiB free) to %s (%d MiB free): the spread goes from %d to %d MiB' % (
                 guest['name'], _mib(need), source, _mib(was[0]), dest, _mib(was[1]), _mib(current), _mib(after))))
     return dict(moves=moves, spread_before_bytes=spread_before, planned_spread_bytes=spread(), stop_reason=stop,
+                limited=dict((name, ['%s: %s' % (uri, why) for uri, why in sorted(per.items())])
+                             for name, per in limited.items() if name not in moved),
                 hosts=[dict(uri=uri, free_bytes=before[uri], planned_free_bytes=free[uri]) for uri in free])
 
 
@@ -216,33 +232,23 @@ class Rebalance(MigrateGuests):
                 '%s: %s' % (h.uri, '; '.join(h.info['problems'])) for h in hosts if not h.info['ok']),
                 candidates=[dict(h.info) for h in hosts], changed=False, changes=[])
         results, movable = self._select(usable)
+        by_uri = dict((h.uri, h) for h in usable)
         refused = {}
-        for guest in movable:
-            host = guest['home']
-            dom = host.client.find_domain(guest['name'])
-            if dom is None:
-                continue
-            snap = GuestSnapshot(host.client, dom)
-            gparams = guest_params(params, guest['name'], 'live', None)
-            gparams['uri'] = host.uri
-            source = dict(host.cache['ident'], host_cpu=host.host_cpu)
-            guest['reports'] = reports = {}
-            for dest in usable:
-                if dest is host:
-                    continue
-                cache = host.cache.setdefault(('pair', dest.uri), dict(ident=dest.cache['ident']))
-                if host.host_cpu:
-                    cache['source_host_cpu'] = host.host_cpu
-                reports[dest.uri] = preflight(gparams, snap, source, dest.client, guest['name'], cache=cache)
-            guest['allowed'] = set(uri for uri, r in reports.items() if r['ok'])
-            guest['uuid'] = snap.uuid
-            guest['vcpus'] = guest_vcpus(snap.root)
-            blocked = ['%s: %s' % (uri, p) for uri, r in sorted(reports.items()) for p in r['problems']]
-            if blocked:
-                refused[guest['name']] = blocked
+
+        def allowed(guest, uri):
+            """kvm_migrate's preflight of the guest on that host, asked once, only for a move the plan tries."""
+            reports = guest.setdefault('reports', {})
+            if uri not in reports:
+                reports[uri] = self._preflight(guest, by_uri[uri])
+                if reports[uri]['problems']:
+                    refused.setdefault(guest['name'], []).extend('%s: %s' % (uri, p) for p in reports[uri]['problems'])
+            return reports[uri]['ok']
+
         plan = plan_rebalance([h.info for h in usable], movable, (params.get('target_spread_mib') if params.get(
             'target_spread_mib') is not None else DEFAULT_TARGET_SPREAD_MIB) * MIB,
-            params.get('max_moves') or DEFAULT_MAX_MOVES, params.get('max_vcpu_ratio'))
+            params.get('max_moves') or DEFAULT_MAX_MOVES, params.get('max_vcpu_ratio'), allowed)
+        for name, reasons in plan['limited'].items():
+            refused.setdefault(name, []).extend(r for r in reasons if r not in refused.get(name, []))
         # the baseline of the source (uri, hosts[0]) and the other hosts; self.candidates keeps every host to close
         self.candidates = hosts[1:]
         self.baseline = self._cpu_baseline(dict(host_cpu=hosts[0].host_cpu if hosts[0].info['ok'] else None))
@@ -276,6 +282,28 @@ class Rebalance(MigrateGuests):
                 measured[host.uri] = host.info['memory_bytes'] - used
         return self._rebalance_result(plan, results, refused, measured, [m['name'] for m in plan['moves']])
 
+    def _preflight(self, guest, dest):
+        """kvm_migrate's preflight report of ``guest`` (read once from its host) on the host ``dest``."""
+        host = guest['home']
+        if 'snap' not in guest:
+            dom = host.client.find_domain(guest['name'])
+            try:
+                guest['snap'] = GuestSnapshot(host.client, dom) if dom is not None else None
+            except KvmError as exc:
+                guest['snap'] = None
+                guest['gone'] = exc.msg
+        if guest['snap'] is None:
+            return dict(uri=dest.uri, ok=False, notes=[], problems=[
+                'the guest can no longer be read on %s: %s' % (host.uri, guest.get('gone') or 'not found')])
+        gparams = guest_params(self.params, guest['name'], 'live', None)
+        gparams['uri'] = host.uri
+        source = dict(host.cache['ident'], host_cpu=host.host_cpu)
+        # the answers that depend on the pair of hosts only are kept per pair
+        cache = host.cache.setdefault(('pair', dest.uri), dict(ident=dest.cache['ident']))
+        if host.host_cpu:
+            cache['source_host_cpu'] = host.host_cpu
+        return preflight(gparams, guest['snap'], source, dest.client, guest['name'], cache=cache)
+
     def _select(self, usable):
         """``(results, movable)``: the results of named guests that cannot move, and the movable guests."""
         params = self.params
@@ -296,7 +324,7 @@ class Rebalance(MigrateGuests):
                                      % (name, ', '.join(h.uri for h in homes)))
             elif homes:
                 home = homes[0]
-                movable.append(dict(name=name, host=home.uri, home=home,
+                movable.append(dict(name=name, host=home.uri, home=home, uuid=home.running[name]['uuid'],
                                     memory_bytes=home.running[name]['memory_bytes'],
                                     vcpus=home.running[name]['vcpus']))
             elif any(name in h.stopped for h in usable):

@@ -30,9 +30,9 @@ description:
     O(all_guests=true) finds nothing to move.
   - B(Rebalance) With O(mode=rebalance) the hosts are O(uri) and O(dest_candidates) together, and the module moves
     running guests between them so that their free memory for guests (the host's memory less the maximum memory of
-    the guests running there) evens out. Each guest is preflighted on every other host as above; the plan is greedy,
-    each step the move that makes the free memory most even (see O(target_spread_mib) and O(max_moves)), never to a
-    host whose preflight failed (CPU model, storage, networks, real free memory). The moves are made as above, at most
+    the guests running there) evens out. The plan is greedy, each step the move that makes the free memory most even
+    (see O(target_spread_mib) and O(max_moves)), never to a host where the guest's preflight (as above, CPU model,
+    storage, networks, real free memory) failed; a guest is preflighted on a host only when the plan tries that move. The moves are made as above, at most
     O(concurrency) at a time, each rolled back on failure; check mode shows the plan (RV(rebalance)). Shut-off guests
     stay where they are.
   - This is a sibling of M(kvmops.kvm.kvm_migrate) rather than a list option of it, so that each module keeps one
@@ -407,7 +407,8 @@ rebalance:
       type: str
       returned: always
     refused:
-      description: For each guest, the problems of the hosts it may not go to (CPU, storage, networks, memory).
+      description: For each guest, the hosts a helpful move to was refused, and why (the preflight's problems, or
+        memory and CPUs); each text starts with the host's URI.
       type: dict
       returned: always
 candidates:

@@ -108,6 +108,32 @@ def test_plan_is_deterministic_and_a_second_plan_on_its_result_moves_nothing():
     assert again['moves'] == [] and again['stop_reason'].startswith('balanced')
 
 
+def test_the_preflight_is_asked_only_for_the_moves_tried_best_first():
+    asked = []
+
+    def allowed(guest, uri):
+        asked.append((guest['name'], uri))
+        return guest['name'] != 'd320'          # e.g. its storage is not on b
+
+    guests = [guest('d320', 'a', 320), guest('d256', 'a', 256), guest('d192', 'a', 192), guest('d64', 'a', 64)]
+    plan = plan_rebalance([host('a', 832), host('b', 0)], guests, 64 * MIB, 10, allowed=allowed)
+    assert moves(plan) == [('d256', 'a', 'b'), ('d192', 'a', 'b')]
+    # step 1: d320 is the best move and refused, d256 the next; step 2 (a gap of 320 MiB): d320 would no longer
+    # help and is not asked, d192 is the best move. Nothing else is asked.
+    assert asked == [('d320', 'b'), ('d256', 'b'), ('d192', 'b')]
+
+
+def test_moves_ruled_out_by_memory_or_cpus_are_reported():
+    plan = plan_rebalance([host('a', 2048), host('b', 0, real_free_mib=100, cpus=2)],
+                          [guest('x', 'a', 512), guest('y', 'a', 256, vcpus=4)], 0, 10)
+    assert plan['moves'] == []
+    assert plan['limited'] == {
+        'x': ['b: not enough free memory there: 100 MiB free less 0 MiB planned there, the guest needs 512 MiB'],
+        'y': ['b: not enough free memory there: 100 MiB free less 0 MiB planned there, the guest needs 256 MiB']}
+    plan = plan_rebalance([host('a', 2048), host('b', 0, cpus=2)], [guest('y', 'a', 256, vcpus=4)], 0, 10)
+    assert plan['limited'] == {'y': ['b: the guest has 4 vCPUs, the host 2 CPUs']}
+
+
 def test_move_reasons_name_the_numbers():
     plan = plan_rebalance([host('a', 960), host('b', 0)], [guest('d256', 'a', 256)], 0, 10)
     assert plan['moves'][0]['reason'] == ('d256 (256 MiB) from a (15424 MiB free) to b (16384 MiB free): '
@@ -144,11 +170,12 @@ def test_good_rebalance_options():
 
 # ------------------------------------------------------------ a check-mode run on the test driver
 def test_check_mode_rebalance_on_the_test_driver_plans_only_what_the_preflight_allows(fake_module, node_uri, tmp_path):
-    """Two test-driver hosts: the node fixture's running guests and an empty host. The test driver reports no
-    free memory, so every move is refused by the preflight: nothing is planned, nothing moves, and the result
-    says why for every guest."""
+    """Two test-driver hosts of 8 GiB: the node fixture's running guests and an empty host. The test driver
+    reports no free memory, so every helpful move is ruled out: nothing is planned, nothing moves, and the
+    result says why for every guest."""
     empty = tmp_path / 'empty.xml'
-    empty.write_text("<node><cpu><mode>host-model</mode></cpu></node>")
+    empty.write_text("<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>4</cores><threads>1</threads>"
+                     "<active>4</active><mhz>2400</mhz><model>x86_64</model></cpu><memory>8388608</memory></node>")
     module = fake_module(params(uri=node_uri, dest_candidates=['test://%s' % empty, node_uri], target_spread_mib=0),
                          check_mode=True)
     src = LibvirtClient(module)
@@ -157,10 +184,11 @@ def test_check_mode_rebalance_on_the_test_driver_plans_only_what_the_preflight_a
         result = Rebalance(module, src).run()
         assert result['changed'] is False and result['rebalance']['moves'] == []
         assert result['rebalance']['stop_reason'].startswith('no allowed move'), result['rebalance']
-        assert result['rebalance']['spread_before_bytes'] > 0 and result['rebalance']['spread_after_bytes'] is None
+        assert result['rebalance']['spread_before_bytes'] == 3 * GIB and result['rebalance']['spread_after_bytes'] is None
         assert sorted(result['summary']['unchanged']) == before
         assert set(result['rebalance']['refused']) == set(before)
-        assert all('not enough free memory' in ' '.join(v) for v in result['rebalance']['refused'].values())
+        assert all('test://%s: not enough free memory there: 0 MiB free' % empty in ' '.join(v)
+                   for v in result['rebalance']['refused'].values()), result['rebalance']['refused']
         # the second URI naming the source is dropped, not counted twice
         assert [c['uri'] for c in result['candidates']] == [node_uri, 'test://%s' % empty]
         assert sorted(d.name() for d in src.conn.listAllDomains(1)) == before
