@@ -176,6 +176,67 @@ def test_rebalance_evens_out_free_memory_with_every_guest_running(tmp_path, clus
     assert spread(conns) == after
 
 
+def test_a_move_that_fails_is_rolled_back_and_the_guest_keeps_running(tmp_path, lab):
+    """A guest whose disk is in a pool on both hosts (so the preflight passes and the plan moves it) but on a
+    local file system: without unsafe, libvirt refuses the migration once it has started; the guest is rolled
+    back, keeps running on its host, the task fails naming it, and nothing is left on the other host."""
+    libvirt = _libvirt()
+    uris = dict(hv2=lab.uri('host2'), hv3=lab.uri('host3'))
+    conns = dict((host, libvirt.open(uri)) for host, uri in uris.items())
+    prefix = 'kvmops-it-%s' % uuid.uuid4().hex[:8]
+    directory = os.path.join(IMAGES, prefix)
+    name = prefix + '-local'
+    fixed = prefix + '-fixed'
+    pools = []
+    try:
+        for handle in conns.values():
+            for dom in handle.listAllDomains(0):
+                remove_guest(handle, dom.name())
+        os.mkdir(directory)
+        os.chmod(directory, 0o755)
+        disk = os.path.join(directory, 'disk.qcow2')
+        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', disk, '16M'], check=True)
+        os.chmod(disk, 0o666)
+        for handle in conns.values():
+            pools.append(handle.storagePoolCreateXML(
+                "<pool type='dir'><name>%s</name><target><path>%s</path></target></pool>" % (prefix, directory), 0))
+        kind = osless_virt_type(conns['hv2'])
+        conns['hv2'].defineXML(GUEST.format(virt_type=kind, name=name, mib=256, disk=DISK.format(path=disk))).create()
+        # a guest that is not selected: it stays, and makes moving the 256 MiB one worth it (a gap of 384 MiB)
+        conns['hv2'].defineXML(GUEST.format(virt_type=kind, name=fixed, mib=128, disk='')).create()
+        config = conns['hv2'].lookupByName(name).XMLDesc(2)
+        poller = Poller(uris, [name])
+        poller.start()
+        try:
+            result = rebalance(tmp_path, uris, guests=[name], all_guests=False, target_spread_mib=0)
+        finally:
+            poller.stop()
+        assert result.get('failed') and result['changed'] is False, (result['msg'], result.get('rebalance'))
+        assert result['msg'].startswith('1 guest(s) could not be moved and stay where they were'), result['msg']
+        assert result['summary']['failed'] == [name] and result['summary']['where'] == {name: uris['hv2']}
+        move = result['guests'][0]
+        assert move['placement']['chosen'] == uris['hv3'] and 'unsafe' in move['msg'].lower(), move
+        assert (move['rollback']['source_state'], move['rollback']['source_definition_intact'],
+                move['rollback']['destination_clean']) == ('running', True, True), move['rollback']
+        assert poller.down == [] and poller.bad_states == [], (poller.down[:5], poller.bad_states[:5])
+        assert where_now(conns, name) == [('hv2', True)]
+        assert conns['hv2'].lookupByName(name).XMLDesc(2) == config
+        with pytest.raises(libvirt.libvirtError):
+            conns['hv3'].lookupByName(name)
+    finally:
+        for handle in conns.values():
+            remove_guest(handle, name)
+            remove_guest(handle, fixed)
+        for pool in pools:
+            try:
+                pool.destroy()
+            except libvirt.libvirtError:
+                pass
+        for handle in conns.values():
+            handle.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def test_bad_rebalance_answers_are_refused_before_anything_runs(tmp_path):
     cmd = [os.path.join(ROOT, '.venv', 'bin', 'ansible-playbook'), PLAYBOOK,
            '-i', os.path.join(ROOT, 'inventory', 'localhost.yml'),
