@@ -42,6 +42,7 @@ author:
   - kvmops.kvm contributors (@kvmops)
 extends_documentation_fragment:
   - kvmops.kvm.connection
+  - kvmops.kvm.migration
 attributes:
   check_mode:
     support: full
@@ -144,79 +145,6 @@ options:
       - Remove each persistent definition from the source after success (C(VIR_MIGRATE_UNDEFINE_SOURCE)).
     type: bool
     default: true
-  p2p:
-    description:
-      - Peer-to-peer migration; the source libvirtd connects to the destination URI itself (C(VIR_MIGRATE_PEER2PEER)).
-    type: bool
-    default: false
-  tunnelled:
-    description:
-      - Carry the data over the libvirt connection (C(VIR_MIGRATE_TUNNELLED)). Needs O(p2p=true).
-    type: bool
-    default: false
-  tls:
-    description:
-      - Encrypt the migration data with TLS (C(VIR_MIGRATE_TLS)).
-    type: bool
-    default: false
-  copy_storage:
-    description:
-      - Copy the disks during live migrations (V(all) or V(incremental)); see M(kvmops.kvm.kvm_migrate).
-    type: str
-    choices: [all, incremental]
-  migrate_uri:
-    description:
-      - Where the migration data goes (C(VIR_MIGRATE_PARAM_URI)), for every guest; useful with one candidate.
-    type: str
-  listen_address:
-    description:
-      - Address the destination listens on for the incoming data (C(VIR_MIGRATE_PARAM_LISTEN_ADDRESS)).
-    type: str
-  bandwidth:
-    description:
-      - Bandwidth cap of each migration in MiB/s.
-    type: int
-  max_downtime:
-    description:
-      - Longest pause tolerated at each switch-over, in milliseconds.
-    type: int
-  auto_converge:
-    description:
-      - Throttle a guest's vCPUs when it dirties memory faster than it can be sent (C(VIR_MIGRATE_AUTO_CONVERGE)).
-    type: bool
-    default: false
-  auto_converge_initial:
-    description:
-      - Initial throttle percentage. Needs O(auto_converge=true).
-    type: int
-  auto_converge_increment:
-    description:
-      - Throttle increment percentage per iteration. Needs O(auto_converge=true).
-    type: int
-  postcopy:
-    description:
-      - Allow switching to post-copy (C(VIR_MIGRATE_POSTCOPY)); a failure after the switch cannot be rolled back.
-    type: bool
-    default: false
-  postcopy_after_precopy:
-    description:
-      - Switch to post-copy as soon as the first pre-copy pass is done. Needs O(postcopy=true).
-    type: bool
-    default: false
-  compressed:
-    description:
-      - Compress the migration data (C(VIR_MIGRATE_COMPRESSED)).
-    type: bool
-    default: false
-  parallel:
-    description:
-      - Number of parallel connections for the data of each migration (C(VIR_MIGRATE_PARALLEL)).
-    type: int
-  unsafe:
-    description:
-      - Pass C(VIR_MIGRATE_UNSAFE) (disks on a local file system that only looks shared). Never set unless named.
-    type: bool
-    default: false
   timeout:
     description:
       - Seconds after which O(timeout_action) is applied to a live migration that has not finished (per guest).
@@ -227,11 +155,6 @@ options:
     type: str
     choices: [abort, suspend, postcopy]
     default: abort
-  poll_interval:
-    description:
-      - Seconds between two polls of each running job.
-    type: float
-    default: 0.5
 notes:
   - Option problems are reported in one failure before anything connects. The candidates are read concurrently.
   - Guests are read and placed before the first migration starts, so the placement counts the guests already placed on
