@@ -127,7 +127,7 @@ def osless_virt_type(conn):
 
 def remove_guest(conn, name):
     """Destroy and undefine guest ``name`` on ``conn`` when it is there, with its managed save, snapshot
-    metadata and NVRAM (never its disks); a missing guest and libvirt errors are tolerated."""
+    metadata, NVRAM and TPM state (never its disks); a missing guest and libvirt errors are tolerated."""
     import libvirt
     try:
         dom = conn.lookupByName(name)
@@ -141,7 +141,7 @@ def remove_guest(conn, name):
     try:
         if dom.isPersistent():
             dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-                              | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+                              | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_TPM)
     except libvirt.libvirtError:
         pass
 
@@ -166,6 +166,17 @@ def one_task_play(tmp_path, module, args, name='task'):
     path.write_text(json.dumps([dict(hosts='localhost', gather_facts=False, tasks=[{'name': name, module: args}])],
                                indent=1))
     return str(path)
+
+
+def run_domain(playbook, tmp_path, args, check=False, diff=False):
+    """One kvmops.kvm.kvm_domain task with ``args``; its result, asserted not failed and free of tracebacks."""
+    result = playbook(one_task_play(tmp_path, 'kvmops.kvm.kvm_domain', args, 'domain'), check=check, diff=diff)
+    task = result.tasks('domain')
+    assert task, (result.stdout + result.stderr)[-4000:]
+    task = task[-1]
+    assert not task.get('failed'), json.dumps(task, indent=1)[-4000:]
+    assert 'Traceback' not in result.stdout + result.stderr
+    return task
 
 
 def target_playbook(target, extra_vars_keys=()):

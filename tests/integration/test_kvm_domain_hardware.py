@@ -29,7 +29,7 @@ import textwrap
 
 import pytest
 
-from conftest import one_task_play, osless_virt_type
+from conftest import osless_virt_type, remove_guest, run_domain
 
 TEST_ROOT = '/var/lib/kvmops-test'
 
@@ -39,39 +39,10 @@ def _libvirt():
     return libvirt
 
 
-def run_domain(playbook, tmp_path, args, check=False, diff=False):
-    result = playbook(one_task_play(tmp_path, 'kvmops.kvm.kvm_domain', args, 'domain'), check=check, diff=diff)
-    task = result.tasks('domain')
-    assert task, (result.stdout + result.stderr)[-4000:]
-    task = task[-1]
-    assert not task.get('failed'), json.dumps(task, indent=1)[-4000:]
-    assert 'Traceback' not in result.stdout
-    return task
-
-
 def _xml(dom, inactive):
     from lxml import etree
     libvirt = _libvirt()
     return etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0))
-
-
-def _remove(conn, name):
-    """Destroy and undefine with NVRAM and TPM state (tolerates a missing guest)."""
-    libvirt = _libvirt()
-    try:
-        dom = conn.lookupByName(name)
-    except libvirt.libvirtError:
-        return
-    try:
-        if dom.isActive():
-            dom.destroy()
-    except libvirt.libvirtError:
-        pass
-    try:
-        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_TPM
-                          | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
-    except libvirt.libvirtError:
-        pass
 
 
 @pytest.fixture
@@ -79,7 +50,7 @@ def guest(conn, unique):
     directory = os.path.join(TEST_ROOT, unique)
     os.makedirs(directory)
     yield dict(name=unique, dir=directory)
-    _remove(conn, unique)
+    remove_guest(conn, unique)
     shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -345,5 +316,5 @@ def test_hugepages_back_a_running_guest(conn, guest, playbook, tmp_path):
         again = run_domain(playbook, tmp_path, args)
         assert again['changed'] is False and again['changes'] == []
     finally:
-        _remove(conn, name)
+        remove_guest(conn, name)
         _reserve(reserved)

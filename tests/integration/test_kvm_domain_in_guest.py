@@ -45,7 +45,7 @@ import time
 import pytest
 
 import busybox_guest
-from conftest import one_task_play, remove_guest
+from conftest import one_task_play, remove_guest, run_domain
 
 TEST_ROOT = '/var/lib/kvmops-test'
 HUGEPAGES = '/sys/kernel/mm/hugepages/hugepages-2048kB'
@@ -108,16 +108,6 @@ while :; do sleep 3600; done
 def _libvirt():
     import libvirt
     return libvirt
-
-
-def _run_domain(playbook, tmp_path, args):
-    result = playbook(one_task_play(tmp_path, 'kvmops.kvm.kvm_domain', args, 'domain'))
-    task = result.tasks('domain')
-    assert task, (result.stdout + result.stderr)[-4000:]
-    task = task[-1]
-    assert not task.get('failed'), task.get('msg')
-    assert 'Traceback' not in result.stdout + result.stderr
-    return task
 
 
 def _xml(dom, inactive=False):
@@ -203,27 +193,6 @@ def _wait_pinned(dom, cpu):
         time.sleep(1)
 
 
-def _remove(conn, name):
-    """Destroy and undefine ``name`` with its NVRAM and TPM state (tolerates a missing guest)."""
-    libvirt = _libvirt()
-    try:
-        dom = conn.lookupByName(name)
-    except libvirt.libvirtError:
-        return
-    tpm_state = '/var/lib/libvirt/swtpm/%s' % dom.UUIDString()
-    try:
-        if dom.isActive():
-            dom.destroy()
-    except libvirt.libvirtError:
-        pass
-    try:
-        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_TPM
-                          | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
-    except libvirt.libvirtError:
-        remove_guest(conn, name)
-    shutil.rmtree(tpm_state, ignore_errors=True)
-
-
 @pytest.fixture
 def guest(conn, unique):
     directory = os.path.join(TEST_ROOT, unique)
@@ -231,7 +200,7 @@ def guest(conn, unique):
     try:
         yield dict(name=unique, dir=directory)
     finally:
-        _remove(conn, unique)
+        remove_guest(conn, unique)
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -282,7 +251,7 @@ def test_tpm_virtiofs_hugepages_rng_watchdog_vcpupin_in_a_linux_guest(conn, gues
         free = _pages('free_hugepages') - _pages('resv_hugepages')
         if free < GUEST_PAGES:
             pytest.skip('the host could not reserve %d free 2 MiB huge pages (%d free)' % (GUEST_PAGES, free))
-        _run_domain(playbook, tmp_path, args)
+        run_domain(playbook, tmp_path, args)
         dom = conn.lookupByName(name)
         assert dom.isActive()
         # hugepages, from the host kernel: the pool's free (unreserved) pages dropped by the guest's, and QEMU maps
@@ -317,7 +286,7 @@ def test_tpm_virtiofs_hugepages_rng_watchdog_vcpupin_in_a_linux_guest(conn, gues
 
         # cputune: vCPU 0 pinned live to host CPU 1, then to CPU 0; libvirt and the host kernel follow
         for cpu in (1, 0):
-            task = _run_domain(playbook, tmp_path, dict(name=name, cputune=dict(vcpupin=[dict(vcpu=0, cpuset=str(cpu))])))
+            task = run_domain(playbook, tmp_path, dict(name=name, cputune=dict(vcpupin=[dict(vcpu=0, cpuset=str(cpu))])))
             assert [(c['option'], c['scope']) for c in task['changes'] if c['scope'] == 'live'] == [
                 ('cputune.vcpupin[0]', 'live')], task['changes']
             _wait_pinned(dom, cpu)
@@ -325,7 +294,7 @@ def test_tpm_virtiofs_hugepages_rng_watchdog_vcpupin_in_a_linux_guest(conn, gues
         print('\nin-guest report: %s' % ', '.join('%s=%s' % item for item in sorted(seen.items())))
         print('\nTCG boot to the in-guest report: %.0f s, whole test %.0f s' % (boot_seconds, time.monotonic() - started))
     finally:
-        _remove(conn, name)   # the pages are free again before the pool shrinks
+        remove_guest(conn, name)   # the pages are free again before the pool shrinks
         _add_pages(-added)
 
 
@@ -363,10 +332,10 @@ def test_secure_boot_guest_reads_its_own_state(conn, guest, playbook, tmp_path):
     console = os.path.join(directory, 'console.log')
     serial = ("<domain><name>%s</name><devices><serial type='pty'><log file='%s' append='off'/>"
               "<target port='0'/></serial></devices></domain>" % (name, console))
-    _run_domain(playbook, tmp_path, dict(name=name, virt_type='qemu', machine='q35', memory='256MiB', vcpus=1,
-                                         graphics=dict(type='none'), firmware='efi', secure_boot=True,
-                                         enrolled_keys=True, kernel=boot['kernel'], initrd=boot['initrd'],
-                                         cmdline='console=ttyS0 panic=-1', xml=serial, state='running'))
+    run_domain(playbook, tmp_path, dict(name=name, virt_type='qemu', machine='q35', memory='256MiB', vcpus=1,
+                                        graphics=dict(type='none'), firmware='efi', secure_boot=True,
+                                        enrolled_keys=True, kernel=boot['kernel'], initrd=boot['initrd'],
+                                        cmdline='console=ttyS0 panic=-1', xml=serial, state='running'))
     dom = conn.lookupByName(name)
     assert dom.isActive()
     live = _xml(dom)

@@ -11,22 +11,12 @@ import json
 
 import pytest
 
-from conftest import one_task_play, remove_guest
+from conftest import one_task_play, remove_guest, run_domain
 
 
 def _libvirt():
     import libvirt
     return libvirt
-
-
-def run_domain(playbook, tmp_path, args, check=False, diff=False):
-    result = playbook(one_task_play(tmp_path, 'kvmops.kvm.kvm_domain', args, 'domain'), check=check, diff=diff)
-    task = result.tasks('domain')
-    assert task, (result.stdout + result.stderr)[-4000:]
-    task = task[-1]
-    assert not task.get('failed'), json.dumps(task, indent=1)[-4000:]
-    assert 'Traceback' not in result.stdout
-    return task
 
 
 NETWORK = """<network>
