@@ -82,3 +82,15 @@ class LabInstance(object):
         proc = self.run('stop', *hosts)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc
+
+
+@contextmanager
+def private_lab(netns, net, state_base, hostname_prefix, *hosts):
+    """A LabInstance of its own with ``hosts`` started (all when none are named), purged afterwards."""
+    instance = LabInstance(netns, net, state_base, hostname_prefix)
+    instance.start(*hosts)
+    try:
+        yield instance
+    finally:
+        stopped = instance.run('purge', *hosts)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr

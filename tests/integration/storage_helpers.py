@@ -5,7 +5,10 @@ mode) and the deprecated one-line ``actions``; these helpers build a one-task pl
 four-step proof on it.
 """
 
+import os
+import shutil
 import textwrap
+from contextlib import contextmanager
 
 
 def write_play(tmp_path, tasks, name='play.yml'):
@@ -43,3 +46,21 @@ def expect_failure(playbook, path, extra, task='t'):
     assert out['failed'] is True
     assert 'Traceback' not in result.stdout and '\n' not in out['msg']
     return out['msg']
+
+
+@contextmanager
+def dir_pool(conn, name, path):
+    """A transient directory pool ``name`` at a new ``path`` on ``conn``; destroyed and the directory removed
+    afterwards. Yields dict(name, path, pool)."""
+    import libvirt
+    os.makedirs(path)
+    obj = conn.storagePoolCreateXML(
+        "<pool type='dir'><name>%s</name><target><path>%s</path></target></pool>" % (name, path), 0)
+    try:
+        yield dict(name=name, path=path, pool=obj)
+    finally:
+        try:
+            obj.destroy()
+        except libvirt.libvirtError:
+            pass
+        shutil.rmtree(path, ignore_errors=True)

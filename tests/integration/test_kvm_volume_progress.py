@@ -10,7 +10,6 @@ and the volume and the exported file are read back.
 
 import http.server
 import os
-import shutil
 import threading
 import time
 
@@ -18,6 +17,8 @@ import pytest
 
 from ansible_collections.kvmops.kvm.plugins.module_utils import _transfer, _volume
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import LibvirtClient
+
+from storage_helpers import dir_pool
 
 BASE = '/var/lib/kvmops-test'
 URI = os.environ.get('KVMOPS_TEST_URI', 'qemu:///system')
@@ -62,20 +63,9 @@ def ensure(**params):
 
 @pytest.fixture
 def pool(conn, unique, monkeypatch):
-    import libvirt
     monkeypatch.setattr(_volume, 'is_local_uri', lambda uri: False)
-    path = os.path.join(BASE, unique)
-    os.makedirs(path)
-    obj = conn.storagePoolCreateXML(
-        "<pool type='dir'><name>%s</name><target><path>%s</path></target></pool>" % (unique, path), 0)
-    try:
-        yield dict(name=unique, path=path, pool=obj)
-    finally:
-        try:
-            obj.destroy()
-        except libvirt.libvirtError:
-            pass
-        shutil.rmtree(path, ignore_errors=True)
+    with dir_pool(conn, unique, os.path.join(BASE, unique)) as made:
+        yield made
 
 
 @pytest.fixture

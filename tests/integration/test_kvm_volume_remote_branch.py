@@ -9,13 +9,14 @@ every command (no qemu-img on the module's host), and the volumes are read back 
 import hashlib
 import http.server
 import os
-import shutil
 import threading
 
 import pytest
 
 from ansible_collections.kvmops.kvm.plugins.module_utils import _volume
 from ansible_collections.kvmops.kvm.plugins.module_utils._client import KvmError, LibvirtClient
+
+from storage_helpers import dir_pool
 
 BASE = '/var/lib/kvmops-test'
 URI = os.environ.get('KVMOPS_TEST_URI', 'qemu:///system')
@@ -49,19 +50,8 @@ def remote(monkeypatch):
 
 @pytest.fixture
 def pool(conn, unique):
-    import libvirt
-    path = os.path.join(BASE, unique)
-    os.makedirs(path)
-    obj = conn.storagePoolCreateXML(
-        "<pool type='dir'><name>%s</name><target><path>%s</path></target></pool>" % (unique, path), 0)
-    try:
-        yield dict(name=unique, path=path, pool=obj)
-    finally:
-        try:
-            obj.destroy()
-        except libvirt.libvirtError:
-            pass
-        shutil.rmtree(path, ignore_errors=True)
+    with dir_pool(conn, unique, os.path.join(BASE, unique)) as made:
+        yield made
 
 
 def ensure(**params):

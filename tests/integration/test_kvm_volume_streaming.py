@@ -13,7 +13,6 @@ loopback servers - the image's own and the proxy, each serving other bytes - the
 """
 
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -21,7 +20,7 @@ import time
 
 import pytest
 
-from storage_helpers import run_task, write_play
+from storage_helpers import dir_pool, run_task, write_play
 
 BASE = '/var/lib/kvmops-test'
 MIB = 1024 * 1024
@@ -53,19 +52,8 @@ httpd.serve_forever()
 
 @pytest.fixture
 def pool(conn, unique):
-    import libvirt
-    path = os.path.join(BASE, unique)
-    os.makedirs(path)
-    obj = conn.storagePoolCreateXML(
-        "<pool type='dir'><name>%s</name><target><path>%s</path></target></pool>" % (unique, path), 0)
-    try:
-        yield dict(name=unique, path=path, pool=obj)
-    finally:
-        try:
-            obj.destroy()
-        except libvirt.libvirtError:
-            pass
-        shutil.rmtree(path, ignore_errors=True)
+    with dir_pool(conn, unique, os.path.join(BASE, unique)) as made:
+        yield made
 
 
 def du(directories):

@@ -18,7 +18,7 @@ import pytest
 
 import test_runner
 from conftest import ROOT, _env, osless_virt_type, remove_guest, run_playbook
-from lab_instance import LabInstance
+from lab_instance import private_lab
 from test_rolling_maintenance import Poller, where_now
 
 PLAYBOOK = os.path.join(ROOT, 'playbooks', 'rebalance.yml')
@@ -49,13 +49,8 @@ def _libvirt():
 
 @pytest.fixture(scope='module')
 def lab():
-    instance = LabInstance('kvmrb', '10.254.81', '/var/lib/kvmops-lab-rebal', 'kvmrb-')
-    instance.start('host2', 'host3')
-    try:
+    with private_lab('kvmrb', '10.254.81', '/var/lib/kvmops-lab-rebal', 'kvmrb-', 'host2', 'host3') as instance:
         yield instance
-    finally:
-        stopped = instance.run('purge', 'host2', 'host3')
-        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 
 import test_runner
 from conftest import ROOT, _env, osless_virt_type, remove_guest
-from lab_instance import LabInstance
+from lab_instance import private_lab
 
 PLAYBOOK = os.path.join(ROOT, 'playbooks', 'rolling_maintenance.yml')
 IMAGES = '/var/lib/libvirt/images'
@@ -72,13 +72,8 @@ def _libvirt():
 
 @pytest.fixture(scope='module')
 def lab():
-    instance = LabInstance('kvmro', '10.254.79', '/var/lib/kvmops-lab-roll', 'kvmro-')
-    instance.start('host2', 'host3')
-    try:
+    with private_lab('kvmro', '10.254.79', '/var/lib/kvmops-lab-roll', 'kvmro-', 'host2', 'host3') as instance:
         yield instance
-    finally:
-        stopped = instance.run('purge', 'host2', 'host3')
-        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
 
 
 @pytest.fixture(scope='module')
