@@ -9,7 +9,9 @@ with the private image directory, is deleted). A module fixture wraps it::
         with private_host4('kvmvt', '10.254.83', '/var/lib/kvmops-lab-vol', 'kvmvt-') as lab:
             yield lab
 
-``host4_images(lab)`` is host4's private ``/var/lib/libvirt/images`` as the main host sees it.
+``host4_images(lab)`` is host4's private ``/var/lib/libvirt/images`` as the main host sees it;
+``pool_volumes(conn, prefix)`` lists the volumes of a connection's "default" pool whose names start with
+``prefix``, ``files(directory, prefix)`` the files of a directory (used by the qemu+ssh and qemu+tls tests).
 """
 
 import contextlib
@@ -30,3 +32,13 @@ def private_host4(netns, net, state_base, hostname_prefix):
 
 def host4_images(lab):
     return os.path.join(lab.state_dir('host4'), 'images')
+
+
+def pool_volumes(conn, prefix):
+    pool = conn.storagePoolLookupByName('default')
+    pool.refresh(0)
+    return sorted(v for v in pool.listVolumes() if v.startswith(prefix))
+
+
+def files(directory, prefix):
+    return sorted(f for f in os.listdir(directory) if f.startswith(prefix)) if os.path.isdir(directory) else []

@@ -17,7 +17,7 @@ import pytest
 
 from ansible_collections.kvmops.kvm.plugins.module_utils._cloudinit import read_iso
 from conftest import osless_virt_type, remove_guest
-from ssh_lab import host4_images, private_host4
+from ssh_lab import files, host4_images, pool_volumes, private_host4
 from storage_helpers import expect_failure, run_task, write_play
 
 libvirt = pytest.importorskip('libvirt')
@@ -50,16 +50,6 @@ def remote(host4):
     connection = libvirt.open(host4.uri('host4'))
     yield connection
     connection.close()
-
-
-def pool_volumes(conn, name):
-    pool = conn.storagePoolLookupByName('default')
-    pool.refresh(0)
-    return sorted(v for v in pool.listVolumes() if v.startswith(name))
-
-
-def files(directory, name):
-    return sorted(f for f in os.listdir(directory) if f.startswith(name)) if os.path.isdir(directory) else []
 
 
 def test_guest_with_seed_and_new_disk_lives_only_in_the_remote_pool(conn, remote, host4, playbook, tmp_path, unique):

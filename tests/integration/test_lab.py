@@ -141,7 +141,8 @@ def _accepted_logins(lab):
 
 
 def test_ssh_uri_is_a_real_ssh_transport(lab):
-    """host4 has no libvirtd listener: virsh reaches it through sshd, key-authenticated, host key verified."""
+    """host4 has no TCP listener (only TLS, with a client certificate: test_remote_tls.py): virsh reaches it through
+    sshd, key-authenticated, host key verified."""
     uri = lab.uri('host4')
     assert uri.startswith('qemu+ssh://root@%s/system?' % lab.addr('host4'))
     before = _accepted_logins(lab)
@@ -154,7 +155,7 @@ def test_ssh_uri_is_a_real_ssh_transport(lab):
     libssh = subprocess.run(['virsh', '-c', lab.values['KVMLAB_HOST4_LIBSSH2_URI'], 'hostname'], capture_output=True,
                             text=True, timeout=60, check=False)
     assert libssh.returncode == 0 and libssh.stdout.strip() == lab.hostname('host4'), libssh.stderr
-    # no TCP listener on host4: the ssh URI is the only way in
+    # no TCP listener on host4: ssh (and TLS with the lab's client certificate) are the only ways in
     tcp = subprocess.run(['virsh', '-c', 'qemu+tcp://%s/system' % lab.addr('host4'), 'hostname'],
                          capture_output=True, text=True, timeout=60, check=False)
     assert tcp.returncode != 0

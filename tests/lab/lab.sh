@@ -21,7 +21,11 @@
 #   host4:        PRIVATE /var/lib/libvirt/images (a bind mount of its state
 #                 dir) with a "default" pool on it; no TCP listener, reached
 #                 through a real sshd on the lab address (qemu+ssh://); its host
-#                 key goes into root's known_hosts while it runs
+#                 key goes into root's known_hosts while it runs. Its libvirtd
+#                 also listens with TLS (qemu+tls://, port 16514, lab address
+#                 only): a throwaway CA, server and client certificate made on
+#                 every start in its state dir; clients present the client
+#                 certificate (URI parameter pkipath=, nothing in /etc/pki)
 #
 # Usage: lab.sh start|stop|status|purge|uris|env [HOST...]   (HOST: host2 host3 host4; default all)
 #   exit codes: 0 ok / running, 1 error, 2 usage, 3 not running (status)
@@ -136,11 +140,14 @@ select_host() {
     LAB_HOSTNAME=$HOSTNAME_PREFIX$HOST
     BIND_DIRS=$BIND_DIRS_COMMON
     SSH_DIR=$STATE_DIR/ssh
+    TLS_DIR=$STATE_DIR/tls
     if [ "$HOST" = host4 ]; then
         PRIVATE_IMAGES=1
         BIND_DIRS="$BIND_DIRS images:$IMAGES"
         LAB_URI="qemu+ssh://root@${LAB_ADDR}/system?keyfile=$SSH_DIR/id_ed25519&no_tty=1"
         LIBSSH2_URI="qemu+libssh2://root@${LAB_ADDR}/system?keyfile=$SSH_DIR/id_ed25519&known_hosts=$SSH_DIR/known_hosts&known_hosts_verify=normal&sshauth=privkey"
+        TLS_URI="qemu+tls://${LAB_ADDR}/system?pkipath=$TLS_DIR/client"
+        TLS_CLIENT_DN="CN=${LAB_HOSTNAME}-client"
     else
         PRIVATE_IMAGES=0
         LAB_URI="qemu+tcp://${LAB_ADDR}/system"
@@ -164,6 +171,8 @@ need_tools() {
             done
             command -v virt-ssh-helper >/dev/null 2>&1 || command -v nc >/dev/null 2>&1 ||
                 die "missing tool: virt-ssh-helper or nc (the far side of libvirt's ssh transport)"
+            command -v openssl >/dev/null 2>&1 ||
+                die "missing tool: openssl (host4's TLS certificates; Debian package openssl)"
             ;;
     esac
 }
@@ -229,9 +238,12 @@ in_lab() {   # $1 holder pid, rest: command
     nsenter -t "$_h" -m -u -n -- env -i $CLEAN_ENV "$@" 9>&-
 }
 
-# The URI answers from the main host (for host4: through sshd).
+# The URI answers from the main host (for host4: through sshd, and over TLS).
 lab_responds() {
-    timeout 15 virsh -q -c "$LAB_URI" hostname >/dev/null 2>&1 9>&-
+    timeout 15 virsh -q -c "$LAB_URI" hostname >/dev/null 2>&1 9>&- || return 1
+    if [ "$HOST" = host4 ]; then
+        timeout 15 virsh -q -c "$TLS_URI" hostname >/dev/null 2>&1 9>&- || return 1
+    fi
 }
 
 # Every process that lives in the lab: in its netns or in the holder's mount ns.
@@ -289,6 +301,7 @@ print_uris() {   # for the hosts in $HOSTS
             cat <<EOF
 lab $HOST URI (from main host):  $LAB_URI
 lab $HOST URI (libssh2):          $LIBSSH2_URI
+lab $HOST URI (TLS, client cert): $TLS_URI
   $HOST images are PRIVATE (not shared with the main host); ssh key $SSH_DIR/id_ed25519
 EOF
         else
@@ -334,6 +347,9 @@ print_env() {
             echo "KVMLAB_${_up}_SSH_KEY='$SSH_DIR/id_ed25519'"
             echo "KVMLAB_${_up}_SSH_KNOWN_HOSTS='$SSH_DIR/known_hosts'"
             echo "KVMLAB_${_up}_SSH_COMMAND='$SSH_DIR/ssh'"
+            echo "KVMLAB_${_up}_TLS_URI='$TLS_URI'"
+            echo "KVMLAB_${_up}_TLS_PKIPATH='$TLS_DIR/client'"
+            echo "KVMLAB_${_up}_TLS_CLIENT_DN='$TLS_CLIENT_DN'"
         fi
     done
 }
@@ -577,14 +593,26 @@ prepare_state() {
 
     _conf=$STATE_DIR/etc.new/libvirtd.conf
     touch "$_conf"
-    sed -i -E '/^[[:space:]]*(listen_tls|listen_tcp|listen_addr|auth_tcp|host_uuid|host_uuid_source|tcp_port)[[:space:]]*=/d' "$_conf"
+    sed -i -E '/^[[:space:]]*(listen_tls|listen_tcp|listen_addr|auth_tcp|auth_tls|host_uuid|host_uuid_source|tcp_port|tls_port|key_file|cert_file|ca_file|crl_file|tls_no_verify_certificate|tls_allowed_dn_list|tls_priority)[[:space:]]*=/d' "$_conf"
     if [ "$PRIVATE_IMAGES" = 1 ]; then
         cat >>"$_conf" <<EOF
 
 # ---- kvmops lab $HOST (written by tests/lab/lab.sh) ----
-# No network listener: clients come in through sshd (qemu+ssh://).
-listen_tls = 0
+# No TCP listener: clients come in through sshd (qemu+ssh://) or over TLS.
+# TLS: authenticated by the client certificate (signed by the lab's own CA,
+# made on every start, its DN the only one allowed), on the lab end of a
+# private veth pair inside the lab network namespace ($NETNS) only. The
+# keys are throwaway lab keys: never copy them to a real host.
 listen_tcp = 0
+listen_tls = 1
+tls_port = "16514"
+listen_addr = "$LAB_ADDR"
+auth_tls = "none"
+key_file = "$TLS_DIR/server/serverkey.pem"
+cert_file = "$TLS_DIR/server/servercert.pem"
+ca_file = "$TLS_DIR/server/cacert.pem"
+tls_no_verify_certificate = 0
+tls_allowed_dn_list = ["$TLS_CLIENT_DN"]
 host_uuid = "$HOST_UUID"
 EOF
     else
@@ -629,7 +657,48 @@ EOF
 
     if [ "$HOST" = host4 ]; then
         prepare_ssh
+        prepare_tls
     fi
+}
+
+# TLS for host4: a throwaway CA, a server certificate (CN the lab hostname,
+# subjectAltName its lab address and hostname) and a client certificate (the
+# one DN libvirtd allows), new on every start. Keys 0600 in the state dir.
+# tls/server is what host4's libvirtd reads; tls/client is the pkipath= of
+# the TLS URI (the file names libvirt's client looks for there).
+tls_key() {   # $1 key file
+    (umask 077 && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1" 2>/dev/null 9>&-) ||
+        die "openssl cannot make a key ($1)"
+    chmod 0600 "$1"
+}
+tls_sign() {   # $1 key, $2 subject, $3 extensions, $4 certificate
+    printf '%s\n' "$3" >"$TLS_DIR/ca/ext.cnf"
+    openssl req -new -key "$1" -subj "$2" 2>/dev/null 9>&- |
+        openssl x509 -req -CA "$TLS_DIR/ca/cacert.pem" -CAkey "$TLS_DIR/ca/cakey.pem" \
+            -CAserial "$TLS_DIR/ca/serial" -CAcreateserial -days 7 \
+            -extfile "$TLS_DIR/ca/ext.cnf" -out "$4" 2>/dev/null 9>&- ||
+        die "openssl cannot sign $4"
+    chmod 0644 "$4"
+}
+prepare_tls() {
+    rm -rf "${TLS_DIR:?}"
+    mkdir -m 0700 "$TLS_DIR" "$TLS_DIR/ca" "$TLS_DIR/server" "$TLS_DIR/client"
+    tls_key "$TLS_DIR/ca/cakey.pem"
+    openssl req -x509 -new -key "$TLS_DIR/ca/cakey.pem" -subj "/CN=${LAB_HOSTNAME} lab CA" -days 7 \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -out "$TLS_DIR/ca/cacert.pem" 2>/dev/null 9>&- || die "openssl cannot make the lab CA"
+    tls_key "$TLS_DIR/server/serverkey.pem"
+    tls_sign "$TLS_DIR/server/serverkey.pem" "/CN=$LAB_HOSTNAME" "basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:$LAB_ADDR,DNS:$LAB_HOSTNAME" "$TLS_DIR/server/servercert.pem"
+    tls_key "$TLS_DIR/client/clientkey.pem"
+    tls_sign "$TLS_DIR/client/clientkey.pem" "/${TLS_CLIENT_DN}" "basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth" "$TLS_DIR/client/clientcert.pem"
+    cp "$TLS_DIR/ca/cacert.pem" "$TLS_DIR/server/cacert.pem"
+    cp "$TLS_DIR/ca/cacert.pem" "$TLS_DIR/client/cacert.pem"
+    rm -f "$TLS_DIR/ca/ext.cnf"
 }
 
 # sshd for host4: new host and client keys on every start, root login by key
@@ -776,13 +845,9 @@ start_holder() {
 start_daemons() {   # $1 holder pid
     in_lab "$1" virtlogd -d -p /run/libvirt/virtlogd.pid ||
         die "virtlogd failed to start"
-    if [ "$PRIVATE_IMAGES" = 1 ]; then
-        in_lab "$1" libvirtd -d -p /run/libvirt/libvirtd.pid ||
-            die "libvirtd failed to start; see $STATE_DIR/log/libvirtd.log"
-    else
-        in_lab "$1" libvirtd -d --listen -p /run/libvirt/libvirtd.pid ||
-            die "libvirtd failed to start; see $STATE_DIR/log/libvirtd.log"
-    fi
+    # --listen: the TCP listener (host2, host3) or the TLS one (host4)
+    in_lab "$1" libvirtd -d --listen -p /run/libvirt/libvirtd.pid ||
+        die "libvirtd failed to start; see $STATE_DIR/log/libvirtd.log"
     if [ "$HOST" = host4 ]; then
         # privilege separation dir (the host's /run is shared with the lab)
         mkdir -p /run/sshd
