@@ -44,7 +44,8 @@ WATCHED = ['/etc/network', '/etc/sysconfig/network-scripts', '/etc/NetworkManage
            '/etc/libvirt/qemu', '/etc/libvirt/storage', '/var/lib/libvirt/images']
 TRACEBACK = 'Traceback (most recent call last)'
 MIN_CASES = 200
-OTHER_RUNS = re.compile(r'^((domain|network|pool|volume|volume/[^/]+)/|/etc/libvirt/(qemu|storage|qemu/networks)/(autostart/)?|/var/lib/libvirt/images/)kvmops-(it|molecule)-')
+OTHER_RUNS = re.compile(r'^((domain|network|pool|volume|volume/[^/]+)/|/etc/libvirt/(qemu|storage|qemu/networks)/(autostart/)?'
+                        r'|/var/lib/libvirt/images/)kvmops-(it|molecule)-')
 FILTER_WRAPPER = re.compile(r"^Task failed: .*?The filter plugin '[A-Za-z0-9_.]+' failed: ", re.S)
 
 
