@@ -168,6 +168,22 @@ def one_task_play(tmp_path, module, args, name='task'):
     return str(path)
 
 
+@pytest.fixture
+def default_network(conn):
+    """The `default` NAT network, started if needed and stopped again afterwards when it was down."""
+    import libvirt
+    net = conn.networkLookupByName('default')
+    was_active = bool(net.isActive())
+    if not was_active:
+        net.create()
+    yield net
+    if not was_active:
+        try:
+            net.destroy()
+        except libvirt.libvirtError:
+            pass
+
+
 def run_domain(playbook, tmp_path, args, check=False, diff=False):
     """One kvmops.kvm.kvm_domain task with ``args``; its result, asserted not failed and free of tracebacks."""
     result = playbook(one_task_play(tmp_path, 'kvmops.kvm.kvm_domain', args, 'domain'), check=check, diff=diff)

@@ -81,21 +81,6 @@ def _macs(root):
 
 
 @pytest.fixture
-def default_network(conn):
-    """The `default` NAT network, started if needed and restored afterwards."""
-    net = conn.networkLookupByName('default')
-    was_active = bool(net.isActive())
-    if not was_active:
-        net.create()
-    yield net
-    if not was_active:
-        try:
-            net.destroy()
-        except _libvirt().libvirtError:
-            pass
-
-
-@pytest.fixture
 def guest(conn, unique):
     """A unique guest name and directory; the guest is destroyed and undefined afterwards."""
     directory = os.path.join(TEST_ROOT, unique)

@@ -159,20 +159,6 @@ def adopted(conn, unique, default_network):
         shutil.rmtree(directory, ignore_errors=True)
 
 
-@pytest.fixture
-def default_network(conn):
-    net = conn.networkLookupByName('default')
-    was_active = bool(net.isActive())
-    if not was_active:
-        net.create()
-    yield net
-    if not was_active:
-        try:
-            net.destroy()
-        except _libvirt().libvirtError:
-            pass
-
-
 def test_virt_install_guest_one_option_per_task(conn, adopted, playbook, tmp_path):
     if osless_virt_type(conn) != 'kvm':
         pytest.skip('virt-install writes a host-passthrough CPU: this needs KVM')

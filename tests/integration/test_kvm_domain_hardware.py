@@ -166,21 +166,6 @@ def test_adopted_hardware_guest_reports_one_option(conn, guest, playbook, tmp_pa
     assert config.find('devices/serial') is None, 'an adopted guest gets no serial console it did not ask for'
 
 
-@pytest.fixture
-def default_network(conn):
-    """The `default` NAT network, started if needed and stopped again afterwards."""
-    net = conn.networkLookupByName('default')
-    was_active = bool(net.isActive())
-    if not was_active:
-        net.create()
-    yield net
-    if not was_active:
-        try:
-            net.destroy()
-        except _libvirt().libvirtError:
-            pass
-
-
 def test_hot_plug_on_a_running_guest(conn, guest, default_network, playbook, tmp_path):
     """An OS-less KVM guest with a virtiofs share (shared memory): an RNG, a watchdog, a second virtiofs share and
     an I/O thread are hot-plugged and read back from the live XML; a TPM waits for the next boot."""
