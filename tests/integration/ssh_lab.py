@@ -12,12 +12,28 @@ with the private image directory, is deleted). A module fixture wraps it::
 ``host4_images(lab)`` is host4's private ``/var/lib/libvirt/images`` as the main host sees it;
 ``pool_volumes(conn, prefix)`` lists the volumes of a connection's "default" pool whose names start with
 ``prefix``, ``files(directory, prefix)`` the files of a directory (used by the qemu+ssh and qemu+tls tests).
+``PLAY`` is their one kvm_domain task on the remote URI, ``MAIN_IMAGES`` the main host's image directory.
 """
 
 import contextlib
 import os
 
 from lab_instance import LabInstance
+
+PLAY = """
+- name: t
+  kvmops.kvm.kvm_domain:
+    uri: "{{ uri }}"
+    name: "{{ name }}"
+    state: "{{ state | default('running') }}"
+    memory: 64MiB
+    virt_type: "{{ virt }}"
+    graphics: {type: none}
+    disks: "{{ disks | default(omit) }}"
+    cloud_init: "{{ cloud_init | default(omit) }}"
+    remove_storage: "{{ remove_storage | default(omit) }}"
+"""
+MAIN_IMAGES = '/var/lib/libvirt/images'
 
 
 @contextlib.contextmanager

@@ -23,25 +23,10 @@ import pytest
 
 from ansible_collections.kvmops.kvm.plugins.module_utils._cloudinit import read_iso
 from conftest import osless_virt_type, remove_guest
-from ssh_lab import files, host4_images, pool_volumes, private_host4
+from ssh_lab import MAIN_IMAGES, PLAY, files, host4_images, pool_volumes, private_host4
 from storage_helpers import expect_failure, run_task, write_play
 
 libvirt = pytest.importorskip('libvirt')
-
-PLAY = """
-- name: t
-  kvmops.kvm.kvm_domain:
-    uri: "{{ uri }}"
-    name: "{{ name }}"
-    state: "{{ state | default('running') }}"
-    memory: 64MiB
-    virt_type: "{{ virt }}"
-    graphics: {type: none}
-    disks: "{{ disks | default(omit) }}"
-    cloud_init: "{{ cloud_init | default(omit) }}"
-    remove_storage: "{{ remove_storage | default(omit) }}"
-"""
-MAIN_IMAGES = '/var/lib/libvirt/images'
 
 
 @pytest.fixture(scope='module')
